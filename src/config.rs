@@ -1,0 +1,595 @@
+//! `HcssConfig`: what the flow needs to know, validated once when it is built.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::ConfigError;
+use crate::token::SecretString;
+
+/// HCSS's identity service, the default identity base URL (and `iss`).
+pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
+
+/// How the client authenticates to the token and revocation endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body, as HCSS documents (the default).
+    #[default]
+    RequestBody,
+    /// HTTP Basic: form-urlencoded id and secret, base64-encoded, in `Authorization`.
+    BasicAuth,
+}
+
+/// The configuration of the HCSS sign-in flow.
+///
+/// Built with [`HcssConfig::builder`] or [`HcssConfig::from_env`], and checked when built:
+/// a config that exists is one that can work. Its `Debug` output hides the client secret.
+///
+/// ```
+/// use hcss_auth::HcssConfig;
+///
+/// let config = HcssConfig::builder()
+///     .client_id("my-client")
+///     .client_secret("my-secret")
+///     .scopes(["heavyjob:read", "offline_access"])
+///     .redirect_uri("https://app.example.com/hcss/callback")
+///     .build()?;
+/// assert_eq!(config.callback_path(), "/hcss/callback");
+/// assert!(!format!("{config:?}").contains("my-secret"));
+/// # Ok::<(), hcss_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct HcssConfig {
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) scope: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) issuer: String,
+    pub(crate) authorize_url: Url,
+    pub(crate) token_url: Url,
+    pub(crate) revocation_url: Url,
+    pub(crate) app_origin: String,
+    pub(crate) login_path: String,
+    pub(crate) callback_path: String,
+    pub(crate) logout_path: String,
+    pub(crate) post_login_path: String,
+    pub(crate) post_logout_path: String,
+    pub(crate) transaction_ttl: Duration,
+    pub(crate) refresh_skew: Duration,
+    pub(crate) max_session_age: Duration,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) revoke_on_logout: bool,
+    pub(crate) secure_cookies: bool,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) http: reqwest::Client,
+}
+
+impl HcssConfig {
+    /// A builder with HCSS's defaults.
+    pub fn builder() -> HcssConfigBuilder {
+        HcssConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `HCSS_CLIENT_ID` | required |
+    /// | `HCSS_CLIENT_SECRET` | optional (public clients have none) |
+    /// | `HCSS_SCOPES` | required, space-separated |
+    /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
+    /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
+    /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut builder = Self::builder();
+        if let Some(id) = get("HCSS_CLIENT_ID") {
+            builder = builder.client_id(id);
+        }
+        if let Some(secret) = get("HCSS_CLIENT_SECRET") {
+            builder = builder.client_secret(secret);
+        }
+        if let Some(scopes) = get("HCSS_SCOPES") {
+            builder = builder.scopes(scopes.split_ascii_whitespace());
+        }
+        if let Some(uri) = get("HCSS_REDIRECT_URI") {
+            builder = builder.redirect_uri(uri);
+        }
+        if let Some(url) = get("HCSS_IDENTITY_URL") {
+            builder = builder.identity_url(url);
+        }
+        match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
+            None | Some("0") | Some("false") => {}
+            Some("1") | Some("true") => builder = builder.allow_insecure_http_on_loopback(true),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "HCSS_ALLOW_INSECURE_HTTP",
+                    "use 1 or 0",
+                ))
+            }
+        }
+        builder.build()
+    }
+
+    /// The client id HCSS issued.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The redirect URI, byte for byte as sent to HCSS.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// The path of the login endpoint (default `/hcss/login`): HCSS's "Redirect URL".
+    pub fn login_path(&self) -> &str {
+        &self.login_path
+    }
+
+    /// The path of the callback endpoint, taken from the redirect URI.
+    pub fn callback_path(&self) -> &str {
+        &self.callback_path
+    }
+
+    /// The path of the logout endpoint (default `/hcss/logout`, POST only).
+    pub fn logout_path(&self) -> &str {
+        &self.logout_path
+    }
+
+    /// The expected issuer: the identity base URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub(crate) fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-hcss-session"
+        } else {
+            "hcss-session"
+        }
+    }
+
+    pub(crate) fn binding_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-hcss-login"
+        } else {
+            "hcss-login"
+        }
+    }
+}
+
+/// Builds an [`HcssConfig`]; see there for an example.
+#[derive(Debug)]
+#[must_use]
+pub struct HcssConfigBuilder {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    scopes: Vec<String>,
+    redirect_uri: Option<String>,
+    identity_url: String,
+    login_path: String,
+    logout_path: String,
+    post_login_path: String,
+    post_logout_path: String,
+    transaction_ttl: Duration,
+    refresh_skew: Duration,
+    max_session_age: Duration,
+    client_auth: ClientAuth,
+    revoke_on_logout: bool,
+    allow_insecure_http: bool,
+    http_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl Default for HcssConfigBuilder {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+            redirect_uri: None,
+            identity_url: HCSS_IDENTITY_URL.to_owned(),
+            login_path: "/hcss/login".to_owned(),
+            logout_path: "/hcss/logout".to_owned(),
+            post_login_path: "/".to_owned(),
+            post_logout_path: "/".to_owned(),
+            transaction_ttl: Duration::from_secs(600),
+            refresh_skew: Duration::from_secs(60),
+            max_session_age: Duration::from_secs(30 * 24 * 3600),
+            client_auth: ClientAuth::RequestBody,
+            revoke_on_logout: true,
+            allow_insecure_http: false,
+            http_timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl HcssConfigBuilder {
+    /// The client id HCSS issued (required).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret, when HCSS issued one.
+    pub fn client_secret(mut self, secret: impl Into<SecretString>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// The scopes to ask for (required), e.g. `["heavyjob:read", "offline_access"]`.
+    /// Without `offline_access` HCSS issues no refresh token, and the session ends when
+    /// the access token does.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The absolute URL of the callback, registered at HCSS as the "Post Login Callback
+    /// URL" (required). Its path is where the layer serves the callback.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uri = Some(uri.into());
+        self
+    }
+
+    /// The identity base URL (default `https://api.hcssapps.com/identity`); the
+    /// authorize, token and revocation endpoints are under `{base}/connect/`.
+    pub fn identity_url(mut self, url: impl Into<String>) -> Self {
+        self.identity_url = url.into();
+        self
+    }
+
+    /// The login path (default `/hcss/login`).
+    pub fn login_path(mut self, path: impl Into<String>) -> Self {
+        self.login_path = path.into();
+        self
+    }
+
+    /// The logout path (default `/hcss/logout`).
+    pub fn logout_path(mut self, path: impl Into<String>) -> Self {
+        self.logout_path = path.into();
+        self
+    }
+
+    /// Where users land after login when no `return_to` was given (default `/`).
+    pub fn post_login_path(mut self, path: impl Into<String>) -> Self {
+        self.post_login_path = path.into();
+        self
+    }
+
+    /// Where users land after logout (default `/`).
+    pub fn post_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.post_logout_path = path.into();
+        self
+    }
+
+    /// How long a started login may take to come back (default 10 minutes).
+    pub fn login_timeout(mut self, ttl: Duration) -> Self {
+        self.transaction_ttl = ttl;
+        self
+    }
+
+    /// Refresh an access token this long before it expires (default 60 s).
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.refresh_skew = skew;
+        self
+    }
+
+    /// The longest a session lives, however often it is refreshed (default 30 days, the
+    /// lifetime of an HCSS refresh token).
+    pub fn max_session_age(mut self, age: Duration) -> Self {
+        self.max_session_age = age;
+        self
+    }
+
+    /// How the client authenticates to the token endpoint (default: in the body).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Revoke the refresh token at HCSS on logout (default on).
+    pub fn revoke_on_logout(mut self, on: bool) -> Self {
+        self.revoke_on_logout = on;
+        self
+    }
+
+    /// Timeout of each call to the identity service (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// The largest token response accepted (default 64 KiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// **Development only.** Allows `http://` identity and redirect URIs whose host is a
+    /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
+    /// and the `__Host-` prefix when the redirect URI is `http://`.
+    pub fn allow_insecure_http_on_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Checks every setting and builds the configuration.
+    pub fn build(self) -> Result<HcssConfig, ConfigError> {
+        let client_id = self
+            .client_id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or(ConfigError::Missing("client_id (HCSS_CLIENT_ID)"))?;
+        if self.scopes.is_empty() {
+            return Err(ConfigError::Missing("scopes (HCSS_SCOPES)"));
+        }
+        if let Some(bad) = self
+            .scopes
+            .iter()
+            .find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ConfigError::invalid(
+                "scopes",
+                format!("{bad:?} is not one scope: give each scope separately"),
+            ));
+        }
+        if self
+            .client_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "client_secret",
+                "it is empty: leave it unset for a public client",
+            ));
+        }
+        let redirect_text = self
+            .redirect_uri
+            .ok_or(ConfigError::Missing("redirect_uri (HCSS_REDIRECT_URI)"))?;
+        let redirect = checked_url("redirect_uri", &redirect_text, self.allow_insecure_http)?;
+        if redirect.query().is_some() {
+            return Err(ConfigError::invalid(
+                "redirect_uri",
+                "it must not have a query string",
+            ));
+        }
+        let identity_text = self.identity_url.trim_end_matches('/').to_owned();
+        let identity = checked_url("identity_url", &identity_text, self.allow_insecure_http)?;
+        if identity.query().is_some() {
+            return Err(ConfigError::invalid(
+                "identity_url",
+                "it must not have a query string",
+            ));
+        }
+        let endpoint = |name: &str| {
+            Url::parse(&format!("{identity_text}/connect/{name}"))
+                .map_err(|e| ConfigError::invalid("identity_url", e.to_string()))
+        };
+
+        let callback_path = redirect.path().to_owned();
+        for (field, path) in [
+            ("login_path", &self.login_path),
+            ("logout_path", &self.logout_path),
+            ("post_login_path", &self.post_login_path),
+            ("post_logout_path", &self.post_logout_path),
+        ] {
+            if crate::flow::valid_return_path(path).is_none() {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{path:?} must be a path on this site starting with one '/'"),
+                ));
+            }
+        }
+        if callback_path == self.login_path || callback_path == self.logout_path {
+            return Err(ConfigError::invalid(
+                "redirect_uri",
+                "its path must differ from the login and logout paths",
+            ));
+        }
+        if self.login_path == self.logout_path {
+            return Err(ConfigError::invalid(
+                "logout_path",
+                "it must differ from the login path",
+            ));
+        }
+        if self.transaction_ttl.is_zero() || self.max_session_age.is_zero() {
+            return Err(ConfigError::invalid(
+                "login_timeout / max_session_age",
+                "durations must be above zero",
+            ));
+        }
+
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.http_timeout)
+            .connect_timeout(self.http_timeout.min(Duration::from_secs(5)))
+            .https_only(!self.allow_insecure_http)
+            .user_agent(concat!("hcss-auth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+
+        Ok(HcssConfig {
+            client_id,
+            client_secret: self.client_secret,
+            scope: self.scopes.join(" "),
+            secure_cookies: redirect.scheme() == "https",
+            app_origin: redirect.origin().ascii_serialization(),
+            redirect_uri: redirect_text,
+            authorize_url: endpoint("authorize")?,
+            token_url: endpoint("token")?,
+            revocation_url: endpoint("revocation")?,
+            issuer: identity_text,
+            login_path: self.login_path,
+            callback_path,
+            logout_path: self.logout_path,
+            post_login_path: self.post_login_path,
+            post_logout_path: self.post_logout_path,
+            transaction_ttl: self.transaction_ttl,
+            refresh_skew: self.refresh_skew,
+            max_session_age: self.max_session_age,
+            client_auth: self.client_auth,
+            revoke_on_logout: self.revoke_on_logout,
+            max_response_bytes: self.max_response_bytes,
+            http,
+        })
+    }
+}
+
+/// An absolute URL that is https, or http on loopback when development allows it.
+fn checked_url(field: &'static str, text: &str, allow_http: bool) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| {
+        ConfigError::invalid(field, format!("{text:?} is not an absolute URL ({e})"))
+    })?;
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(
+            field,
+            "it must not carry a fragment or credentials",
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http && is_loopback(&url) => Ok(url),
+        "http" if allow_http => Err(ConfigError::invalid(
+            field,
+            "http:// is allowed only on a loopback host (127.0.0.1, ::1, localhost)",
+        )),
+        "http" => Err(ConfigError::invalid(
+            field,
+            "it must be https:// (for local development on loopback, set \
+             allow_insecure_http_on_loopback / HCSS_ALLOW_INSECURE_HTTP=1)",
+        )),
+        other => Err(ConfigError::invalid(
+            field,
+            format!("the scheme {other:?} is not https"),
+        )),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HcssConfigBuilder {
+        HcssConfig::builder()
+            .client_id("id")
+            .scopes(["heavyjob:read"])
+            .redirect_uri("https://app.example.com/hcss/callback")
+    }
+
+    #[test]
+    fn defaults_follow_hcss() {
+        let c = base().build().unwrap();
+        assert_eq!(
+            c.token_url.as_str(),
+            "https://api.hcssapps.com/identity/connect/token"
+        );
+        assert_eq!(
+            c.authorize_url.as_str(),
+            "https://api.hcssapps.com/identity/connect/authorize"
+        );
+        assert_eq!(c.issuer(), HCSS_IDENTITY_URL);
+        assert_eq!(c.login_path(), "/hcss/login");
+        assert_eq!(c.logout_path(), "/hcss/logout");
+        assert_eq!(c.transaction_ttl, Duration::from_secs(600));
+        assert_eq!(c.client_auth, ClientAuth::RequestBody);
+        assert!(c.secure_cookies);
+        assert_eq!(c.session_cookie_name(), "__Host-hcss-session");
+        assert_eq!(c.app_origin, "https://app.example.com");
+    }
+
+    #[test]
+    fn http_is_refused_unless_loopback_development_allows_it() {
+        let err = base()
+            .redirect_uri("http://app.example.com/cb")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        let err = base()
+            .redirect_uri("http://app.example.com/cb")
+            .allow_insecure_http_on_loopback(true)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let c = base()
+            .redirect_uri("http://127.0.0.1:3000/cb")
+            .identity_url("http://localhost:9/identity/")
+            .allow_insecure_http_on_loopback(true)
+            .build()
+            .unwrap();
+        assert!(!c.secure_cookies);
+        assert_eq!(c.issuer(), "http://localhost:9/identity");
+        assert_eq!(c.session_cookie_name(), "hcss-session");
+        let err = base()
+            .identity_url("http://localhost:9/identity")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("identity_url"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_bad_settings_are_named() {
+        let err = HcssConfig::builder().build().unwrap_err();
+        assert!(err.to_string().contains("client_id"), "{err}");
+        let err = base().scopes(Vec::<String>::new()).build().unwrap_err();
+        assert!(err.to_string().contains("scopes"), "{err}");
+        let err = base().scopes(["a b"]).build().unwrap_err();
+        assert!(err.to_string().contains("scopes"), "{err}");
+        let err = base()
+            .redirect_uri("https://app.example.com/hcss/login")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect_uri"), "{err}");
+        let err = base()
+            .post_login_path("//evil.example")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("post_login_path"), "{err}");
+        let err = base().client_secret("").build().unwrap_err();
+        assert!(err.to_string().contains("client_secret"), "{err}");
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "HCSS_CLIENT_ID" => "env-id",
+                    "HCSS_CLIENT_SECRET" => "env-secret",
+                    "HCSS_SCOPES" => "heavyjob:read  offline_access",
+                    "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
+                    "HCSS_IDENTITY_URL" => "http://127.0.0.1:4000/identity",
+                    "HCSS_ALLOW_INSECURE_HTTP" => "1",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let c = HcssConfig::from_lookup(env).unwrap();
+        assert_eq!(c.client_id(), "env-id");
+        assert_eq!(c.scope, "heavyjob:read offline_access");
+        assert_eq!(c.issuer(), "http://127.0.0.1:4000/identity");
+        assert!(c.client_secret.is_some());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("env-secret"), "{debug}");
+    }
+}

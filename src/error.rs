@@ -1,0 +1,74 @@
+//! Errors, one enum per phase: configuration, stores, and a session's token.
+
+use std::time::Duration;
+
+/// The configuration is incomplete or unsafe. Returned by
+/// [`HcssConfigBuilder::build`](crate::HcssConfigBuilder::build) and
+/// [`HcssConfig::from_env`](crate::HcssConfig::from_env).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting was not given.
+    #[error("{0} is required: set it on the builder (or in the environment for from_env)")]
+    Missing(&'static str),
+    /// A setting has a value that cannot work.
+    #[error("{field} is invalid: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+    /// The HTTP client for the token endpoint could not be built.
+    #[error("the HTTP client for the identity service could not be built: {0}")]
+    HttpClient(String),
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A store could not do what was asked. Flow endpoints answer it with 503.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backend cannot be reached or failed; the request may be retried.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back.
+    #[error("a stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Why [`HcssSession::token`](crate::HcssSession::token) gave no token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The request has no session, or its session ended (logged out, expired, or HCSS
+    /// refused to refresh it). The user must log in.
+    #[error("not signed in with HCSS: log in at the login path")]
+    NotSignedIn,
+    /// The token could not be refreshed for now (HCSS or the store is unreachable or
+    /// failing). The session is kept; try again after `retry_after`.
+    #[error("the HCSS session cannot be refreshed right now ({reason}); retry later")]
+    Unavailable {
+        /// What failed, without secrets.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+impl From<StoreError> for SessionError {
+    fn from(err: StoreError) -> Self {
+        SessionError::Unavailable {
+            reason: err.to_string(),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}

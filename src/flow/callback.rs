@@ -1,0 +1,168 @@
+//! `GET /hcss/callback`: check the returning login, exchange the code, start a session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::StatusCode;
+use subtle::ConstantTimeEq;
+
+use super::{cookie_value, page, query_params, see_other, set_cookie, unavailable, FlowResponse};
+use crate::layer::Shared;
+use crate::protocol::{self, random_token, sha256_hex, Grant, TokenError};
+use crate::token::unix_now;
+
+/// Longest `state` or `code` worth looking up.
+const MAX_STATE: usize = 512;
+
+pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
+    let config = &shared.config;
+    let bad = |message: &str| page(config, StatusCode::BAD_REQUEST, "Sign-in failed", message);
+    let params = query_params(
+        parts.uri.query(),
+        ["state", "code", "error", "error_description", "iss"],
+    );
+    let [state, code, error, error_description, iss] = match params {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::info!(reason = ?err, "hcss: callback refused: bad query");
+            return bad(&err.message());
+        }
+    };
+    let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= MAX_STATE) else {
+        tracing::info!("hcss: callback refused: missing or oversized state");
+        return bad("The sign-in response has no valid state. Please sign in again.");
+    };
+
+    // Take the transaction before anything else: whatever happens next, this state
+    // cannot be used twice.
+    let transaction = match shared
+        .state_store
+        .take_transaction(&sha256_hex(&state))
+        .await
+    {
+        Ok(Some(tx)) => tx,
+        Ok(None) => {
+            tracing::info!("hcss: callback refused: unknown, expired or replayed state");
+            return bad("This sign-in has expired or was already used. Please sign in again.");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "hcss: callback failed: the state store is unavailable");
+            return unavailable(
+                config,
+                "The sign-in service cannot read the login right now.",
+            );
+        }
+    };
+    let age = unix_now().saturating_sub(transaction.created_at);
+    if Duration::from_secs(age) > config.transaction_ttl {
+        tracing::info!(
+            age_secs = age,
+            "hcss: callback refused: expired transaction"
+        );
+        return bad("This sign-in took too long and has expired. Please sign in again.");
+    }
+    let binding = cookie_value(&parts.headers, config.binding_cookie_name()).map(sha256_hex);
+    let same_browser = binding
+        .is_some_and(|b| bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes())));
+    if !same_browser {
+        tracing::warn!("hcss: callback refused: the login was started in another browser");
+        return bad("This sign-in was started in another browser. Please sign in again here.");
+    }
+    if let Some(iss) = &iss {
+        if iss.as_ref() != config.issuer {
+            tracing::warn!("hcss: callback refused: iss is not the configured issuer");
+            return bad("The sign-in response came from an unexpected identity service.");
+        }
+    }
+
+    if let Some(error) = error {
+        if code.is_some() {
+            tracing::info!("hcss: callback refused: both code and error");
+            return bad("The sign-in response is contradictory. Please sign in again.");
+        }
+        let error = error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect::<String>();
+        if error == "access_denied" {
+            tracing::info!("hcss: login declined by the user");
+            return page(
+                config,
+                StatusCode::FORBIDDEN,
+                "Sign-in cancelled",
+                "Access to your HCSS account was not granted, so you are not signed in.",
+            );
+        }
+        let description = error_description.unwrap_or_default();
+        let description: String = description.chars().take(300).collect();
+        tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
+        return bad(&format!("HCSS reported an error: {error}. {description}"));
+    }
+    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= MAX_STATE) else {
+        tracing::info!("hcss: callback refused: missing or empty code");
+        return bad("The sign-in response has no code. Please sign in again.");
+    };
+
+    let grant = Grant::AuthorizationCode {
+        code: &code,
+        verifier: transaction.verifier.expose_secret(),
+    };
+    let mut tokens = match protocol::request_tokens(config, grant).await {
+        Ok(tokens) => tokens,
+        Err(err) => return exchange_failed(shared, &err),
+    };
+    if tokens.scope.is_empty() {
+        tokens.scope = Arc::from(config.scope.as_str());
+    }
+
+    // A new session id on every login, so a planted cookie never becomes a session.
+    let session_id = random_token(32);
+    let key = sha256_hex(&session_id);
+    let ttl = tokens.store_ttl(unix_now());
+    if let Err(err) = shared.token_store.store(&key, tokens, ttl).await {
+        tracing::error!(error = %err, "hcss: callback failed: the token store is unavailable");
+        return unavailable(
+            config,
+            "The sign-in service cannot save your session right now.",
+        );
+    }
+    let session_cookie = config.session_cookie_name();
+    if let Some(old) = cookie_value(&parts.headers, session_cookie) {
+        if let Err(err) = shared.token_store.remove(&sha256_hex(old)).await {
+            tracing::warn!(error = %err, "hcss: the previous session could not be removed");
+        }
+    }
+    tracing::info!(session = &key[..8], "hcss: signed in");
+    see_other(
+        &transaction.return_to,
+        [set_cookie(config, session_cookie, &session_id, Some(ttl))],
+    )
+}
+
+fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
+    let config = &shared.config;
+    match err {
+        TokenError::Rejected { error, .. } if error == "invalid_client" => {
+            tracing::error!(reason = %err,
+                "hcss: code exchange refused: the client id or secret is wrong; check the configuration");
+        }
+        TokenError::Rejected { .. } => {
+            tracing::warn!(reason = %err, "hcss: code exchange refused");
+            return page(
+                config,
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "HCSS did not accept this sign-in. Please sign in again.",
+            );
+        }
+        _ => tracing::warn!(reason = %err, "hcss: code exchange failed"),
+    }
+    page(
+        config,
+        StatusCode::BAD_GATEWAY,
+        "Sign-in failed",
+        "HCSS could not complete the sign-in right now. Please try again in a moment.",
+    )
+}

@@ -1,0 +1,76 @@
+//! `GET /hcss/login[?return_to=/path]`: start a login and send the browser to HCSS.
+
+use http::request::Parts;
+use http::StatusCode;
+
+use super::{
+    cookie_value, page, query_params, see_other, set_cookie, unavailable, valid_return_path,
+    FlowResponse,
+};
+use crate::layer::Shared;
+use crate::protocol::{authorize_url, pkce_challenge, random_token, sha256_hex};
+use crate::store::LoginTransaction;
+use crate::token::unix_now;
+
+pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
+    let config = &shared.config;
+    let [return_to] = match query_params(parts.uri.query(), ["return_to"]) {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::info!(reason = ?err, "hcss: login refused: bad query");
+            return page(
+                config,
+                StatusCode::BAD_REQUEST,
+                "Bad sign-in request",
+                &err.message(),
+            );
+        }
+    };
+    let return_to = match return_to.as_deref() {
+        None | Some("") => config.post_login_path.clone(),
+        Some(path) => match valid_return_path(path) {
+            Some(path) => path.to_owned(),
+            None => {
+                tracing::info!("hcss: login refused: return_to is not a local path");
+                return page(
+                    config,
+                    StatusCode::BAD_REQUEST,
+                    "Bad sign-in request",
+                    "The page to return to must be a path on this site.",
+                );
+            }
+        },
+    };
+
+    // One binding cookie per browser, shared by every login in flight (several tabs).
+    let binding_name = config.binding_cookie_name();
+    let binding = cookie_value(&parts.headers, binding_name)
+        .map(str::to_owned)
+        .unwrap_or_else(|| random_token(32));
+    let state = random_token(32);
+    let verifier = random_token(32);
+    let challenge = pkce_challenge(&verifier);
+    let transaction = LoginTransaction::new(verifier, return_to, sha256_hex(&binding), unix_now());
+
+    if let Err(err) = shared
+        .state_store
+        .put_transaction(&sha256_hex(&state), transaction, config.transaction_ttl)
+        .await
+    {
+        tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");
+        return unavailable(
+            config,
+            "The sign-in service cannot store the login right now.",
+        );
+    }
+    tracing::debug!("hcss: login started, redirecting to the identity service");
+    see_other(
+        &authorize_url(config, &state, &challenge),
+        [set_cookie(
+            config,
+            binding_name,
+            &binding,
+            Some(config.transaction_ttl),
+        )],
+    )
+}

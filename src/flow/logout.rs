@@ -1,0 +1,74 @@
+//! `POST /hcss/logout`: end the session here and, when configured, at HCSS.
+
+use http::request::Parts;
+use http::{header, StatusCode};
+
+use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
+use crate::layer::Shared;
+use crate::protocol::{self, sha256_hex};
+
+/// A logout must come from this app's own pages, or a third-party site could sign users
+/// out at will.
+fn cross_site(shared: &Shared, parts: &Parts) -> bool {
+    let headers = &parts.headers;
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site == Some("cross-site") {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => false,
+        Some(origin) => origin.as_bytes() != shared.config.app_origin.as_bytes(),
+    }
+}
+
+pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
+    let config = &shared.config;
+    if cross_site(shared, parts) {
+        tracing::warn!("hcss: logout refused: cross-site request");
+        return page(
+            config,
+            StatusCode::FORBIDDEN,
+            "Sign-out refused",
+            "Sign-out must be requested from this site.",
+        );
+    }
+    let cookie_name = config.session_cookie_name();
+    if let Some(id) = cookie_value(&parts.headers, cookie_name) {
+        let key = sha256_hex(id);
+        let store = &shared.token_store;
+        let tokens = match store.load(&key).await {
+            Ok(tokens) => tokens,
+            Err(err) => {
+                tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
+                return unavailable(
+                    config,
+                    "The sign-in service cannot end your session right now.",
+                );
+            }
+        };
+        if let Err(err) = store.remove(&key).await {
+            tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
+            return unavailable(
+                config,
+                "The sign-in service cannot end your session right now.",
+            );
+        }
+        tracing::info!(session = &key[..8], "hcss: signed out");
+        if let (true, Some(tokens)) = (config.revoke_on_logout, tokens) {
+            let (token, hint) = match &tokens.refresh_token {
+                Some(refresh) => (refresh, "refresh_token"),
+                None => (&tokens.access_token, "access_token"),
+            };
+            match protocol::revoke(config, token.expose_secret(), hint).await {
+                Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
+                Err(err) => {
+                    tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
+                }
+            }
+        }
+    }
+    see_other(
+        &config.post_logout_path,
+        [set_cookie(config, cookie_name, "", None)],
+    )
+}

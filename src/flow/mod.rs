@@ -1,0 +1,341 @@
+//! The flow endpoints, each a plain async fn from request parts to a response, and the
+//! small pieces they share: query and cookie parsing, cookies, pages and redirects.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cookie::{Cookie, SameSite};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::config::HcssConfig;
+
+pub(crate) mod callback;
+pub(crate) mod login;
+pub(crate) mod logout;
+
+/// A flow response: small, complete, never streamed.
+pub(crate) type FlowResponse = Response<Bytes>;
+
+/// Longest query string a flow endpoint reads; real ones are a few hundred bytes.
+const MAX_QUERY: usize = 8 * 1024;
+/// Longest value of one parameter (`state`, `code`, `return_to`, ...).
+const MAX_PARAM: usize = 2 * 1024;
+
+/// Accepts a local path to redirect to, and refuses anything a browser could read as
+/// another origin: `//host`, `/\host`, schemes, control characters, and the same tricks
+/// percent-encoded.
+pub(crate) fn valid_return_path(path: &str) -> Option<&str> {
+    let bytes = path.as_bytes();
+    let plain = bytes.len() <= MAX_PARAM
+        && bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && bytes
+            .iter()
+            .all(|b| (0x21..0x7f).contains(b) && *b != b'\\');
+    if !plain {
+        return None;
+    }
+    let decoded: Vec<u8> = percent_decode(bytes);
+    let safe = !matches!(decoded.get(1), Some(b'/' | b'\\'))
+        && !decoded.iter().any(|b| b.is_ascii_control() || *b == b'\\');
+    safe.then_some(path)
+}
+
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        if bytes[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Why a query string was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum QueryError {
+    TooLong,
+    Duplicate(&'static str),
+    NotUtf8(&'static str),
+}
+
+impl QueryError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            QueryError::TooLong => "The request's query string is too long.".into(),
+            QueryError::Duplicate(name) => {
+                format!("The parameter {name} was given more than once.")
+            }
+            QueryError::NotUtf8(name) => format!("The parameter {name} is not valid text."),
+        }
+    }
+}
+
+/// Reads the named parameters of a query string. A named parameter given twice or not
+/// valid UTF-8 is an error; other parameters are ignored.
+pub(crate) fn query_params<'q, const N: usize>(
+    query: Option<&'q str>,
+    names: [&'static str; N],
+) -> Result<[Option<Cow<'q, str>>; N], QueryError> {
+    let mut found: [Option<Cow<'q, str>>; N] = std::array::from_fn(|_| None);
+    let Some(query) = query else {
+        return Ok(found);
+    };
+    if query.len() > MAX_QUERY {
+        return Err(QueryError::TooLong);
+    }
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_component(raw_name);
+        let Some(i) = names.iter().position(|n| name.as_deref() == Some(*n)) else {
+            continue;
+        };
+        if found[i].is_some() {
+            return Err(QueryError::Duplicate(names[i]));
+        }
+        found[i] = Some(decode_component(raw_value).ok_or(QueryError::NotUtf8(names[i]))?);
+    }
+    Ok(found)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one component; `None` if the result is
+/// not UTF-8.
+fn decode_component(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Some(Cow::Borrowed(raw));
+    }
+    let spaced = raw.replace('+', " ");
+    String::from_utf8(percent_decode(spaced.as_bytes()))
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// The value of the named cookie, if it is one of ours (43 base64url characters).
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A `Set-Cookie` value: `HttpOnly; SameSite=Lax; Path=/`, and `Secure` with a `__Host-`
+/// name unless development allows plain http. No `max_age` clears the cookie.
+pub(crate) fn set_cookie(
+    config: &HcssConfig,
+    name: &'static str,
+    value: &str,
+    max_age: Option<Duration>,
+) -> HeaderValue {
+    let age = max_age.map_or(0, |d| d.as_secs().min(i64::MAX as u64) as i64);
+    let cookie = Cookie::build((name, value))
+        .http_only(true)
+        .secure(config.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(age))
+        .build();
+    HeaderValue::try_from(cookie.to_string()).expect("cookie names and values are ASCII")
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn no_store(builder: http::response::Builder) -> http::response::Builder {
+    builder
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+}
+
+/// A small HTML page with escaped text and a link to start again.
+pub(crate) fn page(
+    config: &HcssConfig,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> FlowResponse {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{message}</p>\n\
+         <p><a href=\"{login}\">Sign in with HCSS again</a></p></body></html>\n",
+        title = escape_html(title),
+        message = escape_html(message),
+        login = escape_html(&config.login_path),
+    );
+    no_store(Response::builder())
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .body(Bytes::from(body))
+        .expect("a static response is valid")
+}
+
+/// A 503 page for a store that cannot be reached.
+pub(crate) fn unavailable(config: &HcssConfig, what: &str) -> FlowResponse {
+    let mut response = page(
+        config,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        &format!("{what} Please try again in a moment."),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// A 303 with `Cache-Control: no-store` and the given cookies.
+pub(crate) fn see_other(
+    location: &str,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> FlowResponse {
+    let mut builder = no_store(Response::builder())
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location);
+    for cookie in cookies {
+        builder = builder.header(header::SET_COOKIE, cookie);
+    }
+    builder.body(Bytes::new()).unwrap_or_else(|_| {
+        // Only reachable with a location that is not a header value, which the
+        // validation of return paths and configuration rules out.
+        let mut r = Response::new(Bytes::from_static(b"bad redirect"));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_stay_on_this_origin() {
+        for ok in ["/", "/jobs", "/jobs?id=3&x=%20y", "/a/b#frag", "/%41"] {
+            assert_eq!(valid_return_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "jobs",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/ok\r\nSet-Cookie: x=y",
+            "/%2F%2Fevil",
+            "/%2fevil",
+            "/%5Cevil",
+            "/a%0d%0ab",
+            "/a b",
+            "/é",
+            "\\\\evil",
+            "/a\\b",
+        ] {
+            assert_eq!(valid_return_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(valid_return_path(&format!("/{}", "a".repeat(4096))), None);
+    }
+
+    #[test]
+    fn query_params_refuse_duplicates_and_bad_text() {
+        let [code, state] =
+            query_params(Some("code=a%2Bb+c&state=s&x=1&x=2"), ["code", "state"]).unwrap();
+        assert_eq!(code.as_deref(), Some("a+b c"));
+        assert_eq!(state.as_deref(), Some("s"));
+        assert_eq!(
+            query_params(Some("state=a&state=b"), ["state"]),
+            Err(QueryError::Duplicate("state"))
+        );
+        assert_eq!(
+            query_params(Some("st%61te=a&state=b"), ["state"]),
+            Err(QueryError::Duplicate("state"))
+        );
+        assert_eq!(
+            query_params(Some("state=%FF%FE"), ["state"]),
+            Err(QueryError::NotUtf8("state"))
+        );
+        let long = format!("state={}", "a".repeat(MAX_QUERY));
+        assert_eq!(
+            query_params(Some(&long), ["state"]),
+            Err(QueryError::TooLong)
+        );
+        let [none] = query_params(None, ["state"]).unwrap();
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn only_well_formed_cookies_are_read() {
+        let id = "a".repeat(43);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; hcss-session=short"),
+        );
+        headers.append(
+            header::COOKIE,
+            format!("x=y; hcss-session={id}").parse().unwrap(),
+        );
+        // The first cookie of the name wins; a malformed one counts as none.
+        assert_eq!(cookie_value(&headers, "hcss-session"), None);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            format!("x=y;hcss-session={id}").parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&headers, "hcss-session"), Some(id.as_str()));
+        assert_eq!(cookie_value(&headers, "hcss-login"), None);
+    }
+
+    #[test]
+    fn pages_escape_their_text() {
+        let config = HcssConfig::builder()
+            .client_id("id")
+            .scopes(["s"])
+            .redirect_uri("https://app.example.com/cb")
+            .build()
+            .unwrap();
+        let r = page(
+            &config,
+            StatusCode::FORBIDDEN,
+            "No",
+            "<script>alert('x')</script>",
+        );
+        let body = std::str::from_utf8(r.body()).unwrap();
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(body.contains("&lt;script&gt;alert(&#39;x&#39;)"), "{body}");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}

@@ -1,0 +1,63 @@
+//! Sign users in with **HCSS** (HeavyJob, HeavyBid, Equipment360, Safety...) from any Axum
+//! or Tower service, through the OAuth 2.0 Authorization Code flow with PKCE, and call
+//! HCSS APIs on their behalf.
+//!
+//! One layer mounts the flow, one extractor uses it:
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+//!
+//! async fn business_units(token: HcssToken) -> String {
+//!     // A live token: refreshed before it expires, never handed out expired.
+//!     format!("call HCSS with {}", token.token_type())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = HcssConfig::from_env()?;
+//!     let app = Router::new()
+//!         .route("/business-units", get(business_units))
+//!         .layer(HcssAuth::new(config)); // serves /hcss/login, /hcss/callback, /hcss/logout
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - [`HcssConfig`]: client id, secret, scopes and redirect URI, checked when built.
+//! - [`HcssAuth`]: the layer. It answers `GET /hcss/login`, `GET /hcss/callback` and
+//!   `POST /hcss/logout`, and gives every other request an [`HcssSession`].
+//! - [`HcssToken`]: the extractor (also as `Option<HcssToken>`); a page load that is not
+//!   signed in is sent to log in, an API call gets 401 (see [`HcssRejection`]).
+//! - [`store`]: where logins in flight and tokens live; [`MemoryStore`] by default,
+//!   `RedisStore` (feature `redis`) for apps that run several instances.
+//! - `testing` (feature `test-util`): `MockHcssIdentity`, an HCSS-like identity service on
+//!   loopback for your own tests.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod extract;
+mod flow;
+mod layer;
+mod protocol;
+mod service;
+mod session;
+pub mod store;
+mod token;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
+pub use error::{ConfigError, SessionError, StoreError};
+pub use extract::HcssRejection;
+pub use layer::HcssAuth;
+pub use service::{HcssAuthService, HcssBody, ResponseFuture};
+pub use session::HcssSession;
+pub use store::{MemoryStore, StateStore, TokenStore};
+pub use token::{HcssToken, SecretString, TokenSet};

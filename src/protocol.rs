@@ -1,0 +1,493 @@
+//! The wire protocol with HCSS's identity service: PKCE, the authorize URL, and the
+//! token, refresh and revocation requests with their responses and errors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ClientAuth, HcssConfig};
+use crate::token::{unix_now, SecretString, TokenSet};
+
+/// How long a token is assumed to live when HCSS's response carries no `expires_in`.
+pub(crate) const DEFAULT_EXPIRES_IN: u64 = 300;
+
+/// `n` random bytes from the OS CSPRNG, base64url without padding.
+pub(crate) fn random_token(n: usize) -> String {
+    let mut bytes = [0u8; 64];
+    let bytes = &mut bytes[..n.min(64)];
+    // The OS random source failing means the machine cannot do cryptography at all.
+    getrandom::fill(bytes).expect("the operating system's random number generator failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lowercase hex SHA-256: the store key of a state or a session id.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    out
+}
+
+/// The S256 code challenge of a PKCE verifier (RFC 7636 §4.2).
+pub(crate) fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The URL the browser is sent to at login.
+pub(crate) fn authorize_url(config: &HcssConfig, state: &str, challenge: &str) -> String {
+    let mut url = config.authorize_url.clone();
+    url.query_pairs_mut()
+        .append_pair("client_id", &config.client_id)
+        .append_pair("scope", &config.scope)
+        .append_pair("response_type", "code")
+        .append_pair("redirect_uri", &config.redirect_uri)
+        .append_pair("state", state)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    url.into()
+}
+
+/// A grant sent to the token endpoint.
+pub(crate) enum Grant<'a> {
+    AuthorizationCode { code: &'a str, verifier: &'a str },
+    RefreshToken { refresh_token: &'a str },
+}
+
+/// The form fields of a token request, in order, with the client's credentials where
+/// the configuration puts them.
+pub(crate) fn token_form<'a>(config: &'a HcssConfig, grant: &Grant<'a>) -> Vec<(&'a str, &'a str)> {
+    let mut form = match grant {
+        Grant::AuthorizationCode { code, verifier } => vec![
+            ("grant_type", "authorization_code"),
+            ("code", *code),
+            ("redirect_uri", config.redirect_uri.as_str()),
+            ("code_verifier", *verifier),
+        ],
+        Grant::RefreshToken { refresh_token } => vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", *refresh_token),
+        ],
+    };
+    push_client_credentials(config, &mut form);
+    form
+}
+
+fn push_client_credentials<'a>(config: &'a HcssConfig, form: &mut Vec<(&'a str, &'a str)>) {
+    match config.client_auth {
+        ClientAuth::RequestBody => {
+            form.push(("client_id", &config.client_id));
+            if let Some(secret) = &config.client_secret {
+                form.push(("client_secret", secret.expose_secret()));
+            }
+        }
+        ClientAuth::BasicAuth if config.client_secret.is_none() => {
+            form.push(("client_id", &config.client_id));
+        }
+        ClientAuth::BasicAuth => {}
+    }
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1), when configured.
+pub(crate) fn basic_auth_header(config: &HcssConfig) -> Option<String> {
+    let secret = config.client_secret.as_ref()?;
+    if config.client_auth != ClientAuth::BasicAuth {
+        return None;
+    }
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", enc(&config.client_id), enc(secret.expose_secret()));
+    Some(format!("Basic {}", STANDARD.encode(pair)))
+}
+
+fn encode_form(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// What went wrong talking to the token or revocation endpoint. Never holds a secret.
+#[derive(Debug)]
+pub(crate) enum TokenError {
+    /// HCSS refused the request with an OAuth error (`invalid_grant`, ...).
+    Rejected {
+        error: String,
+        description: Option<String>,
+    },
+    /// HCSS could not be reached or failed (timeout, connection, 5xx): try again later.
+    Transient(String),
+    /// HCSS answered something that is not a usable token response.
+    InvalidResponse(String),
+}
+
+impl TokenError {
+    /// The user must log in again: the grant is gone or the client is not accepted.
+    pub(crate) fn ends_session(&self) -> bool {
+        matches!(self, TokenError::Rejected { .. })
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Rejected { error, description } => {
+                write!(f, "the identity service refused the request: {error}")?;
+                if let Some(d) = description {
+                    write!(f, " ({d})")?;
+                }
+                Ok(())
+            }
+            TokenError::Transient(why) => {
+                write!(f, "the identity service is unavailable: {why}")
+            }
+            TokenError::InvalidResponse(why) => {
+                write!(f, "the identity service sent an unusable response: {why}")
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTokenResponse {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    expires_in: Option<serde_json::Value>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// Keeps text from the identity service short and printable before it reaches a log.
+fn clip(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// Parses a token endpoint response (status and body) into a token set.
+pub(crate) fn parse_token_response(
+    config: &HcssConfig,
+    status: u16,
+    body: &[u8],
+    now: u64,
+) -> Result<TokenSet, TokenError> {
+    if let Ok(err) = serde_json::from_slice::<RawError>(body) {
+        return Err(TokenError::Rejected {
+            error: clip(&err.error),
+            description: err.error_description.as_deref().map(clip),
+        });
+    }
+    if status >= 500 {
+        return Err(TokenError::Transient(format!("HTTP {status}")));
+    }
+    if !(200..300).contains(&status) {
+        return Err(TokenError::InvalidResponse(format!(
+            "HTTP {status} without an OAuth error"
+        )));
+    }
+    let raw: RawTokenResponse = serde_json::from_slice(body)
+        .map_err(|e| TokenError::InvalidResponse(format!("not a JSON token response ({e})")))?;
+    let access_token = raw
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::InvalidResponse("no access_token".into()))?;
+    match raw.token_type.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(t) => {
+            return Err(TokenError::InvalidResponse(format!(
+                "token_type {:?} is not bearer",
+                clip(t)
+            )))
+        }
+        None => return Err(TokenError::InvalidResponse("no token_type".into())),
+    }
+    let max = config.max_session_age.as_secs();
+    let expires_in = match raw.expires_in {
+        None | Some(serde_json::Value::Null) => DEFAULT_EXPIRES_IN,
+        Some(value) => parse_expires_in(&value)
+            .ok_or_else(|| {
+                TokenError::InvalidResponse("expires_in is not a count of seconds".into())
+            })?
+            .min(max),
+    };
+    Ok(TokenSet {
+        access_token: SecretString::from(access_token),
+        expires_at: now.saturating_add(expires_in),
+        refresh_token: raw
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from),
+        scope: Arc::from(raw.scope.as_deref().unwrap_or("")),
+        session_expires_at: now.saturating_add(max),
+    })
+}
+
+fn parse_expires_in(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Posts a form to `url` and reads at most `max_response_bytes` of the answer.
+async fn post_form(
+    config: &HcssConfig,
+    url: &url::Url,
+    fields: &[(&str, &str)],
+) -> Result<(u16, Vec<u8>), TokenError> {
+    let mut request = config
+        .http
+        .post(url.clone())
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(http::header::ACCEPT, "application/json")
+        .body(encode_form(fields));
+    if let Some(basic) = basic_auth_header(config) {
+        request = request.header(http::header::AUTHORIZATION, basic);
+    }
+    let mut response = request.send().await.map_err(transport_error)?;
+    let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        return Err(TokenError::InvalidResponse(format!(
+            "HTTP {status} redirect (not followed)"
+        )));
+    }
+    let cap = config.max_response_bytes;
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(TokenError::InvalidResponse(format!(
+            "the response is larger than {cap} bytes"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > cap {
+            return Err(TokenError::InvalidResponse(format!(
+                "the response is larger than {cap} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
+fn transport_error(err: reqwest::Error) -> TokenError {
+    // reqwest's Display can include the URL; ours carry no secrets, but say less anyway.
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "the response body could not be read"
+    } else {
+        "request failed"
+    };
+    TokenError::Transient(kind.to_owned())
+}
+
+/// Exchanges an authorization code or a refresh token for tokens.
+pub(crate) async fn request_tokens(
+    config: &HcssConfig,
+    grant: Grant<'_>,
+) -> Result<TokenSet, TokenError> {
+    let form = token_form(config, &grant);
+    let (status, body) = post_form(config, &config.token_url, &form).await?;
+    parse_token_response(config, status, &body, unix_now())
+}
+
+/// Revokes a token at `{identity}/connect/revocation` (RFC 7009).
+pub(crate) async fn revoke(
+    config: &HcssConfig,
+    token: &str,
+    hint: &'static str,
+) -> Result<(), TokenError> {
+    let mut form = vec![("token", token), ("token_type_hint", hint)];
+    push_client_credentials(config, &mut form);
+    let (status, body) = post_form(config, &config.revocation_url, &form).await?;
+    match status {
+        200..=299 => Ok(()),
+        500.. => Err(TokenError::Transient(format!("HTTP {status}"))),
+        _ => Err(serde_json::from_slice::<RawError>(&body).map_or_else(
+            |_| TokenError::InvalidResponse(format!("HTTP {status}")),
+            |e| TokenError::Rejected {
+                error: clip(&e.error),
+                description: e.error_description.as_deref().map(clip),
+            },
+        )),
+    }
+}
+
+/// Default wait before retrying a transient failure.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(auth: ClientAuth, secret: Option<&str>) -> HcssConfig {
+        let mut b = HcssConfig::builder()
+            .client_id("my client")
+            .scopes(["heavyjob:read", "offline_access"])
+            .redirect_uri("https://app.example.com/hcss/callback")
+            .client_auth(auth);
+        if let Some(s) = secret {
+            b = b.client_secret(s);
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn pkce_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvWfZVjQ0wXctKDd7tZ5PChE77MyR7QH0"
+        );
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn authorize_url_carries_exactly_the_flow_parameters() {
+        let c = config(ClientAuth::RequestBody, Some("s"));
+        let url = authorize_url(&c, "STATE", "CHALLENGE");
+        assert_eq!(
+            url,
+            "https://api.hcssapps.com/identity/connect/authorize?client_id=my+client\
+             &scope=heavyjob%3Aread+offline_access&response_type=code\
+             &redirect_uri=https%3A%2F%2Fapp.example.com%2Fhcss%2Fcallback&state=STATE\
+             &code_challenge=CHALLENGE&code_challenge_method=S256"
+        );
+        assert!(!url.contains("secret"));
+    }
+
+    #[test]
+    fn code_exchange_form_has_the_secret_in_the_body() {
+        let c = config(ClientAuth::RequestBody, Some("p&ss"));
+        let grant = Grant::AuthorizationCode {
+            code: "CODE",
+            verifier: "VERIFIER",
+        };
+        assert_eq!(
+            encode_form(&token_form(&c, &grant)),
+            "grant_type=authorization_code&code=CODE\
+             &redirect_uri=https%3A%2F%2Fapp.example.com%2Fhcss%2Fcallback\
+             &code_verifier=VERIFIER&client_id=my+client&client_secret=p%26ss"
+        );
+        assert_eq!(basic_auth_header(&c), None);
+    }
+
+    #[test]
+    fn basic_auth_urlencodes_before_base64() {
+        let c = config(ClientAuth::BasicAuth, Some("p&ss"));
+        let grant = Grant::RefreshToken {
+            refresh_token: "RT",
+        };
+        assert_eq!(
+            encode_form(&token_form(&c, &grant)),
+            "grant_type=refresh_token&refresh_token=RT"
+        );
+        let header = basic_auth_header(&c).unwrap();
+        let decoded = STANDARD
+            .decode(header.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(decoded, b"my+client:p%26ss");
+    }
+
+    #[test]
+    fn public_client_sends_only_its_id() {
+        let c = config(ClientAuth::BasicAuth, None);
+        let grant = Grant::RefreshToken {
+            refresh_token: "RT",
+        };
+        assert_eq!(
+            encode_form(&token_form(&c, &grant)),
+            "grant_type=refresh_token&refresh_token=RT&client_id=my+client"
+        );
+    }
+
+    #[test]
+    fn token_responses_are_parsed_leniently_where_hcss_varies() {
+        let c = config(ClientAuth::RequestBody, None);
+        let ok = |body: &str| parse_token_response(&c, 200, body.as_bytes(), 1000);
+        let t = ok(r#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r","scope":"heavyjob:read"}"#).unwrap();
+        assert_eq!(t.expires_at, 4600);
+        assert_eq!(t.refresh_token.unwrap().expose_secret(), "r");
+        assert_eq!(&*t.scope, "heavyjob:read");
+        let t = ok(r#"{"access_token":"a","token_type":"Bearer","expires_in":"120"}"#).unwrap();
+        assert_eq!(t.expires_at, 1120);
+        assert_eq!(&*t.scope, "", "a missing scope is filled in by the caller");
+        let t = ok(r#"{"access_token":"a","token_type":"BEARER"}"#).unwrap();
+        assert_eq!(t.expires_at, 1000 + DEFAULT_EXPIRES_IN);
+        let t =
+            ok(r#"{"access_token":"a","token_type":"bearer","expires_in":99999999999}"#).unwrap();
+        assert_eq!(t.expires_at, 1000 + 30 * 24 * 3600);
+    }
+
+    #[test]
+    fn bad_token_responses_are_refused() {
+        let c = config(ClientAuth::RequestBody, None);
+        let parse = |status, body: &str| parse_token_response(&c, status, body.as_bytes(), 0);
+        for (status, body) in [
+            (200, r#"{"token_type":"bearer"}"#),
+            (200, r#"{"access_token":"a","token_type":"mac"}"#),
+            (
+                200,
+                r#"{"access_token":"a","token_type":"bearer","expires_in":-5}"#,
+            ),
+            (
+                200,
+                r#"{"access_token":"a","token_type":"bearer","expires_in":"soon"}"#,
+            ),
+            (200, "<html>hello</html>"),
+            (404, "not found"),
+        ] {
+            assert!(
+                matches!(parse(status, body), Err(TokenError::InvalidResponse(_))),
+                "{status} {body}"
+            );
+        }
+        assert!(matches!(
+            parse(502, "bad gateway"),
+            Err(TokenError::Transient(_))
+        ));
+        match parse(
+            400,
+            r#"{"error":"invalid_grant","error_description":"used"}"#,
+        ) {
+            Err(e @ TokenError::Rejected { .. }) => {
+                assert!(e.ends_session());
+                assert!(e.to_string().contains("invalid_grant"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sha256_hex_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

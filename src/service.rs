@@ -1,0 +1,274 @@
+//! `HcssAuthService<S>`: answers the flow paths, passes everything else on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+use tracing::Instrument as _;
+
+use crate::flow::{self, cookie_value, FlowResponse};
+use crate::layer::{HcssAuth, Shared};
+use crate::session::HcssSession;
+use crate::token::SecretString;
+
+/// The service made by [`HcssAuth`]: it answers the flow endpoints itself and calls the
+/// inner service for every other request, with an [`HcssSession`] in the request's
+/// extensions. It never fails on its own: every flow failure is an HTTP response.
+///
+/// It works with any Tower service, Axum or not:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use hcss_auth::{HcssAuth, HcssConfig, HcssSession};
+/// use tower_layer::Layer;
+///
+/// # fn main() -> Result<(), hcss_auth::ConfigError> {
+/// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+/// #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+/// let inner = tower::service_fn(|req: Request<String>| async move {
+///     let signed_in = match req.extensions().get::<HcssSession>() {
+///         Some(session) => session.token().await.is_ok(),
+///         None => false,
+///     };
+///     Ok::<_, Infallible>(Response::new(format!("signed in: {signed_in}")))
+/// });
+/// let service = HcssAuth::new(config).layer(inner);
+/// # let _ = service; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HcssAuthService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> HcssAuthService<S> {
+    pub(crate) fn new(inner: S, auth: HcssAuth) -> Self {
+        Self {
+            inner,
+            shared: auth.shared,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the layer's service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for HcssAuthService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HcssAuthService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Endpoint {
+    Login,
+    Callback,
+    Logout,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HcssAuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<HcssBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        let path = req.uri().path();
+        let endpoint = if path == config.login_path {
+            Some((Endpoint::Login, Method::GET))
+        } else if path == config.callback_path {
+            Some((Endpoint::Callback, Method::GET))
+        } else if path == config.logout_path {
+            Some((Endpoint::Logout, Method::POST))
+        } else {
+            None
+        };
+        let Some((endpoint, method)) = endpoint else {
+            let id =
+                cookie_value(req.headers(), config.session_cookie_name()).map(SecretString::from);
+            req.extensions_mut()
+                .insert(HcssSession::new(self.shared.clone(), id));
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        if req.method() != method {
+            return ResponseFuture::flow(Box::pin(std::future::ready(method_not_allowed(method))));
+        }
+        let shared = self.shared.clone();
+        let (parts, _body) = req.into_parts();
+        let future: FlowFuture = match endpoint {
+            Endpoint::Login => Box::pin(
+                async move { flow::login::login(&shared, &parts).await }
+                    .instrument(tracing::info_span!("hcss.login")),
+            ),
+            Endpoint::Callback => Box::pin(
+                async move { flow::callback::callback(&shared, &parts).await }
+                    .instrument(tracing::info_span!("hcss.callback")),
+            ),
+            Endpoint::Logout => Box::pin(
+                async move { flow::logout::logout(&shared, &parts).await }
+                    .instrument(tracing::info_span!("hcss.logout")),
+            ),
+        };
+        ResponseFuture::flow(future)
+    }
+}
+
+fn method_not_allowed(allow: Method) -> FlowResponse {
+    let mut response = Response::new(Bytes::from_static(b"Method Not Allowed\n"));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let allow = HeaderValue::from_str(allow.as_str()).unwrap_or(HeaderValue::from_static("GET"));
+    response.headers_mut().insert(header::ALLOW, allow);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+type FlowFuture = Pin<Box<dyn Future<Output = FlowResponse> + Send>>;
+
+pin_project! {
+    /// The response future of [`HcssAuthService`]: the inner service's, or a flow
+    /// endpoint's.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: FutureKind<F>,
+    }
+}
+
+pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F> {
+        Inner { #[pin] future: F },
+        Flow { future: FlowFuture },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self {
+            kind: FutureKind::Inner { future },
+        }
+    }
+
+    fn flow(future: FlowFuture) -> Self {
+        Self {
+            kind: FutureKind::Flow { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<HcssBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Inner { future } => future
+                .poll(cx)
+                .map(|r| r.map(|res| res.map(HcssBody::inner))),
+            FutureKindProj::Flow { future } => future
+                .as_mut()
+                .poll(cx)
+                .map(|res| Ok(res.map(HcssBody::full))),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`HcssAuthService`]: the inner service's body, or a flow
+    /// page held in full.
+    pub struct HcssBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> HcssBody<B> {
+    fn inner(body: B) -> Self {
+        Self {
+            kind: BodyKind::Inner { body },
+        }
+    }
+
+    fn full(data: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Full { data: Some(data) },
+        }
+    }
+}
+
+impl<B> Body for HcssBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Full { data } => Poll::Ready(
+                data.take()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| Ok(Frame::data(d))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Full { data } => data.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `MemoryStore`: the default in-process store, expiring and bounded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::{LoginTransaction, StateStore, StoreFuture, TokenStore};
+use crate::token::TokenSet;
+
+/// The default store: login transactions and token sets in this process's memory.
+///
+/// Entries expire with their TTL, and each kind is bounded: past its capacity, expired
+/// entries are dropped first, then the oldest. So a flood of `/hcss/login` requests (which
+/// anyone on the internet can send) costs a bounded amount of memory; at worst it pushes
+/// out logins that were still in progress, never signed-in sessions.
+///
+/// It serves one process. Apps that run several instances need a shared store such as
+/// `RedisStore` (feature `redis`).
+///
+/// ```
+/// use hcss_auth::store::MemoryStore;
+///
+/// // 10 000 logins in flight and 50 000 sessions at most.
+/// let store = MemoryStore::with_capacity(10_000, 50_000);
+/// assert_eq!(store.session_count(), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    transactions: Bounded<LoginTransaction>,
+    tokens: Bounded<TokenSet>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// Logins in flight kept at most by [`MemoryStore::new`].
+    pub const DEFAULT_TRANSACTION_CAPACITY: usize = 100_000;
+    /// Sessions kept at most by [`MemoryStore::new`].
+    pub const DEFAULT_SESSION_CAPACITY: usize = 100_000;
+
+    /// A store with the default capacities.
+    pub fn new() -> Self {
+        Self::with_capacity(
+            Self::DEFAULT_TRANSACTION_CAPACITY,
+            Self::DEFAULT_SESSION_CAPACITY,
+        )
+    }
+
+    /// A store that keeps at most `transactions` logins in flight and `sessions` sessions.
+    pub fn with_capacity(transactions: usize, sessions: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                transactions: Bounded::new(transactions.max(1)),
+                tokens: Bounded::new(sessions.max(1)),
+            }),
+        }
+    }
+
+    /// Logins in flight held now (expired ones may count until evicted).
+    pub fn transaction_count(&self) -> usize {
+        self.inner.transactions.map.len()
+    }
+
+    /// Sessions held now (expired ones may count until evicted).
+    pub fn session_count(&self) -> usize {
+        self.inner.tokens.map.len()
+    }
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    value: V,
+    expires: Instant,
+    seq: u64,
+}
+
+/// A map with per-entry expiry and a capacity, evicting in insertion order.
+#[derive(Debug)]
+struct Bounded<V> {
+    map: DashMap<Arc<str>, Entry<V>>,
+    /// Keys in insertion order, with the sequence number of the entry they were put with
+    /// (a key put again gets a new number, so a stale queue slot removes nothing).
+    order: Mutex<VecDeque<(Arc<str>, u64)>>,
+    seq: AtomicU64,
+    capacity: usize,
+}
+
+impl<V: Clone> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            order: Mutex::new(VecDeque::new()),
+            seq: AtomicU64::new(0),
+            capacity,
+        }
+    }
+
+    fn put(&self, key: &str, value: V, ttl: Duration) {
+        let now = Instant::now();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let key: Arc<str> = Arc::from(key);
+        self.map.insert(
+            key.clone(),
+            Entry {
+                value,
+                expires: now + ttl,
+                seq,
+            },
+        );
+        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        order.push_back((key, seq));
+        if self.map.len() > self.capacity {
+            // Expired entries go first; a sweep is O(n), so at most once per
+            // capacity/8 insertions.
+            if seq % (self.capacity as u64 / 8 + 1) == 0 {
+                self.map.retain(|_, e| e.expires > now);
+            }
+        }
+        while self.map.len() > self.capacity || order.len() > 2 * self.capacity + 16 {
+            let Some((old, old_seq)) = order.pop_front() else {
+                break;
+            };
+            self.map.remove_if(&old, |_, e| e.seq == old_seq);
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let now = Instant::now();
+        let live = self
+            .map
+            .get(key)
+            .map(|e| (e.expires > now).then(|| e.value.clone()));
+        match live {
+            Some(Some(value)) => Some(value),
+            Some(None) => {
+                self.map.remove_if(key, |_, e| e.expires <= now);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn take(&self, key: &str) -> Option<V> {
+        let (_, entry) = self.map.remove(key)?;
+        (entry.expires > Instant::now()).then_some(entry.value)
+    }
+
+    fn remove(&self, key: &str) {
+        self.map.remove(key);
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn put_transaction(
+        &self,
+        key: &str,
+        transaction: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.transactions.put(key, transaction, ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+        let taken = self.inner.transactions.take(key);
+        Box::pin(async move { Ok(taken) })
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        let tokens = self.inner.tokens.get(key);
+        Box::pin(async move { Ok(tokens) })
+    }
+
+    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        self.inner.tokens.put(key, tokens, ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+        self.inner.tokens.remove(key);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(n: u64) -> LoginTransaction {
+        LoginTransaction::new("v", "/", "b", n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_with_their_ttl() {
+        let store = MemoryStore::new();
+        store
+            .put_transaction("k", tx(1), Duration::from_secs(10))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(store.take_transaction("k").await.unwrap(), None);
+
+        let set = TokenSet::new("a", 60);
+        store
+            .store("s", set.clone(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(store.load("s").await.unwrap(), Some(set));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(store.load("s").await.unwrap(), None);
+        assert_eq!(store.session_count(), 0, "an expired entry read is dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_holds_and_expired_entries_go_first() {
+        let store = MemoryStore::with_capacity(100, 10);
+        for i in 0..10_000u64 {
+            store
+                .put_transaction(&format!("k{i}"), tx(i), Duration::from_secs(600))
+                .await
+                .unwrap();
+            assert!(store.transaction_count() <= 100);
+        }
+        assert!(store.inner.transactions.order.lock().unwrap().len() <= 2 * 100 + 16);
+        // The newest survive, the oldest were pushed out.
+        assert!(store.take_transaction("k9999").await.unwrap().is_some());
+        assert!(store.take_transaction("k0").await.unwrap().is_none());
+
+        // A session that expired is evicted before a live one.
+        store
+            .store("live", TokenSet::new("a", 1), Duration::from_secs(600))
+            .await
+            .unwrap();
+        store
+            .store("old", TokenSet::new("a", 1), Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for i in 0..9 {
+            store
+                .store(
+                    &format!("s{i}"),
+                    TokenSet::new("a", 1),
+                    Duration::from_secs(600),
+                )
+                .await
+                .unwrap();
+        }
+        assert!(store.session_count() <= 10);
+        assert!(store.load("live").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn take_is_single_use() {
+        let store = MemoryStore::new();
+        store
+            .put_transaction("k", tx(1), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(store.take_transaction("k").await.unwrap().is_some());
+        assert!(store.take_transaction("k").await.unwrap().is_none());
+    }
+}

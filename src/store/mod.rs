@@ -1,0 +1,122 @@
+//! Where login transactions and token sets live: the store traits and the built-in stores.
+//!
+//! Keys handed to a store are lowercase hex SHA-256 digests of the state or session id,
+//! never the secret values themselves, so a dump of a store hands out no live cookie.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::token::{SecretString, TokenSet};
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+/// The future a store method returns: boxed so that the traits stay object-safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A login in progress, kept between `/hcss/login` and `/hcss/callback`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LoginTransaction {
+    /// The PKCE code verifier.
+    pub verifier: SecretString,
+    /// The validated local path to return to after login.
+    pub return_to: String,
+    /// SHA-256 (hex) of the browser-binding cookie that started this login.
+    pub binding_hash: String,
+    /// When the login started (Unix seconds).
+    pub created_at: u64,
+}
+
+impl LoginTransaction {
+    /// A transaction (for stores' own tests; the layer makes its own).
+    pub fn new(
+        verifier: impl Into<SecretString>,
+        return_to: impl Into<String>,
+        binding_hash: impl Into<String>,
+        created_at: u64,
+    ) -> Self {
+        Self {
+            verifier: verifier.into(),
+            return_to: return_to.into(),
+            binding_hash: binding_hash.into(),
+            created_at,
+        }
+    }
+}
+
+/// Keeps login transactions for the few minutes between login and callback.
+///
+/// `take` must be atomic: of any number of concurrent takes of one key, exactly one gets
+/// the transaction. That is what makes a callback impossible to replay.
+///
+/// Implement it for your own backend by returning boxed futures:
+///
+/// ```
+/// use std::time::Duration;
+/// use hcss_auth::store::{LoginTransaction, StateStore, StoreFuture};
+///
+/// struct NoStore;
+///
+/// impl StateStore for NoStore {
+///     fn put_transaction(&self, _key: &str, _tx: LoginTransaction, _ttl: Duration)
+///         -> StoreFuture<'_, ()> {
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn take_transaction(&self, _key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+///         Box::pin(async { Ok(None) })
+///     }
+/// }
+/// ```
+pub trait StateStore: Send + Sync + 'static {
+    /// Stores a transaction under `key` for `ttl`.
+    fn put_transaction(
+        &self,
+        key: &str,
+        transaction: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Removes and returns the transaction under `key`, atomically; `None` if there is
+    /// none or it expired.
+    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>>;
+}
+
+/// Keeps the token sets of signed-in sessions.
+///
+/// The refresh-lock methods let several app instances that share the store refresh a
+/// session once between them. A store used by one process only can keep their defaults:
+/// the layer already refreshes each session once at a time within a process.
+pub trait TokenStore: Send + Sync + 'static {
+    /// The token set of a session, or `None` (never stored, removed or expired).
+    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>>;
+
+    /// Stores (or replaces) the token set of a session for `ttl`.
+    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()>;
+
+    /// Removes a session's token set; removing a missing one is not an error.
+    fn remove(&self, key: &str) -> StoreFuture<'_, ()>;
+
+    /// Tries to take the refresh lock of a session for `owner` (a random value), for at
+    /// most `ttl`. Returns `false` when another owner holds it. The default, for
+    /// single-process stores, always succeeds.
+    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+        let _ = (key, owner, ttl);
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Releases the refresh lock if `owner` still holds it.
+    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+        let _ = (key, owner);
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,222 @@
+//! `RedisStore`: logins and sessions shared by every instance of an app.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{LoginTransaction, StateStore, StoreFuture, TokenStore};
+use crate::error::StoreError;
+use crate::token::TokenSet;
+
+/// Releases a lock only for the owner that took it.
+const UNLOCK: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+else
+  return 0
+end";
+
+/// A store in Redis, for apps that run several instances behind a load balancer: a login
+/// may start on one instance and finish on another, and a session is refreshed once
+/// between all of them (a per-session lock, `SET NX PX` with a random owner, released by
+/// a compare-and-delete script, expiring by itself if its holder dies).
+///
+/// Keys are `{prefix}tx:{hash}`, `{prefix}tok:{hash}` and `{prefix}lock:{hash}`, each with
+/// a TTL; values are JSON. Login transactions are taken with `GETDEL` (Redis 6.2 or later).
+/// The connection reconnects by itself after an outage; while Redis is down the flow
+/// endpoints and the extractor answer 503.
+///
+/// ```no_run
+/// use hcss_auth::{HcssAuth, HcssConfig, store::RedisStore};
+///
+/// # async fn run(config: HcssConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_prefix("myapp:hcss:");
+/// let layer = HcssAuth::with_store(config, store);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {}", err.kind_name()))
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url` (`redis://host:port/db`) and checks it answers.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the URL is invalid or Redis does not answer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::lazy(url)?;
+        let mut conn = store.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(store)
+    }
+
+    /// A store that connects on first use, so an app can start while Redis is down.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the URL is invalid.
+    pub fn lazy(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid redis URL: {}", e.kind_name()))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            prefix: Arc::from("hcss:"),
+        })
+    }
+
+    /// Sets the key prefix (default `hcss:`), so several apps or test runs can share a
+    /// Redis.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.prefix)
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+impl StateStore for RedisStore {
+    fn put_transaction(
+        &self,
+        key: &str,
+        transaction: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()> {
+        let key = self.key("tx", key);
+        Box::pin(async move {
+            let value = to_json(&transaction)?;
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+        let key = self.key("tx", key);
+        Box::pin(async move {
+            let text: Option<String> = redis::cmd("GETDEL")
+                .arg(key)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+            from_json(text)
+        })
+    }
+}
+
+impl TokenStore for RedisStore {
+    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        let key = self.key("tok", key);
+        Box::pin(async move {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+            from_json(text)
+        })
+    }
+
+    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        let key = self.key("tok", key);
+        Box::pin(async move {
+            let value = to_json(&tokens)?;
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+        let key = self.key("tok", key);
+        Box::pin(async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+        let key = self.key("lock", key);
+        let owner = owner.to_owned();
+        Box::pin(async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+        let key = self.key("lock", key);
+        let owner = owner.to_owned();
+        Box::pin(async move {
+            redis::Script::new(UNLOCK)
+                .key(key)
+                .arg(owner)
+                .invoke_async::<i64>(&mut self.conn.clone())
+                .await
+                .map(drop)
+                .map_err(unavailable)
+        })
+    }
+}

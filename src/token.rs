@@ -1,0 +1,241 @@
+//! Tokens and the secret newtype that keeps them out of logs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A secret string: a token, a code, a client secret or a session id.
+///
+/// Its `Debug` output is `[redacted]`, it has no `Display`, and the only way to read it
+/// is [`expose_secret`](Self::expose_secret), whose name makes every use easy to find.
+/// Cloning is cheap: the text is shared, not copied.
+///
+/// ```
+/// use hcss_auth::SecretString;
+///
+/// let secret = SecretString::new("s3cr3t");
+/// assert_eq!(format!("{secret:?}"), "[redacted]");
+/// assert_eq!(secret.expose_secret(), "s3cr3t");
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(Arc<str>);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<Arc<str>>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself. Never log it, put it in a URL or show it to a user.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+/// Seconds since the Unix epoch, as the stores keep time.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The tokens of one signed-in session, as a [`TokenStore`](crate::TokenStore) keeps them.
+///
+/// Times are seconds since the Unix epoch so that several app instances sharing a store
+/// agree on them.
+///
+/// ```
+/// use hcss_auth::TokenSet;
+///
+/// let tokens = TokenSet::new("access-token", 3600)
+///     .with_refresh_token("refresh-token")
+///     .with_scope("heavyjob:read offline_access");
+/// assert!(tokens.refresh_token.is_some());
+/// assert!(format!("{tokens:?}").contains("[redacted]"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokenSet {
+    /// The bearer access token sent to HCSS APIs.
+    pub access_token: SecretString,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: u64,
+    /// The refresh token, present when `offline_access` was granted.
+    pub refresh_token: Option<SecretString>,
+    /// The granted scopes, space-separated, as HCSS returned them.
+    pub scope: Arc<str>,
+    /// When the whole session ends however often it is refreshed (Unix seconds).
+    pub session_expires_at: u64,
+}
+
+impl TokenSet {
+    /// A token set whose access token expires `expires_in_secs` from now, with no refresh
+    /// token, no scopes, and a session that lasts as long as the access token.
+    pub fn new(access_token: impl Into<SecretString>, expires_in_secs: u64) -> Self {
+        let expires_at = unix_now().saturating_add(expires_in_secs);
+        Self {
+            access_token: access_token.into(),
+            expires_at,
+            refresh_token: None,
+            scope: Arc::from(""),
+            session_expires_at: expires_at,
+        }
+    }
+
+    /// Adds a refresh token, and extends the session to 30 days from now.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<SecretString>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self.session_expires_at = unix_now() + 30 * 24 * 3600;
+        self
+    }
+
+    /// Sets the granted scopes (space-separated).
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.scope = Arc::from(scope);
+        self
+    }
+
+    /// Sets when the access token expires, in Unix seconds (for tests of expiry).
+    pub fn with_expires_at(mut self, expires_at: u64) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// How long the store should keep this set from `now`: until the session can no
+    /// longer produce a live access token.
+    pub(crate) fn store_ttl(&self, now: u64) -> Duration {
+        let end = if self.refresh_token.is_some() {
+            self.session_expires_at
+        } else {
+            self.expires_at.min(self.session_expires_at)
+        };
+        Duration::from_secs(end.saturating_sub(now).max(1))
+    }
+}
+
+/// A live HCSS access token, handed to request handlers.
+///
+/// Obtained with the [`HcssToken`] extractor (Axum) or [`HcssSession::token`]
+/// (any Tower service). It is never expired when handed out: the session refreshes it
+/// first. Its `Debug` output hides the token.
+///
+/// ```
+/// use hcss_auth::HcssToken;
+///
+/// async fn business_units(token: HcssToken) -> String {
+///     // Send it as `Authorization: Bearer ...` to an HCSS API.
+///     format!("scopes: {:?}, expires in {}s", token.scopes().collect::<Vec<_>>(),
+///         token.expires_in().as_secs())
+/// }
+/// ```
+///
+/// [`HcssSession::token`]: crate::HcssSession::token
+#[derive(Clone, Debug)]
+pub struct HcssToken {
+    access_token: SecretString,
+    expires_at: u64,
+    scope: Arc<str>,
+}
+
+impl HcssToken {
+    pub(crate) fn from_set(set: &TokenSet) -> Self {
+        Self {
+            access_token: set.access_token.clone(),
+            expires_at: set.expires_at,
+            scope: set.scope.clone(),
+        }
+    }
+
+    /// The access token, for an `Authorization: Bearer` header. Keep it out of logs,
+    /// URLs and responses.
+    pub fn secret(&self) -> &str {
+        self.access_token.expose_secret()
+    }
+
+    /// The token type; HCSS issues bearer tokens only.
+    pub fn token_type(&self) -> &'static str {
+        "Bearer"
+    }
+
+    /// The `Authorization` header value: `Bearer <token>`.
+    pub fn authorization_header(&self) -> String {
+        format!("Bearer {}", self.secret())
+    }
+
+    /// When the access token expires.
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.expires_at)
+    }
+
+    /// How long the access token has left (zero once expired).
+    pub fn expires_in(&self) -> Duration {
+        Duration::from_secs(self.expires_at.saturating_sub(unix_now()))
+    }
+
+    /// The scopes HCSS granted.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_ascii_whitespace()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let set = TokenSet::new("access-abc", 60).with_refresh_token("refresh-xyz");
+        let token = HcssToken::from_set(&set);
+        for text in [
+            format!("{set:?}"),
+            format!("{token:?}"),
+            format!("{set:#?}"),
+        ] {
+            assert!(!text.contains("access-abc"), "{text}");
+            assert!(!text.contains("refresh-xyz"), "{text}");
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+    }
+
+    #[test]
+    fn token_set_round_trips_through_json() {
+        let set = TokenSet::new("a", 60)
+            .with_refresh_token("r")
+            .with_scope("heavyjob:read");
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(serde_json::from_str::<TokenSet>(&json).unwrap(), set);
+    }
+
+    #[test]
+    fn store_ttl_follows_the_refresh_token() {
+        let now = 1_000;
+        let mut set = TokenSet::new("a", 0);
+        set.expires_at = now + 100;
+        set.session_expires_at = now + 100;
+        assert_eq!(set.store_ttl(now), Duration::from_secs(100));
+        set.refresh_token = Some("r".into());
+        set.session_expires_at = now + 10_000;
+        assert_eq!(set.store_ttl(now), Duration::from_secs(10_000));
+    }
+}
