@@ -49,7 +49,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {}", err.kind_name()))
+    StoreError::Unavailable(format!("redis: {}", format_args!("{:?}", err.kind())))
 }
 
 impl RedisStore {
@@ -75,7 +75,10 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] when the URL is invalid.
     pub fn lazy(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!("invalid redis URL: {}", e.kind_name()))
+            StoreError::Unavailable(format!(
+                "invalid redis URL: {}",
+                format_args!("{:?}", e.kind())
+            ))
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
