@@ -1,1 +1,229 @@
-//! Test utilities.
+//! Test utilities (feature `test-util`): [`MockHcssIdentity`], session seeding, and the
+//! store conformance suite every [`StateStore`] + [`TokenStore`] should pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::layer::HcssAuth;
+use crate::protocol::{random_token, sha256_hex};
+use crate::store::{LoginTransaction, StateStore, TokenStore};
+use crate::token::{unix_now, SecretString, TokenSet};
+
+mod mock;
+
+pub use mock::{MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault};
+
+/// A session created directly in a layer's store, skipping the login pages.
+pub struct SeededSession {
+    id: SecretString,
+    cookie_name: &'static str,
+}
+
+impl std::fmt::Debug for SeededSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededSession").finish_non_exhaustive()
+    }
+}
+
+impl SeededSession {
+    /// The `Cookie` header value that sends this session: `name=id`.
+    pub fn cookie_header(&self) -> String {
+        format!("{}={}", self.cookie_name, self.id.expose_secret())
+    }
+}
+
+/// Signs a user in without the login pages: stores `tokens` under a new session of
+/// `auth` and returns the cookie that names it. For tests of handlers behind the layer.
+///
+/// ```
+/// use hcss_auth::{testing::seed_session, HcssAuth, HcssConfig, TokenSet};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+/// #     .redirect_uri("https://app.example.com/hcss/callback").build().unwrap();
+/// let auth = HcssAuth::new(config);
+/// let session = seed_session(&auth, TokenSet::new("access", 3600)).await.unwrap();
+/// assert!(session.cookie_header().starts_with("__Host-hcss-session="));
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The token store's error, if it cannot store the session.
+pub async fn seed_session(auth: &HcssAuth, tokens: TokenSet) -> Result<SeededSession, StoreError> {
+    let shared = &auth.shared;
+    let id = random_token(32);
+    let ttl = tokens.store_ttl(unix_now());
+    shared.token_store.store(&sha256_hex(&id), tokens, ttl).await?;
+    Ok(SeededSession {
+        id: SecretString::from(id),
+        cookie_name: shared.config.session_cookie_name(),
+    })
+}
+
+/// Whether the session a cookie names still has tokens in the layer's store.
+///
+/// # Errors
+///
+/// The token store's error.
+pub async fn session_exists(auth: &HcssAuth, session: &SeededSession) -> Result<bool, StoreError> {
+    let key = sha256_hex(session.id.expose_secret());
+    Ok(auth.shared.token_store.load(&key).await?.is_some())
+}
+
+fn fresh_key(label: &str) -> String {
+    sha256_hex(&format!("conformance-{label}-{}", random_token(16)))
+}
+
+/// The store conformance suite: runs every behaviour the layer relies on against `store`
+/// and panics, naming the broken rule, at the first failure.
+///
+/// Run it from an async test of your own store. Concurrency checks issue their calls
+/// together, as a busy app does. Keys are random, so it can share a backend with other
+/// data; it waits about a second in all for TTLs to lapse.
+///
+/// ```
+/// use std::sync::Arc;
+/// use hcss_auth::{store::MemoryStore, testing::store_conformance};
+///
+/// # #[tokio::main] async fn main() {
+/// store_conformance(Arc::new(MemoryStore::new())).await;
+/// # }
+/// ```
+pub async fn store_conformance<S>(store: Arc<S>)
+where
+    S: StateStore + TokenStore,
+{
+    let store = store.as_ref();
+    let minute = Duration::from_secs(60);
+
+    // Transactions: put, take once.
+    let key = fresh_key("tx");
+    let tx = LoginTransaction::new("verifier", "/jobs?id=1", "binding-hash", 1_700_000_000);
+    store.put_transaction(&key, tx.clone(), minute).await.expect("put_transaction");
+    let taken = store.take_transaction(&key).await.expect("take_transaction");
+    assert_eq!(taken, Some(tx), "take_transaction must return what was put, every field");
+    assert_eq!(
+        store.take_transaction(&key).await.expect("take_transaction"),
+        None,
+        "a transaction can be taken only once"
+    );
+    assert_eq!(
+        store.take_transaction(&fresh_key("none")).await.expect("take_transaction"),
+        None,
+        "taking a missing key gives None"
+    );
+
+    // Tokens: round trip of every field, replace, remove.
+    let key = fresh_key("tok");
+    let mut tokens = TokenSet::new("access", 3600)
+        .with_refresh_token("refresh")
+        .with_scope("heavyjob:read offline_access");
+    tokens.session_expires_at = 1_900_000_000;
+    store.store(&key, tokens.clone(), minute).await.expect("store");
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        Some(tokens.clone()),
+        "load must return what was stored, every field"
+    );
+    let replaced = TokenSet::new("access-2", 60);
+    store.store(&key, replaced.clone(), minute).await.expect("store");
+    assert_eq!(store.load(&key).await.expect("load"), Some(replaced), "store must replace");
+    store.remove(&key).await.expect("remove");
+    assert_eq!(store.load(&key).await.expect("load"), None, "remove must delete");
+    store.remove(&key).await.expect("removing a missing key is not an error");
+
+    // TTLs lapse.
+    let (tx_key, tok_key) = (fresh_key("tx-ttl"), fresh_key("tok-ttl"));
+    let short = Duration::from_millis(200);
+    store
+        .put_transaction(&tx_key, LoginTransaction::new("v", "/", "b", 0), short)
+        .await
+        .expect("put_transaction");
+    store.store(&tok_key, tokens.clone(), short).await.expect("store");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store.take_transaction(&tx_key).await.expect("take_transaction"),
+        None,
+        "a transaction must expire with its TTL"
+    );
+    assert_eq!(store.load(&tok_key).await.expect("load"), None, "tokens must expire with their TTL");
+
+    // Take is atomic: of 50 concurrent takes, exactly one wins.
+    let key = fresh_key("race");
+    store
+        .put_transaction(&key, LoginTransaction::new("v", "/", "b", 0), minute)
+        .await
+        .expect("put_transaction");
+    let takes = (0..50).map(|_| store.take_transaction(&key));
+    let winners = join_all(takes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("take_transaction"))
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(winners, 1, "of 50 concurrent takes exactly one must win");
+
+    // Refresh coordination: either a real lock, or the single-process default.
+    let key = fresh_key("lock");
+    assert!(
+        store.try_lock_refresh(&key, "owner-a", minute).await.expect("try_lock_refresh"),
+        "a free refresh lock must be granted"
+    );
+    let second = store.try_lock_refresh(&key, "owner-b", minute).await.expect("try_lock_refresh");
+    if !second {
+        store.unlock_refresh(&key, "owner-b").await.expect("unlock_refresh");
+        assert!(
+            !store.try_lock_refresh(&key, "owner-b", minute).await.expect("try_lock_refresh"),
+            "only the owner may release a refresh lock"
+        );
+        store.unlock_refresh(&key, "owner-a").await.expect("unlock_refresh");
+        assert!(
+            store.try_lock_refresh(&key, "owner-b", short).await.expect("try_lock_refresh"),
+            "a released refresh lock must be granted again"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            store.try_lock_refresh(&key, "owner-c", minute).await.expect("try_lock_refresh"),
+            "a refresh lock must expire with its TTL, so a crashed holder cannot wedge a session"
+        );
+        store.unlock_refresh(&key, "owner-c").await.expect("unlock_refresh");
+        // Of 50 concurrent lockers, exactly one wins.
+        let key = fresh_key("lock-race");
+        let owners: Vec<String> = (0..50).map(|i| format!("owner-{i}")).collect();
+        let winners = join_all(owners.iter().map(|o| store.try_lock_refresh(&key, o, minute)))
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().expect("try_lock_refresh"))
+            .count();
+        assert_eq!(winners, 1, "of 50 concurrent lockers exactly one must win");
+    }
+}
+
+/// Polls every future together until all are done (a small `join_all`).
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => {
+                        *result = Some(out);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future finished")).collect()
+}

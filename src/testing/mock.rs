@@ -1,0 +1,712 @@
+//! `MockHcssIdentity`: an HCSS-like identity service (and a HeavyJob-like API) on loopback.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::config::HcssConfigBuilder;
+use crate::protocol::{pkce_challenge, random_token};
+use crate::HcssConfig;
+
+/// A fault the mock's token endpoint can be switched to, to test how an app copes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFault {
+    /// HTTP 500 with an HTML body.
+    ServerError,
+    /// Answer correctly, but only after this delay.
+    Slow(Duration),
+    /// HTTP 200 with a body that is not JSON.
+    MalformedBody,
+    /// HTTP 200 with a JSON body that has no `access_token`.
+    NoAccessToken,
+    /// HTTP 200 with `token_type` `mac`.
+    WrongTokenType,
+    /// HTTP 200 with a negative `expires_in`.
+    NegativeExpiry,
+    /// HTTP 200 with a body of this many bytes.
+    Oversized(usize),
+    /// HTTP 302 to another URL.
+    Redirect,
+    /// HTTP 400 `invalid_grant`, as for a revoked grant.
+    InvalidGrant,
+}
+
+/// Counts of calls the mock has answered, per endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MockCounts {
+    /// `GET /identity/connect/authorize` (and consent decisions).
+    pub authorize: usize,
+    /// Every `POST /identity/connect/token`.
+    pub token: usize,
+    /// Token calls with `grant_type=authorization_code`.
+    pub code_exchanges: usize,
+    /// Token calls with `grant_type=refresh_token`.
+    pub refreshes: usize,
+    /// `POST /identity/connect/revocation`.
+    pub revocations: usize,
+    /// Refresh tokens presented a second time (reuse detection fired).
+    pub reuse_detected: usize,
+    /// `GET /heavyjob/api/v1/businessUnits`.
+    pub api_calls: usize,
+}
+
+/// Builds a [`MockHcssIdentity`]; every setting has a default that suits tests.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MockHcssIdentityBuilder {
+    client_id: String,
+    client_secret: Option<String>,
+    user: String,
+    auto_consent: bool,
+    access_token_lifetime: Duration,
+    rotate_refresh_tokens: bool,
+    reuse_detection: bool,
+    emit_iss: bool,
+}
+
+impl Default for MockHcssIdentityBuilder {
+    fn default() -> Self {
+        Self {
+            client_id: "test-client".into(),
+            client_secret: Some("test-secret".into()),
+            user: "test.user@example.com".into(),
+            auto_consent: true,
+            access_token_lifetime: Duration::from_secs(3600),
+            rotate_refresh_tokens: true,
+            reuse_detection: true,
+            emit_iss: true,
+        }
+    }
+}
+
+impl MockHcssIdentityBuilder {
+    /// The client id it accepts (default `test-client`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// The client secret it requires (default `test-secret`); `None` for a public client.
+    pub fn client_secret(mut self, secret: Option<&str>) -> Self {
+        self.client_secret = secret.map(str::to_owned);
+        self
+    }
+
+    /// The user who consents (default `test.user@example.com`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// `true` (default): the authorize endpoint consents at once, for tests. `false`: it
+    /// shows a consent page with Allow and Deny buttons, for people.
+    pub fn auto_consent(mut self, auto: bool) -> Self {
+        self.auto_consent = auto;
+        self
+    }
+
+    /// The `expires_in` of the access tokens it issues (default one hour).
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// `true` (default): each refresh returns a new refresh token and the old one becomes
+    /// used. `false`: refresh responses carry no refresh token, the old one stays valid.
+    pub fn rotate_refresh_tokens(mut self, rotate: bool) -> Self {
+        self.rotate_refresh_tokens = rotate;
+        self
+    }
+
+    /// `true` (default): a used refresh token presented again is `invalid_grant` and
+    /// revokes the whole grant, as IdentityServer's one-time-only refresh tokens do.
+    pub fn reuse_detection(mut self, on: bool) -> Self {
+        self.reuse_detection = on;
+        self
+    }
+
+    /// `true` (default): callbacks carry `iss` (RFC 9207).
+    pub fn emit_iss(mut self, on: bool) -> Self {
+        self.emit_iss = on;
+        self
+    }
+
+    /// Starts the service on `127.0.0.1` on a free port.
+    ///
+    /// # Panics
+    ///
+    /// If no loopback port can be bound (a test-machine problem).
+    pub async fn start(self) -> MockHcssIdentity {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for MockHcssIdentity");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(MockState {
+            options: self,
+            issuer: format!("http://{addr}/identity"),
+            counts: Counters::default(),
+            fault: Mutex::new(None),
+            grants: Mutex::new(Grants::default()),
+        });
+        let app = Router::new()
+            .route("/identity/connect/authorize", get(authorize))
+            .route("/identity/connect/authorize/consent", post(consent))
+            .route("/identity/connect/token", post(token))
+            .route("/identity/connect/revocation", post(revocation))
+            .route("/identity/.well-known/openid-configuration", get(discovery))
+            .route("/heavyjob/api/v1/businessUnits", get(business_units))
+            .with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        MockHcssIdentity {
+            addr,
+            state,
+            _stop: stop,
+        }
+    }
+}
+
+/// An HCSS-like identity service on `127.0.0.1`, for tests (this crate's and yours) and
+/// for trying the flow with no HCSS account.
+///
+/// It serves, under `/identity`, `connect/authorize` (consenting at once, or with a
+/// consent page), `connect/token` (client id and secret, redirect URI, PKCE S256,
+/// single-use codes, refresh with rotation and reuse detection), `connect/revocation`,
+/// and a HeavyJob-like `GET /heavyjob/api/v1/businessUnits` that accepts only live
+/// access tokens. It counts calls per endpoint and can be switched to fail. It stops when
+/// dropped.
+///
+/// ```
+/// use hcss_auth::testing::MockHcssIdentity;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mock = MockHcssIdentity::start().await;
+/// let config = mock
+///     .config_builder("http://127.0.0.1:3000/hcss/callback")
+///     .scopes(["heavyjob:read", "offline_access"])
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.issuer(), mock.identity_url());
+/// assert_eq!(mock.counts().token, 0);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MockHcssIdentity {
+    addr: SocketAddr,
+    state: Arc<MockState>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl MockHcssIdentity {
+    /// Starts a mock with the default settings.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// A builder for a mock with other settings.
+    pub fn builder() -> MockHcssIdentityBuilder {
+        MockHcssIdentityBuilder::default()
+    }
+
+    /// The identity base URL (the issuer), e.g. `http://127.0.0.1:PORT/identity`.
+    pub fn identity_url(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The base URL of its HCSS-like API, e.g. `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The client id it accepts.
+    pub fn client_id(&self) -> &str {
+        &self.state.options.client_id
+    }
+
+    /// The client secret it requires, if any.
+    pub fn client_secret(&self) -> Option<&str> {
+        self.state.options.client_secret.as_deref()
+    }
+
+    /// A config builder set up for this mock: its client id and secret and identity URL,
+    /// and plain http allowed on loopback. Add scopes and build.
+    pub fn config_builder(&self, redirect_uri: &str) -> HcssConfigBuilder {
+        let mut builder = HcssConfig::builder()
+            .client_id(self.client_id())
+            .identity_url(self.identity_url())
+            .redirect_uri(redirect_uri)
+            .allow_insecure_http_on_loopback(true);
+        if let Some(secret) = self.client_secret() {
+            builder = builder.client_secret(secret);
+        }
+        builder
+    }
+
+    /// How many calls each endpoint has answered so far.
+    pub fn counts(&self) -> MockCounts {
+        self.state.counts.snapshot()
+    }
+
+    /// Makes the token endpoint fail in the given way from now on (`None`: work again).
+    pub fn set_token_fault(&self, fault: Option<TokenFault>) {
+        *lock(&self.state.fault) = fault;
+    }
+
+    /// Makes every access token issued so far expire now (refresh tokens stay valid).
+    pub fn expire_access_tokens(&self) {
+        let now = Instant::now();
+        for token in lock(&self.state.grants).access.values_mut() {
+            token.expires = now;
+        }
+    }
+
+    /// Whether a grant's tokens were revoked (by revocation or reuse detection), by any
+    /// of its refresh tokens.
+    pub fn is_revoked(&self, refresh_token: &str) -> bool {
+        let grants = lock(&self.state.grants);
+        grants
+            .refresh
+            .get(refresh_token)
+            .is_none_or(|rt| grants.revoked.contains(&rt.grant))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+struct MockState {
+    options: MockHcssIdentityBuilder,
+    issuer: String,
+    counts: Counters,
+    fault: Mutex<Option<TokenFault>>,
+    grants: Mutex<Grants>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    authorize: AtomicUsize,
+    token: AtomicUsize,
+    code_exchanges: AtomicUsize,
+    refreshes: AtomicUsize,
+    revocations: AtomicUsize,
+    reuse_detected: AtomicUsize,
+    api_calls: AtomicUsize,
+}
+
+impl Counters {
+    fn snapshot(&self) -> MockCounts {
+        let get = |c: &AtomicUsize| c.load(Ordering::SeqCst);
+        MockCounts {
+            authorize: get(&self.authorize),
+            token: get(&self.token),
+            code_exchanges: get(&self.code_exchanges),
+            refreshes: get(&self.refreshes),
+            revocations: get(&self.revocations),
+            reuse_detected: get(&self.reuse_detected),
+            api_calls: get(&self.api_calls),
+        }
+    }
+}
+
+fn bump(counter: &AtomicUsize) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+#[derive(Debug)]
+struct PendingCode {
+    redirect_uri: String,
+    challenge: String,
+    scope: String,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct RefreshState {
+    grant: u64,
+    scope: String,
+    used: bool,
+}
+
+#[derive(Debug)]
+struct AccessState {
+    grant: u64,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Grants {
+    next: u64,
+    codes: HashMap<String, PendingCode>,
+    refresh: HashMap<String, RefreshState>,
+    access: HashMap<String, AccessState>,
+    revoked: std::collections::HashSet<u64>,
+}
+
+impl Grants {
+    /// Issues an access token (and a refresh token when asked) under `grant`.
+    fn issue(
+        &mut self,
+        options: &MockHcssIdentityBuilder,
+        grant: u64,
+        scope: &str,
+        with_refresh: bool,
+    ) -> serde_json::Value {
+        let access = format!("at_{}", random_token(24));
+        self.access.insert(
+            access.clone(),
+            AccessState {
+                grant,
+                expires: Instant::now() + options.access_token_lifetime,
+            },
+        );
+        let mut body = json!({
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": options.access_token_lifetime.as_secs(),
+            "scope": scope,
+        });
+        if with_refresh {
+            let refresh = format!("rt_{}", random_token(24));
+            self.refresh.insert(
+                refresh.clone(),
+                RefreshState {
+                    grant,
+                    scope: scope.to_owned(),
+                    used: false,
+                },
+            );
+            body["refresh_token"] = json!(refresh);
+        }
+        body
+    }
+}
+
+type Params = HashMap<String, String>;
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+async fn discovery(State(state): State<Arc<MockState>>) -> Response {
+    let base = &state.issuer;
+    Json(json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/connect/authorize"),
+        "token_endpoint": format!("{base}/connect/token"),
+        "revocation_endpoint": format!("{base}/connect/revocation"),
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": state.options.emit_iss,
+    }))
+    .into_response()
+}
+
+/// Checks an authorize request; on success, the redirect URI to answer to.
+fn check_authorize(state: &MockState, p: &Params) -> Result<String, String> {
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    if get("client_id") != state.options.client_id {
+        return Err("unknown client_id".into());
+    }
+    if get("response_type") != "code" {
+        return Err("response_type must be code".into());
+    }
+    if get("code_challenge_method") != "S256" || get("code_challenge").len() != 43 {
+        return Err("PKCE with code_challenge_method=S256 is required".into());
+    }
+    if get("scope").is_empty() || get("state").is_empty() {
+        return Err("scope and state are required".into());
+    }
+    let redirect = get("redirect_uri");
+    if !(redirect.starts_with("http://") || redirect.starts_with("https://")) {
+        return Err("redirect_uri must be an absolute URL".into());
+    }
+    Ok(redirect.to_owned())
+}
+
+fn callback_url(state: &MockState, redirect: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        url.append_pair(k, v);
+    }
+    if state.options.emit_iss {
+        url.append_pair("iss", &state.issuer);
+    }
+    format!("{redirect}?{}", url.finish())
+}
+
+/// Consents: records a code and sends the browser back with it.
+fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
+    let code = random_token(24);
+    lock(&state.grants).codes.insert(
+        code.clone(),
+        PendingCode {
+            redirect_uri: redirect.to_owned(),
+            challenge: p["code_challenge"].clone(),
+            scope: p["scope"].clone(),
+            expires: Instant::now() + Duration::from_secs(300),
+        },
+    );
+    Redirect::to(&callback_url(
+        state,
+        redirect,
+        &[("code", &code), ("state", &p["state"]), ("session_state", "mock")],
+    ))
+    .into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn authorize(State(state): State<Arc<MockState>>, Query(p): Query<Params>) -> Response {
+    bump(&state.counts.authorize);
+    let redirect = match check_authorize(&state, &p) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    if state.options.auto_consent {
+        return grant_code(&state, &p, &redirect);
+    }
+    let hidden: String = p
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>HCSS sign-in (mock)</title></head><body>\
+         <h1>Mock HCSS identity</h1>\
+         <p>Signed in as <b>{user}</b>. The application <b>{client}</b> asks for: \
+         <code>{scope}</code>.</p>\
+         <form method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
+         <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button>\
+         </form></body></html>",
+        user = escape(&state.options.user),
+        client = escape(&state.options.client_id),
+        scope = escape(p.get("scope").map_or("", String::as_str)),
+    ))
+    .into_response()
+}
+
+async fn consent(State(state): State<Arc<MockState>>, Form(p): Form<Params>) -> Response {
+    bump(&state.counts.authorize);
+    let redirect = match check_authorize(&state, &p) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    if p.get("decision").map(String::as_str) == Some("allow") {
+        return grant_code(&state, &p, &redirect);
+    }
+    Redirect::to(&callback_url(
+        &state,
+        &redirect,
+        &[
+            ("error", "access_denied"),
+            ("error_description", "The user denied access"),
+            ("state", &p["state"]),
+        ],
+    ))
+    .into_response()
+}
+
+/// The client id and secret of a token or revocation request, from Basic or the body.
+fn client_credentials(headers: &HeaderMap, p: &Params) -> Option<(String, Option<String>)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = String::from_utf8(STANDARD.decode(basic).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let dec = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        return Some((dec(id)?, Some(dec(secret)?)));
+    }
+    Some((p.get("client_id")?.clone(), p.get("client_secret").cloned()))
+}
+
+fn authenticate(state: &MockState, headers: &HeaderMap, p: &Params) -> bool {
+    let Some((id, secret)) = client_credentials(headers, p) else {
+        return false;
+    };
+    id == state.options.client_id && secret == state.options.client_secret
+}
+
+async fn token(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    bump(&state.counts.token);
+    match p.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => bump(&state.counts.code_exchanges),
+        Some("refresh_token") => bump(&state.counts.refreshes),
+        _ => {}
+    }
+    let fault = lock(&state.fault).clone();
+    match fault {
+        None => {}
+        Some(TokenFault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(TokenFault::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>500</h1>")).into_response()
+        }
+        Some(TokenFault::MalformedBody) => {
+            return (StatusCode::OK, Html("<html>not json</html>")).into_response()
+        }
+        Some(TokenFault::NoAccessToken) => {
+            return Json(json!({"token_type": "bearer", "expires_in": 3600})).into_response()
+        }
+        Some(TokenFault::WrongTokenType) => {
+            return Json(json!({"access_token": "at_x", "token_type": "mac", "expires_in": 3600}))
+                .into_response()
+        }
+        Some(TokenFault::NegativeExpiry) => {
+            return Json(json!({"access_token": "at_x", "token_type": "bearer", "expires_in": -1}))
+                .into_response()
+        }
+        Some(TokenFault::Oversized(n)) => {
+            let padding = "x".repeat(n);
+            return Json(json!({"access_token": "at_x", "token_type": "bearer", "pad": padding}))
+                .into_response();
+        }
+        Some(TokenFault::Redirect) => {
+            return Redirect::temporary("http://127.0.0.1:9/elsewhere").into_response()
+        }
+        Some(TokenFault::InvalidGrant) => return oauth_error("invalid_grant", "grant revoked"),
+    }
+    if !authenticate(&state, &headers, &p) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "invalid_client" })),
+        )
+            .into_response();
+    }
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let options = &state.options;
+    let mut grants = lock(&state.grants);
+    match get("grant_type") {
+        "authorization_code" => {
+            let Some(pending) = grants.codes.remove(get("code")) else {
+                return oauth_error("invalid_grant", "unknown or used code");
+            };
+            if pending.expires <= Instant::now() {
+                return oauth_error("invalid_grant", "expired code");
+            }
+            if pending.redirect_uri != get("redirect_uri") {
+                return oauth_error("invalid_grant", "redirect_uri differs");
+            }
+            if pkce_challenge(get("code_verifier")) != pending.challenge {
+                return oauth_error("invalid_grant", "PKCE verification failed");
+            }
+            grants.next += 1;
+            let grant = grants.next;
+            let offline = pending.scope.split(' ').any(|s| s == "offline_access");
+            Json(grants.issue(options, grant, &pending.scope, offline)).into_response()
+        }
+        "refresh_token" => {
+            let presented = get("refresh_token").to_owned();
+            let Some(rt) = grants.refresh.get_mut(&presented) else {
+                return oauth_error("invalid_grant", "unknown refresh token");
+            };
+            let (grant, scope, reused) = (rt.grant, rt.scope.clone(), rt.used);
+            if options.rotate_refresh_tokens {
+                rt.used = true;
+            }
+            if reused && options.reuse_detection {
+                bump(&state.counts.reuse_detected);
+                grants.revoked.insert(grant);
+                return oauth_error("invalid_grant", "refresh token reused; grant revoked");
+            }
+            if reused || grants.revoked.contains(&grant) {
+                return oauth_error("invalid_grant", "refresh token revoked");
+            }
+            let body = grants.issue(options, grant, &scope, options.rotate_refresh_tokens);
+            Json(body).into_response()
+        }
+        _ => oauth_error("unsupported_grant_type", "use authorization_code or refresh_token"),
+    }
+}
+
+async fn revocation(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    bump(&state.counts.revocations);
+    if !authenticate(&state, &headers, &p) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "invalid_client" })),
+        )
+            .into_response();
+    }
+    let token = p.get("token").map(String::as_str).unwrap_or("");
+    let mut grants = lock(&state.grants);
+    if let Some(grant) = grants.refresh.get(token).map(|rt| rt.grant) {
+        grants.revoked.insert(grant);
+    }
+    grants.access.remove(token);
+    StatusCode::OK.into_response()
+}
+
+async fn business_units(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    bump(&state.counts.api_calls);
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let grants = lock(&state.grants);
+    let live = token
+        .and_then(|t| grants.access.get(t))
+        .is_some_and(|at| at.expires > Instant::now() && !grants.revoked.contains(&at.grant));
+    if !live {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+        )
+            .into_response();
+    }
+    Json(json!([
+        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0001", "code": "MAIN", "description": "Main Business Unit" },
+        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0002", "code": "WEST", "description": "West Region" }
+    ]))
+    .into_response()
+}
