@@ -1,0 +1,266 @@
+//! Shared pieces of the integration tests: a test app served on loopback, and a small
+//! "browser" that keeps cookies and follows nothing by itself.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use hcss_auth::testing::MockHcssIdentity;
+use hcss_auth::{HcssAuth, HcssConfigBuilder, HcssToken, MemoryStore, TokenSet, TokenStore};
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE, LOCATION, SET_COOKIE};
+use sha2::Digest;
+
+pub const SCOPES: [&str; 2] = ["heavyjob:read", "offline_access"];
+
+/// A running app: its URL, its layer and its store.
+pub struct TestApp {
+    pub url: String,
+    pub auth: HcssAuth,
+    pub store: MemoryStore,
+}
+
+#[derive(Clone)]
+struct AppState {
+    api_url: String,
+}
+
+async fn home(token: Option<HcssToken>) -> String {
+    match token {
+        Some(_) => "signed in".into(),
+        None => "signed out".into(),
+    }
+}
+
+async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "token_type": token.token_type(),
+        "scopes": token.scopes().collect::<Vec<_>>(),
+        "expires_in": token.expires_in().as_secs(),
+    }))
+}
+
+async fn business_units(State(state): State<AppState>, token: HcssToken) -> impl IntoResponse {
+    let response = reqwest::Client::new()
+        .get(format!("{}/heavyjob/api/v1/businessUnits", state.api_url))
+        .bearer_auth(token.secret())
+        .send()
+        .await
+        .expect("mock API reachable");
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The app's routes behind `auth`.
+pub fn router(auth: HcssAuth, api_url: String) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/whoami", get(whoami))
+        .route("/business-units", get(business_units))
+        .with_state(AppState { api_url })
+        .layer(auth)
+}
+
+/// Binds a loopback port and serves the test app on it, configured against `mock`.
+pub async fn start_app(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = configure(
+        mock.config_builder(&format!("{url}/hcss/callback"))
+            .scopes(SCOPES),
+    )
+    .build()
+    .unwrap();
+    let store = MemoryStore::new();
+    let auth = HcssAuth::with_store(config, store.clone());
+    serve(listener, router(auth.clone(), mock.api_url()));
+    TestApp { url, auth, store }
+}
+
+pub fn serve(listener: tokio::net::TcpListener, app: Router) {
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+}
+
+/// The store key of a session cookie's value (as the crate derives it).
+pub fn session_key(id: &str) -> String {
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Makes a session's access token look expired to the app, as time passing would.
+pub async fn expire_session<S: TokenStore>(store: &S, session_id: &str) -> TokenSet {
+    let key = session_key(session_id);
+    let mut tokens = store.load(&key).await.unwrap().expect("session stored");
+    tokens.expires_at = 1;
+    store
+        .store(&key, tokens.clone(), std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    tokens
+}
+
+/// A response as the test browser saw it.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// A minimal browser: one cookie jar, no automatic redirects.
+#[derive(Clone, Default)]
+pub struct Browser {
+    jar: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn forget(&self, name: &str) {
+        self.jar.lock().unwrap().remove(name);
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)]) -> Seen {
+        let mut request = Self::client().request(method.parse().unwrap(), url);
+        let cookie = {
+            let jar = self.jar.lock().unwrap();
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !cookie.is_empty() {
+            request = request.header(COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let seen = Seen {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: String::new(),
+        };
+        for set in seen.set_cookies() {
+            let pair = set.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                self.forget(name);
+            } else {
+                self.set_cookie(name, value);
+            }
+        }
+        Seen {
+            body: response.text().await.unwrap_or_default(),
+            ..seen
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Seen {
+        self.request("GET", url, &[]).await
+    }
+
+    /// A page load, as a browser's address bar sends it.
+    pub async fn open(&self, url: &str) -> Seen {
+        self.request("GET", url, &[("accept", "text/html,application/xhtml+xml")])
+            .await
+    }
+
+    /// `GET /hcss/login`, then the identity service: the callback URL it sends back to.
+    pub async fn start_login(&self, app: &TestApp, return_to: Option<&str>) -> String {
+        let login = match return_to {
+            Some(path) => format!(
+                "{}/hcss/login?return_to={}",
+                app.url,
+                url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+            ),
+            None => format!("{}/hcss/login", app.url),
+        };
+        let seen = self.get(&login).await;
+        assert_eq!(seen.status, 303, "login answers 303: {}", seen.body);
+        let authorized = self.get(seen.location()).await;
+        assert_eq!(authorized.status, 303, "the mock consents: {}", authorized.body);
+        let callback = authorized.location().to_owned();
+        assert!(callback.starts_with(&app.url), "{callback}");
+        callback
+    }
+
+    /// The whole login; returns where the callback sent the browser.
+    pub async fn login(&self, app: &TestApp) -> String {
+        let callback = self.start_login(app, None).await;
+        let seen = self.get(&callback).await;
+        assert_eq!(seen.status, 303, "callback answers 303: {}", seen.body);
+        seen.location().to_owned()
+    }
+}
+
+/// The query parameter `name` of `url`.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let url = url::Url::parse(url).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `url` with the query parameter `name` set to `value` (added if missing).
+pub fn with_param(url: &str, name: &str, value: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair(name, value);
+    parsed.into()
+}

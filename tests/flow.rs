@@ -1,0 +1,377 @@
+//! The whole authorization code flow against `MockHcssIdentity` on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hcss_auth::store::LoginTransaction;
+use hcss_auth::testing::{MockHcssIdentity, TokenFault};
+use hcss_auth::{StateStore, TokenStore};
+
+const SESSION: &str = "hcss-session";
+const BINDING: &str = "hcss-login";
+
+#[tokio::test]
+async fn full_flow_signs_in_and_calls_the_api() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+
+    assert_eq!(browser.get(&app.url).await.body, "signed out");
+    let login = browser.get(&format!("{}/hcss/login?return_to=%2Fwhoami", app.url)).await;
+    assert_eq!(login.status, 303);
+    assert_eq!(login.headers["cache-control"], "no-store");
+    let authorize = login.location().to_owned();
+    assert!(authorize.starts_with(&format!("{}/connect/authorize?", mock.identity_url())));
+    for (name, expected) in [
+        ("client_id", Some("test-client")),
+        ("scope", Some("heavyjob:read offline_access")),
+        ("response_type", Some("code")),
+        ("code_challenge_method", Some("S256")),
+    ] {
+        assert_eq!(query_param(&authorize, name).as_deref(), expected, "{name}");
+    }
+    assert_eq!(
+        query_param(&authorize, "redirect_uri").unwrap(),
+        format!("{}/hcss/callback", app.url)
+    );
+    assert_eq!(query_param(&authorize, "state").unwrap().len(), 43);
+    assert_eq!(query_param(&authorize, "code_challenge").unwrap().len(), 43);
+
+    let consented = browser.get(&authorize).await;
+    let callback = consented.location().to_owned();
+    assert_eq!(query_param(&callback, "iss").as_deref(), Some(mock.identity_url()));
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/whoami");
+    assert_eq!(done.headers["cache-control"], "no-store");
+    assert_eq!(mock.counts().code_exchanges, 1);
+
+    let whoami = browser.get(&format!("{}/whoami", app.url)).await;
+    assert_eq!(whoami.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&whoami.body).unwrap();
+    assert_eq!(json["token_type"], "Bearer");
+    assert_eq!(json["scopes"], serde_json::json!(["heavyjob:read", "offline_access"]));
+    assert!(json["expires_in"].as_u64().unwrap() > 3500);
+    assert!(!whoami.body.contains("at_"), "the token never reaches the browser");
+
+    let units = browser.get(&format!("{}/business-units", app.url)).await;
+    assert_eq!(units.status, 200, "{}", units.body);
+    assert!(units.body.contains("Main Business Unit"));
+    assert_eq!(mock.counts().api_calls, 1);
+    assert_eq!(browser.get(&app.url).await.body, "signed in");
+}
+
+#[tokio::test]
+async fn two_tabs_log_in_at_once() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let first = browser.start_login(&app, Some("/one")).await;
+    let binding = browser.cookie(BINDING).unwrap();
+    let second = browser.start_login(&app, Some("/two")).await;
+    assert_eq!(browser.cookie(BINDING).unwrap(), binding, "one binding per browser");
+    // The second tab finishes first; the first one still works afterwards.
+    assert_eq!(browser.get(&second).await.location(), "/two");
+    let session_two = browser.cookie(SESSION).unwrap();
+    assert_eq!(browser.get(&first).await.location(), "/one");
+    assert_ne!(browser.cookie(SESSION).unwrap(), session_two);
+    assert_eq!(mock.counts().code_exchanges, 2);
+}
+
+/// Each refused callback: 400, and not one call to the token endpoint.
+async fn assert_refused(mock: &MockHcssIdentity, seen: &Seen, needle: &str) {
+    assert_eq!(seen.status, 400, "{}", seen.body);
+    assert!(seen.body.contains(needle), "{needle:?} not in {}", seen.body);
+    assert_eq!(mock.counts().token, 0, "no token call for a refused callback");
+    assert_eq!(seen.headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn tampered_state_is_refused_without_a_token_call() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let tampered = with_param(&callback, "state", "A".repeat(43).as_str());
+    assert_refused(&mock, &browser.get(&tampered).await, "expired or was already used").await;
+    let missing = callback.replace("state=", "nostate=");
+    assert_refused(&mock, &browser.get(&missing).await, "no valid state").await;
+}
+
+#[tokio::test]
+async fn missing_or_foreign_binding_cookie_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let victim = Browser::new();
+    let callback = victim.start_login(&app, None).await;
+    // An attacker's browser (its own binding cookie) cannot finish the victim's login...
+    let attacker = Browser::new();
+    attacker.get(&format!("{}/hcss/login", app.url)).await;
+    assert!(attacker.cookie(BINDING).is_some());
+    assert_refused(&mock, &attacker.get(&callback).await, "another browser").await;
+    // ...nor can a browser without one.
+    let callback = victim.start_login(&app, None).await;
+    victim.forget(BINDING);
+    assert_refused(&mock, &victim.get(&callback).await, "another browser").await;
+}
+
+#[tokio::test]
+async fn replayed_callback_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    assert_eq!(browser.get(&callback).await.status, 303);
+    assert_eq!(mock.counts().token, 1);
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status, 400);
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+    assert_eq!(mock.counts().token, 1, "a replay makes no token call");
+}
+
+#[tokio::test]
+async fn expired_transaction_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    // Age the stored login beyond the 10-minute limit.
+    let key = session_key(&query_param(&callback, "state").unwrap());
+    let old = app.store.take_transaction(&key).await.unwrap().unwrap();
+    let aged = LoginTransaction::new(old.verifier, old.return_to, old.binding_hash, old.created_at - 601);
+    app.store
+        .put_transaction(&key, aged, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_refused(&mock, &browser.get(&callback).await, "expired").await;
+}
+
+#[tokio::test]
+async fn iss_mismatch_is_refused_on_success_and_error_callbacks() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let forged = with_param(&callback, "iss", "https://evil.example/identity");
+    assert_refused(&mock, &browser.get(&forged).await, "unexpected identity service").await;
+
+    let callback = browser.start_login(&app, None).await;
+    let state = query_param(&callback, "state").unwrap();
+    let error = format!(
+        "{}/hcss/callback?error=access_denied&state={state}&iss=https%3A%2F%2Fevil.example",
+        app.url
+    );
+    assert_refused(&mock, &browser.get(&error).await, "unexpected identity service").await;
+}
+
+#[tokio::test]
+async fn callback_with_duplicate_or_contradictory_parameters_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    assert_refused(&mock, &browser.get(&format!("{callback}&code=again")).await, "more than once").await;
+    let callback = browser.start_login(&app, None).await;
+    assert_refused(&mock, &browser.get(&format!("{callback}&error=server_error")).await, "contradictory").await;
+    let callback = browser.start_login(&app, None).await;
+    assert_refused(&mock, &browser.get(&with_param(&callback, "code", "")).await, "no code").await;
+}
+
+#[tokio::test]
+async fn access_denied_is_a_readable_page() {
+    let mock = MockHcssIdentity::builder().auto_consent(false).start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let login = browser.get(&format!("{}/hcss/login", app.url)).await;
+    let consent = browser.get(login.location()).await;
+    assert_eq!(consent.status, 200);
+    assert!(consent.body.contains("Allow") && consent.body.contains("Deny"));
+    // Press Deny: post the form's hidden fields with decision=deny.
+    let mut form: Vec<(String, String)> = url::Url::parse(login.location())
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("decision".into(), "deny".into()));
+    let denied = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/connect/authorize/consent", mock.identity_url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = denied.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("not granted"), "{}", page.body);
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(mock.counts().token, 0);
+    assert!(browser.cookie(SESSION).is_none());
+}
+
+#[tokio::test]
+async fn open_redirects_in_return_to_are_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    for bad in [
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/%2F%2Fevil.example",
+        "/ok\r\nLocation: https://evil.example",
+    ] {
+        let url = format!(
+            "{}/hcss/login?return_to={}",
+            app.url,
+            url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+        );
+        let seen = browser.get(&url).await;
+        assert_eq!(seen.status, 400, "{bad:?}");
+        assert!(seen.location().is_empty());
+    }
+    assert_eq!(mock.counts().authorize, 0);
+}
+
+#[tokio::test]
+async fn cookies_carry_the_safe_attributes() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let login = browser.get(&format!("{}/hcss/login", app.url)).await;
+    let binding = &login.set_cookies()[0];
+    assert!(binding.starts_with("hcss-login="), "{binding}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(binding.contains(attribute), "{attribute} in {binding}");
+    }
+    let callback = browser.get(login.location()).await;
+    let done = browser.get(callback.location()).await;
+    let session = &done.set_cookies()[0];
+    assert!(session.starts_with("hcss-session="), "{session}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attribute), "{attribute} in {session}");
+    }
+    assert!(!session.contains("Secure"), "plain http on loopback only in development");
+    assert!(!done.set_cookies().iter().any(|c| c.starts_with("hcss-login=")), "binding left to expire");
+}
+
+#[tokio::test]
+async fn a_new_session_id_on_every_login() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    // A planted session cookie is never adopted.
+    let planted = "P".repeat(43);
+    browser.set_cookie(SESSION, &planted);
+    browser.login(&app).await;
+    let first = browser.cookie(SESSION).unwrap();
+    assert_ne!(first, planted);
+    browser.login(&app).await;
+    let second = browser.cookie(SESSION).unwrap();
+    assert_ne!(first, second);
+    assert!(app.store.load(&session_key(&first)).await.unwrap().is_none(), "the replaced session is removed");
+    assert!(app.store.load(&session_key(&second)).await.unwrap().is_some());
+    assert_eq!(app.store.session_count(), 1);
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_are_a_502_and_the_server_keeps_serving() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.http_timeout(Duration::from_millis(300))).await;
+    let browser = Browser::new();
+    for fault in [
+        TokenFault::ServerError,
+        TokenFault::Slow(Duration::from_secs(3)),
+        TokenFault::MalformedBody,
+        TokenFault::NoAccessToken,
+        TokenFault::WrongTokenType,
+        TokenFault::NegativeExpiry,
+        TokenFault::Oversized(100_000),
+        TokenFault::Redirect,
+    ] {
+        let callback = browser.start_login(&app, None).await;
+        mock.set_token_fault(Some(fault.clone()));
+        let seen = browser.get(&callback).await;
+        mock.set_token_fault(None);
+        assert_eq!(seen.status, 502, "{fault:?}: {}", seen.body);
+        assert!(seen.body.contains("try again"), "{fault:?}: {}", seen.body);
+        assert!(browser.cookie(SESSION).is_none(), "{fault:?}: no session from a bad response");
+        assert_eq!(browser.get(&format!("{}/healthz", app.url)).await.body, "ok");
+    }
+    assert_eq!(app.store.session_count(), 0);
+    // And a login after the faults works.
+    browser.login(&app).await;
+    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+}
+
+#[tokio::test]
+async fn wrong_client_secret_is_a_502() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.client_secret("wrong")).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let seen = browser.get(&callback).await;
+    assert_eq!(seen.status, 502, "{}", seen.body);
+    assert_eq!(mock.counts().code_exchanges, 1);
+}
+
+#[tokio::test]
+async fn basic_auth_and_public_clients_work() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.client_auth(hcss_auth::ClientAuth::BasicAuth)).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+
+    let public = MockHcssIdentity::builder().client_secret(None).start().await;
+    let app = start_app(&public, |b| b).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+}
+
+#[tokio::test]
+async fn extractor_answers_page_loads_api_calls_and_a_missing_layer() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let page = browser.open(&format!("{}/whoami?x=1", app.url)).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/hcss/login?return_to=%2Fwhoami%3Fx%3D1");
+    let api = browser.get(&format!("{}/whoami", app.url)).await;
+    assert_eq!(api.status, 401);
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["error"], "login_required");
+    // A session cookie for a session that never existed is simply anonymous.
+    browser.set_cookie(SESSION, &"Z".repeat(43));
+    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 401);
+    assert_eq!(browser.get(&app.url).await.body, "signed out");
+
+    // The layer missing: 500.
+    use axum::routing::get;
+    use tower::ServiceExt;
+    let bare = axum::Router::new().route("/", get(|_t: hcss_auth::HcssToken| async { "x" }));
+    let response = bare
+        .oneshot(axum::http::Request::get("/").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+}
+
+#[tokio::test]
+async fn wrong_methods_on_flow_paths_are_405() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let seen = browser.get(&format!("{}/hcss/logout", app.url)).await;
+    assert_eq!(seen.status, 405);
+    assert_eq!(seen.headers["allow"], "POST");
+    let seen = browser.request("POST", &format!("{}/hcss/login", app.url), &[]).await;
+    assert_eq!(seen.status, 405);
+}
