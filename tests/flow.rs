@@ -19,7 +19,9 @@ async fn full_flow_signs_in_and_calls_the_api() {
     let browser = Browser::new();
 
     assert_eq!(browser.get(&app.url).await.body, "signed out");
-    let login = browser.get(&format!("{}/hcss/login?return_to=%2Fwhoami", app.url)).await;
+    let login = browser
+        .get(&format!("{}/hcss/login?return_to=%2Fwhoami", app.url))
+        .await;
     assert_eq!(login.status, 303);
     assert_eq!(login.headers["cache-control"], "no-store");
     let authorize = login.location().to_owned();
@@ -41,7 +43,10 @@ async fn full_flow_signs_in_and_calls_the_api() {
 
     let consented = browser.get(&authorize).await;
     let callback = consented.location().to_owned();
-    assert_eq!(query_param(&callback, "iss").as_deref(), Some(mock.identity_url()));
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(mock.identity_url())
+    );
     let done = browser.get(&callback).await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location(), "/whoami");
@@ -52,9 +57,15 @@ async fn full_flow_signs_in_and_calls_the_api() {
     assert_eq!(whoami.status, 200);
     let json: serde_json::Value = serde_json::from_str(&whoami.body).unwrap();
     assert_eq!(json["token_type"], "Bearer");
-    assert_eq!(json["scopes"], serde_json::json!(["heavyjob:read", "offline_access"]));
+    assert_eq!(
+        json["scopes"],
+        serde_json::json!(["heavyjob:read", "offline_access"])
+    );
     assert!(json["expires_in"].as_u64().unwrap() > 3500);
-    assert!(!whoami.body.contains("at_"), "the token never reaches the browser");
+    assert!(
+        !whoami.body.contains("at_"),
+        "the token never reaches the browser"
+    );
 
     let units = browser.get(&format!("{}/business-units", app.url)).await;
     assert_eq!(units.status, 200, "{}", units.body);
@@ -71,7 +82,11 @@ async fn two_tabs_log_in_at_once() {
     let first = browser.start_login(&app, Some("/one")).await;
     let binding = browser.cookie(BINDING).unwrap();
     let second = browser.start_login(&app, Some("/two")).await;
-    assert_eq!(browser.cookie(BINDING).unwrap(), binding, "one binding per browser");
+    assert_eq!(
+        browser.cookie(BINDING).unwrap(),
+        binding,
+        "one binding per browser"
+    );
     // The second tab finishes first; the first one still works afterwards.
     assert_eq!(browser.get(&second).await.location(), "/two");
     let session_two = browser.cookie(SESSION).unwrap();
@@ -83,8 +98,16 @@ async fn two_tabs_log_in_at_once() {
 /// Each refused callback: 400, and not one call to the token endpoint.
 async fn assert_refused(mock: &MockHcssIdentity, seen: &Seen, needle: &str) {
     assert_eq!(seen.status, 400, "{}", seen.body);
-    assert!(seen.body.contains(needle), "{needle:?} not in {}", seen.body);
-    assert_eq!(mock.counts().token, 0, "no token call for a refused callback");
+    assert!(
+        seen.body.contains(needle),
+        "{needle:?} not in {}",
+        seen.body
+    );
+    assert_eq!(
+        mock.counts().token,
+        0,
+        "no token call for a refused callback"
+    );
     assert_eq!(seen.headers["cache-control"], "no-store");
 }
 
@@ -95,7 +118,12 @@ async fn tampered_state_is_refused_without_a_token_call() {
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
     let tampered = with_param(&callback, "state", "A".repeat(43).as_str());
-    assert_refused(&mock, &browser.get(&tampered).await, "expired or was already used").await;
+    assert_refused(
+        &mock,
+        &browser.get(&tampered).await,
+        "expired or was already used",
+    )
+    .await;
     let missing = callback.replace("state=", "nostate=");
     assert_refused(&mock, &browser.get(&missing).await, "no valid state").await;
 }
@@ -140,7 +168,12 @@ async fn expired_transaction_is_refused() {
     // Age the stored login beyond the 10-minute limit.
     let key = session_key(&query_param(&callback, "state").unwrap());
     let old = app.store.take_transaction(&key).await.unwrap().unwrap();
-    let aged = LoginTransaction::new(old.verifier, old.return_to, old.binding_hash, old.created_at - 601);
+    let aged = LoginTransaction::new(
+        old.verifier,
+        old.return_to,
+        old.binding_hash,
+        old.created_at - 601,
+    );
     app.store
         .put_transaction(&key, aged, Duration::from_secs(60))
         .await
@@ -155,7 +188,12 @@ async fn iss_mismatch_is_refused_on_success_and_error_callbacks() {
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
     let forged = with_param(&callback, "iss", "https://evil.example/identity");
-    assert_refused(&mock, &browser.get(&forged).await, "unexpected identity service").await;
+    assert_refused(
+        &mock,
+        &browser.get(&forged).await,
+        "unexpected identity service",
+    )
+    .await;
 
     let callback = browser.start_login(&app, None).await;
     let state = query_param(&callback, "state").unwrap();
@@ -163,7 +201,12 @@ async fn iss_mismatch_is_refused_on_success_and_error_callbacks() {
         "{}/hcss/callback?error=access_denied&state={state}&iss=https%3A%2F%2Fevil.example",
         app.url
     );
-    assert_refused(&mock, &browser.get(&error).await, "unexpected identity service").await;
+    assert_refused(
+        &mock,
+        &browser.get(&error).await,
+        "unexpected identity service",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -172,16 +215,34 @@ async fn callback_with_duplicate_or_contradictory_parameters_is_refused() {
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
-    assert_refused(&mock, &browser.get(&format!("{callback}&code=again")).await, "more than once").await;
+    assert_refused(
+        &mock,
+        &browser.get(&format!("{callback}&code=again")).await,
+        "more than once",
+    )
+    .await;
     let callback = browser.start_login(&app, None).await;
-    assert_refused(&mock, &browser.get(&format!("{callback}&error=server_error")).await, "contradictory").await;
+    assert_refused(
+        &mock,
+        &browser.get(&format!("{callback}&error=server_error")).await,
+        "contradictory",
+    )
+    .await;
     let callback = browser.start_login(&app, None).await;
-    assert_refused(&mock, &browser.get(&with_param(&callback, "code", "")).await, "no code").await;
+    assert_refused(
+        &mock,
+        &browser.get(&with_param(&callback, "code", "")).await,
+        "no code",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn access_denied_is_a_readable_page() {
-    let mock = MockHcssIdentity::builder().auto_consent(false).start().await;
+    let mock = MockHcssIdentity::builder()
+        .auto_consent(false)
+        .start()
+        .await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     let login = browser.get(&format!("{}/hcss/login", app.url)).await;
@@ -205,11 +266,17 @@ async fn access_denied_is_a_readable_page() {
         .await
         .unwrap();
     let callback = denied.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
     let page = browser.get(&callback).await;
     assert_eq!(page.status, 403);
     assert!(page.body.contains("not granted"), "{}", page.body);
-    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert_eq!(mock.counts().token, 0);
     assert!(browser.cookie(SESSION).is_none());
 }
@@ -257,8 +324,17 @@ async fn cookies_carry_the_safe_attributes() {
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(session.contains(attribute), "{attribute} in {session}");
     }
-    assert!(!session.contains("Secure"), "plain http on loopback only in development");
-    assert!(!done.set_cookies().iter().any(|c| c.starts_with("hcss-login=")), "binding left to expire");
+    assert!(
+        !session.contains("Secure"),
+        "plain http on loopback only in development"
+    );
+    assert!(
+        !done
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("hcss-login=")),
+        "binding left to expire"
+    );
 }
 
 #[tokio::test]
@@ -275,8 +351,20 @@ async fn a_new_session_id_on_every_login() {
     browser.login(&app).await;
     let second = browser.cookie(SESSION).unwrap();
     assert_ne!(first, second);
-    assert!(app.store.load(&session_key(&first)).await.unwrap().is_none(), "the replaced session is removed");
-    assert!(app.store.load(&session_key(&second)).await.unwrap().is_some());
+    assert!(
+        app.store
+            .load(&session_key(&first))
+            .await
+            .unwrap()
+            .is_none(),
+        "the replaced session is removed"
+    );
+    assert!(app
+        .store
+        .load(&session_key(&second))
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(app.store.session_count(), 1);
 }
 
@@ -301,13 +389,22 @@ async fn token_endpoint_failures_are_a_502_and_the_server_keeps_serving() {
         mock.set_token_fault(None);
         assert_eq!(seen.status, 502, "{fault:?}: {}", seen.body);
         assert!(seen.body.contains("try again"), "{fault:?}: {}", seen.body);
-        assert!(browser.cookie(SESSION).is_none(), "{fault:?}: no session from a bad response");
-        assert_eq!(browser.get(&format!("{}/healthz", app.url)).await.body, "ok");
+        assert!(
+            browser.cookie(SESSION).is_none(),
+            "{fault:?}: no session from a bad response"
+        );
+        assert_eq!(
+            browser.get(&format!("{}/healthz", app.url)).await.body,
+            "ok"
+        );
     }
     assert_eq!(app.store.session_count(), 0);
     // And a login after the faults works.
     browser.login(&app).await;
-    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -327,13 +424,22 @@ async fn basic_auth_and_public_clients_work() {
     let app = start_app(&mock, |b| b.client_auth(hcss_auth::ClientAuth::BasicAuth)).await;
     let browser = Browser::new();
     browser.login(&app).await;
-    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200
+    );
 
-    let public = MockHcssIdentity::builder().client_secret(None).start().await;
+    let public = MockHcssIdentity::builder()
+        .client_secret(None)
+        .start()
+        .await;
     let app = start_app(&public, |b| b).await;
     let browser = Browser::new();
     browser.login(&app).await;
-    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -350,7 +456,10 @@ async fn extractor_answers_page_loads_api_calls_and_a_missing_layer() {
     assert_eq!(json["error"], "login_required");
     // A session cookie for a session that never existed is simply anonymous.
     browser.set_cookie(SESSION, &"Z".repeat(43));
-    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 401);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
     assert_eq!(browser.get(&app.url).await.body, "signed out");
 
     // The layer missing: 500.
@@ -358,7 +467,11 @@ async fn extractor_answers_page_loads_api_calls_and_a_missing_layer() {
     use tower::ServiceExt;
     let bare = axum::Router::new().route("/", get(|_t: hcss_auth::HcssToken| async { "x" }));
     let response = bare
-        .oneshot(axum::http::Request::get("/").body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            axum::http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 500);
@@ -372,6 +485,8 @@ async fn wrong_methods_on_flow_paths_are_405() {
     let seen = browser.get(&format!("{}/hcss/logout", app.url)).await;
     assert_eq!(seen.status, 405);
     assert_eq!(seen.headers["allow"], "POST");
-    let seen = browser.request("POST", &format!("{}/hcss/login", app.url), &[]).await;
+    let seen = browser
+        .request("POST", &format!("{}/hcss/login", app.url), &[])
+        .await;
     assert_eq!(seen.status, 405);
 }

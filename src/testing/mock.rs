@@ -475,7 +475,11 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
     Redirect::to(&callback_url(
         state,
         redirect,
-        &[("code", &code), ("state", &p["state"]), ("session_state", "mock")],
+        &[
+            ("code", &code),
+            ("state", &p["state"]),
+            ("session_state", "mock"),
+        ],
     ))
     .into_response()
 }
@@ -661,7 +665,10 @@ async fn token(
             let body = grants.issue(options, grant, &scope, options.rotate_refresh_tokens);
             Json(body).into_response()
         }
-        _ => oauth_error("unsupported_grant_type", "use authorization_code or refresh_token"),
+        _ => oauth_error(
+            "unsupported_grant_type",
+            "use authorization_code or refresh_token",
+        ),
     }
 }
 
@@ -692,7 +699,10 @@ async fn business_units(State(state): State<Arc<MockState>>, headers: HeaderMap)
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     let grants = lock(&state.grants);
     let live = token
         .and_then(|t| grants.access.get(t))

@@ -55,7 +55,10 @@ pub async fn seed_session(auth: &HcssAuth, tokens: TokenSet) -> Result<SeededSes
     let shared = &auth.shared;
     let id = random_token(32);
     let ttl = tokens.store_ttl(unix_now());
-    shared.token_store.store(&sha256_hex(&id), tokens, ttl).await?;
+    shared
+        .token_store
+        .store(&sha256_hex(&id), tokens, ttl)
+        .await?;
     Ok(SeededSession {
         id: SecretString::from(id),
         cookie_name: shared.config.session_cookie_name(),
@@ -101,16 +104,32 @@ where
     // Transactions: put, take once.
     let key = fresh_key("tx");
     let tx = LoginTransaction::new("verifier", "/jobs?id=1", "binding-hash", 1_700_000_000);
-    store.put_transaction(&key, tx.clone(), minute).await.expect("put_transaction");
-    let taken = store.take_transaction(&key).await.expect("take_transaction");
-    assert_eq!(taken, Some(tx), "take_transaction must return what was put, every field");
+    store
+        .put_transaction(&key, tx.clone(), minute)
+        .await
+        .expect("put_transaction");
+    let taken = store
+        .take_transaction(&key)
+        .await
+        .expect("take_transaction");
     assert_eq!(
-        store.take_transaction(&key).await.expect("take_transaction"),
+        taken,
+        Some(tx),
+        "take_transaction must return what was put, every field"
+    );
+    assert_eq!(
+        store
+            .take_transaction(&key)
+            .await
+            .expect("take_transaction"),
         None,
         "a transaction can be taken only once"
     );
     assert_eq!(
-        store.take_transaction(&fresh_key("none")).await.expect("take_transaction"),
+        store
+            .take_transaction(&fresh_key("none"))
+            .await
+            .expect("take_transaction"),
         None,
         "taking a missing key gives None"
     );
@@ -121,18 +140,35 @@ where
         .with_refresh_token("refresh")
         .with_scope("heavyjob:read offline_access");
     tokens.session_expires_at = 1_900_000_000;
-    store.store(&key, tokens.clone(), minute).await.expect("store");
+    store
+        .store(&key, tokens.clone(), minute)
+        .await
+        .expect("store");
     assert_eq!(
         store.load(&key).await.expect("load"),
         Some(tokens.clone()),
         "load must return what was stored, every field"
     );
     let replaced = TokenSet::new("access-2", 60);
-    store.store(&key, replaced.clone(), minute).await.expect("store");
-    assert_eq!(store.load(&key).await.expect("load"), Some(replaced), "store must replace");
+    store
+        .store(&key, replaced.clone(), minute)
+        .await
+        .expect("store");
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        Some(replaced),
+        "store must replace"
+    );
     store.remove(&key).await.expect("remove");
-    assert_eq!(store.load(&key).await.expect("load"), None, "remove must delete");
-    store.remove(&key).await.expect("removing a missing key is not an error");
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        None,
+        "remove must delete"
+    );
+    store
+        .remove(&key)
+        .await
+        .expect("removing a missing key is not an error");
 
     // TTLs lapse.
     let (tx_key, tok_key) = (fresh_key("tx-ttl"), fresh_key("tok-ttl"));
@@ -141,14 +177,24 @@ where
         .put_transaction(&tx_key, LoginTransaction::new("v", "/", "b", 0), short)
         .await
         .expect("put_transaction");
-    store.store(&tok_key, tokens.clone(), short).await.expect("store");
+    store
+        .store(&tok_key, tokens.clone(), short)
+        .await
+        .expect("store");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        store.take_transaction(&tx_key).await.expect("take_transaction"),
+        store
+            .take_transaction(&tx_key)
+            .await
+            .expect("take_transaction"),
         None,
         "a transaction must expire with its TTL"
     );
-    assert_eq!(store.load(&tok_key).await.expect("load"), None, "tokens must expire with their TTL");
+    assert_eq!(
+        store.load(&tok_key).await.expect("load"),
+        None,
+        "tokens must expire with their TTL"
+    );
 
     // Take is atomic: of 50 concurrent takes, exactly one wins.
     let key = fresh_key("race");
@@ -168,35 +214,63 @@ where
     // Refresh coordination: either a real lock, or the single-process default.
     let key = fresh_key("lock");
     assert!(
-        store.try_lock_refresh(&key, "owner-a", minute).await.expect("try_lock_refresh"),
+        store
+            .try_lock_refresh(&key, "owner-a", minute)
+            .await
+            .expect("try_lock_refresh"),
         "a free refresh lock must be granted"
     );
-    let second = store.try_lock_refresh(&key, "owner-b", minute).await.expect("try_lock_refresh");
+    let second = store
+        .try_lock_refresh(&key, "owner-b", minute)
+        .await
+        .expect("try_lock_refresh");
     if !second {
-        store.unlock_refresh(&key, "owner-b").await.expect("unlock_refresh");
+        store
+            .unlock_refresh(&key, "owner-b")
+            .await
+            .expect("unlock_refresh");
         assert!(
-            !store.try_lock_refresh(&key, "owner-b", minute).await.expect("try_lock_refresh"),
+            !store
+                .try_lock_refresh(&key, "owner-b", minute)
+                .await
+                .expect("try_lock_refresh"),
             "only the owner may release a refresh lock"
         );
-        store.unlock_refresh(&key, "owner-a").await.expect("unlock_refresh");
+        store
+            .unlock_refresh(&key, "owner-a")
+            .await
+            .expect("unlock_refresh");
         assert!(
-            store.try_lock_refresh(&key, "owner-b", short).await.expect("try_lock_refresh"),
+            store
+                .try_lock_refresh(&key, "owner-b", short)
+                .await
+                .expect("try_lock_refresh"),
             "a released refresh lock must be granted again"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
-            store.try_lock_refresh(&key, "owner-c", minute).await.expect("try_lock_refresh"),
+            store
+                .try_lock_refresh(&key, "owner-c", minute)
+                .await
+                .expect("try_lock_refresh"),
             "a refresh lock must expire with its TTL, so a crashed holder cannot wedge a session"
         );
-        store.unlock_refresh(&key, "owner-c").await.expect("unlock_refresh");
+        store
+            .unlock_refresh(&key, "owner-c")
+            .await
+            .expect("unlock_refresh");
         // Of 50 concurrent lockers, exactly one wins.
         let key = fresh_key("lock-race");
         let owners: Vec<String> = (0..50).map(|i| format!("owner-{i}")).collect();
-        let winners = join_all(owners.iter().map(|o| store.try_lock_refresh(&key, o, minute)))
-            .await
-            .into_iter()
-            .filter(|r| *r.as_ref().expect("try_lock_refresh"))
-            .count();
+        let winners = join_all(
+            owners
+                .iter()
+                .map(|o| store.try_lock_refresh(&key, o, minute)),
+        )
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("try_lock_refresh"))
+        .count();
         assert_eq!(winners, 1, "of 50 concurrent lockers exactly one must win");
     }
 }
@@ -225,5 +299,8 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
         }
     })
     .await;
-    results.into_iter().map(|r| r.expect("every future finished")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every future finished"))
+        .collect()
 }

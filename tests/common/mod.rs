@@ -226,7 +226,11 @@ impl Browser {
         let seen = self.get(&login).await;
         assert_eq!(seen.status, 303, "login answers 303: {}", seen.body);
         let authorized = self.get(seen.location()).await;
-        assert_eq!(authorized.status, 303, "the mock consents: {}", authorized.body);
+        assert_eq!(
+            authorized.status, 303,
+            "the mock consents: {}",
+            authorized.body
+        );
         let callback = authorized.location().to_owned();
         assert!(callback.starts_with(&app.url), "{callback}");
         callback
