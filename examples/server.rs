@@ -1,1 +1,136 @@
-fn main() {}
+//! An app that signs users in with HCSS and calls HeavyJob on their behalf.
+//!
+//! `cargo run --example server` with no `HCSS_CLIENT_ID` set starts an embedded mock HCSS
+//! identity service (with a consent page) and a HeavyJob-like API, so the whole flow can
+//! be clicked through with no HCSS account. With `HCSS_CLIENT_ID` set it uses
+//! `HcssConfig::from_env()` against HCSS (see the README for the variables).
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hcss_auth::testing::MockHcssIdentity;
+use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+
+#[derive(Clone)]
+struct AppState {
+    api_url: String,
+    http: reqwest::Client,
+}
+
+async fn home(token: Option<HcssToken>) -> Html<String> {
+    let status = match &token {
+        Some(token) => format!(
+            "<p id=\"status\">Signed in with HCSS (scopes: {}).</p>\
+             <p><a href=\"/whoami\">/whoami</a> · <a href=\"/business-units\">/business-units</a></p>\
+             <form method=\"post\" action=\"/hcss/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form>",
+            token.scopes().collect::<Vec<_>>().join(" ")
+        ),
+        None => "<p id=\"status\">Signed out.</p>\
+                 <p><a id=\"login\" href=\"/hcss/login\">Log in with HCSS</a></p>"
+            .to_owned(),
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hcss-auth example</title></head>\
+         <body><h1>hcss-auth example</h1>{status}</body></html>"
+    ))
+}
+
+async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "token_type": token.token_type(),
+        "scopes": token.scopes().collect::<Vec<_>>(),
+        "expires_in": token.expires_in().as_secs(),
+    }))
+}
+
+async fn business_units(State(state): State<AppState>, token: HcssToken) -> Response {
+    let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
+    match state.http.get(url).bearer_auth(token.secret()).send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = response.text().await.unwrap_or_default();
+            (status, [("content-type", "application/json")], body).into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err.without_url(), "HeavyJob API unreachable");
+            (StatusCode::BAD_GATEWAY, "HeavyJob API unreachable").into_response()
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error>> {
+    match std::env::var("HCSS_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let store = hcss_auth::store::RedisStore::connect(&url).await?;
+            tracing::info!("storing logins and sessions in Redis");
+            Ok(HcssAuth::with_store(config, store))
+        }
+        _ => Ok(HcssAuth::new(config)),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error>> {
+    Ok(HcssAuth::new(config))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hcss_auth=debug".into()),
+        )
+        .init();
+    let addr: SocketAddr = std::env::var("HCSS_EXAMPLE_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+
+    // With no HCSS client configured, run against the embedded mock identity service.
+    let mut _mock = None;
+    let (config, api_url) = if std::env::var("HCSS_CLIENT_ID").is_ok_and(|v| !v.is_empty()) {
+        let api_url =
+            std::env::var("HCSS_API_URL").unwrap_or_else(|_| "https://api.hcssapps.com".into());
+        (HcssConfig::from_env()?, api_url)
+    } else {
+        let mock = MockHcssIdentity::builder()
+            .auto_consent(false)
+            .start()
+            .await;
+        let config = mock
+            .config_builder(&format!("http://{addr}/hcss/callback"))
+            .scopes(["heavyjob:read", "offline_access"])
+            .build()?;
+        println!(
+            "No HCSS_CLIENT_ID set: using the embedded mock identity service at {}",
+            mock.identity_url()
+        );
+        let api_url = mock.api_url();
+        _mock = Some(mock);
+        (config, api_url)
+    };
+
+    let state = AppState {
+        api_url: api_url.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let app = Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/whoami", get(whoami))
+        .route("/business-units", get(business_units))
+        .with_state(state)
+        .layer(layer(config).await?);
+
+    println!("Open http://{addr}/");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! Several app instances sharing one Redis: logins that cross instances, one refresh
+//! between them, the conformance suite, and a Redis outage.
+//!
+//! These tests need `HCSS_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379`); without it
+//! each says it was skipped.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use hcss_auth::store::RedisStore;
+use hcss_auth::testing::{store_conformance, MockHcssIdentity};
+use hcss_auth::{HcssAuth, TokenStore};
+use tokio::net::{TcpListener, TcpStream};
+
+const SESSION: &str = "hcss-session";
+
+fn redis_url(test: &str) -> Option<String> {
+    let url = std::env::var("HCSS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("{test}: skipped (set HCSS_TEST_REDIS_URL to run it)");
+    }
+    url
+}
+
+/// A key prefix of its own for each test run.
+fn prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("hcss-test:{}:{nanos}:", std::process::id())
+}
+
+/// Starts one app instance on `listener` with `store`; every instance shares the public
+/// callback URL, as they would behind a load balancer.
+fn start_instance(
+    mock: &MockHcssIdentity,
+    listener: TcpListener,
+    callback: &str,
+    store: RedisStore,
+) -> String {
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = mock
+        .config_builder(callback)
+        .scopes(SCOPES)
+        .build()
+        .unwrap();
+    serve(
+        listener,
+        router(HcssAuth::with_store(config, store), mock.api_url()),
+    );
+    url
+}
+
+async fn two_instances(mock: &MockHcssIdentity, redis: &str) -> (String, String, RedisStore) {
+    let store = RedisStore::connect(redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let callback = format!("http://{}/hcss/callback", a.local_addr().unwrap());
+    let a = start_instance(mock, a, &callback, store.clone());
+    let b = start_instance(mock, b, &callback, store.clone());
+    (a, b, store)
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_for_redis_store() {
+    let Some(redis) = redis_url("conformance_suite_passes_for_redis_store") else {
+        return;
+    };
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    store_conformance(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn a_login_started_on_one_instance_completes_on_another() {
+    let Some(redis) = redis_url("a_login_started_on_one_instance_completes_on_another") else {
+        return;
+    };
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _store) = two_instances(&mock, &redis).await;
+    let browser = Browser::new();
+    let login = browser
+        .get(&format!("{a}/hcss/login?return_to=%2Fwhoami"))
+        .await;
+    assert_eq!(login.status, 303);
+    let consented = browser.get(login.location()).await;
+    // The load balancer sends the callback to B.
+    let callback = consented.location().replacen(&a, &b, 1);
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/whoami");
+    for instance in [&a, &b] {
+        assert_eq!(
+            browser.get(&format!("{instance}/whoami")).await.status,
+            200,
+            "{instance}"
+        );
+    }
+    // And the transaction is gone from the shared store: replaying on A fails.
+    let replay = browser.get(&consented.location().to_owned()).await;
+    assert_eq!(replay.status, 400);
+    assert_eq!(mock.counts().code_exchanges, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_across_two_instances_refresh_once() {
+    let Some(redis) = redis_url("fifty_requests_across_two_instances_refresh_once") else {
+        return;
+    };
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, store) = two_instances(&mock, &redis).await;
+    let browser = Browser::new();
+    let login = browser.get(&format!("{a}/hcss/login")).await;
+    let consented = browser.get(login.location()).await;
+    assert_eq!(browser.get(consented.location()).await.status, 303);
+    let id = browser.cookie(SESSION).unwrap();
+    let old = expire_session(&store, &id).await;
+
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            let browser = browser.clone();
+            let url = format!("{}/business-units", if i % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move { browser.get(&url).await.status })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 1, "one refresh across both instances");
+    assert_eq!(counts.reuse_detected, 0);
+    let now = store.load(&session_key(&id)).await.unwrap().unwrap();
+    assert_ne!(
+        now.refresh_token, old.refresh_token,
+        "the rotated token is stored"
+    );
+}
+
+/// A TCP relay in front of Redis that can be cut and restored, to stage an outage.
+struct Relay {
+    addr: String,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { addr, up, links }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
+    let Some(redis) = redis_url("a_redis_outage_is_a_503_and_service_resumes_without_restart")
+    else {
+        return;
+    };
+    let upstream = redis
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let relay = Relay::start(upstream).await;
+    let mock = MockHcssIdentity::start().await;
+    let store = RedisStore::connect(&format!("redis://{}", relay.addr))
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback = format!("http://{}/hcss/callback", listener.local_addr().unwrap());
+    let app = start_instance(&mock, listener, &callback, store);
+    let browser = Browser::new();
+    let login = browser.get(&format!("{app}/hcss/login")).await;
+    let consented = browser.get(login.location()).await;
+    assert_eq!(browser.get(consented.location()).await.status, 303);
+    assert_eq!(browser.get(&format!("{app}/whoami")).await.status, 200);
+
+    relay.cut();
+    let whoami = browser.get(&format!("{app}/whoami")).await;
+    assert_eq!(whoami.status, 503, "{}", whoami.body);
+    assert!(whoami.body.contains("retry"), "{}", whoami.body);
+    let login = browser.get(&format!("{app}/hcss/login")).await;
+    assert_eq!(login.status, 503, "{}", login.body);
+    assert!(login.body.contains("try again"), "{}", login.body);
+    assert_eq!(browser.get(&format!("{app}/healthz")).await.body, "ok");
+
+    relay.restore();
+    // The connection comes back by itself; wait for it, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = browser.get(&format!("{app}/whoami")).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.get(&format!("{app}/hcss/login")).await.status, 303);
+}
