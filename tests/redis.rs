@@ -112,7 +112,7 @@ async fn a_login_started_on_one_instance_completes_on_another() {
         );
     }
     // And the transaction is gone from the shared store: replaying on A fails.
-    let replay = browser.get(&consented.location().to_owned()).await;
+    let replay = browser.get(consented.location()).await;
     assert_eq!(replay.status, 400);
     assert_eq!(mock.counts().code_exchanges, 1);
 }

@@ -125,7 +125,7 @@ impl<V: Clone> Bounded<V> {
         if self.map.len() > self.capacity {
             // Expired entries go first; a sweep is O(n), so at most once per
             // capacity/8 insertions.
-            if seq % (self.capacity as u64 / 8 + 1) == 0 {
+            if seq.is_multiple_of(self.capacity as u64 / 8 + 1) {
                 self.map.retain(|_, e| e.expires > now);
             }
         }
