@@ -112,7 +112,7 @@ async fn assert_refused(mock: &MockHcssIdentity, seen: &Seen, needle: &str) {
 }
 
 #[tokio::test]
-async fn tampered_state_is_refused_without_a_token_call() {
+async fn bar_02_tampered_or_missing_state_is_refused_without_a_token_call() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -129,7 +129,7 @@ async fn tampered_state_is_refused_without_a_token_call() {
 }
 
 #[tokio::test]
-async fn missing_or_foreign_binding_cookie_is_refused() {
+async fn bar_02_missing_or_foreign_binding_cookie_is_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let victim = Browser::new();
@@ -146,7 +146,7 @@ async fn missing_or_foreign_binding_cookie_is_refused() {
 }
 
 #[tokio::test]
-async fn replayed_callback_is_refused() {
+async fn bar_02_replayed_callback_is_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -160,7 +160,7 @@ async fn replayed_callback_is_refused() {
 }
 
 #[tokio::test]
-async fn expired_transaction_is_refused() {
+async fn bar_02_expired_transaction_is_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -182,7 +182,7 @@ async fn expired_transaction_is_refused() {
 }
 
 #[tokio::test]
-async fn iss_mismatch_is_refused_on_success_and_error_callbacks() {
+async fn bar_03_iss_mismatch_is_refused_on_success_and_error_callbacks() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -210,7 +210,7 @@ async fn iss_mismatch_is_refused_on_success_and_error_callbacks() {
 }
 
 #[tokio::test]
-async fn callback_with_duplicate_or_contradictory_parameters_is_refused() {
+async fn bar_03_duplicate_empty_or_contradictory_parameters_are_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -238,7 +238,7 @@ async fn callback_with_duplicate_or_contradictory_parameters_is_refused() {
 }
 
 #[tokio::test]
-async fn access_denied_is_a_readable_page() {
+async fn bar_04_access_denied_is_a_readable_page() {
     let mock = MockHcssIdentity::builder()
         .auto_consent(false)
         .start()
@@ -282,7 +282,7 @@ async fn access_denied_is_a_readable_page() {
 }
 
 #[tokio::test]
-async fn open_redirects_in_return_to_are_refused() {
+async fn bar_09_open_redirects_in_return_to_are_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -307,7 +307,7 @@ async fn open_redirects_in_return_to_are_refused() {
 }
 
 #[tokio::test]
-async fn cookies_carry_the_safe_attributes() {
+async fn bar_08_cookies_carry_the_safe_attributes_in_development() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -338,7 +338,7 @@ async fn cookies_carry_the_safe_attributes() {
 }
 
 #[tokio::test]
-async fn a_new_session_id_on_every_login() {
+async fn bar_07_a_new_session_id_on_every_login() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
@@ -369,7 +369,7 @@ async fn a_new_session_id_on_every_login() {
 }
 
 #[tokio::test]
-async fn token_endpoint_failures_are_a_502_and_the_server_keeps_serving() {
+async fn bar_06_token_endpoint_failures_are_a_502_and_the_server_keeps_serving() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b.http_timeout(Duration::from_millis(300))).await;
     let browser = Browser::new();
@@ -443,7 +443,7 @@ async fn basic_auth_and_public_clients_work() {
 }
 
 #[tokio::test]
-async fn extractor_answers_page_loads_api_calls_and_a_missing_layer() {
+async fn bar_07_unknown_sessions_are_anonymous_and_extractor_rules_hold() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();

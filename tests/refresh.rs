@@ -22,7 +22,7 @@ async fn signed_in(mock: &MockHcssIdentity) -> (TestApp, Browser, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_concurrent_requests_refresh_exactly_once() {
+async fn bar_10_hundred_concurrent_requests_refresh_exactly_once() {
     let mock = MockHcssIdentity::start().await;
     let (app, browser, id) = signed_in(&mock).await;
     let old = expire_session(&app.store, &id).await;
@@ -57,7 +57,7 @@ async fn hundred_concurrent_requests_refresh_exactly_once() {
 }
 
 #[tokio::test]
-async fn the_old_refresh_token_is_kept_when_none_comes_back() {
+async fn bar_10_the_old_refresh_token_is_kept_when_none_comes_back() {
     let mock = MockHcssIdentity::builder()
         .rotate_refresh_tokens(false)
         .start()
@@ -80,7 +80,7 @@ async fn the_old_refresh_token_is_kept_when_none_comes_back() {
 }
 
 #[tokio::test]
-async fn tokens_expiring_within_the_skew_are_refreshed_and_others_are_not() {
+async fn bar_10_tokens_expiring_within_the_skew_are_refreshed_and_others_are_not() {
     let mock = MockHcssIdentity::start().await;
     let (app, browser, id) = signed_in(&mock).await;
     let key = session_key(&id);
@@ -139,7 +139,7 @@ async fn an_expired_session_without_refresh_token_is_logged_out() {
 }
 
 #[tokio::test]
-async fn invalid_grant_on_refresh_logs_the_session_out() {
+async fn bar_10_invalid_grant_on_refresh_logs_the_session_out() {
     let mock = MockHcssIdentity::start().await;
     let (app, browser, id) = signed_in(&mock).await;
     expire_session(&app.store, &id).await;
@@ -183,7 +183,7 @@ async fn reuse_detection_revokes_and_logs_out() {
 }
 
 #[tokio::test]
-async fn server_errors_and_timeouts_keep_the_session_for_the_next_try() {
+async fn bar_10_server_errors_and_timeouts_keep_the_session_for_the_next_try() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b.http_timeout(Duration::from_millis(300))).await;
     let browser = Browser::new();

@@ -319,6 +319,42 @@ mod tests {
         assert_eq!(cookie_value(&headers, "hcss-login"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn accepted_return_paths_stay_on_the_origin(
+            path in "(/|//|/\\\\|\\\\|%2[fF]|%5[cC]|https:|javascript:|/%2[fF]){0,3}[ -~\\t\\r\\n\\u{80}-\\u{10ffff}]{0,40}"
+        ) {
+            if let Some(accepted) = valid_return_path(&path) {
+                proptest::prop_assert!(accepted.starts_with('/'));
+                proptest::prop_assert!(!accepted.starts_with("//") && !accepted.starts_with("/\\"));
+                let base = url::Url::parse("https://app.example.com/base/").unwrap();
+                let joined = base.join(accepted).unwrap();
+                proptest::prop_assert_eq!(joined.origin(), base.origin());
+                proptest::prop_assert!(http::HeaderValue::from_str(accepted).is_ok());
+            }
+        }
+
+        #[test]
+        fn query_parsing_finds_only_what_is_there(query in "[a-z%=&+0-9A-F]{0,80}") {
+            if let Ok([state, code]) = query_params(Some(&query), ["state", "code"]) {
+                proptest::prop_assert!(state.is_none() || query.contains("state") || query.contains('%'));
+                proptest::prop_assert!(code.is_none() || query.contains("code") || query.contains('%'));
+            }
+        }
+
+        #[test]
+        fn cookies_yield_only_well_formed_ids(header in "[ -~]{0,120}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&header) {
+                headers.insert(header::COOKIE, value);
+            }
+            if let Some(id) = cookie_value(&headers, "hcss-session") {
+                proptest::prop_assert_eq!(id.len(), 43);
+                proptest::prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            }
+        }
+    }
+
     #[test]
     fn pages_escape_their_text() {
         let config = HcssConfig::builder()

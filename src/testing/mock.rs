@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -39,7 +39,8 @@ pub enum TokenFault {
     NegativeExpiry,
     /// HTTP 200 with a body of this many bytes.
     Oversized(usize),
-    /// HTTP 302 to another URL.
+    /// HTTP 307 to another URL of the mock that answers with valid tokens, so a client
+    /// that follows redirects is caught (counted in `redirects_followed`).
     Redirect,
     /// HTTP 400 `invalid_grant`, as for a revoked grant.
     InvalidGrant,
@@ -63,10 +64,12 @@ pub struct MockCounts {
     pub reuse_detected: usize,
     /// `GET /heavyjob/api/v1/businessUnits`.
     pub api_calls: usize,
+    /// Requests that followed the [`TokenFault::Redirect`] redirect (a client must not).
+    pub redirects_followed: usize,
 }
 
 /// Builds a [`MockHcssIdentity`]; every setting has a default that suits tests.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct MockHcssIdentityBuilder {
     client_id: String,
@@ -77,6 +80,15 @@ pub struct MockHcssIdentityBuilder {
     rotate_refresh_tokens: bool,
     reuse_detection: bool,
     emit_iss: bool,
+}
+
+impl std::fmt::Debug for MockHcssIdentityBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHcssIdentityBuilder")
+            .field("client_id", &self.client_id)
+            .field("auto_consent", &self.auto_consent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MockHcssIdentityBuilder {
@@ -168,6 +180,7 @@ impl MockHcssIdentityBuilder {
             .route("/identity/connect/authorize/consent", post(consent))
             .route("/identity/connect/token", post(token))
             .route("/identity/connect/revocation", post(revocation))
+            .route("/identity/redirected", post(redirected))
             .route("/identity/.well-known/openid-configuration", get(discovery))
             .route("/heavyjob/api/v1/businessUnits", get(business_units))
             .with_state(state.clone());
@@ -211,11 +224,18 @@ impl MockHcssIdentityBuilder {
 /// assert_eq!(mock.counts().token, 0);
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct MockHcssIdentity {
     addr: SocketAddr,
     state: Arc<MockState>,
     _stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for MockHcssIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHcssIdentity")
+            .field("identity_url", &self.state.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MockHcssIdentity {
@@ -296,7 +316,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug)]
 struct MockState {
     options: MockHcssIdentityBuilder,
     issuer: String,
@@ -305,7 +324,7 @@ struct MockState {
     grants: Mutex<Grants>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Counters {
     authorize: AtomicUsize,
     token: AtomicUsize,
@@ -314,6 +333,7 @@ struct Counters {
     revocations: AtomicUsize,
     reuse_detected: AtomicUsize,
     api_calls: AtomicUsize,
+    redirects_followed: AtomicUsize,
 }
 
 impl Counters {
@@ -327,6 +347,7 @@ impl Counters {
             revocations: get(&self.revocations),
             reuse_detected: get(&self.reuse_detected),
             api_calls: get(&self.api_calls),
+            redirects_followed: get(&self.redirects_followed),
         }
     }
 }
@@ -335,7 +356,6 @@ fn bump(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::SeqCst);
 }
 
-#[derive(Debug)]
 struct PendingCode {
     redirect_uri: String,
     challenge: String,
@@ -343,20 +363,18 @@ struct PendingCode {
     expires: Instant,
 }
 
-#[derive(Debug)]
 struct RefreshState {
     grant: u64,
     scope: String,
     used: bool,
 }
 
-#[derive(Debug)]
 struct AccessState {
     grant: u64,
     expires: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Grants {
     next: u64,
     codes: HashMap<String, PendingCode>,
@@ -574,12 +592,29 @@ fn authenticate(state: &MockState, headers: &HeaderMap, p: &Params) -> bool {
     id == state.options.client_id && secret == state.options.client_secret
 }
 
+/// Client credentials, codes and tokens belong in the body, never in a URL.
+fn query_refused(query: &Option<String>) -> Option<Response> {
+    query
+        .as_ref()
+        .map(|_| oauth_error("invalid_request", "parameters must be sent in the body"))
+}
+
+async fn redirected(State(state): State<Arc<MockState>>) -> Response {
+    bump(&state.counts.redirects_followed);
+    Json(json!({"access_token": "at_redirected", "token_type": "bearer", "expires_in": 3600}))
+        .into_response()
+}
+
 async fn token(
     State(state): State<Arc<MockState>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
     bump(&state.counts.token);
+    if let Some(refused) = query_refused(&query) {
+        return refused;
+    }
     match p.get("grant_type").map(String::as_str) {
         Some("authorization_code") => bump(&state.counts.code_exchanges),
         Some("refresh_token") => bump(&state.counts.refreshes),
@@ -612,7 +647,7 @@ async fn token(
                 .into_response();
         }
         Some(TokenFault::Redirect) => {
-            return Redirect::temporary("http://127.0.0.1:9/elsewhere").into_response()
+            return Redirect::temporary(&format!("{}/redirected", state.issuer)).into_response()
         }
         Some(TokenFault::InvalidGrant) => return oauth_error("invalid_grant", "grant revoked"),
     }
@@ -674,10 +709,14 @@ async fn token(
 
 async fn revocation(
     State(state): State<Arc<MockState>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
     bump(&state.counts.revocations);
+    if let Some(refused) = query_refused(&query) {
+        return refused;
+    }
     if !authenticate(&state, &headers, &p) {
         return (
             StatusCode::BAD_REQUEST,

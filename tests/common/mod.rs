@@ -182,7 +182,10 @@ impl Browser {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("request sent");
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {}", e.without_url()));
         let seen = Seen {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
