@@ -61,3 +61,29 @@ pub use service::{HcssAuthService, HcssBody, ResponseFuture};
 pub use session::HcssSession;
 pub use store::{MemoryStore, StateStore, TokenStore};
 pub use token::{HcssToken, SecretString, TokenSet};
+
+/// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// `return_to` validation.
+    pub fn return_path(input: &str) -> Option<&str> {
+        crate::flow::valid_return_path(input)
+    }
+
+    /// Callback query parsing; `true` when accepted.
+    pub fn callback_query(query: &str) -> bool {
+        crate::flow::query_params(
+            Some(query),
+            ["state", "code", "error", "error_description", "iss"],
+        )
+        .is_ok()
+    }
+
+    /// Session cookie parsing from one `Cookie` header.
+    pub fn session_cookie(header: &http::HeaderValue) -> Option<String> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::COOKIE, header.clone());
+        crate::flow::cookie_value(&headers, "hcss-session").map(str::to_owned)
+    }
+}

@@ -25,15 +25,35 @@ pub(crate) fn random_token(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Lowercase hex SHA-256: the store key of a state or a session id.
-pub(crate) fn sha256_hex(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+/// A lowercase hex SHA-256 digest, kept on the stack: the store key of a state or a
+/// session id, computed on every protected request without allocating.
+#[derive(Clone, Copy)]
+pub(crate) struct HexKey([u8; 64]);
+
+impl std::ops::Deref for HexKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
-    out
+}
+
+impl From<HexKey> for String {
+    fn from(key: HexKey) -> Self {
+        (*key).to_owned()
+    }
+}
+
+/// Lowercase hex SHA-256 of `text`.
+pub(crate) fn sha256_hex(text: &str) -> HexKey {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = [0u8; 64];
+    for (i, byte) in digest.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 15)];
+    }
+    HexKey(out)
 }
 
 /// The S256 code challenge of a PKCE verifier (RFC 7636 §4.2).
@@ -486,7 +506,7 @@ mod tests {
     #[test]
     fn sha256_hex_is_lowercase_hex() {
         assert_eq!(
-            sha256_hex("abc"),
+            &*sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

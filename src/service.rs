@@ -14,8 +14,7 @@ use tracing::Instrument as _;
 
 use crate::flow::{self, cookie_value, FlowResponse};
 use crate::layer::{HcssAuth, Shared};
-use crate::session::HcssSession;
-use crate::token::SecretString;
+use crate::session::{HcssSession, SessionId};
 
 /// The service made by [`HcssAuth`]: it answers the flow endpoints itself and calls the
 /// inner service for every other request, with an [`HcssSession`] in the request's
@@ -112,8 +111,8 @@ where
             None
         };
         let Some((endpoint, method)) = endpoint else {
-            let id =
-                cookie_value(req.headers(), config.session_cookie_name()).map(SecretString::from);
+            let id = cookie_value(req.headers(), config.session_cookie_name())
+                .and_then(SessionId::parse);
             req.extensions_mut()
                 .insert(HcssSession::new(self.shared.clone(), id));
             return ResponseFuture::inner(self.inner.call(req));

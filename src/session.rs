@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::SessionError;
 use crate::layer::Shared;
 use crate::protocol::{self, Grant, RETRY_AFTER};
-use crate::token::{unix_now, HcssToken, SecretString, TokenSet};
+use crate::token::{unix_now, HcssToken, TokenSet};
 
 /// The HCSS session of one request, put in the request's extensions by the layer.
 ///
@@ -31,7 +31,22 @@ use crate::token::{unix_now, HcssToken, SecretString, TokenSet};
 #[derive(Clone)]
 pub struct HcssSession {
     shared: Arc<Shared>,
-    id: Option<SecretString>,
+    id: Option<SessionId>,
+}
+
+/// A session id as the cookie carries it: 43 base64url characters, kept inline so that
+/// reading it costs no allocation. Never printed.
+#[derive(Clone, Copy)]
+pub(crate) struct SessionId([u8; 43]);
+
+impl SessionId {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        text.as_bytes().try_into().ok().map(SessionId)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for HcssSession {
@@ -69,7 +84,7 @@ fn freshness(tokens: &TokenSet, now: u64, skew: Duration) -> Freshness {
 }
 
 impl HcssSession {
-    pub(crate) fn new(shared: Arc<Shared>, id: Option<SecretString>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, id: Option<SessionId>) -> Self {
         Self { shared, id }
     }
 
@@ -98,7 +113,7 @@ impl HcssSession {
         let Some(id) = &self.id else {
             return Err(SessionError::NotSignedIn);
         };
-        let key = protocol::sha256_hex(id.expose_secret());
+        let key = protocol::sha256_hex(id.as_str());
         let store = &self.shared.token_store;
         let tokens = store.load(&key).await?.ok_or(SessionError::NotSignedIn)?;
         match freshness(&tokens, unix_now(), self.shared.config.refresh_skew) {

@@ -24,7 +24,12 @@ fn redis_url(test: &str) -> Option<String> {
         .ok()
         .filter(|u| !u.is_empty());
     if url.is_none() {
-        eprintln!("{test}: skipped (set HCSS_TEST_REDIS_URL to run it)");
+        // Written to the process's stderr directly, past the test harness's capture.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped (set HCSS_TEST_REDIS_URL to run it)"
+        );
     }
     url
 }

@@ -40,7 +40,10 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let mock = MockHcssIdentity::builder().client_secret(Some("client-secret-Q7")).start().await;
+    let mock = MockHcssIdentity::builder()
+        .client_secret(Some("client-secret-Q7"))
+        .start()
+        .await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     let mut secrets: Vec<String> = vec!["client-secret-Q7".into()];
@@ -49,7 +52,12 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     // Login, noting the verifier (from the store) and the code (from the callback URL).
     let callback = browser.start_login(&app, None).await;
     let state_key = session_key(&query_param(&callback, "state").unwrap());
-    let transaction = app.store.take_transaction(&state_key).await.unwrap().unwrap();
+    let transaction = app
+        .store
+        .take_transaction(&state_key)
+        .await
+        .unwrap()
+        .unwrap();
     secrets.push(transaction.verifier.expose_secret().to_owned());
     secrets.push(query_param(&callback, "code").unwrap());
     secrets.push(browser.cookie("hcss-login").unwrap());
@@ -64,11 +72,24 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
 
     // Refresh.
     let before = expire_session(&app.store, &id).await;
-    assert_eq!(browser.get(&format!("{}/business-units", app.url)).await.status, 200);
+    assert_eq!(
+        browser
+            .get(&format!("{}/business-units", app.url))
+            .await
+            .status,
+        200
+    );
     let after = app.store.load(&session_key(&id)).await.unwrap().unwrap();
     for tokens in [&before, &after] {
         secrets.push(tokens.access_token.expose_secret().to_owned());
-        secrets.push(tokens.refresh_token.as_ref().unwrap().expose_secret().to_owned());
+        secrets.push(
+            tokens
+                .refresh_token
+                .as_ref()
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        );
         debug.push(format!("{tokens:?}"));
     }
 
@@ -78,7 +99,10 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     mock.set_token_fault(Some(TokenFault::InvalidGrant));
     assert_eq!(browser.get(&callback).await.status, 400);
     expire_session(&app.store, &id).await;
-    assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 401);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
     mock.set_token_fault(None);
 
     // Logout (with revocation) of a fresh session.
@@ -87,14 +111,30 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     secrets.push(id.clone());
     let tokens = app.store.load(&session_key(&id)).await.unwrap().unwrap();
     secrets.push(tokens.access_token.expose_secret().to_owned());
-    secrets.push(tokens.refresh_token.as_ref().unwrap().expose_secret().to_owned());
-    assert_eq!(browser.request("POST", &format!("{}/hcss/logout", app.url), &[]).await.status, 303);
+    secrets.push(
+        tokens
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned(),
+    );
+    assert_eq!(
+        browser
+            .request("POST", &format!("{}/hcss/logout", app.url), &[])
+            .await
+            .status,
+        303
+    );
     assert_eq!(mock.counts().revocations, 1);
 
     // Debug of every public type that holds a secret.
-    let seeded = seed_session(&app.auth, TokenSet::new("seeded-access-Z9", 60).with_refresh_token("seeded-refresh-Z9"))
-        .await
-        .unwrap();
+    let seeded = seed_session(
+        &app.auth,
+        TokenSet::new("seeded-access-Z9", 60).with_refresh_token("seeded-refresh-Z9"),
+    )
+    .await
+    .unwrap();
     secrets.extend(["seeded-access-Z9".into(), "seeded-refresh-Z9".into()]);
     secrets.push(seeded.cookie_header().split_once('=').unwrap().1.to_owned());
     debug.push(format!("{:?}", app.auth));
@@ -103,14 +143,23 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     debug.push(format!("{mock:?}"));
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("hcss: signed in"), "the capture works: {logs}");
+    assert!(
+        logs.contains("hcss: signed in"),
+        "the capture works: {logs}"
+    );
     assert!(logs.contains("hcss: refresh refused"), "{logs}");
     assert!(logs.contains("hcss: signed out"), "{logs}");
     for secret in &secrets {
         assert!(secret.len() >= 8, "a real secret: {secret}");
-        assert!(!logs.contains(secret.as_str()), "a secret is in the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret is in the logs:\n{logs}"
+        );
         for text in &debug {
-            assert!(!text.contains(secret.as_str()), "a secret is in Debug output: {text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret is in Debug output: {text}"
+            );
         }
     }
 }

@@ -46,7 +46,10 @@ fn get_req(uri: &str) -> Request<Body> {
 }
 
 fn location(response: &axum::response::Response) -> String {
-    response.headers()[header::LOCATION].to_str().unwrap().to_owned()
+    response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -60,17 +63,30 @@ async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
         let state = query_param(&authorize, "state").unwrap();
         assert_eq!(state.len(), 43, "32 random bytes, base64url");
         assert!(states.insert(state.clone()), "states never repeat");
-        assert_eq!(query_param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
+        assert_eq!(
+            query_param(&authorize, "code_challenge_method").as_deref(),
+            Some("S256")
+        );
         let challenge = query_param(&authorize, "code_challenge").unwrap();
-        let tx = store.take_transaction(&session_key(&state)).await.unwrap().unwrap();
+        let tx = store
+            .take_transaction(&session_key(&state))
+            .await
+            .unwrap()
+            .unwrap();
         let verifier = tx.verifier.expose_secret();
         assert!((43..=128).contains(&verifier.len()));
         use base64::Engine as _;
         use sha2::Digest as _;
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
-        assert_eq!(challenge, expected, "challenge = BASE64URL(SHA256(verifier))");
-        assert!(!authorize.contains(verifier), "the verifier never leaves the server");
+        assert_eq!(
+            challenge, expected,
+            "challenge = BASE64URL(SHA256(verifier))"
+        );
+        assert!(
+            !authorize.contains(verifier),
+            "the verifier never leaves the server"
+        );
     }
 }
 
@@ -97,15 +113,31 @@ async fn bar_05_same_redirect_uri_and_secrets_only_in_the_body() {
     // The mock refuses a token request whose redirect_uri differs from the authorize
     // one, and any token or revocation request with parameters in its URL.
     let mock = MockHcssIdentity::start().await;
-    for auth in [hcss_auth::ClientAuth::RequestBody, hcss_auth::ClientAuth::BasicAuth] {
+    for auth in [
+        hcss_auth::ClientAuth::RequestBody,
+        hcss_auth::ClientAuth::BasicAuth,
+    ] {
         let app = start_app(&mock, |b| b.client_auth(auth)).await;
         let browser = Browser::new();
         let login = browser.get(&format!("{}/hcss/login", app.url)).await;
         let authorize = login.location().to_owned();
-        assert!(!authorize.contains("test-secret"), "no secret in the authorize URL");
+        assert!(
+            !authorize.contains("test-secret"),
+            "no secret in the authorize URL"
+        );
         let consented = browser.get(&authorize).await;
-        assert_eq!(browser.get(consented.location()).await.status, 303, "{auth:?}");
-        assert_eq!(browser.request("POST", &format!("{}/hcss/logout", app.url), &[]).await.status, 303);
+        assert_eq!(
+            browser.get(consented.location()).await.status,
+            303,
+            "{auth:?}"
+        );
+        assert_eq!(
+            browser
+                .request("POST", &format!("{}/hcss/logout", app.url), &[])
+                .await
+                .status,
+            303
+        );
     }
     assert_eq!(mock.counts().code_exchanges, 2);
     assert_eq!(mock.counts().revocations, 2);
@@ -139,7 +171,8 @@ async fn untrusted_tls_server() -> (String, Arc<AtomicUsize>) {
                 if let Ok(mut tls) = acceptor.accept(tcp).await {
                     use tokio::io::AsyncWriteExt;
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"access_token":"at_tls","token_type":"bearer","expires_in":3600}"#;
+                    let body =
+                        r#"{"access_token":"at_tls","token_type":"bearer","expires_in":3600}"#;
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
@@ -165,14 +198,28 @@ async fn bar_06_tls_is_verified_redirects_are_not_followed_and_responses_are_cap
     let app = app_with(HcssAuth::new(config));
     let login = call(&app, get_req("/hcss/login")).await;
     let state = query_param(&location(&login), "state").unwrap();
-    let binding = login.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let binding = login.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let callback = Request::get(format!("/hcss/callback?code=abc&state={state}"))
         .header(header::COOKIE, binding)
         .body(Body::empty())
         .unwrap();
     let response = call(&app, callback).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "an untrusted certificate is refused");
-    assert_eq!(served.load(Ordering::SeqCst), 0, "no request got past the TLS handshake");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_GATEWAY,
+        "an untrusted certificate is refused"
+    );
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "no request got past the TLS handshake"
+    );
 
     // Redirects, slowness and oversized bodies (through the mock).
     let mock = MockHcssIdentity::start().await;
@@ -198,7 +245,13 @@ async fn bar_08_cookies_are_host_prefixed_secure_httponly_lax() {
     assert_eq!(login.headers()[header::CACHE_CONTROL], "no-store");
     let binding = login.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(binding.starts_with("__Host-hcss-login="), "{binding}");
-    for attribute in ["; HttpOnly", "; SameSite=Lax", "; Secure", "; Path=/", "; Max-Age=600"] {
+    for attribute in [
+        "; HttpOnly",
+        "; SameSite=Lax",
+        "; Secure",
+        "; Path=/",
+        "; Max-Age=600",
+    ] {
         assert!(binding.contains(attribute), "{attribute} in {binding}");
     }
     assert!(!binding.contains("Domain"), "{binding}");
@@ -210,7 +263,13 @@ async fn bar_08_cookies_are_host_prefixed_secure_httponly_lax() {
     assert_eq!(logout.headers()[header::CACHE_CONTROL], "no-store");
     let cleared = logout.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cleared.starts_with("__Host-hcss-session=;"), "{cleared}");
-    for attribute in ["; HttpOnly", "; SameSite=Lax", "; Secure", "; Path=/", "; Max-Age=0"] {
+    for attribute in [
+        "; HttpOnly",
+        "; SameSite=Lax",
+        "; Secure",
+        "; Path=/",
+        "; Max-Age=0",
+    ] {
         assert!(cleared.contains(attribute), "{attribute} in {cleared}");
     }
 }
@@ -262,13 +321,24 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
     let store = MemoryStore::with_capacity(1_000, 10);
     let app = app_with(HcssAuth::with_store(https_config(), store.clone()));
     for _ in 0..20_000 {
-        assert_eq!(call(&app, get_req("/hcss/login")).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            call(&app, get_req("/hcss/login")).await.status(),
+            StatusCode::SEE_OTHER
+        );
     }
-    assert!(store.transaction_count() <= 1_000, "{}", store.transaction_count());
+    assert!(
+        store.transaction_count() <= 1_000,
+        "{}",
+        store.transaction_count()
+    );
     // The newest login is still there.
     let newest = call(&app, get_req("/hcss/login")).await;
     let state = query_param(&location(&newest), "state").unwrap();
-    assert!(store.take_transaction(&session_key(&state)).await.unwrap().is_some());
+    assert!(store
+        .take_transaction(&session_key(&state))
+        .await
+        .unwrap()
+        .is_some());
 
     let app = app_with(HcssAuth::with_store(https_config(), DownStore));
     let cookie = format!("__Host-hcss-session={}", "a".repeat(43));
@@ -283,19 +353,31 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
             "callback",
         ),
         (
-            Request::post("/hcss/logout").header(header::COOKIE, &cookie).body(Body::empty()).unwrap(),
+            Request::post("/hcss/logout")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
             "logout",
         ),
         (
-            Request::get("/whoami").header(header::COOKIE, &cookie).body(Body::empty()).unwrap(),
+            Request::get("/whoami")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
             "extractor",
         ),
     ] {
         let response = call(&app, request).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
-        assert!(response.headers().contains_key(header::RETRY_AFTER), "{what}");
+        assert!(
+            response.headers().contains_key(header::RETRY_AFTER),
+            "{what}"
+        );
     }
-    assert_eq!(call(&app, get_req("/healthz")).await.status(), StatusCode::OK);
+    assert_eq!(
+        call(&app, get_req("/healthz")).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -308,14 +390,25 @@ fn bar_13_config_is_validated_when_built() {
     };
     assert!(base().build().is_ok());
     for (builder, field) in [
-        (base().redirect_uri("http://app.example.com/hcss/callback"), "redirect_uri"),
-        (base().identity_url("http://api.hcssapps.com/identity"), "identity_url"),
         (
-            base().redirect_uri("http://app.example.com/cb").allow_insecure_http_on_loopback(true),
+            base().redirect_uri("http://app.example.com/hcss/callback"),
+            "redirect_uri",
+        ),
+        (
+            base().identity_url("http://api.hcssapps.com/identity"),
+            "identity_url",
+        ),
+        (
+            base()
+                .redirect_uri("http://app.example.com/cb")
+                .allow_insecure_http_on_loopback(true),
             "redirect_uri",
         ),
         (base().redirect_uri("/hcss/callback"), "redirect_uri"),
-        (base().redirect_uri("ftp://app.example.com/cb"), "redirect_uri"),
+        (
+            base().redirect_uri("ftp://app.example.com/cb"),
+            "redirect_uri",
+        ),
         (base().client_id(""), "client_id"),
         (base().scopes(Vec::<String>::new()), "scopes"),
     ] {
@@ -335,8 +428,8 @@ async fn hostile_input_is_a_4xx_never_a_5xx_and_the_server_keeps_serving() {
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     browser.login(&app).await; // a real session in the jar for some requests
-    // 64 KiB for cookies; a URI cannot exceed 64 KiB, so queries are 60 KiB here and a
-    // 64 KiB one goes over a raw socket below.
+                               // 64 KiB for cookies; a URI cannot exceed 64 KiB, so queries are 60 KiB here and a
+                               // 64 KiB one goes over a raw socket below.
     let big = "A".repeat(64 * 1024);
     let long = "A".repeat(60 * 1024);
     let u = &app.url;
@@ -363,10 +456,17 @@ async fn hostile_input_is_a_4xx_never_a_5xx_and_the_server_keeps_serving() {
     ];
     for url in &get_urls {
         let status = browser.get(url).await.status;
-        assert!((400..500).contains(&status), "{status} for {}", &url[..url.len().min(120)]);
+        assert!(
+            (400..500).contains(&status),
+            "{status} for {}",
+            &url[..url.len().min(120)]
+        );
     }
     let anonymous = Browser::new().get(&format!("{u}/whoami?x={long}")).await;
-    assert_eq!(anonymous.status, 401, "a long query on a protected route is just anonymous");
+    assert_eq!(
+        anonymous.status, 401,
+        "a long query on a protected route is just anonymous"
+    );
     let garbage_cookies = [
         format!("hcss-session={big}"),
         "hcss-session=%%%; hcss-login=\"\\\"".to_owned(),
@@ -375,22 +475,57 @@ async fn hostile_input_is_a_4xx_never_a_5xx_and_the_server_keeps_serving() {
         ";;;==;hcss-session".to_owned(),
     ];
     for cookie in &garbage_cookies {
-        for (method, path) in [("GET", "/whoami"), ("GET", "/hcss/login"), ("POST", "/hcss/logout")] {
+        for (method, path) in [
+            ("GET", "/whoami"),
+            ("GET", "/hcss/login"),
+            ("POST", "/hcss/logout"),
+        ] {
             let seen = Browser::new()
-                .request(method, &format!("{u}{path}"), &[("cookie", cookie.as_str())])
+                .request(
+                    method,
+                    &format!("{u}{path}"),
+                    &[("cookie", cookie.as_str())],
+                )
                 .await;
-            assert!(seen.status < 500, "{} for {method} {path} with cookie {}", seen.status, &cookie[..cookie.len().min(60)]);
+            assert!(
+                seen.status < 500,
+                "{} for {method} {path} with cookie {}",
+                seen.status,
+                &cookie[..cookie.len().min(60)]
+            );
         }
-        let seen = Browser::new().request("GET", &callback, &[("cookie", cookie.as_str())]).await;
-        assert_eq!(seen.status, 400, "callback with cookie {}", &cookie[..cookie.len().min(60)]);
+        let seen = Browser::new()
+            .request("GET", &callback, &[("cookie", cookie.as_str())])
+            .await;
+        assert_eq!(
+            seen.status,
+            400,
+            "callback with cookie {}",
+            &cookie[..cookie.len().min(60)]
+        );
     }
-    for path in ["/hcss/login?return_to=/", "/hcss/callback?state=", "/whoami?x="] {
+    for path in [
+        "/hcss/login?return_to=/",
+        "/hcss/callback?state=",
+        "/whoami?x=",
+    ] {
         let status = raw_get_status(&app.url, &format!("{path}{big}")).await;
-        assert!((400..500).contains(&status), "{status} for a 64 KiB query on {path}");
+        assert!(
+            (400..500).contains(&status),
+            "{status} for a 64 KiB query on {path}"
+        );
     }
-    assert_eq!(mock.counts().code_exchanges, 1, "only the real login exchanged a code");
+    assert_eq!(
+        mock.counts().code_exchanges,
+        1,
+        "only the real login exchanged a code"
+    );
     assert_eq!(browser.get(&format!("{u}/healthz")).await.body, "ok");
-    assert_eq!(browser.get(&format!("{u}/whoami")).await.status, 200, "the real session still works");
+    assert_eq!(
+        browser.get(&format!("{u}/whoami")).await.status,
+        200,
+        "the real session still works"
+    );
 }
 
 #[tokio::test]
@@ -413,7 +548,13 @@ async fn identity_service_unreachable_is_a_502() {
         .build()
         .unwrap();
     // Share the store that holds the login in flight.
-    serve(listener, router(HcssAuth::with_store(config, app.store.clone()), mock.api_url()));
+    serve(
+        listener,
+        router(
+            HcssAuth::with_store(config, app.store.clone()),
+            mock.api_url(),
+        ),
+    );
     let seen = browser.get(&callback.replacen(&app.url, &url, 1)).await;
     // The iss in the callback is the mock's, not this config's: refused before any call.
     assert_eq!(seen.status, 400);

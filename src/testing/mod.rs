@@ -76,7 +76,7 @@ pub async fn session_exists(auth: &HcssAuth, session: &SeededSession) -> Result<
 }
 
 fn fresh_key(label: &str) -> String {
-    sha256_hex(&format!("conformance-{label}-{}", random_token(16)))
+    sha256_hex(&format!("conformance-{label}-{}", random_token(16))).into()
 }
 
 /// The store conformance suite: runs every behaviour the layer relies on against `store`
