@@ -1,15 +1,21 @@
-//! The per-request cost of the layer, side by side with the same route without it.
+//! The per-request cost of the layer, side by side with the same route without it and
+//! with an equivalent built on tower-sessions; the login redirect; the callback with its
+//! token call; and 100 concurrent requests on a session that needs a refresh.
 //!
 //! `cargo bench --bench per_request`
 
+use std::time::{Duration, Instant};
+
 use axum::body::Body;
-use axum::http::{header, Request};
+use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use hcss_auth::testing::seed_session;
-use hcss_auth::{HcssAuth, HcssConfig, HcssToken, TokenSet};
+use hcss_auth::testing::{seed_session, MockHcssIdentity};
+use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, TokenSet, TokenStore};
+use sha2::Digest;
 use tower::ServiceExt;
+use tower_sessions::{MemoryStore as SessionsMemoryStore, Session, SessionManagerLayer};
 
 fn config() -> HcssConfig {
     HcssConfig::builder()
@@ -20,7 +26,30 @@ fn config() -> HcssConfig {
         .expect("valid config")
 }
 
-fn per_request(c: &mut Criterion) {
+fn request(uri: &str, cookie: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The same handler logic over tower-sessions: session cookie -> stored token -> handler.
+async fn tower_sessions_route(session: Session) -> StatusCode {
+    match session.get::<String>("access_token").await {
+        Ok(Some(_token)) => StatusCode::OK,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+async fn tower_sessions_seed(session: Session) -> StatusCode {
+    session
+        .insert("access_token", "access-token".to_owned())
+        .await
+        .unwrap();
+    StatusCode::OK
+}
+
+fn protected_route(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -38,37 +67,161 @@ fn per_request(c: &mut Criterion) {
     let protected = Router::new()
         .route("/jobs", get(|_token: HcssToken| async { "ok" }))
         .layer(auth.clone());
+    let sessions = Router::new()
+        .route("/jobs", get(tower_sessions_route))
+        .route("/seed", get(tower_sessions_seed))
+        .layer(SessionManagerLayer::new(SessionsMemoryStore::default()).with_secure(false));
+    let seeded = runtime
+        .block_on(sessions.clone().oneshot(request("/seed", "")))
+        .unwrap();
+    let sessions_cookie = seeded.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Both baselines answer 200 with their cookie, as the layer does with its own.
+    for (router, cookie) in [
+        (&bare, cookie.as_str()),
+        (&protected, cookie.as_str()),
+        (&sessions, sessions_cookie.as_str()),
+    ] {
+        let response = runtime
+            .block_on(router.clone().oneshot(request("/jobs", cookie)))
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 
     let mut group = c.benchmark_group("protected_route");
     group.bench_function("bare_axum", |b| {
-        b.to_async(&runtime).iter(|| {
-            let request = Request::get("/jobs")
-                .header(header::COOKIE, cookie.as_str())
-                .body(Body::empty())
-                .unwrap();
-            bare.clone().oneshot(request)
-        })
+        b.to_async(&runtime)
+            .iter(|| bare.clone().oneshot(request("/jobs", &cookie)))
     });
-    group.bench_function("hcss_auth_layer_and_token", |b| {
-        b.to_async(&runtime).iter(|| {
-            let request = Request::get("/jobs")
-                .header(header::COOKIE, cookie.as_str())
-                .body(Body::empty())
-                .unwrap();
-            protected.clone().oneshot(request)
-        })
+    group.bench_function("hcss_auth", |b| {
+        b.to_async(&runtime)
+            .iter(|| protected.clone().oneshot(request("/jobs", &cookie)))
+    });
+    group.bench_function("tower_sessions", |b| {
+        b.to_async(&runtime)
+            .iter(|| sessions.clone().oneshot(request("/jobs", &sessions_cookie)))
     });
     group.finish();
 
     c.bench_function("login_redirect", |b| {
         b.to_async(&runtime).iter(|| {
-            let request = Request::get("/hcss/login?return_to=%2Fjobs")
-                .body(Body::empty())
-                .unwrap();
-            protected.clone().oneshot(request)
+            protected
+                .clone()
+                .oneshot(request("/hcss/login?return_to=%2Fjobs", ""))
         })
     });
 }
 
-criterion_group!(benches, per_request);
+fn session_key(id: &str) -> String {
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The callback (transaction take, binding check, token call to an in-process identity
+/// service on loopback, session store), and a refresh under 100 concurrent requests.
+fn with_identity_service(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = runtime.block_on(MockHcssIdentity::start());
+    let config = mock
+        .config_builder("http://127.0.0.1:3000/hcss/callback")
+        .scopes(["heavyjob:read", "offline_access"])
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let app = Router::new()
+        .route("/jobs", get(|_token: HcssToken| async { "ok" }))
+        .layer(HcssAuth::with_store(config, store.clone()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // One login, untimed: returns the callback URI (path and query) and binding cookie.
+    let start_login = || {
+        let (app, http) = (app.clone(), http.clone());
+        async move {
+            let login = app.oneshot(request("/hcss/login", "")).await.unwrap();
+            let binding = login.headers()[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            let authorize = login.headers()[header::LOCATION].to_str().unwrap();
+            let consented = http.get(authorize).send().await.unwrap();
+            let callback = consented.headers()["location"].to_str().unwrap();
+            let path = callback.trim_start_matches("http://127.0.0.1:3000").to_owned();
+            (path, binding)
+        }
+    };
+
+    c.bench_function("callback_with_token_call", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (app, start_login) = (app.clone(), &start_login);
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (path, binding) = start_login().await;
+                    let started = Instant::now();
+                    let done = app.clone().oneshot(request(&path, &binding)).await.unwrap();
+                    total += started.elapsed();
+                    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+                }
+                total
+            }
+        })
+    });
+
+    // A signed-in session for the refresh benchmark.
+    let (path, binding) = runtime.block_on(start_login());
+    let done = runtime
+        .block_on(app.clone().oneshot(request(&path, &binding)))
+        .unwrap();
+    let session_cookie = done.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let key = session_key(session_cookie.split_once('=').unwrap().1);
+
+    c.bench_function("refresh_100_concurrent_requests", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (app, store, key, cookie) = (app.clone(), store.clone(), key.clone(), session_cookie.clone());
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut tokens = store.load(&key).await.unwrap().unwrap();
+                    tokens.expires_at = 1;
+                    store.store(&key, tokens, Duration::from_secs(3600)).await.unwrap();
+                    let started = Instant::now();
+                    let mut requests = tokio::task::JoinSet::new();
+                    for _ in 0..100 {
+                        requests.spawn(app.clone().oneshot(request("/jobs", &cookie)));
+                    }
+                    while let Some(done) = requests.join_next().await {
+                        assert_eq!(done.unwrap().unwrap().status(), StatusCode::OK);
+                    }
+                    total += started.elapsed();
+                }
+                total
+            }
+        })
+    });
+}
+
+criterion_group!(benches, protected_route, with_identity_service);
 criterion_main!(benches);

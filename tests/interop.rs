@@ -1,0 +1,307 @@
+//! Interop with a certified OpenID provider: node `oidc-provider`, laid out like HCSS's
+//! identity service (`tests/interop/provider.mjs`), PKCE required, refresh tokens rotated
+//! with reuse detection.
+//!
+//! Needs Node.js and npm; the harness installs `oidc-provider` into `tests/interop/`
+//! (git ignores its `node_modules`). Without `node` every case says it was skipped.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hcss_auth::{ClientAuth, HcssAuth, MemoryStore, TokenStore};
+
+const SESSION: &str = "hcss-session";
+
+fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "{test}: skipped ({why})");
+}
+
+/// The provider process; killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Installs `oidc-provider` once per machine (a lock file keeps parallel tests from
+/// installing twice) and starts it; `None` when Node.js is not there.
+fn start_provider(test: &str, redirect_uri: &str) -> Option<Provider> {
+    if Command::new("node").arg("--version").output().is_err() {
+        skipped(test, "node is not installed");
+        return None;
+    }
+    let dir = interop_dir();
+    {
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+        if !dir.join("node_modules/oidc-provider/package.json").exists() {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm runs");
+            assert!(status.success(), "npm ci in tests/interop failed");
+        }
+    }
+    let mut child = Command::new("node")
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env("PORT", "0")
+        .env("REDIRECT_URIS", redirect_uri)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let issuer = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("provider did not start: {line:?}"))
+        .to_owned();
+    Some(Provider { child, issuer })
+}
+
+impl Provider {
+    fn base(&self) -> &str {
+        self.issuer.trim_end_matches("/identity")
+    }
+
+    async fn counts(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/test/counts", self.base()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A refresh grant sent straight to the provider: does it still accept this token?
+    async fn refresh_accepted(&self, client_id: &str, secret: &str, refresh_token: &str) -> bool {
+        let request = reqwest::Client::new().post(format!("{}/connect/token", self.issuer));
+        let request = if client_id == "secret-basic" {
+            request
+                .basic_auth(client_id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+        } else {
+            request.form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ])
+        };
+        request
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    }
+}
+
+/// An app configured for one of the provider's clients. The listener is bound first so
+/// that the provider can be told the redirect URI.
+struct Interop {
+    provider: Provider,
+    app: TestApp,
+}
+
+async fn interop(
+    test: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    auth: ClientAuth,
+) -> Option<Interop> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let callback = format!("{url}/hcss/callback");
+    let provider = start_provider(test, &callback)?;
+    let mut builder = hcss_auth::HcssConfig::builder()
+        .client_id(client_id)
+        .scopes(SCOPES)
+        .redirect_uri(&callback)
+        .identity_url(&provider.issuer)
+        .client_auth(auth)
+        .allow_insecure_http_on_loopback(true);
+    if let Some(secret) = secret {
+        builder = builder.client_secret(secret);
+    }
+    let store = MemoryStore::new();
+    let auth = HcssAuth::with_store(builder.build().unwrap(), store.clone());
+    serve(listener, router(auth.clone(), provider.base().to_owned()));
+    Some(Interop {
+        provider,
+        app: TestApp { url, auth, store },
+    })
+}
+
+/// Follows the provider's redirects (interaction, resume) until it sends the browser
+/// back to the app; returns that callback URL.
+async fn authorize(browser: &Browser, app: &TestApp) -> String {
+    let login = browser.get(&format!("{}/hcss/login", app.url)).await;
+    assert_eq!(login.status, 303);
+    let mut next = login.location().to_owned();
+    for _ in 0..10 {
+        if next.starts_with(&app.url) {
+            return next;
+        }
+        let seen = browser.get(&next).await;
+        assert!(matches!(seen.status, 302 | 303), "{}: {}", seen.status, seen.body);
+        // The provider's redirects may be relative to where it answered.
+        next = url::Url::parse(&next).unwrap().join(seen.location()).unwrap().into();
+    }
+    panic!("the provider did not send the browser back: {next}");
+}
+
+async fn login(browser: &Browser, env: &Interop) -> String {
+    let callback = authorize(browser, &env.app).await;
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status, 303, "callback: {}", done.body);
+    callback
+}
+
+async fn code_flow(test: &str, client_id: &str, secret: Option<&str>, auth: ClientAuth) {
+    let Some(env) = interop(test, client_id, secret, auth).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    let whoami = browser.get(&format!("{}/whoami", env.app.url)).await;
+    assert_eq!(whoami.status, 200, "{}", whoami.body);
+    let json: serde_json::Value = serde_json::from_str(&whoami.body).unwrap();
+    assert_eq!(json["token_type"], "Bearer");
+    assert!(json["scopes"].as_array().unwrap().contains(&"heavyjob:read".into()));
+    assert_eq!(env.provider.counts().await["token"], 1);
+}
+
+#[tokio::test]
+async fn code_flow_with_the_secret_in_the_body() {
+    code_flow("code_flow_with_the_secret_in_the_body", "secret-body", Some("body-secret"), ClientAuth::RequestBody).await;
+}
+
+#[tokio::test]
+async fn code_flow_with_http_basic() {
+    code_flow("code_flow_with_http_basic", "secret-basic", Some("basic-secret"), ClientAuth::BasicAuth).await;
+}
+
+#[tokio::test]
+async fn code_flow_as_a_public_client() {
+    code_flow("code_flow_as_a_public_client", "public", None, ClientAuth::RequestBody).await;
+}
+
+#[tokio::test]
+async fn the_iss_parameter_is_sent_and_checked() {
+    let test = "the_iss_parameter_is_sent_and_checked";
+    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+        return;
+    };
+    let browser = Browser::new();
+    let callback = authorize(&browser, &env.app).await;
+    assert_eq!(query_param(&callback, "iss").as_deref(), Some(env.provider.issuer.as_str()));
+    let forged = with_param(&callback, "iss", "http://127.0.0.1:1/identity");
+    assert_eq!(browser.get(&forged).await.status, 400);
+    assert_eq!(env.provider.counts().await["token"], 0, "no token call after a forged iss");
+    // The genuine callback was spent by the refused one (its state is single-use).
+    login(&browser, &env).await;
+    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 200);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_is_detected() {
+    let test = "refresh_rotates_and_reuse_is_detected";
+    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    let id = browser.cookie(SESSION).unwrap();
+    let old = expire_session(&env.app.store, &id).await;
+    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 200);
+    let new = env.app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    assert_ne!(new.refresh_token, old.refresh_token, "oidc-provider rotated the refresh token");
+    assert_eq!(env.provider.counts().await["refresh"], 1);
+
+    // The spent refresh token comes back (a stale copy): the provider detects the reuse,
+    // the session ends, and the grant is revoked, rotated token included.
+    env.app
+        .store
+        .store(&session_key(&id), old, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 401);
+    assert!(env.app.store.load(&session_key(&id)).await.unwrap().is_none());
+    let rotated = new.refresh_token.unwrap();
+    assert!(
+        !env.provider.refresh_accepted("secret-body", "body-secret", rotated.expose_secret()).await,
+        "reuse detection revoked the whole grant"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token() {
+    let test = "logout_revokes_the_refresh_token";
+    let Some(env) = interop(test, "secret-basic", Some("basic-secret"), ClientAuth::BasicAuth).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    let id = browser.cookie(SESSION).unwrap();
+    let tokens = env.app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let refresh = tokens.refresh_token.unwrap();
+    let seen = browser
+        .request("POST", &format!("{}/hcss/logout", env.app.url), &[("origin", &env.app.url)])
+        .await;
+    assert_eq!(seen.status, 303);
+    assert_eq!(env.provider.counts().await["revocation"], 1);
+    assert!(
+        !env.provider.refresh_accepted("secret-basic", "basic-secret", refresh.expose_secret()).await,
+        "the refresh token is revoked"
+    );
+    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 401);
+}
+
+#[tokio::test]
+async fn access_denied_is_a_readable_page() {
+    let test = "access_denied_is_a_readable_page";
+    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+        return;
+    };
+    reqwest::get(format!("{}/test/deny-next", env.provider.base())).await.unwrap();
+    let browser = Browser::new();
+    let callback = authorize(&browser, &env.app).await;
+    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("not granted"));
+    assert_eq!(env.provider.counts().await["token"], 0);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_invalid_client_and_a_502() {
+    let test = "a_wrong_client_secret_is_invalid_client_and_a_502";
+    let Some(env) = interop(test, "secret-body", Some("not-the-secret"), ClientAuth::RequestBody).await else {
+        return;
+    };
+    let browser = Browser::new();
+    let callback = authorize(&browser, &env.app).await;
+    let seen = browser.get(&callback).await;
+    assert_eq!(seen.status, 502, "{}", seen.body);
+    assert!(browser.cookie(SESSION).is_none());
+    assert_eq!(env.provider.counts().await["token"], 1);
+}
