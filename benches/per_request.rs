@@ -162,7 +162,9 @@ fn with_identity_service(c: &mut Criterion) {
             let authorize = login.headers()[header::LOCATION].to_str().unwrap();
             let consented = http.get(authorize).send().await.unwrap();
             let callback = consented.headers()["location"].to_str().unwrap();
-            let path = callback.trim_start_matches("http://127.0.0.1:3000").to_owned();
+            let path = callback
+                .trim_start_matches("http://127.0.0.1:3000")
+                .to_owned();
             (path, binding)
         }
     };
@@ -200,13 +202,21 @@ fn with_identity_service(c: &mut Criterion) {
 
     c.bench_function("refresh_100_concurrent_requests", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            let (app, store, key, cookie) = (app.clone(), store.clone(), key.clone(), session_cookie.clone());
+            let (app, store, key, cookie) = (
+                app.clone(),
+                store.clone(),
+                key.clone(),
+                session_cookie.clone(),
+            );
             async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let mut tokens = store.load(&key).await.unwrap().unwrap();
                     tokens.expires_at = 1;
-                    store.store(&key, tokens, Duration::from_secs(3600)).await.unwrap();
+                    store
+                        .store(&key, tokens, Duration::from_secs(3600))
+                        .await
+                        .unwrap();
                     let started = Instant::now();
                     let mut requests = tokio::task::JoinSet::new();
                     for _ in 0..100 {

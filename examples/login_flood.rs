@@ -57,8 +57,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     peak = peak.max(after);
     let elapsed = started.elapsed();
     println!("logins:               {count}");
-    println!("elapsed:              {:.2?} ({:.2} µs per login)", elapsed, elapsed.as_secs_f64() * 1e6 / count as f64);
-    println!("transactions held:    {} (capacity {})", store.transaction_count(), MemoryStore::DEFAULT_TRANSACTION_CAPACITY);
+    println!(
+        "elapsed:              {:.2?} ({:.2} µs per login)",
+        elapsed,
+        elapsed.as_secs_f64() * 1e6 / count as f64
+    );
+    println!(
+        "transactions held:    {} (capacity {})",
+        store.transaction_count(),
+        MemoryStore::DEFAULT_TRANSACTION_CAPACITY
+    );
     println!("rss before:           {} KiB", before);
     println!("rss after:            {} KiB", after);
     println!("rss peak (sampled):   {} KiB", peak);

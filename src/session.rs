@@ -122,7 +122,10 @@ impl HcssSession {
                 store.remove(&key).await?;
                 Err(SessionError::NotSignedIn)
             }
-            Freshness::Refresh => self.refresh_once(&key).await,
+            // Boxed: the refresh machinery (locks, the token call) is a large future, and
+            // keeping it out of `token()`'s own state keeps every other request's future
+            // small and cheap to move.
+            Freshness::Refresh => Box::pin(self.refresh_once(&key)).await,
         }
     }
 

@@ -95,9 +95,10 @@ impl Provider {
     async fn refresh_accepted(&self, client_id: &str, secret: &str, refresh_token: &str) -> bool {
         let request = reqwest::Client::new().post(format!("{}/connect/token", self.issuer));
         let request = if client_id == "secret-basic" {
-            request
-                .basic_auth(client_id, Some(secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            request.basic_auth(client_id, Some(secret)).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
         } else {
             request.form(&[
                 ("grant_type", "refresh_token"),
@@ -106,12 +107,7 @@ impl Provider {
                 ("client_secret", secret),
             ])
         };
-        request
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
+        request.send().await.unwrap().status().is_success()
     }
 }
 
@@ -162,9 +158,18 @@ async fn authorize(browser: &Browser, app: &TestApp) -> String {
             return next;
         }
         let seen = browser.get(&next).await;
-        assert!(matches!(seen.status, 302 | 303), "{}: {}", seen.status, seen.body);
+        assert!(
+            matches!(seen.status, 302 | 303),
+            "{}: {}",
+            seen.status,
+            seen.body
+        );
         // The provider's redirects may be relative to where it answered.
-        next = url::Url::parse(&next).unwrap().join(seen.location()).unwrap().into();
+        next = url::Url::parse(&next)
+            .unwrap()
+            .join(seen.location())
+            .unwrap()
+            .into();
     }
     panic!("the provider did not send the browser back: {next}");
 }
@@ -186,55 +191,112 @@ async fn code_flow(test: &str, client_id: &str, secret: Option<&str>, auth: Clie
     assert_eq!(whoami.status, 200, "{}", whoami.body);
     let json: serde_json::Value = serde_json::from_str(&whoami.body).unwrap();
     assert_eq!(json["token_type"], "Bearer");
-    assert!(json["scopes"].as_array().unwrap().contains(&"heavyjob:read".into()));
+    assert!(json["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&"heavyjob:read".into()));
     assert_eq!(env.provider.counts().await["token"], 1);
 }
 
 #[tokio::test]
 async fn code_flow_with_the_secret_in_the_body() {
-    code_flow("code_flow_with_the_secret_in_the_body", "secret-body", Some("body-secret"), ClientAuth::RequestBody).await;
+    code_flow(
+        "code_flow_with_the_secret_in_the_body",
+        "secret-body",
+        Some("body-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn code_flow_with_http_basic() {
-    code_flow("code_flow_with_http_basic", "secret-basic", Some("basic-secret"), ClientAuth::BasicAuth).await;
+    code_flow(
+        "code_flow_with_http_basic",
+        "secret-basic",
+        Some("basic-secret"),
+        ClientAuth::BasicAuth,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn code_flow_as_a_public_client() {
-    code_flow("code_flow_as_a_public_client", "public", None, ClientAuth::RequestBody).await;
+    code_flow(
+        "code_flow_as_a_public_client",
+        "public",
+        None,
+        ClientAuth::RequestBody,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_iss_parameter_is_sent_and_checked() {
     let test = "the_iss_parameter_is_sent_and_checked";
-    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+    let Some(env) = interop(
+        test,
+        "secret-body",
+        Some("body-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await
+    else {
         return;
     };
     let browser = Browser::new();
     let callback = authorize(&browser, &env.app).await;
-    assert_eq!(query_param(&callback, "iss").as_deref(), Some(env.provider.issuer.as_str()));
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(env.provider.issuer.as_str())
+    );
     let forged = with_param(&callback, "iss", "http://127.0.0.1:1/identity");
     assert_eq!(browser.get(&forged).await.status, 400);
-    assert_eq!(env.provider.counts().await["token"], 0, "no token call after a forged iss");
+    assert_eq!(
+        env.provider.counts().await["token"],
+        0,
+        "no token call after a forged iss"
+    );
     // The genuine callback was spent by the refused one (its state is single-use).
     login(&browser, &env).await;
-    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 200);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", env.app.url)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_is_detected() {
     let test = "refresh_rotates_and_reuse_is_detected";
-    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+    let Some(env) = interop(
+        test,
+        "secret-body",
+        Some("body-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await
+    else {
         return;
     };
     let browser = Browser::new();
     login(&browser, &env).await;
     let id = browser.cookie(SESSION).unwrap();
     let old = expire_session(&env.app.store, &id).await;
-    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 200);
-    let new = env.app.store.load(&session_key(&id)).await.unwrap().unwrap();
-    assert_ne!(new.refresh_token, old.refresh_token, "oidc-provider rotated the refresh token");
+    assert_eq!(
+        browser.get(&format!("{}/whoami", env.app.url)).await.status,
+        200
+    );
+    let new = env
+        .app
+        .store
+        .load(&session_key(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        new.refresh_token, old.refresh_token,
+        "oidc-provider rotated the refresh token"
+    );
     assert_eq!(env.provider.counts().await["refresh"], 1);
 
     // The spent refresh token comes back (a stale copy): the provider detects the reuse,
@@ -244,11 +306,22 @@ async fn refresh_rotates_and_reuse_is_detected() {
         .store(&session_key(&id), old, Duration::from_secs(3600))
         .await
         .unwrap();
-    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 401);
-    assert!(env.app.store.load(&session_key(&id)).await.unwrap().is_none());
+    assert_eq!(
+        browser.get(&format!("{}/whoami", env.app.url)).await.status,
+        401
+    );
+    assert!(env
+        .app
+        .store
+        .load(&session_key(&id))
+        .await
+        .unwrap()
+        .is_none());
     let rotated = new.refresh_token.unwrap();
     assert!(
-        !env.provider.refresh_accepted("secret-body", "body-secret", rotated.expose_secret()).await,
+        !env.provider
+            .refresh_accepted("secret-body", "body-secret", rotated.expose_secret())
+            .await,
         "reuse detection revoked the whole grant"
     );
 }
@@ -256,36 +329,70 @@ async fn refresh_rotates_and_reuse_is_detected() {
 #[tokio::test]
 async fn logout_revokes_the_refresh_token() {
     let test = "logout_revokes_the_refresh_token";
-    let Some(env) = interop(test, "secret-basic", Some("basic-secret"), ClientAuth::BasicAuth).await else {
+    let Some(env) = interop(
+        test,
+        "secret-basic",
+        Some("basic-secret"),
+        ClientAuth::BasicAuth,
+    )
+    .await
+    else {
         return;
     };
     let browser = Browser::new();
     login(&browser, &env).await;
     let id = browser.cookie(SESSION).unwrap();
-    let tokens = env.app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let tokens = env
+        .app
+        .store
+        .load(&session_key(&id))
+        .await
+        .unwrap()
+        .unwrap();
     let refresh = tokens.refresh_token.unwrap();
     let seen = browser
-        .request("POST", &format!("{}/hcss/logout", env.app.url), &[("origin", &env.app.url)])
+        .request(
+            "POST",
+            &format!("{}/hcss/logout", env.app.url),
+            &[("origin", &env.app.url)],
+        )
         .await;
     assert_eq!(seen.status, 303);
     assert_eq!(env.provider.counts().await["revocation"], 1);
     assert!(
-        !env.provider.refresh_accepted("secret-basic", "basic-secret", refresh.expose_secret()).await,
+        !env.provider
+            .refresh_accepted("secret-basic", "basic-secret", refresh.expose_secret())
+            .await,
         "the refresh token is revoked"
     );
-    assert_eq!(browser.get(&format!("{}/whoami", env.app.url)).await.status, 401);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", env.app.url)).await.status,
+        401
+    );
 }
 
 #[tokio::test]
 async fn access_denied_is_a_readable_page() {
     let test = "access_denied_is_a_readable_page";
-    let Some(env) = interop(test, "secret-body", Some("body-secret"), ClientAuth::RequestBody).await else {
+    let Some(env) = interop(
+        test,
+        "secret-body",
+        Some("body-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await
+    else {
         return;
     };
-    reqwest::get(format!("{}/test/deny-next", env.provider.base())).await.unwrap();
+    reqwest::get(format!("{}/test/deny-next", env.provider.base()))
+        .await
+        .unwrap();
     let browser = Browser::new();
     let callback = authorize(&browser, &env.app).await;
-    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
     let page = browser.get(&callback).await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("not granted"));
@@ -295,7 +402,14 @@ async fn access_denied_is_a_readable_page() {
 #[tokio::test]
 async fn a_wrong_client_secret_is_invalid_client_and_a_502() {
     let test = "a_wrong_client_secret_is_invalid_client_and_a_502";
-    let Some(env) = interop(test, "secret-body", Some("not-the-secret"), ClientAuth::RequestBody).await else {
+    let Some(env) = interop(
+        test,
+        "secret-body",
+        Some("not-the-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await
+    else {
         return;
     };
     let browser = Browser::new();
