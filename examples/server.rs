@@ -101,8 +101,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::var("HCSS_API_URL").unwrap_or_else(|_| "https://api.hcssapps.com".into());
         (HcssConfig::from_env()?, api_url)
     } else {
+        // At `localhost`, the identity service is another site than the app at
+        // 127.0.0.1, as HCSS is: browsers apply their cross-site cookie rules.
         let mock = MockHcssIdentity::builder()
             .auto_consent(false)
+            .hostname("localhost")
             .start()
             .await;
         let config = mock

@@ -80,6 +80,7 @@ pub struct MockHcssIdentityBuilder {
     rotate_refresh_tokens: bool,
     reuse_detection: bool,
     emit_iss: bool,
+    hostname: String,
 }
 
 impl std::fmt::Debug for MockHcssIdentityBuilder {
@@ -102,6 +103,7 @@ impl Default for MockHcssIdentityBuilder {
             rotate_refresh_tokens: true,
             reuse_detection: true,
             emit_iss: true,
+            hostname: "127.0.0.1".into(),
         }
     }
 }
@@ -158,6 +160,14 @@ impl MockHcssIdentityBuilder {
         self
     }
 
+    /// The host name in its URLs (default `127.0.0.1`; it always listens on 127.0.0.1).
+    /// `localhost` puts it on another site than an app at `127.0.0.1`, as HCSS is, so a
+    /// browser applies its cross-site cookie rules on the way back.
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
     /// Starts the service on `127.0.0.1` on a free port.
     ///
     /// # Panics
@@ -169,8 +179,8 @@ impl MockHcssIdentityBuilder {
             .expect("bind a loopback port for MockHcssIdentity");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(MockState {
+            issuer: format!("http://{}:{}/identity", self.hostname, addr.port()),
             options: self,
-            issuer: format!("http://{addr}/identity"),
             counts: Counters::default(),
             fault: Mutex::new(None),
             grants: Mutex::new(Grants::default()),
@@ -256,7 +266,11 @@ impl MockHcssIdentity {
 
     /// The base URL of its HCSS-like API, e.g. `http://127.0.0.1:PORT`.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!(
+            "http://{}:{}",
+            self.state.options.hostname,
+            self.addr.port()
+        )
     }
 
     /// The client id it accepts.

@@ -1,0 +1,200 @@
+//! The whole flow in a real browser: headless Chromium, driven through WebDriver
+//! (chromedriver), against the example server with its embedded identity service.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and the
+//! example built (`cargo test` builds it); otherwise it says it was skipped. The
+//! signed-in page is saved as `target/browser-signed-in.png`.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+
+fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "browser test: skipped ({why})");
+}
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn example_server() -> Option<PathBuf> {
+    // target/<profile>/deps/browser-… -> target/<profile>/examples/server
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples/server");
+    path.exists().then_some(path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the example server on a free loopback port; returns it and its URL.
+fn start_example(binary: &Path) -> (Running, String) {
+    let child = Command::new(binary)
+        .env("HCSS_EXAMPLE_ADDR", "127.0.0.1:0")
+        .env_remove("HCSS_CLIENT_ID")
+        .env_remove("HCSS_REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the example server starts");
+    let mut server = Running(child);
+    let stdout = BufReader::new(server.0.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("Open ") {
+            return (server, url.trim_end_matches('/').to_owned());
+        }
+    }
+    panic!("the example server did not print its URL");
+}
+
+/// Starts chromedriver and waits (bounded) until it answers.
+async fn start_chromedriver() -> (Running, String) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{url}/status")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Running(child), url)
+}
+
+#[tokio::test]
+async fn the_whole_flow_in_headless_chromium() {
+    if Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_err()
+        || !Path::new("/usr/bin/chromium").exists()
+    {
+        skipped("chromium and chromium-driver are not installed");
+        return;
+    }
+    let Some(binary) = example_server() else {
+        skipped(
+            "the example server is not built: run `cargo build --example server` or `cargo test`",
+        );
+        return;
+    };
+    let (_server, app) = start_example(&binary);
+    let (_driver, driver_url) = start_chromedriver().await;
+    let profile = std::env::temp_dir().join(format!("hcss-auth-chromium-{}", std::process::id()));
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1024,768",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::rustls()
+        .expect("WebDriver client")
+        .capabilities(capabilities)
+        .connect(&driver_url)
+        .await
+        .expect("a Chromium session");
+
+    let status = |browser: &fantoccini::Client| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Id("status"))
+                .await
+                .expect("the home page")
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+
+    browser.goto(&format!("{app}/")).await.unwrap();
+    assert_eq!(status(&browser).await, "Signed out.");
+    browser
+        .find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The identity service's consent page.
+    let allow = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("allow"))
+        .await
+        .expect("the consent page");
+    assert!(browser.source().await.unwrap().contains("heavyjob:read"));
+    allow.click().await.unwrap();
+
+    // Back on the app, signed in: the cookies survived the trip through HCSS.
+    let signed_in = status(&browser).await;
+    assert!(signed_in.starts_with("Signed in with HCSS"), "{signed_in}");
+    assert_eq!(
+        browser.current_url().await.unwrap().as_str(),
+        format!("{app}/")
+    );
+    let png = browser.screenshot().await.unwrap();
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-signed-in.png");
+    std::fs::write(&shot, &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+
+    browser.goto(&format!("{app}/whoami")).await.unwrap();
+    let whoami = browser.source().await.unwrap();
+    assert!(whoami.contains("\"token_type\":\"Bearer\""), "{whoami}");
+    browser
+        .goto(&format!("{app}/business-units"))
+        .await
+        .unwrap();
+    let units = browser.source().await.unwrap();
+    assert!(units.contains("Main Business Unit"), "{units}");
+
+    browser.goto(&format!("{app}/")).await.unwrap();
+    browser
+        .find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(status(&browser).await, "Signed out.");
+    browser.goto(&format!("{app}/whoami")).await.unwrap();
+    assert_eq!(
+        browser.current_url().await.unwrap().path(),
+        "/identity/connect/authorize",
+        "a page load without a session is sent to log in"
+    );
+    browser.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+}
