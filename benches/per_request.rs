@@ -74,13 +74,7 @@ fn protected_route(c: &mut Criterion) {
     let seeded = runtime
         .block_on(sessions.clone().oneshot(request("/seed", "")))
         .unwrap();
-    let sessions_cookie = seeded.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let sessions_cookie = first_cookie(&seeded);
     // Both baselines answer 200 with their cookie, as the layer does with its own.
     for (router, cookie) in [
         (&bare, cookie.as_str()),
@@ -115,6 +109,12 @@ fn protected_route(c: &mut Criterion) {
                 .oneshot(request("/hcss/login?return_to=%2Fjobs", ""))
         })
     });
+}
+
+/// `name=value` of the first cookie a response sets.
+fn first_cookie<B>(response: &axum::http::Response<B>) -> String {
+    let header = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    header.split(';').next().unwrap().to_owned()
 }
 
 fn session_key(id: &str) -> String {
@@ -152,13 +152,7 @@ fn with_identity_service(c: &mut Criterion) {
         let (app, http) = (app.clone(), http.clone());
         async move {
             let login = app.oneshot(request("/hcss/login", "")).await.unwrap();
-            let binding = login.headers()[header::SET_COOKIE]
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
+            let binding = first_cookie(&login);
             let authorize = login.headers()[header::LOCATION].to_str().unwrap();
             let consented = http.get(authorize).send().await.unwrap();
             let callback = consented.headers()["location"].to_str().unwrap();
@@ -191,13 +185,7 @@ fn with_identity_service(c: &mut Criterion) {
     let done = runtime
         .block_on(app.clone().oneshot(request(&path, &binding)))
         .unwrap();
-    let session_cookie = done.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session_cookie = first_cookie(&done);
     let key = session_key(session_cookie.split_once('=').unwrap().1);
 
     c.bench_function("refresh_100_concurrent_requests", |b| {

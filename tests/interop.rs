@@ -147,6 +147,17 @@ async fn interop(
     })
 }
 
+/// The provider's client that sends its secret in the body, as HCSS documents.
+async fn body_client(test: &str) -> Option<Interop> {
+    interop(
+        test,
+        "secret-body",
+        Some("body-secret"),
+        ClientAuth::RequestBody,
+    )
+    .await
+}
+
 /// Follows the provider's redirects (interaction, resume) until it sends the browser
 /// back to the app; returns that callback URL.
 async fn authorize(browser: &Browser, app: &TestApp) -> String {
@@ -234,14 +245,7 @@ async fn code_flow_as_a_public_client() {
 #[tokio::test]
 async fn the_iss_parameter_is_sent_and_checked() {
     let test = "the_iss_parameter_is_sent_and_checked";
-    let Some(env) = interop(
-        test,
-        "secret-body",
-        Some("body-secret"),
-        ClientAuth::RequestBody,
-    )
-    .await
-    else {
+    let Some(env) = body_client(test).await else {
         return;
     };
     let browser = Browser::new();
@@ -268,14 +272,7 @@ async fn the_iss_parameter_is_sent_and_checked() {
 #[tokio::test]
 async fn refresh_rotates_and_reuse_is_detected() {
     let test = "refresh_rotates_and_reuse_is_detected";
-    let Some(env) = interop(
-        test,
-        "secret-body",
-        Some("body-secret"),
-        ClientAuth::RequestBody,
-    )
-    .await
-    else {
+    let Some(env) = body_client(test).await else {
         return;
     };
     let browser = Browser::new();
@@ -374,14 +371,7 @@ async fn logout_revokes_the_refresh_token() {
 #[tokio::test]
 async fn access_denied_is_a_readable_page() {
     let test = "access_denied_is_a_readable_page";
-    let Some(env) = interop(
-        test,
-        "secret-body",
-        Some("body-secret"),
-        ClientAuth::RequestBody,
-    )
-    .await
-    else {
+    let Some(env) = body_client(test).await else {
         return;
     };
     reqwest::get(format!("{}/test/deny-next", env.provider.base()))

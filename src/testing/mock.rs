@@ -666,11 +666,7 @@ async fn token(
         Some(TokenFault::InvalidGrant) => return oauth_error("invalid_grant", "grant revoked"),
     }
     if !authenticate(&state, &headers, &p) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "invalid_client" })),
-        )
-            .into_response();
+        return oauth_error("invalid_client", "unknown client or wrong secret");
     }
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let options = &state.options;
@@ -732,11 +728,7 @@ async fn revocation(
         return refused;
     }
     if !authenticate(&state, &headers, &p) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "invalid_client" })),
-        )
-            .into_response();
+        return oauth_error("invalid_client", "unknown client or wrong secret");
     }
     let token = p.get("token").map(String::as_str).unwrap_or("");
     let mut grants = lock(&state.grants);
