@@ -63,6 +63,7 @@ pub struct HcssConfig {
     pub(crate) revoke_on_logout: bool,
     pub(crate) secure_cookies: bool,
     pub(crate) max_response_bytes: usize,
+    pub(crate) http_timeout: Duration,
     pub(crate) http: reqwest::Client,
 }
 
@@ -403,9 +404,12 @@ impl HcssConfigBuilder {
                 "it must differ from the login path",
             ));
         }
-        if self.transaction_ttl.is_zero() || self.max_session_age.is_zero() {
+        if self.transaction_ttl.is_zero()
+            || self.max_session_age.is_zero()
+            || self.http_timeout.is_zero()
+        {
             return Err(ConfigError::invalid(
-                "login_timeout / max_session_age",
+                "login_timeout / max_session_age / http_timeout",
                 "durations must be above zero",
             ));
         }
@@ -441,6 +445,7 @@ impl HcssConfigBuilder {
             client_auth: self.client_auth,
             revoke_on_logout: self.revoke_on_logout,
             max_response_bytes: self.max_response_bytes,
+            http_timeout: self.http_timeout,
             http,
         })
     }

@@ -151,34 +151,49 @@ impl HcssSession {
     /// Refreshes under the store's lock, or waits for whoever holds it. Every turn reloads
     /// first: the previous holder may have refreshed already.
     async fn refresh_locked(&self, key: &str) -> Result<HcssToken, SessionError> {
-        let store = &self.shared.token_store;
-        let lock_ttl = Duration::from_secs(30);
         let owner = protocol::random_token(16);
+        let mut locked = false;
+        let result = self.refresh_turns(key, &owner, &mut locked).await;
+        if locked {
+            if let Err(err) = self.shared.token_store.unlock_refresh(key, &owner).await {
+                tracing::warn!(session = &key[..8], error = %err,
+                    "hcss: refresh lock not released; it expires by itself");
+            }
+        }
+        result
+    }
+
+    /// The turns of [`refresh_locked`](Self::refresh_locked); sets `locked` once the
+    /// store's lock is held, so that it is released whatever this returns.
+    async fn refresh_turns(
+        &self,
+        key: &str,
+        owner: &str,
+        locked: &mut bool,
+    ) -> Result<HcssToken, SessionError> {
+        let store = &self.shared.token_store;
+        // Longer than a refresh can take, so the lock outlives its holder's token call.
+        let lock_ttl = self.shared.config.http_timeout * 3;
         let deadline = tokio::time::Instant::now() + lock_ttl;
         let mut pause = Duration::from_millis(10);
-        let mut locked = false;
-        let result = loop {
-            let tokens = store.load(key).await?;
-            let tokens = match tokens {
-                None => break Err(SessionError::NotSignedIn),
-                Some(t) => t,
-            };
+        loop {
+            let tokens = store.load(key).await?.ok_or(SessionError::NotSignedIn)?;
             match freshness(&tokens, unix_now(), self.shared.config.refresh_skew) {
-                Freshness::Fresh | Freshness::LastUse => break Ok(HcssToken::from_set(&tokens)),
+                Freshness::Fresh | Freshness::LastUse => return Ok(HcssToken::from_set(&tokens)),
                 Freshness::Over => {
                     store.remove(key).await?;
-                    break Err(SessionError::NotSignedIn);
+                    return Err(SessionError::NotSignedIn);
                 }
-                Freshness::Refresh if locked => break self.refresh_with(key, tokens).await,
+                Freshness::Refresh if *locked => return self.refresh_with(key, tokens).await,
                 Freshness::Refresh => {}
             }
-            if store.try_lock_refresh(key, &owner, lock_ttl).await? {
+            if store.try_lock_refresh(key, owner, lock_ttl).await? {
                 // Reload once more under the lock before spending the refresh token.
-                locked = true;
+                *locked = true;
                 continue;
             }
             if tokio::time::Instant::now() >= deadline {
-                break Err(SessionError::Unavailable {
+                return Err(SessionError::Unavailable {
                     reason: "another instance has been refreshing this session for too long".into(),
                     retry_after: RETRY_AFTER,
                 });
@@ -186,14 +201,7 @@ impl HcssSession {
             // Another instance is refreshing: wait for its result.
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));
-        };
-        if locked {
-            if let Err(err) = store.unlock_refresh(key, &owner).await {
-                tracing::warn!(session = &key[..8], error = %err,
-                    "hcss: refresh lock not released; it expires by itself");
-            }
         }
-        result
     }
 
     /// Spends the refresh token and stores what comes back.
