@@ -323,8 +323,23 @@ pub(crate) async fn request_tokens(
     config: &HcssConfig,
     grant: Grant<'_>,
 ) -> Result<TokenSet, TokenError> {
+    let kind = match grant {
+        Grant::AuthorizationCode { .. } => "authorization_code",
+        Grant::RefreshToken { .. } => "refresh_token",
+    };
     let form = token_form(config, &grant);
-    let (status, body) = post_form(config, &config.token_url, &form).await?;
+    let started = std::time::Instant::now();
+    let answer = post_form(config, &config.token_url, &form).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let (status, body) = answer.inspect_err(|err| {
+        tracing::debug!(grant = kind, elapsed_ms, reason = %err, "hcss: token endpoint unreachable");
+    })?;
+    tracing::debug!(
+        grant = kind,
+        status,
+        elapsed_ms,
+        "hcss: token endpoint answered"
+    );
     parse_token_response(config, status, &body, unix_now())
 }
 
