@@ -43,6 +43,24 @@ fn prefix() -> String {
     format!("hcss-test:{}:{nanos}:", std::process::id())
 }
 
+/// Deletes what a test left under its prefix.
+async fn remove_keys(redis: &str, prefix: &str) {
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// Starts one app instance on `listener` with `store`; every instance shares the public
 /// callback URL, as they would behind a load balancer.
 fn start_instance(
@@ -64,11 +82,15 @@ fn start_instance(
     url
 }
 
-async fn two_instances(mock: &MockHcssIdentity, redis: &str) -> (String, String, RedisStore) {
+async fn two_instances(
+    mock: &MockHcssIdentity,
+    redis: &str,
+    prefix: &str,
+) -> (String, String, RedisStore) {
     let store = RedisStore::connect(redis)
         .await
         .unwrap()
-        .with_prefix(prefix());
+        .with_prefix(prefix);
     let (a, b) = (
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -84,11 +106,13 @@ async fn conformance_suite_passes_for_redis_store() {
     let Some(redis) = redis_url("conformance_suite_passes_for_redis_store") else {
         return;
     };
+    let prefix = prefix();
     let store = RedisStore::connect(&redis)
         .await
         .unwrap()
-        .with_prefix(prefix());
+        .with_prefix(&prefix);
     store_conformance(Arc::new(store)).await;
+    remove_keys(&redis, &prefix).await;
 }
 
 #[tokio::test]
@@ -96,8 +120,9 @@ async fn a_login_started_on_one_instance_completes_on_another() {
     let Some(redis) = redis_url("a_login_started_on_one_instance_completes_on_another") else {
         return;
     };
+    let prefix = prefix();
     let mock = MockHcssIdentity::start().await;
-    let (a, b, _store) = two_instances(&mock, &redis).await;
+    let (a, b, _store) = two_instances(&mock, &redis, &prefix).await;
     let browser = Browser::new();
     let login = browser
         .get(&format!("{a}/hcss/login?return_to=%2Fwhoami"))
@@ -120,6 +145,7 @@ async fn a_login_started_on_one_instance_completes_on_another() {
     let replay = browser.get(consented.location()).await;
     assert_eq!(replay.status, 400);
     assert_eq!(mock.counts().code_exchanges, 1);
+    remove_keys(&redis, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +153,9 @@ async fn fifty_requests_across_two_instances_refresh_once() {
     let Some(redis) = redis_url("fifty_requests_across_two_instances_refresh_once") else {
         return;
     };
+    let prefix = prefix();
     let mock = MockHcssIdentity::start().await;
-    let (a, b, store) = two_instances(&mock, &redis).await;
+    let (a, b, store) = two_instances(&mock, &redis, &prefix).await;
     let browser = Browser::new();
     let login = browser.get(&format!("{a}/hcss/login")).await;
     let consented = browser.get(login.location()).await;
@@ -154,6 +181,7 @@ async fn fifty_requests_across_two_instances_refresh_once() {
         now.refresh_token, old.refresh_token,
         "the rotated token is stored"
     );
+    remove_keys(&redis, &prefix).await;
 }
 
 /// A TCP relay in front of Redis that can be cut and restored, to stage an outage.
@@ -205,6 +233,7 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
     else {
         return;
     };
+    let prefix = prefix();
     let upstream = redis
         .trim_start_matches("redis://")
         .split('/')
@@ -216,7 +245,7 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
     let store = RedisStore::connect(&format!("redis://{}", relay.addr))
         .await
         .unwrap()
-        .with_prefix(prefix());
+        .with_prefix(&prefix);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let callback = format!("http://{}/hcss/callback", listener.local_addr().unwrap());
     let app = start_instance(&mock, listener, &callback, store);
@@ -251,4 +280,5 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(browser.get(&format!("{app}/hcss/login")).await.status, 303);
+    remove_keys(&redis, &prefix).await;
 }
