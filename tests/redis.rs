@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +26,6 @@ fn redis_url(test: &str) -> Option<String> {
         .filter(|u| !u.is_empty());
     if url.is_none() {
         // Written to the process's stderr directly, past the test harness's capture.
-        use std::io::Write as _;
         let _ = writeln!(
             std::io::stderr(),
             "{test}: skipped (set HCSS_TEST_REDIS_URL to run it)"
@@ -281,4 +281,140 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
     }
     assert_eq!(browser.get(&format!("{app}/hcss/login")).await.status, 303);
     remove_keys(&redis, &prefix).await;
+}
+
+/// A three-node Redis Cluster on loopback, made of this machine's `redis-server`; the
+/// nodes stop when it is dropped.
+struct LocalCluster {
+    nodes: Vec<std::process::Child>,
+    urls: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn local_cluster() -> Option<LocalCluster> {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "hcss-cluster-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut cluster = LocalCluster {
+        nodes: Vec::new(),
+        urls: ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect(),
+        dir: dir.clone(),
+    };
+    for port in &ports {
+        let node = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+            ])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        cluster.nodes.push(node);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for port in &ports {
+        while redis_cli(&["-p", &port.to_string(), "ping"]).trim() != "PONG" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cluster node {port} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addrs.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    redis_cli(&create);
+    for port in &ports {
+        while !redis_cli(&["-p", &port.to_string(), "cluster", "info"]).contains("cluster_state:ok")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster did not form"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Some(cluster)
+}
+
+#[tokio::test]
+async fn redis_cluster_passes_the_conformance_suite_and_serves_a_login() {
+    let test = "redis_cluster_passes_the_conformance_suite_and_serves_a_login";
+    if redis_url(test).is_none() {
+        return;
+    }
+    let Some(cluster) = local_cluster().await else {
+        let _ = writeln!(std::io::stderr(), "{test}: skipped (no redis-server)");
+        return;
+    };
+    let urls: Vec<&str> = cluster.urls.iter().map(String::as_str).collect();
+    let store = RedisStore::connect_cluster(&urls).await.unwrap();
+    store_conformance(Arc::new(store.clone())).await;
+
+    // Two instances on the cluster: a login across them, one refresh for both.
+    let mock = MockHcssIdentity::start().await;
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let callback = format!("http://{}/hcss/callback", a.local_addr().unwrap());
+    let a = start_instance(&mock, a, &callback, store.clone());
+    let b = start_instance(&mock, b, &callback, store.clone());
+    let browser = Browser::new();
+    let login = browser.get(&format!("{a}/hcss/login")).await;
+    let consented = browser.get(login.location()).await;
+    let done = browser.get(&consented.location().replacen(&a, &b, 1)).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    expire_session(&store, &browser.cookie(SESSION).unwrap()).await;
+    for instance in [&a, &b] {
+        assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 200);
+    }
+    assert_eq!(mock.counts().refreshes, 1);
 }

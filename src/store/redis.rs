@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 
 use super::{LoginTransaction, StateStore, StoreFuture, TokenStore};
 use crate::error::StoreError;
@@ -24,7 +26,8 @@ end";
 /// Keys are `{prefix}tx:{hash}`, `{prefix}tok:{hash}` and `{prefix}lock:{hash}`, each with
 /// a TTL; values are JSON. Login transactions are taken with `GETDEL` (Redis 6.2 or later).
 /// The connection reconnects by itself after an outage; while Redis is down the flow
-/// endpoints and the extractor answer 503.
+/// endpoints and the extractor answer 503. A Redis Cluster works too
+/// ([`connect_cluster`](Self::connect_cluster)): every operation touches one key.
 ///
 /// ```no_run
 /// use hcss_auth::{HcssAuth, HcssConfig, store::RedisStore};
@@ -36,8 +39,25 @@ end";
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: Arc<str>,
+}
+
+/// One Redis server (or a primary behind a proxy), or a cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match self {
+            Connection::Single(conn) => cmd.query_async(&mut conn.clone()).await,
+            Connection::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+        .map_err(unavailable)
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -60,11 +80,27 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] when the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::lazy(url)?;
-        let mut conn = store.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
+        store.conn.query::<String>(&redis::cmd("PING")).await?;
+        Ok(store)
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when a URL is invalid or the cluster does not answer.
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, StoreError> {
+        let client = ClusterClientBuilder::new(nodes.iter().copied())
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .build()
             .map_err(unavailable)?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        let store = Self {
+            conn: Connection::Cluster(conn),
+            prefix: Arc::from("hcss:"),
+        };
+        store.conn.query::<String>(&redis::cmd("PING")).await?;
         Ok(store)
     }
 
@@ -81,13 +117,13 @@ impl RedisStore {
             ))
         })?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
-            conn,
+            conn: Connection::Single(conn),
             prefix: Arc::from("hcss:"),
         })
     }
@@ -102,7 +138,17 @@ impl RedisStore {
     fn key(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.prefix)
     }
+
+    /// `SET key value PX ttl`.
+    async fn set_px(&self, key: &str, value: String, ttl: Duration) -> Result<(), StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(value).arg("PX").arg(millis(ttl));
+        self.conn.query(&set).await
+    }
 }
+
+/// How long one Redis operation may take before the request gets a 503.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -129,25 +175,14 @@ impl StateStore for RedisStore {
         let key = self.key("tx", key);
         Box::pin(async move {
             let value = to_json(&transaction)?;
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(millis(ttl))
-                .query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)
+            self.set_px(&key, value, ttl).await
         })
     }
 
     fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
         let key = self.key("tx", key);
         Box::pin(async move {
-            let text: Option<String> = redis::cmd("GETDEL")
-                .arg(key)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
+            let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
             from_json(text)
         })
     }
@@ -157,11 +192,7 @@ impl TokenStore for RedisStore {
     fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
         let key = self.key("tok", key);
         Box::pin(async move {
-            let text: Option<String> = redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
+            let text: Option<String> = self.conn.query(redis::cmd("GET").arg(key)).await?;
             from_json(text)
         })
     }
@@ -170,41 +201,30 @@ impl TokenStore for RedisStore {
         let key = self.key("tok", key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(millis(ttl))
-                .query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)
+            self.set_px(&key, value, ttl).await
         })
     }
 
     fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
         let key = self.key("tok", key);
-        Box::pin(async move {
-            redis::cmd("DEL")
-                .arg(key)
-                .query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)
-        })
+        Box::pin(async move { self.conn.query::<()>(redis::cmd("DEL").arg(key)).await })
     }
 
     fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
         let key = self.key("lock", key);
         let owner = owner.to_owned();
         Box::pin(async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(ttl))
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
+            let set: Option<String> = self
+                .conn
+                .query(
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(ttl)),
+                )
+                .await?;
             Ok(set.is_some())
         })
     }
@@ -213,13 +233,9 @@ impl TokenStore for RedisStore {
         let key = self.key("lock", key);
         let owner = owner.to_owned();
         Box::pin(async move {
-            redis::Script::new(UNLOCK)
-                .key(key)
-                .arg(owner)
-                .invoke_async::<i64>(&mut self.conn.clone())
-                .await
-                .map(drop)
-                .map_err(unavailable)
+            let mut unlock = redis::cmd("EVAL");
+            unlock.arg(UNLOCK).arg(1).arg(key).arg(owner);
+            self.conn.query::<i64>(&unlock).await.map(drop)
         })
     }
 }
