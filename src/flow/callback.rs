@@ -96,7 +96,11 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
             );
         }
         let description = error_description.unwrap_or_default();
-        let description: String = description.chars().take(300).collect();
+        let description: String = description
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
         tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }
