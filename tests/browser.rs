@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 
+mod common;
+use common::free_port;
+
 fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "browser test: skipped ({why})");
 }
@@ -31,14 +34,6 @@ fn example_server() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let path = exe.parent()?.parent()?.join("examples/server");
     path.exists().then_some(path)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the example server on a free loopback port; returns it and its URL.

@@ -301,14 +301,6 @@ impl Drop for LocalCluster {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn redis_cli(args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(args)

@@ -248,6 +248,15 @@ impl Browser {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The query parameter `name` of `url`.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let url = url::Url::parse(url).unwrap();
