@@ -137,7 +137,11 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
         };
     }
     let login = session.login_path();
-    let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
+    let here = session
+        .here()
+        .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
+        .unwrap_or("/");
     let location = match valid_return_path(here) {
         Some(path) => format!(
             "{login}?return_to={}",

@@ -113,8 +113,9 @@ where
         let Some((endpoint, method)) = endpoint else {
             let id = cookie_value(req.headers(), config.session_cookie_name())
                 .and_then(SessionId::parse);
+            let here = req.uri().path_and_query().cloned();
             req.extensions_mut()
-                .insert(HcssSession::new(self.shared.clone(), id));
+                .insert(HcssSession::new(self.shared.clone(), id, here));
             return ResponseFuture::inner(self.inner.call(req));
         };
         if req.method() != method {

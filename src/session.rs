@@ -32,6 +32,9 @@ use crate::token::{unix_now, HcssToken, TokenSet};
 pub struct HcssSession {
     shared: Arc<Shared>,
     id: Option<SessionId>,
+    /// The request's path and query as the layer saw it, before any nested router
+    /// stripped a prefix: where to come back to after a login.
+    here: Option<http::uri::PathAndQuery>,
 }
 
 /// A session id as the cookie carries it: 43 base64url characters, kept inline so that
@@ -84,8 +87,17 @@ fn freshness(tokens: &TokenSet, now: u64, skew: Duration) -> Freshness {
 }
 
 impl HcssSession {
-    pub(crate) fn new(shared: Arc<Shared>, id: Option<SessionId>) -> Self {
-        Self { shared, id }
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        id: Option<SessionId>,
+        here: Option<http::uri::PathAndQuery>,
+    ) -> Self {
+        Self { shared, id, here }
+    }
+
+    /// The path and query the layer saw (shared, not copied).
+    pub(crate) fn here(&self) -> Option<&str> {
+        self.here.as_ref().map(http::uri::PathAndQuery::as_str)
     }
 
     pub(crate) fn login_path(&self) -> &str {

@@ -275,6 +275,24 @@ async fn bar_08_cookies_are_host_prefixed_secure_httponly_lax() {
 }
 
 #[tokio::test]
+async fn a_page_load_in_a_nested_router_returns_to_its_full_path() {
+    let nested = Router::new().route("/whoami", get(|_t: HcssToken| async { "ok" }));
+    let app = Router::new()
+        .nest("/app", nested)
+        .layer(HcssAuth::new(https_config()));
+    let request = Request::get("/app/whoami?x=1")
+        .header(header::ACCEPT, "text/html")
+        .body(Body::empty())
+        .unwrap();
+    let response = call(&app, request).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&response),
+        "/hcss/login?return_to=%2Fapp%2Fwhoami%3Fx%3D1"
+    );
+}
+
+#[tokio::test]
 async fn bar_09_redirect_uri_and_issuer_come_from_config_never_from_host() {
     let app = app_with(HcssAuth::new(https_config()));
     let request = Request::get("/hcss/login")
