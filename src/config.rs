@@ -11,6 +11,9 @@ use crate::token::SecretString;
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
 
+/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
+pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// How the client authenticates to the token and revocation endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -202,7 +205,7 @@ impl Default for HcssConfigBuilder {
             post_logout_path: "/".to_owned(),
             transaction_ttl: Duration::from_secs(600),
             refresh_skew: Duration::from_secs(60),
-            max_session_age: Duration::from_secs(30 * 24 * 3600),
+            max_session_age: DEFAULT_MAX_SESSION_AGE,
             client_auth: ClientAuth::RequestBody,
             revoke_on_logout: true,
             allow_insecure_http: false,

@@ -123,21 +123,19 @@ where
         }
         let shared = self.shared.clone();
         let (parts, _body) = req.into_parts();
-        let future: FlowFuture = match endpoint {
-            Endpoint::Login => Box::pin(
-                async move { flow::login::login(&shared, &parts).await }
-                    .instrument(tracing::info_span!("hcss.login")),
-            ),
-            Endpoint::Callback => Box::pin(
-                async move { flow::callback::callback(&shared, &parts).await }
-                    .instrument(tracing::info_span!("hcss.callback")),
-            ),
-            Endpoint::Logout => Box::pin(
-                async move { flow::logout::logout(&shared, &parts).await }
-                    .instrument(tracing::info_span!("hcss.logout")),
-            ),
+        let span = match endpoint {
+            Endpoint::Login => tracing::info_span!("hcss.login"),
+            Endpoint::Callback => tracing::info_span!("hcss.callback"),
+            Endpoint::Logout => tracing::info_span!("hcss.logout"),
         };
-        ResponseFuture::flow(future)
+        let future = async move {
+            match endpoint {
+                Endpoint::Login => flow::login::login(&shared, &parts).await,
+                Endpoint::Callback => flow::callback::callback(&shared, &parts).await,
+                Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
+            }
+        };
+        ResponseFuture::flow(Box::pin(future.instrument(span)))
     }
 }
 

@@ -106,7 +106,7 @@ impl TokenSet {
     /// Adds a refresh token, and extends the session to 30 days from now.
     pub fn with_refresh_token(mut self, refresh_token: impl Into<SecretString>) -> Self {
         self.refresh_token = Some(refresh_token.into());
-        self.session_expires_at = unix_now() + 30 * 24 * 3600;
+        self.session_expires_at = unix_now() + crate::config::DEFAULT_MAX_SESSION_AGE.as_secs();
         self
     }
 

@@ -326,3 +326,18 @@ async fn plain_tower_service_refreshes_through_hcss_session() {
     assert_eq!(browser.get(&url).await.body, "token for 2");
     assert_eq!(mock.counts().refreshes, 1);
 }
+
+#[tokio::test]
+async fn logout_without_revocation_ends_the_session_here_only() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.revoke_on_logout(false)).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let id = browser.cookie(SESSION).unwrap();
+    let seen = browser
+        .request("POST", &format!("{}/hcss/logout", app.url), &[])
+        .await;
+    assert_eq!(seen.status, 303);
+    assert_eq!(mock.counts().revocations, 0);
+    assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
+}

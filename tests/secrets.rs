@@ -30,6 +30,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
+/// The access and refresh token of a set.
+fn token_secrets(tokens: &TokenSet) -> [String; 2] {
+    [
+        tokens.access_token.expose_secret().to_owned(),
+        tokens
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned(),
+    ]
+}
+
 #[tokio::test]
 async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     let capture = Capture::default();
@@ -81,15 +94,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     );
     let after = app.store.load(&session_key(&id)).await.unwrap().unwrap();
     for tokens in [&before, &after] {
-        secrets.push(tokens.access_token.expose_secret().to_owned());
-        secrets.push(
-            tokens
-                .refresh_token
-                .as_ref()
-                .unwrap()
-                .expose_secret()
-                .to_owned(),
-        );
+        secrets.extend(token_secrets(tokens));
         debug.push(format!("{tokens:?}"));
     }
 
@@ -110,15 +115,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     let id = browser.cookie("hcss-session").unwrap();
     secrets.push(id.clone());
     let tokens = app.store.load(&session_key(&id)).await.unwrap().unwrap();
-    secrets.push(tokens.access_token.expose_secret().to_owned());
-    secrets.push(
-        tokens
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .expose_secret()
-            .to_owned(),
-    );
+    secrets.extend(token_secrets(&tokens));
     assert_eq!(
         browser
             .request("POST", &format!("{}/hcss/logout", app.url), &[])

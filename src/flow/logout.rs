@@ -36,7 +36,16 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     if let Some(id) = cookie_value(&parts.headers, cookie_name) {
         let key = sha256_hex(id);
         let store = &shared.token_store;
-        let tokens = match store.load(&key).await {
+        // The tokens are read only when there is something to revoke.
+        let ended = async {
+            let tokens = match config.revoke_on_logout {
+                true => store.load(&key).await?,
+                false => None,
+            };
+            store.remove(&key).await?;
+            Ok::<_, crate::error::StoreError>(tokens)
+        };
+        let tokens = match ended.await {
             Ok(tokens) => tokens,
             Err(err) => {
                 tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
@@ -46,15 +55,8 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
                 );
             }
         };
-        if let Err(err) = store.remove(&key).await {
-            tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
-            return unavailable(
-                config,
-                "The sign-in service cannot end your session right now.",
-            );
-        }
         tracing::info!(session = &key[..8], "hcss: signed out");
-        if let (true, Some(tokens)) = (config.revoke_on_logout, tokens) {
+        if let Some(tokens) = tokens {
             let (token, hint) = match &tokens.refresh_token {
                 Some(refresh) => (refresh, "refresh_token"),
                 None => (&tokens.access_token, "access_token"),
