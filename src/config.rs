@@ -6,13 +6,14 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::ConfigError;
-use crate::token::SecretString;
+use crate::token::{SecretString, DEFAULT_MAX_SESSION_AGE};
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
 
-/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
-pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest wait after a transient failure: the bound of `retry_after` and of a
+/// `Retry-After` sent by the identity service.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// How the client authenticates to the token and revocation endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub struct HcssConfig {
     pub(crate) secure_cookies: bool,
     pub(crate) max_response_bytes: usize,
     pub(crate) http_timeout: Duration,
+    pub(crate) retry_after: Duration,
     pub(crate) http: reqwest::Client,
 }
 
@@ -159,12 +161,20 @@ impl HcssConfig {
         }
     }
 
-    pub(crate) fn binding_cookie_name(&self) -> &'static str {
+    /// The prefix of the per-login binding cookies: each login has its own,
+    /// `{prefix}{first 8 characters of its state}`, so tabs never overwrite each other's.
+    pub(crate) fn binding_cookie_prefix(&self) -> &'static str {
         if self.secure_cookies {
-            "__Host-hcss-login"
+            "__Host-hcss-login-"
         } else {
-            "hcss-login"
+            "hcss-login-"
         }
+    }
+
+    /// The name of the binding cookie of the login with this `state`.
+    pub(crate) fn binding_cookie_name(&self, state: &str) -> String {
+        let suffix = state.get(..8).unwrap_or(state);
+        format!("{}{suffix}", self.binding_cookie_prefix())
     }
 }
 
@@ -188,6 +198,7 @@ pub struct HcssConfigBuilder {
     revoke_on_logout: bool,
     allow_insecure_http: bool,
     http_timeout: Duration,
+    retry_after: Duration,
     max_response_bytes: usize,
 }
 
@@ -210,6 +221,7 @@ impl Default for HcssConfigBuilder {
             revoke_on_logout: true,
             allow_insecure_http: false,
             http_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(5),
             max_response_bytes: 64 * 1024,
         }
     }
@@ -315,6 +327,16 @@ impl HcssConfigBuilder {
         self
     }
 
+    /// After a refresh fails for a passing reason (HCSS down, slow or overloaded), how
+    /// long clients are told to wait (`Retry-After`) and how long the failure is
+    /// remembered, so that the requests of that session in the meantime get the same
+    /// answer without calling HCSS again (default 5 s, at most 5 minutes; zero remembers
+    /// nothing). A `Retry-After` sent by HCSS itself takes precedence.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
     /// The largest token response accepted (default 64 KiB).
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
@@ -388,7 +410,7 @@ impl HcssConfigBuilder {
             ("post_login_path", &self.post_login_path),
             ("post_logout_path", &self.post_logout_path),
         ] {
-            if crate::flow::valid_return_path(path).is_none() {
+            if crate::return_path::valid_return_path(path).is_none() {
                 return Err(ConfigError::invalid(
                     field,
                     format!("{path:?} must be a path on this site starting with one '/'"),
@@ -415,6 +437,37 @@ impl HcssConfigBuilder {
                 "login_timeout / max_session_age / http_timeout",
                 "durations must be above zero",
             ));
+        }
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        for (field, value, max, unit) in [
+            ("login_timeout", self.transaction_ttl, DAY, "1 day"),
+            ("refresh_skew", self.refresh_skew, DAY, "1 day"),
+            // Browsers cap a cookie's Max-Age at 400 days.
+            (
+                "max_session_age",
+                self.max_session_age,
+                400 * DAY,
+                "400 days",
+            ),
+            (
+                "http_timeout",
+                self.http_timeout,
+                Duration::from_secs(600),
+                "10 minutes",
+            ),
+            (
+                "retry_after",
+                self.retry_after,
+                MAX_RETRY_AFTER,
+                "5 minutes",
+            ),
+        ] {
+            if value > max {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{value:?} is longer than the {unit} it may be"),
+                ));
+            }
         }
 
         let http = reqwest::Client::builder()
@@ -449,6 +502,7 @@ impl HcssConfigBuilder {
             revoke_on_logout: self.revoke_on_logout,
             max_response_bytes: self.max_response_bytes,
             http_timeout: self.http_timeout,
+            retry_after: self.retry_after,
             http,
         })
     }
@@ -574,6 +628,30 @@ mod tests {
         assert!(err.to_string().contains("post_login_path"), "{err}");
         let err = base().client_secret("").build().unwrap_err();
         assert!(err.to_string().contains("client_secret"), "{err}");
+    }
+
+    /// Durations past their bound are refused when built: before, `Duration::MAX` built
+    /// fine and panicked at the first login (`Instant + ttl`) or refresh (`timeout * 3`).
+    #[test]
+    fn huge_durations_are_refused_with_the_setting_named() {
+        type Set = fn(HcssConfigBuilder, Duration) -> HcssConfigBuilder;
+        let setters: [(&str, Set); 5] = [
+            ("login_timeout", HcssConfigBuilder::login_timeout),
+            ("refresh_skew", HcssConfigBuilder::refresh_skew),
+            ("max_session_age", HcssConfigBuilder::max_session_age),
+            ("http_timeout", HcssConfigBuilder::http_timeout),
+            ("retry_after", HcssConfigBuilder::retry_after),
+        ];
+        for (field, set) in setters {
+            let err = set(base(), Duration::MAX).build().unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+        let ok = base()
+            .login_timeout(Duration::from_secs(24 * 3600))
+            .max_session_age(Duration::from_secs(400 * 24 * 3600))
+            .retry_after(Duration::ZERO)
+            .build();
+        assert!(ok.is_ok(), "the bounds themselves are accepted");
     }
 
     #[test]

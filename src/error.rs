@@ -46,7 +46,7 @@ pub enum StoreError {
 }
 
 /// Why [`HcssSession::token`](crate::HcssSession::token) gave no token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
     /// The request has no session, or its session ended (logged out, expired, or HCSS

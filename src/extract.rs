@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 
 use crate::error::SessionError;
-use crate::flow::valid_return_path;
+use crate::return_path::valid_return_path;
 use crate::session::HcssSession;
 use crate::token::HcssToken;
 

@@ -2,21 +2,12 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use tower_layer::Layer;
 
 use crate::config::HcssConfig;
 use crate::service::HcssAuthService;
+use crate::shared::Shared;
 use crate::store::{MemoryStore, StateStore, TokenStore};
-
-/// What every clone of the layer, service and session shares.
-pub(crate) struct Shared {
-    pub(crate) config: HcssConfig,
-    pub(crate) state_store: Arc<dyn StateStore>,
-    pub(crate) token_store: Arc<dyn TokenStore>,
-    /// One refresh at a time per session key, within this process.
-    pub(crate) flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-}
 
 /// The layer that signs users in with HCSS.
 ///
@@ -72,12 +63,7 @@ impl HcssAuth {
         token_store: Arc<dyn TokenStore>,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                config,
-                state_store,
-                token_store,
-                flights: DashMap::new(),
-            }),
+            shared: Arc::new(Shared::new(config, state_store, token_store)),
         }
     }
 

@@ -45,8 +45,11 @@ mod extract;
 mod flow;
 mod layer;
 mod protocol;
+mod refresh;
+mod return_path;
 mod service;
 mod session;
+mod shared;
 pub mod store;
 mod token;
 
@@ -68,7 +71,7 @@ pub use token::{HcssToken, SecretString, TokenSet};
 pub mod fuzzing {
     /// `return_to` validation.
     pub fn return_path(input: &str) -> Option<&str> {
-        crate::flow::valid_return_path(input)
+        crate::return_path::valid_return_path(input)
     }
 
     /// Callback query parsing; `true` when accepted.

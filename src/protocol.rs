@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ClientAuth, HcssConfig};
+use crate::config::{ClientAuth, HcssConfig, MAX_RETRY_AFTER};
 use crate::token::{unix_now, SecretString, TokenSet};
 
 /// How long a token is assumed to live when HCSS's response carries no `expires_in`.
@@ -133,37 +133,93 @@ fn encode_form(fields: &[(&str, &str)]) -> String {
 }
 
 /// What went wrong talking to the token or revocation endpoint. Never holds a secret.
-#[derive(Debug)]
+///
+/// The status decides first: only a 400 or 401 carries a verdict, and of the verdicts
+/// only `invalid_grant` ends a session. [`TokenError::class`] is the one table.
+#[derive(Debug, Clone)]
 pub(crate) enum TokenError {
-    /// HCSS refused the request with an OAuth error (`invalid_grant`, ...).
+    /// HCSS refused the request with an OAuth error in a 400 or 401 answer.
     Rejected {
+        status: u16,
         error: String,
         description: Option<String>,
     },
-    /// HCSS could not be reached or failed (timeout, connection, 5xx): try again later.
-    Transient(String),
+    /// HCSS could not be reached or failed (timeout, connection, 5xx whatever its body,
+    /// 429): try again later, after `retry_after` when HCSS said so.
+    Transient {
+        why: String,
+        retry_after: Option<Duration>,
+    },
     /// HCSS answered something that is not a usable token response.
     InvalidResponse(String),
 }
 
+/// What a failed token call means for the session and the user: the classification
+/// table, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorClass {
+    /// `invalid_grant`: the grant is gone; the session ends and the user logs in again.
+    GrantGone,
+    /// `invalid_client`, `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`:
+    /// this app's configuration is wrong. The session is kept for when it is fixed.
+    Configuration,
+    /// Down, slow, overloaded or failing: try again later; the session is kept.
+    Transient,
+    /// Any other refusal or an unusable answer: the call failed, the session is kept.
+    Failed,
+}
+
 impl TokenError {
-    /// The user must log in again: the grant is gone or the client is not accepted.
-    pub(crate) fn ends_session(&self) -> bool {
-        matches!(self, TokenError::Rejected { .. })
+    /// Where this error stands in the classification table.
+    pub(crate) fn class(&self) -> ErrorClass {
+        match self {
+            TokenError::Rejected { error, .. } => match error.as_str() {
+                "invalid_grant" => ErrorClass::GrantGone,
+                "invalid_client"
+                | "unauthorized_client"
+                | "invalid_scope"
+                | "unsupported_grant_type" => ErrorClass::Configuration,
+                _ => ErrorClass::Failed,
+            },
+            TokenError::Transient { .. } => ErrorClass::Transient,
+            TokenError::InvalidResponse(_) => ErrorClass::Failed,
+        }
+    }
+
+    /// The identity service's own `Retry-After`, when it sent one.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn transient(why: impl Into<String>) -> Self {
+        TokenError::Transient {
+            why: why.into(),
+            retry_after: None,
+        }
     }
 }
 
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TokenError::Rejected { error, description } => {
-                write!(f, "the identity service refused the request: {error}")?;
+            TokenError::Rejected {
+                status,
+                error,
+                description,
+            } => {
+                write!(
+                    f,
+                    "the identity service refused the request: {error} (HTTP {status})"
+                )?;
                 if let Some(d) = description {
-                    write!(f, " ({d})")?;
+                    write!(f, ": {d}")?;
                 }
                 Ok(())
             }
-            TokenError::Transient(why) => {
+            TokenError::Transient { why, .. } => {
                 write!(f, "the identity service is unavailable: {why}")
             }
             TokenError::InvalidResponse(why) => {
@@ -172,6 +228,20 @@ impl fmt::Display for TokenError {
         }
     }
 }
+
+/// The shortest wait taken from an identity service's `Retry-After`.
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A `Retry-After` in seconds (RFC 9110 §10.2.3), clamped to a sane range; an HTTP date
+/// or anything else is ignored.
+fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> {
+    let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER))
+}
+
+/// The shortest access-token lifetime believed: an `expires_in` below it (0, say) is taken
+/// as this, so that a session refreshes at most once per lifetime, not on every request.
+pub(crate) const MIN_TOKEN_LIFETIME: u64 = 2;
 
 #[derive(Deserialize)]
 struct RawTokenResponse {
@@ -193,26 +263,30 @@ fn clip(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// Parses a token endpoint response (status and body) into a token set.
+/// Parses a token endpoint response into a token set. The status decides first: a 5xx
+/// or a 429 is transient whatever the body says; only a 400 or 401 with an OAuth `error`
+/// is a refusal.
 pub(crate) fn parse_token_response(
     config: &HcssConfig,
-    status: u16,
-    body: &[u8],
+    answer: &Answer,
     now: u64,
 ) -> Result<TokenSet, TokenError> {
-    if let Ok(err) = serde_json::from_slice::<RawError>(body) {
-        return Err(TokenError::Rejected {
-            error: clip(&err.error),
-            description: err.error_description.as_deref().map(clip),
+    let (status, body) = (answer.status, answer.body.as_slice());
+    if status >= 500 || status == 429 {
+        return Err(TokenError::Transient {
+            why: format!("HTTP {status}"),
+            retry_after: answer.retry_after,
         });
     }
-    if status >= 500 {
-        return Err(TokenError::Transient(format!("HTTP {status}")));
-    }
     if !(200..300).contains(&status) {
-        return Err(TokenError::InvalidResponse(format!(
-            "HTTP {status} without an OAuth error"
-        )));
+        return Err(match serde_json::from_slice::<RawError>(body) {
+            Ok(err) if status == 400 || status == 401 => TokenError::Rejected {
+                status,
+                error: clip(&err.error),
+                description: err.error_description.as_deref().map(clip),
+            },
+            _ => TokenError::InvalidResponse(format!("HTTP {status} without an OAuth error")),
+        });
     }
     let raw: RawTokenResponse = serde_json::from_slice(body)
         .map_err(|e| TokenError::InvalidResponse(format!("not a JSON token response ({e})")))?;
@@ -239,6 +313,7 @@ pub(crate) fn parse_token_response(
             })?
             .min(max),
     };
+    let expires_in = expires_in.max(MIN_TOKEN_LIFETIME);
     Ok(TokenSet {
         access_token: SecretString::from(access_token),
         expires_at: now.saturating_add(expires_in),
@@ -248,6 +323,8 @@ pub(crate) fn parse_token_response(
             .map(SecretString::from),
         scope: Arc::from(raw.scope.as_deref().unwrap_or("")),
         session_expires_at: now.saturating_add(max),
+        issued_at: now,
+        version: 0,
     })
 }
 
@@ -261,12 +338,19 @@ fn parse_expires_in(value: &serde_json::Value) -> Option<u64> {
     }
 }
 
+/// An answer of the identity service: its status, `Retry-After` and body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: Vec<u8>,
+}
+
 /// Posts a form to `url` and reads at most `max_response_bytes` of the answer.
 async fn post_form(
     config: &HcssConfig,
     url: &url::Url,
     fields: &[(&str, &str)],
-) -> Result<(u16, Vec<u8>), TokenError> {
+) -> Result<Answer, TokenError> {
     let mut request = config
         .http
         .post(url.clone())
@@ -281,6 +365,7 @@ async fn post_form(
     }
     let mut response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
+    let retry_after = parse_retry_after(response.headers().get(http::header::RETRY_AFTER));
     if (300..400).contains(&status) {
         return Err(TokenError::InvalidResponse(format!(
             "HTTP {status} redirect (not followed)"
@@ -301,7 +386,11 @@ async fn post_form(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 fn transport_error(err: reqwest::Error) -> TokenError {
@@ -315,7 +404,7 @@ fn transport_error(err: reqwest::Error) -> TokenError {
     } else {
         "request failed"
     };
-    TokenError::Transient(kind.to_owned())
+    TokenError::transient(kind)
 }
 
 /// Exchanges an authorization code or a refresh token for tokens.
@@ -331,16 +420,16 @@ pub(crate) async fn request_tokens(
     let started = std::time::Instant::now();
     let answer = post_form(config, &config.token_url, &form).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let (status, body) = answer.inspect_err(|err| {
+    let answer = answer.inspect_err(|err| {
         tracing::debug!(grant = kind, elapsed_ms, reason = %err, "hcss: token endpoint unreachable");
     })?;
     tracing::debug!(
         grant = kind,
-        status,
+        status = answer.status,
         elapsed_ms,
         "hcss: token endpoint answered"
     );
-    parse_token_response(config, status, &body, unix_now())
+    parse_token_response(config, &answer, unix_now())
 }
 
 /// Revokes a token at `{identity}/connect/revocation` (RFC 7009).
@@ -351,22 +440,26 @@ pub(crate) async fn revoke(
 ) -> Result<(), TokenError> {
     let mut form = vec![("token", token), ("token_type_hint", hint)];
     push_client_credentials(config, &mut form);
-    let (status, body) = post_form(config, &config.revocation_url, &form).await?;
+    let answer = post_form(config, &config.revocation_url, &form).await?;
+    let status = answer.status;
     match status {
         200..=299 => Ok(()),
-        500.. => Err(TokenError::Transient(format!("HTTP {status}"))),
-        _ => Err(serde_json::from_slice::<RawError>(&body).map_or_else(
-            |_| TokenError::InvalidResponse(format!("HTTP {status}")),
-            |e| TokenError::Rejected {
-                error: clip(&e.error),
-                description: e.error_description.as_deref().map(clip),
-            },
-        )),
+        429 | 500.. => Err(TokenError::Transient {
+            why: format!("HTTP {status}"),
+            retry_after: answer.retry_after,
+        }),
+        _ => Err(
+            serde_json::from_slice::<RawError>(&answer.body).map_or_else(
+                |_| TokenError::InvalidResponse(format!("HTTP {status}")),
+                |e| TokenError::Rejected {
+                    status,
+                    error: clip(&e.error),
+                    description: e.error_description.as_deref().map(clip),
+                },
+            ),
+        ),
     }
 }
-
-/// Default wait before retrying a transient failure.
-pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -461,10 +554,18 @@ mod tests {
         );
     }
 
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     #[test]
     fn token_responses_are_parsed_leniently_where_hcss_varies() {
         let c = config(ClientAuth::RequestBody, None);
-        let ok = |body: &str| parse_token_response(&c, 200, body.as_bytes(), 1000);
+        let ok = |body: &str| parse_token_response(&c, &answer(200, body), 1000);
         let t = ok(r#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r","scope":"heavyjob:read"}"#).unwrap();
         assert_eq!(t.expires_at, 4600);
         assert_eq!(t.refresh_token.unwrap().expose_secret(), "r");
@@ -482,7 +583,7 @@ mod tests {
     #[test]
     fn bad_token_responses_are_refused() {
         let c = config(ClientAuth::RequestBody, None);
-        let parse = |status, body: &str| parse_token_response(&c, status, body.as_bytes(), 0);
+        let parse = |status, body: &str| parse_token_response(&c, &answer(status, body), 0);
         for (status, body) in [
             (200, r#"{"token_type":"bearer"}"#),
             (200, r#"{"access_token":"a","token_type":"mac"}"#),
@@ -502,20 +603,90 @@ mod tests {
                 "{status} {body}"
             );
         }
-        assert!(matches!(
-            parse(502, "bad gateway"),
-            Err(TokenError::Transient(_))
-        ));
         match parse(
             400,
             r#"{"error":"invalid_grant","error_description":"used"}"#,
         ) {
             Err(e @ TokenError::Rejected { .. }) => {
-                assert!(e.ends_session());
+                assert_eq!(e.class(), ErrorClass::GrantGone);
                 assert!(e.to_string().contains("invalid_grant"));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The classification table, row by row: the status decides first, and only
+    /// `invalid_grant` in a 400 or 401 ends a session.
+    #[test]
+    fn token_errors_are_classified_status_first() {
+        use ErrorClass::*;
+        let c = config(ClientAuth::RequestBody, None);
+        let class = |status, body: &str| {
+            parse_token_response(&c, &answer(status, body), 0)
+                .unwrap_err()
+                .class()
+        };
+        let oauth = |error: &str| format!(r#"{{"error":"{error}","error_description":"d"}}"#);
+        for (status, body, expected) in [
+            (400, oauth("invalid_grant"), GrantGone),
+            (401, oauth("invalid_grant"), GrantGone),
+            (400, oauth("invalid_client"), Configuration),
+            (401, oauth("invalid_client"), Configuration),
+            (400, oauth("unauthorized_client"), Configuration),
+            (400, oauth("invalid_scope"), Configuration),
+            (400, oauth("unsupported_grant_type"), Configuration),
+            (400, oauth("invalid_request"), Failed),
+            (400, "not json".to_owned(), Failed),
+            (403, oauth("invalid_grant"), Failed),
+            (404, "not found".to_owned(), Failed),
+            (500, oauth("server_error"), Transient),
+            (500, oauth("invalid_grant"), Transient),
+            (502, "bad gateway".to_owned(), Transient),
+            (503, oauth("temporarily_unavailable"), Transient),
+            (504, String::new(), Transient),
+            (429, oauth("slow_down"), Transient),
+            (200, "<html>".to_owned(), Failed),
+        ] {
+            assert_eq!(class(status, &body), expected, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_clamped() {
+        let value = |v: &'static str| Some(http::HeaderValue::from_static(v));
+        assert_eq!(
+            parse_retry_after(value("7").as_ref()),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after(value("0").as_ref()),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse_retry_after(value("999999999999").as_ref()),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after(value("Wed, 21 Oct 2015 07:28:00 GMT").as_ref()),
+            None
+        );
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn short_lifetimes_are_raised_to_the_floor() {
+        let c = config(ClientAuth::RequestBody, None);
+        let t = parse_token_response(
+            &c,
+            &answer(
+                200,
+                r#"{"access_token":"a","token_type":"bearer","expires_in":0}"#,
+            ),
+            1000,
+        )
+        .unwrap();
+        assert_eq!(t.issued_at, 1000);
+        assert_eq!(t.expires_at, 1000 + MIN_TOKEN_LIFETIME);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::flow::{self, cookie_value, FlowResponse};
-use crate::layer::{HcssAuth, Shared};
+use crate::layer::HcssAuth;
 use crate::session::{HcssSession, SessionId};
+use crate::shared::Shared;
 
 /// The service made by [`HcssAuth`]: it answers the flow endpoints itself and calls the
 /// inner service for every other request, with an [`HcssSession`] in the request's

@@ -53,6 +53,9 @@ impl From<&str> for SecretString {
     }
 }
 
+/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
+pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Seconds since the Unix epoch, as the stores keep time.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -87,26 +90,38 @@ pub struct TokenSet {
     pub scope: Arc<str>,
     /// When the whole session ends however often it is refreshed (Unix seconds).
     pub session_expires_at: u64,
+    /// When the access token was issued (Unix seconds); with `expires_at`, its lifetime.
+    /// Zero when unknown (token sets stored by an earlier version of this crate).
+    #[serde(default)]
+    pub issued_at: u64,
+    /// The generation of this session's tokens: 0 at sign-in, one more at each refresh.
+    /// A refresh writes its result only over the generation it refreshed, so a logout
+    /// (or another instance's refresh) that happened meanwhile is never undone.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl TokenSet {
     /// A token set whose access token expires `expires_in_secs` from now, with no refresh
     /// token, no scopes, and a session that lasts as long as the access token.
     pub fn new(access_token: impl Into<SecretString>, expires_in_secs: u64) -> Self {
-        let expires_at = unix_now().saturating_add(expires_in_secs);
+        let now = unix_now();
+        let expires_at = now.saturating_add(expires_in_secs);
         Self {
             access_token: access_token.into(),
             expires_at,
             refresh_token: None,
             scope: Arc::from(""),
             session_expires_at: expires_at,
+            issued_at: now,
+            version: 0,
         }
     }
 
     /// Adds a refresh token, and extends the session to 30 days from now.
     pub fn with_refresh_token(mut self, refresh_token: impl Into<SecretString>) -> Self {
         self.refresh_token = Some(refresh_token.into());
-        self.session_expires_at = unix_now() + crate::config::DEFAULT_MAX_SESSION_AGE.as_secs();
+        self.session_expires_at = unix_now() + DEFAULT_MAX_SESSION_AGE.as_secs();
         self
     }
 

@@ -10,7 +10,6 @@ use hcss_auth::testing::{MockHcssIdentity, TokenFault};
 use hcss_auth::{StateStore, TokenStore};
 
 const SESSION: &str = "hcss-session";
-const BINDING: &str = "hcss-login";
 
 #[tokio::test]
 async fn full_flow_signs_in_and_calls_the_api() {
@@ -80,19 +79,63 @@ async fn two_tabs_log_in_at_once() {
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     let first = browser.start_login(&app, Some("/one")).await;
-    let binding = browser.cookie(BINDING).unwrap();
     let second = browser.start_login(&app, Some("/two")).await;
-    assert_eq!(
-        browser.cookie(BINDING).unwrap(),
-        binding,
-        "one binding per browser"
-    );
+    assert_eq!(browser.login_cookies().len(), 2, "one binding per login");
     // The second tab finishes first; the first one still works afterwards.
     assert_eq!(browser.get(&second).await.location(), "/two");
     let session_two = browser.cookie(SESSION).unwrap();
     assert_eq!(browser.get(&first).await.location(), "/one");
     assert_ne!(browser.cookie(SESSION).unwrap(), session_two);
     assert_eq!(mock.counts().code_exchanges, 2);
+}
+
+/// Two tabs of a browser with no cookie yet start their logins at the same moment: both
+/// login requests leave before either answer sets a cookie. Before, both answers set the
+/// one binding cookie, the second overwrote the first, and the first tab's login failed.
+#[tokio::test]
+async fn two_tabs_first_logins_at_the_same_moment_both_succeed() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let login = |path: &str| format!("{}/hcss/login?return_to={path}", app.url);
+    // Each request is sent from an empty jar, as both were in flight together.
+    let (tab_one, tab_two) = (Browser::new(), Browser::new());
+    let one = tab_one.get(&login("/one")).await;
+    let two = tab_two.get(&login("/two")).await;
+    let browser = Browser::new();
+    browser.take_cookies_of(&tab_one);
+    browser.take_cookies_of(&tab_two);
+    let callback_one = browser.get(one.location()).await.location().to_owned();
+    let callback_two = browser.get(two.location()).await.location().to_owned();
+    let done_one = browser.get(&callback_one).await;
+    assert_eq!(done_one.status, 303, "{}", done_one.body);
+    assert_eq!(done_one.location(), "/one");
+    let done_two = browser.get(&callback_two).await;
+    assert_eq!(done_two.status, 303, "{}", done_two.body);
+    assert_eq!(done_two.location(), "/two");
+    assert_eq!(mock.counts().code_exchanges, 2);
+}
+
+/// A browser that starts many logins keeps a few binding cookies at most (the oldest are
+/// cleared), and its newest login still completes.
+#[tokio::test]
+async fn a_browser_keeps_a_bounded_number_of_login_cookies() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let mut callbacks = Vec::new();
+    for _ in 0..8 {
+        callbacks.push(browser.start_login(&app, None).await);
+        assert!(
+            browser.login_cookies().len() <= 5,
+            "{:?}",
+            browser.login_cookies()
+        );
+    }
+    assert_eq!(browser.login_cookies().len(), 5);
+    let newest = browser.get(callbacks.last().unwrap()).await;
+    assert_eq!(newest.status, 303, "{}", newest.body);
+    let oldest = browser.get(&callbacks[0]).await;
+    assert_eq!(oldest.status, 400, "the oldest login's binding was dropped");
 }
 
 /// Each refused callback: 400, and not one call to the token endpoint.
@@ -137,11 +180,11 @@ async fn bar_02_missing_or_foreign_binding_cookie_is_refused() {
     // An attacker's browser (its own binding cookie) cannot finish the victim's login...
     let attacker = Browser::new();
     attacker.get(&format!("{}/hcss/login", app.url)).await;
-    assert!(attacker.cookie(BINDING).is_some());
+    assert_eq!(attacker.login_cookies().len(), 1);
     assert_refused(&mock, &attacker.get(&callback).await, "another browser").await;
     // ...nor can a browser without one.
     let callback = victim.start_login(&app, None).await;
-    victim.forget(BINDING);
+    victim.forget_logins();
     assert_refused(&mock, &victim.get(&callback).await, "another browser").await;
 }
 
@@ -313,7 +356,7 @@ async fn bar_08_cookies_carry_the_safe_attributes_in_development() {
     let browser = Browser::new();
     let login = browser.get(&format!("{}/hcss/login", app.url)).await;
     let binding = &login.set_cookies()[0];
-    assert!(binding.starts_with("hcss-login="), "{binding}");
+    assert!(binding.starts_with("hcss-login-"), "{binding}");
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
         assert!(binding.contains(attribute), "{attribute} in {binding}");
     }
@@ -329,12 +372,12 @@ async fn bar_08_cookies_carry_the_safe_attributes_in_development() {
         "plain http on loopback only in development"
     );
     assert!(
-        !done
-            .set_cookies()
+        done.set_cookies()
             .iter()
-            .any(|c| c.starts_with("hcss-login=")),
-        "binding left to expire"
+            .any(|c| c.starts_with("hcss-login-") && c.contains("Max-Age=0")),
+        "this login's binding is cleared"
     );
+    assert!(browser.login_cookies().is_empty());
 }
 
 #[tokio::test]

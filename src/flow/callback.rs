@@ -8,8 +8,8 @@ use http::StatusCode;
 use subtle::ConstantTimeEq;
 
 use super::{cookie_value, page, query_params, see_other, set_cookie, unavailable, FlowResponse};
-use crate::layer::Shared;
-use crate::protocol::{self, random_token, sha256_hex, Grant, TokenError};
+use crate::protocol::{self, random_token, sha256_hex, ErrorClass, Grant, TokenError};
+use crate::shared::Shared;
 use crate::token::unix_now;
 
 /// Longest `state` or `code` worth looking up.
@@ -62,7 +62,8 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         );
         return bad("This sign-in took too long and has expired. Please sign in again.");
     }
-    let binding = cookie_value(&parts.headers, config.binding_cookie_name()).map(sha256_hex);
+    let binding_name = config.binding_cookie_name(&state);
+    let binding = cookie_value(&parts.headers, &binding_name).map(sha256_hex);
     let same_browser = binding
         .is_some_and(|b| bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes())));
     if !same_browser {
@@ -141,18 +142,25 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     tracing::info!(session = &key[..8], "hcss: signed in");
     see_other(
         &transaction.return_to,
-        [set_cookie(config, session_cookie, &session_id, Some(ttl))],
+        [
+            set_cookie(config, session_cookie, &session_id, Some(ttl)),
+            set_cookie(config, binding_name, "", None),
+        ],
     )
 }
 
+/// The answer to a failed code exchange. A code is never retried: whatever the class,
+/// the user starts again, but a passing failure or this app's configuration is a 502
+/// (the fault is not the user's) and only a refusal of this sign-in is a 400.
 fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
     let config = &shared.config;
-    match err {
-        TokenError::Rejected { error, .. } if error == "invalid_client" => {
-            tracing::error!(reason = %err,
-                "hcss: code exchange refused: the client id or secret is wrong; check the configuration");
-        }
-        TokenError::Rejected { .. } => {
+    match err.class() {
+        ErrorClass::Configuration => tracing::error!(reason = %err,
+            "hcss: code exchange refused because of this app's configuration: check the client \
+             id, client secret, client authentication and scopes registered at HCSS"),
+        ErrorClass::GrantGone | ErrorClass::Failed
+            if matches!(err, TokenError::Rejected { .. }) =>
+        {
             tracing::warn!(reason = %err, "hcss: code exchange refused");
             return page(
                 config,

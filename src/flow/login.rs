@@ -4,13 +4,16 @@ use http::request::Parts;
 use http::StatusCode;
 
 use super::{
-    cookie_value, page, query_params, see_other, set_cookie, unavailable, valid_return_path,
-    FlowResponse,
+    cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable,
+    valid_return_path, FlowResponse,
 };
-use crate::layer::Shared;
 use crate::protocol::{authorize_url, pkce_challenge, random_token, sha256_hex};
+use crate::shared::Shared;
 use crate::store::LoginTransaction;
 use crate::token::unix_now;
+
+/// Logins a browser may have in flight at once (one binding cookie each).
+pub(crate) const MAX_LOGINS_IN_FLIGHT: usize = 5;
 
 pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
@@ -42,11 +45,9 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         },
     };
 
-    // One binding cookie per browser, shared by every login in flight (several tabs).
-    let binding_name = config.binding_cookie_name();
-    let binding = cookie_value(&parts.headers, binding_name)
-        .map(str::to_owned)
-        .unwrap_or_else(|| random_token(32));
+    // One binding cookie per login, named after its state, so that logins started at
+    // the same moment in several tabs never overwrite each other's.
+    let binding = random_token(32);
     let state = random_token(32);
     let verifier = random_token(32);
     let challenge = pkce_challenge(&verifier);
@@ -64,13 +65,23 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         );
     }
     tracing::debug!("hcss: login started, redirecting to the identity service");
+    // A browser keeps a few logins in flight at most: past that, the oldest binding
+    // cookies are cleared, so the `Cookie` header stays small.
+    let mut in_flight: Vec<&str> =
+        cookie_names_with_prefix(&parts.headers, config.binding_cookie_prefix()).collect();
+    in_flight.dedup();
+    let dropped = in_flight.len().saturating_sub(MAX_LOGINS_IN_FLIGHT - 1);
+    let cleared = in_flight[..dropped]
+        .iter()
+        .map(|name| set_cookie(config, name.to_string(), "", None));
+    let binding_cookie = set_cookie(
+        config,
+        config.binding_cookie_name(&state),
+        &binding,
+        Some(config.transaction_ttl),
+    );
     see_other(
         &authorize_url(config, &state, &challenge),
-        [set_cookie(
-            config,
-            binding_name,
-            &binding,
-            Some(config.transaction_ttl),
-        )],
+        std::iter::once(binding_cookie).chain(cleared),
     )
 }

@@ -4,8 +4,8 @@ use http::request::Parts;
 use http::{header, StatusCode};
 
 use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
-use crate::layer::Shared;
 use crate::protocol::{self, sha256_hex};
+use crate::shared::Shared;
 
 /// A logout must come from this app's own pages, or a third-party site could sign users
 /// out at will.
@@ -36,14 +36,14 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     if let Some(id) = cookie_value(&parts.headers, cookie_name) {
         let key = sha256_hex(id);
         let store = &shared.token_store;
-        // The tokens are read only when there is something to revoke.
+        // Taken in one step: a refresh writing meanwhile either lands before (and its
+        // token is the one revoked here) or finds the session gone (and revokes its own).
         let ended = async {
-            let tokens = match config.revoke_on_logout {
-                true => store.load(&key).await?,
-                false => None,
-            };
-            store.remove(&key).await?;
-            Ok::<_, crate::error::StoreError>(tokens)
+            if config.revoke_on_logout {
+                store.take(&key).await
+            } else {
+                store.remove(&key).await.map(|()| None)
+            }
         };
         let tokens = match ended.await {
             Ok(tokens) => tokens,
@@ -56,7 +56,10 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
             }
         };
         tracing::info!(session = &key[..8], "hcss: signed out");
-        if let Some(tokens) = tokens {
+        // A refreshed set this process could not store yet is newer than the store's:
+        // its refresh token is the live one.
+        let tokens = shared.pending.take(&key).or(tokens);
+        if let Some(tokens) = tokens.filter(|_| config.revoke_on_logout) {
             let (token, hint) = match &tokens.refresh_token {
                 Some(refresh) => (refresh, "refresh_token"),
                 None => (&tokens.access_token, "access_token"),

@@ -10,6 +10,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::config::HcssConfig;
+use crate::return_path::percent_decode;
+pub(crate) use crate::return_path::valid_return_path;
 
 pub(crate) mod callback;
 pub(crate) mod login;
@@ -20,49 +22,6 @@ pub(crate) type FlowResponse = Response<Bytes>;
 
 /// Longest query string a flow endpoint reads; real ones are a few hundred bytes.
 const MAX_QUERY: usize = 8 * 1024;
-/// Longest value of one parameter (`state`, `code`, `return_to`, ...).
-const MAX_PARAM: usize = 2 * 1024;
-
-/// Accepts a local path to redirect to, and refuses anything a browser could read as
-/// another origin: `//host`, `/\host`, schemes, control characters, and the same tricks
-/// percent-encoded.
-pub(crate) fn valid_return_path(path: &str) -> Option<&str> {
-    let bytes = path.as_bytes();
-    let plain = bytes.len() <= MAX_PARAM
-        && bytes.first() == Some(&b'/')
-        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
-        && bytes
-            .iter()
-            .all(|b| (0x21..0x7f).contains(b) && *b != b'\\');
-    if !plain {
-        return None;
-    }
-    let decoded: Vec<u8> = percent_decode(bytes);
-    let safe = !matches!(decoded.get(1), Some(b'/' | b'\\'))
-        && !decoded.iter().any(|b| b.is_ascii_control() || *b == b'\\');
-    safe.then_some(path)
-}
-
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-        if bytes[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
 
 /// Why a query string was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,33 +82,63 @@ fn decode_component(raw: &str) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
-/// The value of the named cookie, if it is one of ours (43 base64url characters).
-pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The `name=value` pairs of every `Cookie` header, read as bytes: a cookie this crate
+/// cannot read (a sibling subdomain may set one with non-ASCII bytes) is skipped, never
+/// the whole header.
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
-        .filter(|v| {
-            v.len() == 43
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        .flat_map(|h| h.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
         })
+}
+
+/// One of our cookie values (43 base64url characters), or `None`.
+fn our_value(value: &[u8]) -> Option<&str> {
+    let value = value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value);
+    let ours = value.len() == 43
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    ours.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
+/// The value of the named cookie, if it is one of ours (43 base64url characters). The
+/// first cookie of that name counts; a malformed one counts as none.
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    cookie_pairs(headers)
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, value)| our_value(value))
+}
+
+/// The names of the cookies that start with `prefix`, in the order the browser sent them
+/// (oldest first, as browsers order cookies of one path by creation time).
+pub(crate) fn cookie_names_with_prefix<'h>(
+    headers: &'h HeaderMap,
+    prefix: &'h str,
+) -> impl Iterator<Item = &'h str> {
+    cookie_pairs(headers)
+        .filter(move |(n, _)| n.starts_with(prefix.as_bytes()))
+        .filter_map(|(n, _)| std::str::from_utf8(n).ok())
 }
 
 /// A `Set-Cookie` value: `HttpOnly; SameSite=Lax; Path=/`, and `Secure` with a `__Host-`
 /// name unless development allows plain http. No `max_age` clears the cookie.
 pub(crate) fn set_cookie(
     config: &HcssConfig,
-    name: &'static str,
+    name: impl Into<Cow<'static, str>>,
     value: &str,
     max_age: Option<Duration>,
 ) -> HeaderValue {
     let age = max_age.map_or(0, |d| d.as_secs().min(i64::MAX as u64) as i64);
-    let cookie = Cookie::build((name, value))
+    let cookie = Cookie::build((name.into(), value))
         .http_only(true)
         .secure(config.secure_cookies)
         .same_site(SameSite::Lax)
@@ -294,6 +283,20 @@ mod tests {
         );
         let [none] = query_params(None, ["state"]).unwrap();
         assert!(none.is_none());
+    }
+
+    /// Before, one byte that is not visible ASCII anywhere in a `Cookie` header made the
+    /// whole header unreadable, and the user looked signed out.
+    #[test]
+    fn a_foreign_non_ascii_cookie_hides_nothing() {
+        let id = "a".repeat(43);
+        let mut headers = HeaderMap::new();
+        let mut raw = b"theme=caf\xc3\xa9; hcss-session=".to_vec();
+        raw.extend_from_slice(id.as_bytes());
+        raw.extend_from_slice(b"; other=\xff");
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&raw).unwrap());
+        assert_eq!(cookie_value(&headers, "hcss-session"), Some(id.as_str()));
+        assert_eq!(cookie_value(&headers, "theme"), None);
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl<V: Clone> Bounded<V> {
             key.clone(),
             Entry {
                 value,
-                expires: now + ttl,
+                expires: expiry(now, ttl),
                 seq,
             },
         );
@@ -129,11 +129,38 @@ impl<V: Clone> Bounded<V> {
                 self.map.retain(|_, e| e.expires > now);
             }
         }
-        while self.map.len() > self.capacity || order.len() > 2 * self.capacity + 16 {
+        // Evict only while over capacity, oldest first.
+        while self.map.len() > self.capacity {
             let Some((old, old_seq)) = order.pop_front() else {
                 break;
             };
             self.map.remove_if(&old, |_, e| e.seq == old_seq);
+        }
+        // A key written again leaves a stale slot behind. Once stale slots outnumber live
+        // ones, drop them all: O(n) once per n writes or more, so O(1) amortized, and the
+        // queue stays within twice the capacity however often a session is written.
+        if order.len() > 2 * self.map.len() + 16 {
+            order.retain(|(key, seq)| self.map.get(key).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// Replaces the live entry under `key` if `current` approves of its value; keeps its
+    /// place in the eviction order.
+    fn replace_if(
+        &self,
+        key: &str,
+        current: impl FnOnce(&V) -> bool,
+        value: V,
+        ttl: Duration,
+    ) -> bool {
+        let now = Instant::now();
+        match self.map.get_mut(key) {
+            Some(mut entry) if entry.expires > now && current(&entry.value) => {
+                entry.value = value;
+                entry.expires = expiry(now, ttl);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -161,6 +188,13 @@ impl<V: Clone> Bounded<V> {
     fn remove(&self, key: &str) {
         self.map.remove(key);
     }
+}
+
+/// `now + ttl`, or a century from now for a TTL too large to add.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 impl StateStore for MemoryStore {
@@ -194,6 +228,25 @@ impl TokenStore for MemoryStore {
     fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
         self.inner.tokens.remove(key);
         Box::pin(async { Ok(()) })
+    }
+
+    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        let taken = self.inner.tokens.take(key);
+        Box::pin(async move { Ok(taken) })
+    }
+
+    fn replace_if_version(
+        &self,
+        key: &str,
+        expected_version: u64,
+        tokens: TokenSet,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let replaced =
+            self.inner
+                .tokens
+                .replace_if(key, |t| t.version == expected_version, tokens, ttl);
+        Box::pin(async move { Ok(replaced) })
     }
 }
 
@@ -263,6 +316,73 @@ mod tests {
         }
         assert!(store.session_count() <= 10);
         assert!(store.load("live").await.unwrap().is_some());
+    }
+
+    /// Before, every write pushed onto the eviction queue and, past twice the capacity,
+    /// each write evicted the oldest entry whether or not the store was full.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_written_often_are_not_evicted_below_capacity() {
+        let store = MemoryStore::new();
+        let day = Duration::from_secs(30 * 24 * 3600);
+        for round in 0..201 {
+            for i in 0..1_000 {
+                store
+                    .store(
+                        &format!("s{i}"),
+                        TokenSet::new(format!("a{round}"), 3600),
+                        day,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.session_count(), 1_000);
+        for i in 0..1_000 {
+            assert!(
+                store.load(&format!("s{i}")).await.unwrap().is_some(),
+                "s{i} evicted"
+            );
+        }
+        let queue = store.inner.tokens.order.lock().unwrap().len();
+        assert!(queue <= 2 * 1_000 + 16, "the queue stays bounded: {queue}");
+    }
+
+    #[tokio::test]
+    async fn replace_if_version_writes_only_over_that_version() {
+        let store = MemoryStore::new();
+        let minute = Duration::from_secs(60);
+        let mut set = TokenSet::new("a", 60);
+        set.version = 3;
+        assert!(!store
+            .replace_if_version("k", 3, set.clone(), minute)
+            .await
+            .unwrap());
+        store.store("k", set.clone(), minute).await.unwrap();
+        let mut next = TokenSet::new("b", 60);
+        next.version = 4;
+        assert!(!store
+            .replace_if_version("k", 2, next.clone(), minute)
+            .await
+            .unwrap());
+        assert!(store
+            .replace_if_version("k", 3, next.clone(), minute)
+            .await
+            .unwrap());
+        assert_eq!(store.load("k").await.unwrap(), Some(next));
+    }
+
+    #[tokio::test]
+    async fn huge_ttls_do_not_panic() {
+        let store = MemoryStore::new();
+        store
+            .put_transaction("k", tx(1), Duration::MAX)
+            .await
+            .unwrap();
+        store
+            .store("s", TokenSet::new("a", 1), Duration::MAX)
+            .await
+            .unwrap();
+        assert!(store.load("s").await.unwrap().is_some());
     }
 
     #[tokio::test]

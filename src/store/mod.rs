@@ -106,6 +106,46 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Removes a session's token set; removing a missing one is not an error.
     fn remove(&self, key: &str) -> StoreFuture<'_, ()>;
 
+    /// Removes a session's token set and returns it, atomically: a logout revokes exactly
+    /// the refresh token it removed, even while a refresh writes. The default loads, then
+    /// removes: a refresh written between the two is removed without being revoked.
+    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            let tokens = self.load(&key).await?;
+            self.remove(&key).await?;
+            Ok(tokens)
+        })
+    }
+
+    /// Replaces a session's token set with `tokens`, only if a set is stored under `key`
+    /// now and its [`version`](TokenSet::version) is `expected_version`; returns whether
+    /// it wrote. A refresh writes its result this way, so that a logout (which removes the
+    /// set) or another instance's refresh that happened meanwhile is never undone.
+    ///
+    /// Stores should do this atomically (Redis: one script; a SQL store: `UPDATE ...
+    /// WHERE version = $1`). The default reads, compares and then writes: a logout that
+    /// lands between the read and the write is undone, and the signed-out session comes
+    /// back with a refresh token that was never revoked.
+    fn replace_if_version(
+        &self,
+        key: &str,
+        expected_version: u64,
+        tokens: TokenSet,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            match self.load(&key).await? {
+                Some(current) if current.version == expected_version => {
+                    self.store(&key, tokens, ttl).await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
     /// Tries to take the refresh lock of a session for `owner` (a random value), for at
     /// most `ttl`. Returns `false` when another owner holds it. The default, for
     /// single-process stores, always succeeds.

@@ -18,6 +18,23 @@ else
   return 0
 end";
 
+/// Replaces a token set only over the version it was refreshed from: KEYS[1] the token
+/// key; ARGV[1] the expected version, ARGV[2] the new value, ARGV[3] its TTL in ms.
+const REPLACE_IF_VERSION: &str = r"local current = redis.call('get', KEYS[1])
+if not current then
+  return 0
+end
+local ok, decoded = pcall(cjson.decode, current)
+if not ok or type(decoded) ~= 'table' then
+  return 0
+end
+local version = decoded['version'] or 0
+if tostring(version) ~= ARGV[1] then
+  return 0
+end
+redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1";
+
 /// A store in Redis, for apps that run several instances behind a load balancer: a login
 /// may start on one instance and finish on another, and a session is refreshed once
 /// between all of them (a per-session lock, `SET NX PX` with a random owner, released by
@@ -208,6 +225,36 @@ impl TokenStore for RedisStore {
     fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
         let key = self.key("tok", key);
         Box::pin(async move { self.conn.query::<()>(redis::cmd("DEL").arg(key)).await })
+    }
+
+    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        let key = self.key("tok", key);
+        Box::pin(async move {
+            let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
+            from_json(text)
+        })
+    }
+
+    fn replace_if_version(
+        &self,
+        key: &str,
+        expected_version: u64,
+        tokens: TokenSet,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let key = self.key("tok", key);
+        Box::pin(async move {
+            let value = to_json(&tokens)?;
+            let mut script = redis::cmd("EVAL");
+            script
+                .arg(REPLACE_IF_VERSION)
+                .arg(1)
+                .arg(key)
+                .arg(expected_version.to_string())
+                .arg(value)
+                .arg(millis(ttl));
+            Ok(self.conn.query::<i64>(&script).await? == 1)
+        })
     }
 
     fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {

@@ -44,6 +44,21 @@ pub enum TokenFault {
     Redirect,
     /// HTTP 400 `invalid_grant`, as for a revoked grant.
     InvalidGrant,
+    /// This status with an OAuth error body `{"error": error}`, and a `Retry-After`
+    /// header when given: `500 server_error`, `503 temporarily_unavailable`, `429
+    /// slow_down`, `401 invalid_client`...
+    Error {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth `error` code in the body.
+        error: &'static str,
+        /// `Retry-After` in seconds, if any.
+        retry_after: Option<u64>,
+    },
+    /// Do the work (a refresh rotates the refresh token, the old one becomes used), then
+    /// wait this long before answering: an answer that comes late, or never reaches a
+    /// client that gave up.
+    SlowAfterRotating(Duration),
 }
 
 /// Counts of calls the mock has answered, per endpoint.
@@ -182,6 +197,7 @@ impl MockHcssIdentityBuilder {
             issuer: format!("http://{}:{}/identity", self.hostname, addr.port()),
             options: self,
             counts: Counters::default(),
+            counted: tokio::sync::watch::Sender::new(()),
             fault: Mutex::new(None),
             grants: Mutex::new(Grants::default()),
         });
@@ -302,6 +318,17 @@ impl MockHcssIdentity {
         self.state.counts.snapshot()
     }
 
+    /// Waits until the counts satisfy `done`, e.g. until the token endpoint has received a
+    /// refresh: `mock.wait_for(|c| c.refreshes == 1).await`. No polling, no sleeping.
+    pub async fn wait_for(&self, done: impl Fn(&MockCounts) -> bool) {
+        let mut changed = self.state.counted.subscribe();
+        while !done(&self.counts()) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Makes the token endpoint fail in the given way from now on (`None`: work again).
     pub fn set_token_fault(&self, fault: Option<TokenFault>) {
         *lock(&self.state.fault) = fault;
@@ -334,6 +361,8 @@ struct MockState {
     options: MockHcssIdentityBuilder,
     issuer: String,
     counts: Counters,
+    /// Bumped after every counted call, so tests can wait for one without sleeping.
+    counted: tokio::sync::watch::Sender<()>,
     fault: Mutex<Option<TokenFault>>,
     grants: Mutex<Grants>,
 }
@@ -366,8 +395,9 @@ impl Counters {
     }
 }
 
-fn bump(counter: &AtomicUsize) {
-    counter.fetch_add(1, Ordering::SeqCst);
+fn bump(state: &MockState, counter: impl Fn(&Counters) -> &AtomicUsize) {
+    counter(&state.counts).fetch_add(1, Ordering::SeqCst);
+    state.counted.send_replace(());
 }
 
 struct PendingCode {
@@ -524,7 +554,7 @@ fn escape(text: &str) -> String {
 }
 
 async fn authorize(State(state): State<Arc<MockState>>, Query(p): Query<Params>) -> Response {
-    bump(&state.counts.authorize);
+    bump(&state, |c| &c.authorize);
     let redirect = match check_authorize(&state, &p) {
         Ok(r) => r,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
@@ -560,7 +590,7 @@ async fn authorize(State(state): State<Arc<MockState>>, Query(p): Query<Params>)
 }
 
 async fn consent(State(state): State<Arc<MockState>>, Form(p): Form<Params>) -> Response {
-    bump(&state.counts.authorize);
+    bump(&state, |c| &c.authorize);
     let redirect = match check_authorize(&state, &p) {
         Ok(r) => r,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
@@ -614,7 +644,7 @@ fn query_refused(query: &Option<String>) -> Option<Response> {
 }
 
 async fn redirected(State(state): State<Arc<MockState>>) -> Response {
-    bump(&state.counts.redirects_followed);
+    bump(&state, |c| &c.redirects_followed);
     Json(json!({"access_token": "at_redirected", "token_type": "bearer", "expires_in": 3600}))
         .into_response()
 }
@@ -625,13 +655,13 @@ async fn token(
     headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
-    bump(&state.counts.token);
+    bump(&state, |c| &c.token);
     if let Some(refused) = query_refused(&query) {
         return refused;
     }
     match p.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => bump(&state.counts.code_exchanges),
-        Some("refresh_token") => bump(&state.counts.refreshes),
+        Some("authorization_code") => bump(&state, |c| &c.code_exchanges),
+        Some("refresh_token") => bump(&state, |c| &c.refreshes),
         _ => {}
     }
     let fault = lock(&state.fault).clone();
@@ -664,8 +694,36 @@ async fn token(
             return Redirect::temporary(&format!("{}/redirected", state.issuer)).into_response()
         }
         Some(TokenFault::InvalidGrant) => return oauth_error("invalid_grant", "grant revoked"),
+        Some(TokenFault::Error {
+            status,
+            error,
+            retry_after,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (
+                status,
+                Json(json!({ "error": error, "error_description": "mock fault" })),
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
+            return response;
+        }
+        Some(TokenFault::SlowAfterRotating(delay)) => {
+            let response = grant(&state, &headers, &p);
+            tokio::time::sleep(delay).await;
+            return response;
+        }
     }
-    if !authenticate(&state, &headers, &p) {
+    grant(&state, &headers, &p)
+}
+
+/// The token endpoint's work: checks the client and the grant, issues tokens.
+fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
+    if !authenticate(state, headers, p) {
         return oauth_error("invalid_client", "unknown client or wrong secret");
     }
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
@@ -700,7 +758,7 @@ async fn token(
                 rt.used = true;
             }
             if reused && options.reuse_detection {
-                bump(&state.counts.reuse_detected);
+                bump(state, |c| &c.reuse_detected);
                 grants.revoked.insert(grant);
                 return oauth_error("invalid_grant", "refresh token reused; grant revoked");
             }
@@ -723,7 +781,7 @@ async fn revocation(
     headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
-    bump(&state.counts.revocations);
+    bump(&state, |c| &c.revocations);
     if let Some(refused) = query_refused(&query) {
         return refused;
     }
@@ -740,7 +798,7 @@ async fn revocation(
 }
 
 async fn business_units(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
-    bump(&state.counts.api_calls);
+    bump(&state, |c| &c.api_calls);
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -2,7 +2,6 @@
 //! "browser" that keeps cookies and follows nothing by itself.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -134,10 +133,40 @@ impl Seen {
     }
 }
 
-/// A minimal browser: one cookie jar, no automatic redirects.
+/// A minimal browser: one cookie jar, no automatic redirects. Cookies are sent in the
+/// order they were first set, as browsers order cookies of one path.
 #[derive(Clone, Default)]
 pub struct Browser {
-    jar: Arc<Mutex<HashMap<String, String>>>,
+    jar: Arc<Mutex<Jar>>,
+}
+
+/// Cookies in creation order; replacing one keeps its place.
+#[derive(Clone, Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn get(&self, name: &str) -> Option<&String> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, name: String, value: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| n != name);
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(n, _)| n)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
 }
 
 impl Browser {
@@ -158,6 +187,38 @@ impl Browser {
 
     pub fn forget(&self, name: &str) {
         self.jar.lock().unwrap().remove(name);
+    }
+
+    /// The names of the per-login binding cookies the browser holds.
+    pub fn login_cookies(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .jar
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|name| name.starts_with("hcss-login-"))
+            .cloned()
+            .collect();
+        names
+    }
+
+    /// Stores every cookie of `other`'s jar in this one, as a browser stores the cookies
+    /// of answers in the order they arrive.
+    pub fn take_cookies_of(&self, other: &Browser) {
+        let theirs = other.jar.lock().unwrap().clone();
+        let mut jar = self.jar.lock().unwrap();
+        for (name, value) in theirs.0 {
+            jar.insert(name, value);
+        }
+    }
+
+    /// Drops every binding cookie, as a browser that lost them would.
+    pub fn forget_logins(&self) {
+        self.jar
+            .lock()
+            .unwrap()
+            .0
+            .retain(|(name, _)| !name.starts_with("hcss-login-"));
     }
 
     fn client() -> reqwest::Client {

@@ -1,0 +1,446 @@
+//! Refresh: when a token needs one, and the refresh itself.
+//!
+//! A refresh is a task, not a request. The first request that finds a session's access
+//! token expiring spawns it; every request of that session in this process, including
+//! those that arrive while it runs, waits for the same outcome. Cancelling requests never
+//! cancels it, so a refresh token that HCSS has rotated is always written or kept.
+//!
+//! The task holds the store's refresh lock (when the store has one) so that instances
+//! sharing the store refresh once between them, and writes its result only over the
+//! token set it refreshed (`replace_if_version`): a logout meanwhile wins, and the new
+//! refresh token is revoked. A write the store refuses is retried, then kept in this
+//! process (`Shared::pending`) until the store takes it. A passing failure is remembered
+//! until its `Retry-After`, so the session's other requests get the same answer without
+//! calling HCSS again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::mapref::entry::Entry;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::{SessionError, StoreError};
+use crate::protocol::{self, random_token, ErrorClass, Grant};
+use crate::shared::{Flight, Outcome, Settled, Shared};
+use crate::token::{unix_now, TokenSet};
+
+/// What a token set allows now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// The access token is good beyond its refresh point.
+    Fresh,
+    /// It needs a refresh and a refresh token is there.
+    Refresh,
+    /// Past its refresh point with nothing to refresh it with: usable until it expires.
+    LastUse,
+    /// Nothing usable is left: the session is over.
+    Over,
+}
+
+/// Where a token set stands at `now`. A token is refreshed `skew` before it expires, or
+/// at half its life when its life is shorter than twice the skew: so a short-lived token
+/// is refreshed once per lifetime, not by every request.
+pub(crate) fn freshness(tokens: &TokenSet, now: u64, skew: Duration) -> Freshness {
+    let lifetime = tokens.expires_at.saturating_sub(tokens.issued_at);
+    let skew = skew.as_secs().min(lifetime / 2);
+    if tokens.session_expires_at <= now {
+        Freshness::Over
+    } else if tokens.expires_at.saturating_sub(skew) > now {
+        Freshness::Fresh
+    } else if tokens.refresh_token.is_some() {
+        Freshness::Refresh
+    } else if tokens.expires_at > now {
+        Freshness::LastUse
+    } else {
+        Freshness::Over
+    }
+}
+
+/// Store keys are hex digests: their first 8 characters name a session in logs.
+fn short(key: &str) -> &str {
+    key.get(..8).unwrap_or(key)
+}
+
+/// The session's token set after whatever refresh it needs: joins the refresh in flight,
+/// or the failure remembered, or starts a refresh task.
+pub(crate) async fn settle(shared: &Arc<Shared>, key: &str) -> Outcome {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+    let now = Instant::now();
+    let mut settled = match shared.flights.entry(key.to_owned()) {
+        Entry::Occupied(flight) if !is_stale(flight.get(), now) => flight.get().settled.clone(),
+        entry => {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let (publish, settled) = watch::channel(None);
+            let flight = Flight {
+                id,
+                settled: settled.clone(),
+            };
+            match entry {
+                Entry::Occupied(mut old) => {
+                    old.insert(flight);
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(flight);
+                }
+            }
+            tokio::spawn(fly(shared.clone(), key.to_owned(), id, publish));
+            settled
+        }
+    };
+    let result = match settled.wait_for(Option::is_some).await {
+        Ok(settled) => settled.clone(),
+        Err(_) => None,
+    };
+    match result {
+        Some(Settled { outcome, until }) => outcome.map_err(|err| match err {
+            // A remembered failure tells a later request how long is left of the wait.
+            SessionError::Unavailable { reason, .. } => SessionError::Unavailable {
+                reason,
+                retry_after: whole_seconds(until.saturating_duration_since(Instant::now())),
+            },
+            other => other,
+        }),
+        None => Err(SessionError::Unavailable {
+            reason: "the refresh task stopped".into(),
+            retry_after: shared.config.retry_after,
+        }),
+    }
+}
+
+/// A wait rounded up to whole seconds, as `Retry-After` counts.
+fn whole_seconds(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+}
+
+/// A flight to replace: its task died, or it ended and its outcome no longer stands.
+fn is_stale(flight: &Flight, now: Instant) -> bool {
+    match &*flight.settled.borrow() {
+        None => flight.settled.has_changed().is_err(),
+        Some(settled) => settled.outcome.is_ok() || settled.until <= now,
+    }
+}
+
+/// The refresh task: runs to the end whoever stops waiting, publishes its outcome, and
+/// keeps a failure in the map until its retry time.
+async fn fly(shared: Arc<Shared>, key: String, id: u64, publish: watch::Sender<Option<Settled>>) {
+    let outcome = locked_refresh(&shared, &key).await;
+    let remember = match &outcome {
+        Err(SessionError::Unavailable { retry_after, .. }) => *retry_after,
+        _ => Duration::ZERO,
+    };
+    let until = Instant::now() + remember;
+    publish.send_replace(Some(Settled { outcome, until }));
+    if !remember.is_zero() {
+        tokio::time::sleep_until(until).await;
+    }
+    shared.flights.remove_if(&key, |_, flight| flight.id == id);
+}
+
+/// Refreshes under the store's lock, or waits for the instance that holds it.
+async fn locked_refresh(shared: &Shared, key: &str) -> Outcome {
+    let owner = random_token(16);
+    let mut locked = false;
+    let outcome = refresh_turns(shared, key, &owner, &mut locked).await;
+    if locked {
+        if let Err(err) = shared.token_store.unlock_refresh(key, &owner).await {
+            tracing::warn!(session = short(key), error = %err,
+                "hcss: refresh lock not released; it expires by itself");
+        }
+    }
+    outcome
+}
+
+/// The turns of [`locked_refresh`]; sets `locked` once the store's lock is held, so that
+/// it is released whatever this returns. Every turn reloads first: the lock's previous
+/// holder may have refreshed already.
+async fn refresh_turns(shared: &Shared, key: &str, owner: &str, locked: &mut bool) -> Outcome {
+    let config = &shared.config;
+    // The lock outlives the token call, the write and its retries, and a revocation.
+    let lock_ttl = config.http_timeout * 3;
+    let deadline = Instant::now() + lock_ttl;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let tokens = current(shared, key)
+            .await?
+            .ok_or(SessionError::NotSignedIn)?;
+        match freshness(&tokens, unix_now(), config.refresh_skew) {
+            Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
+            Freshness::Over => {
+                shared.pending.take(key);
+                shared.token_store.remove(key).await?;
+                return Err(SessionError::NotSignedIn);
+            }
+            Freshness::Refresh if *locked => return refresh_with(shared, key, tokens).await,
+            Freshness::Refresh => {}
+        }
+        if shared
+            .token_store
+            .try_lock_refresh(key, owner, lock_ttl)
+            .await?
+        {
+            *locked = true;
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(SessionError::Unavailable {
+                reason: "another instance has been refreshing this session for too long".into(),
+                retry_after: config.retry_after,
+            });
+        }
+        // Another instance is refreshing: wait for its result.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// The session's token set as this process knows it: the store's, or a refreshed set
+/// that the store has not taken yet (which it then tries to write again).
+async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, SessionError> {
+    let stored = match shared.token_store.load(key).await {
+        Ok(stored) => stored,
+        Err(StoreError::Corrupt(_)) => {
+            discard_unreadable(shared, key).await;
+            None
+        }
+        Err(err) => {
+            // The store is down: a refreshed set waiting here is still this session's.
+            return match shared.pending.get(key) {
+                Some(pending) => Ok(Some(pending)),
+                None => Err(err.into()),
+            };
+        }
+    };
+    let Some(pending) = shared.pending.get(key) else {
+        return Ok(stored);
+    };
+    match stored {
+        // The write landed meanwhile, or the session moved on without it.
+        Some(stored) if stored.version >= pending.version => {
+            shared.pending.take(key);
+            Ok(Some(stored))
+        }
+        Some(_) => {
+            let ttl = pending.store_ttl(unix_now());
+            let expected = pending.version.saturating_sub(1);
+            match shared
+                .token_store
+                .replace_if_version(key, expected, pending.clone(), ttl)
+                .await
+            {
+                Ok(true) => {
+                    shared.pending.take(key);
+                    tracing::info!(
+                        session = short(key),
+                        "hcss: refreshed tokens kept in memory are stored now"
+                    );
+                }
+                Ok(false) => {}
+                Err(err) => tracing::debug!(session = short(key), error = %err,
+                    "hcss: refreshed tokens still cannot be stored; serving them from memory"),
+            }
+            Ok(Some(pending))
+        }
+        // Signed out meanwhile: the refresh token only this process knows must not live on.
+        None => {
+            if let Some(pending) = shared.pending.take(key) {
+                revoke_orphan(shared, key, &pending).await;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// A stored value that no longer parses is a signed-out session: removed, logged once.
+pub(crate) async fn discard_unreadable(shared: &Shared, key: &str) {
+    tracing::warn!(
+        session = short(key),
+        "hcss: a stored token set could not be read; the session is removed and must sign in again"
+    );
+    if let Err(err) = shared.token_store.remove(key).await {
+        tracing::warn!(session = short(key), error = %err, "hcss: the unreadable session could not be removed");
+    }
+}
+
+/// Spends the refresh token and writes (or keeps) what comes back.
+async fn refresh_with(shared: &Shared, key: &str, old: TokenSet) -> Outcome {
+    let config = &shared.config;
+    let Some(refresh_token) = old.refresh_token.clone() else {
+        return Err(SessionError::NotSignedIn);
+    };
+    let grant = Grant::RefreshToken {
+        refresh_token: refresh_token.expose_secret(),
+    };
+    let err = match protocol::request_tokens(config, grant).await {
+        Ok(mut new) => {
+            if new.refresh_token.is_none() {
+                new.refresh_token = Some(refresh_token);
+            }
+            if new.scope.is_empty() {
+                new.scope = old.scope.clone();
+            }
+            new.session_expires_at = old.session_expires_at;
+            new.version = old.version.wrapping_add(1);
+            tracing::debug!(session = short(key), "hcss: access token refreshed");
+            return write_or_keep(shared, key, old.version, new).await;
+        }
+        Err(err) => err,
+    };
+    let session = short(key);
+    let reason = err.to_string();
+    let retry_after = err.retry_after().unwrap_or(config.retry_after);
+    match err.class() {
+        ErrorClass::GrantGone => {
+            tracing::warn!(session, reason = %err,
+                "hcss: refresh refused, session ended; the user must log in again");
+            shared.pending.take(key);
+            shared.token_store.remove(key).await?;
+            return Err(SessionError::NotSignedIn);
+        }
+        ErrorClass::Configuration => tracing::error!(session, reason = %err,
+            "hcss: refresh refused because of this app's configuration: check the client id, \
+             client secret, client authentication and scopes registered at HCSS; sessions are \
+             kept and refresh again once it is fixed"),
+        ErrorClass::Transient => tracing::warn!(session, reason = %err,
+            "hcss: refresh failed for now; the session is kept"),
+        ErrorClass::Failed => tracing::warn!(session, reason = %err,
+            "hcss: refresh failed; the session is kept"),
+    }
+    Err(SessionError::Unavailable {
+        reason,
+        retry_after,
+    })
+}
+
+/// Writes a refreshed set over the version it came from. A store that fails is retried
+/// with backoff for up to the HTTP timeout (the lock covers it); past that the set is
+/// kept in this process, served from there, and written by a later request. A session
+/// that is gone (logged out meanwhile) stays gone, and the new refresh token is revoked.
+async fn write_or_keep(shared: &Shared, key: &str, from_version: u64, new: TokenSet) -> Outcome {
+    let store = &shared.token_store;
+    let give_up = Instant::now() + shared.config.http_timeout;
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let ttl = new.store_ttl(unix_now());
+        match store
+            .replace_if_version(key, from_version, new.clone(), ttl)
+            .await
+        {
+            Ok(true) => {
+                shared.pending.take(key);
+                return Ok(new);
+            }
+            Ok(false) => return superseded(shared, key, new).await,
+            Err(err) if Instant::now() + pause >= give_up => {
+                tracing::error!(session = short(key), error = %err,
+                    "hcss: refreshed tokens could not be stored; this instance keeps them in \
+                     memory and stores them once the store accepts writes again");
+                shared.pending.keep(key, new.clone());
+                return Ok(new);
+            }
+            Err(err) => {
+                tracing::debug!(session = short(key), error = %err,
+                    "hcss: storing refreshed tokens failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// The refreshed set could not be written over the one it came from: the session was
+/// removed (a logout) or moved on. Its new refresh token belongs to nobody: revoke it.
+async fn superseded(shared: &Shared, key: &str, orphan: TokenSet) -> Outcome {
+    shared.pending.take(key);
+    revoke_orphan(shared, key, &orphan).await;
+    match shared.token_store.load(key).await {
+        Ok(None) | Err(StoreError::Corrupt(_)) => {
+            tracing::info!(
+                session = short(key),
+                "hcss: the session ended while it was being refreshed; it stays ended"
+            );
+            Err(SessionError::NotSignedIn)
+        }
+        Ok(Some(tokens)) => match freshness(&tokens, unix_now(), shared.config.refresh_skew) {
+            Freshness::Fresh | Freshness::LastUse => Ok(tokens),
+            Freshness::Over => Err(SessionError::NotSignedIn),
+            Freshness::Refresh => Err(SessionError::Unavailable {
+                reason: "the session changed while it was being refreshed".into(),
+                retry_after: shared.config.retry_after,
+            }),
+        },
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Revokes the refresh token of a set that no session holds any more.
+async fn revoke_orphan(shared: &Shared, key: &str, orphan: &TokenSet) {
+    let Some(refresh) = &orphan.refresh_token else {
+        return;
+    };
+    match protocol::revoke(&shared.config, refresh.expose_secret(), "refresh_token").await {
+        Ok(()) => tracing::debug!(session = short(key), "hcss: orphaned refresh token revoked"),
+        Err(err) => tracing::warn!(session = short(key), reason = %err,
+            "hcss: an orphaned refresh token could not be revoked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(issued_at: u64, expires_at: u64, refresh: bool) -> TokenSet {
+        let mut set = TokenSet::new("a", 0);
+        set.issued_at = issued_at;
+        set.expires_at = expires_at;
+        set.session_expires_at = 1_000_000;
+        if refresh {
+            set.refresh_token = Some("r".into());
+        }
+        set
+    }
+
+    #[test]
+    fn freshness_follows_the_skew_and_the_session() {
+        let skew = Duration::from_secs(60);
+        let now = 10_000;
+        assert_eq!(
+            freshness(&set(now, now + 3600, true), now, skew),
+            Freshness::Fresh
+        );
+        assert_eq!(
+            freshness(&set(now - 3600, now + 30, true), now, skew),
+            Freshness::Refresh
+        );
+        assert_eq!(
+            freshness(&set(now - 3600, now + 30, false), now, skew),
+            Freshness::LastUse
+        );
+        assert_eq!(
+            freshness(&set(now - 3600, now, false), now, skew),
+            Freshness::Over
+        );
+        let mut ended = set(now, now + 3600, true);
+        ended.session_expires_at = now;
+        assert_eq!(freshness(&ended, now, skew), Freshness::Over);
+        // Unknown issue time (sets stored before it was kept): the plain skew.
+        assert_eq!(
+            freshness(&set(0, now + 30, true), now, skew),
+            Freshness::Refresh
+        );
+    }
+
+    /// Before, a lifetime within the skew (or 0) made every request refresh.
+    #[test]
+    fn short_lifetimes_refresh_at_half_their_life() {
+        let skew = Duration::from_secs(60);
+        let t = 10_000;
+        let short = set(t, t + 30, true);
+        assert_eq!(freshness(&short, t, skew), Freshness::Fresh);
+        assert_eq!(freshness(&short, t + 14, skew), Freshness::Fresh);
+        assert_eq!(freshness(&short, t + 15, skew), Freshness::Refresh);
+        let floor = set(t, t + protocol::MIN_TOKEN_LIFETIME, true);
+        assert_eq!(freshness(&floor, t, skew), Freshness::Fresh);
+    }
+}
