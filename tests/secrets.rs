@@ -73,7 +73,9 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
         .unwrap();
     secrets.push(transaction.verifier.expose_secret().to_owned());
     secrets.push(query_param(&callback, "code").unwrap());
-    secrets.push(browser.cookie("hcss-login").unwrap());
+    for name in browser.login_cookies() {
+        secrets.push(browser.cookie(&name).unwrap());
+    }
     debug.push(format!("{transaction:?}"));
     app.store
         .put_transaction(&state_key, transaction, std::time::Duration::from_secs(60))

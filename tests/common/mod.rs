@@ -2,6 +2,8 @@
 //! "browser" that keeps cookies and follows nothing by itself.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -10,7 +12,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use hcss_auth::testing::MockHcssIdentity;
-use hcss_auth::{HcssAuth, HcssConfigBuilder, HcssToken, MemoryStore, TokenSet, TokenStore};
+use hcss_auth::{
+    HcssAuth, HcssConfigBuilder, HcssSession, HcssToken, MemoryStore, StateStore, TokenSet,
+    TokenStore,
+};
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE, LOCATION, SET_COOKIE};
 use sha2::Digest;
 
@@ -54,10 +59,21 @@ async fn business_units(State(state): State<AppState>, token: HcssToken) -> impl
     (status, response.text().await.unwrap_or_default())
 }
 
+/// A handler that gives up on its token after 200 ms, as a `timeout()` around `token()`
+/// or a `TimeoutLayer` does: the request is cancelled mid-refresh.
+async fn hurried(session: HcssSession) -> StatusCode {
+    match tokio::time::timeout(std::time::Duration::from_millis(200), session.token()).await {
+        Ok(Ok(_)) => StatusCode::OK,
+        Ok(Err(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(_) => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
 /// The app's routes behind `auth`.
 pub fn router(auth: HcssAuth, api_url: String) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/hurried", get(hurried))
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
@@ -82,6 +98,29 @@ pub async fn start_app(
     let auth = HcssAuth::with_store(config, store.clone());
     serve(listener, router(auth.clone(), mock.api_url()));
     TestApp { url, auth, store }
+}
+
+/// Serves the test app on a loopback port with `store`, configured against `mock`;
+/// returns its URL and layer.
+pub async fn start_app_with_store<S>(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+    store: S,
+) -> (String, HcssAuth)
+where
+    S: StateStore + TokenStore,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = configure(
+        mock.config_builder(&format!("{url}/hcss/callback"))
+            .scopes(SCOPES),
+    )
+    .build()
+    .unwrap();
+    let auth = HcssAuth::with_store(config, store);
+    serve(listener, router(auth.clone(), mock.api_url()));
+    (url, auth)
 }
 
 pub fn serve(listener: tokio::net::TcpListener, app: Router) {
@@ -302,7 +341,21 @@ impl Browser {
 
     /// The whole login; returns where the callback sent the browser.
     pub async fn login(&self, app: &TestApp) -> String {
-        let callback = self.start_login(app, None).await;
+        self.login_at(&app.url).await
+    }
+
+    /// The whole login against the app at `url`; returns where the callback sent the
+    /// browser.
+    pub async fn login_at(&self, url: &str) -> String {
+        let seen = self.get(&format!("{url}/hcss/login")).await;
+        assert_eq!(seen.status, 303, "login answers 303: {}", seen.body);
+        let authorized = self.get(seen.location()).await;
+        assert_eq!(
+            authorized.status, 303,
+            "the mock consents: {}",
+            authorized.body
+        );
+        let callback = authorized.location().to_owned();
         let seen = self.get(&callback).await;
         assert_eq!(seen.status, 303, "callback answers 303: {}", seen.body);
         seen.location().to_owned()

@@ -1,0 +1,282 @@
+//! Fault cases of the refresh machinery, each run against any store: `tests/faults.rs`
+//! runs them with `MemoryStore`, `tests/redis.rs` with `RedisStore`. Each returns the
+//! store key of the session it used, for store-specific checks afterwards.
+
+use std::time::Duration;
+
+use hcss_auth::testing::{MockHcssIdentity, TokenFault};
+use hcss_auth::{StateStore, TokenSet, TokenStore};
+
+use super::{session_key, start_app_with_store, Browser};
+
+pub const SESSION: &str = "hcss-session";
+
+/// A signed-in browser on a fresh app over `store`; the session's access token expired.
+pub async fn expired_session<S>(
+    mock: &MockHcssIdentity,
+    store: S,
+    configure: impl FnOnce(hcss_auth::HcssConfigBuilder) -> hcss_auth::HcssConfigBuilder,
+) -> (String, Browser, String, S)
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let (url, _auth) = start_app_with_store(mock, configure, store.clone()).await;
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let key = session_key(&browser.cookie(SESSION).unwrap());
+    age(&store, &key).await;
+    (url, browser, key, store)
+}
+
+/// Makes a session's access token look expired, as time passing would.
+pub async fn age<S: TokenStore>(store: &S, key: &str) -> TokenSet {
+    let mut tokens = store.load(key).await.unwrap().expect("session stored");
+    tokens.expires_at = 1;
+    store
+        .store(key, tokens.clone(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    tokens
+}
+
+/// Fault 1: a 500 or 503 with an OAuth error body is an outage, not a verdict: 503 with
+/// the identity service's own `Retry-After`, the session kept, and it works afterwards.
+pub async fn outage_with_oauth_error_bodies_keeps_the_session<S>(store: S) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) =
+        expired_session(&mock, store, |b| b.retry_after(Duration::ZERO)).await;
+    let whoami = format!("{url}/whoami");
+    for (status, error, retry_after, told) in [
+        (500, "server_error", None, "1"),
+        (503, "temporarily_unavailable", Some(3), "3"),
+    ] {
+        mock.set_token_fault(Some(TokenFault::Error {
+            status,
+            error,
+            retry_after,
+        }));
+        let seen = browser.get(&whoami).await;
+        assert_eq!(seen.status, 503, "{status} {error}: {}", seen.body);
+        assert_eq!(seen.headers["retry-after"], told, "{status} {error}");
+        assert!(
+            store.load(&key).await.unwrap().is_some(),
+            "{status} {error}: the session is kept"
+        );
+        let page = browser.open(&whoami).await;
+        assert_eq!(page.status, 503, "a page load is not sent to log in");
+    }
+    mock.set_token_fault(None);
+    // The 503 said 3 s: that failure stands until then for this session's requests.
+    let before = mock.counts().refreshes;
+    let remembered = browser.get(&whoami).await;
+    assert_eq!(remembered.status, 503);
+    assert_eq!(
+        mock.counts().refreshes,
+        before,
+        "a remembered failure makes no call"
+    );
+    assert!(store.load(&key).await.unwrap().is_some());
+    key
+}
+
+/// Fault 2: `invalid_client` (a rotated client secret) keeps the session, which works
+/// again once the identity service accepts the app again.
+pub async fn invalid_client_keeps_the_session<S>(store: S) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) =
+        expired_session(&mock, store, |b| b.retry_after(Duration::ZERO)).await;
+    let whoami = format!("{url}/whoami");
+    for error in ["invalid_client", "unauthorized_client", "invalid_scope"] {
+        mock.set_token_fault(Some(TokenFault::Error {
+            status: if error == "invalid_client" { 401 } else { 400 },
+            error,
+            retry_after: None,
+        }));
+        let seen = browser.get(&whoami).await;
+        assert!(seen.status >= 500, "{error}: {} {}", seen.status, seen.body);
+        assert!(
+            store.load(&key).await.unwrap().is_some(),
+            "{error}: the session is kept"
+        );
+    }
+    mock.set_token_fault(None);
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 200, "works once the configuration is fixed");
+    assert_eq!(mock.counts().reuse_detected, 0);
+    key
+}
+
+/// Fault 4: a request cancelled while its refresh waits for HCSS (which has already
+/// rotated the refresh token) does not cancel the refresh: the next request gets the
+/// rotated tokens, and no refresh token is spent twice.
+pub async fn a_cancelled_request_does_not_lose_the_rotated_token<S>(store: S) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) = expired_session(&mock, store, |b| b).await;
+    let old = store.load(&key).await.unwrap().unwrap();
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_secs(1))));
+    let hurried = browser.get(&format!("{url}/hurried")).await;
+    assert_eq!(hurried.status, 504, "the handler gave up on its token");
+    assert_eq!(mock.counts().refreshes, 1);
+    mock.set_token_fault(None);
+    let seen = browser.get(&format!("{url}/business-units")).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let counts = mock.counts();
+    assert_eq!(
+        counts.reuse_detected, 0,
+        "the spent refresh token was not reused"
+    );
+    assert_eq!(
+        counts.refreshes, 1,
+        "the cancelled refresh completed; no second one"
+    );
+    let now = store.load(&key).await.unwrap().unwrap();
+    assert_ne!(
+        now.refresh_token, old.refresh_token,
+        "the rotated token is stored"
+    );
+    key
+}
+
+/// Fault 5: a logout while a refresh is in flight wins: the refresh's result is not
+/// written, its new refresh token is revoked, and the old cookie stays signed out.
+pub async fn logout_during_a_refresh_wins<S>(store: S) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) = expired_session(&mock, store, |b| b).await;
+    let id = browser.cookie(SESSION).unwrap();
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_secs(2))));
+    let refreshing = {
+        let (browser, url) = (browser.clone(), url.clone());
+        tokio::spawn(async move { browser.get(&format!("{url}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    let logout = browser
+        .request("POST", &format!("{url}/hcss/logout"), &[])
+        .await;
+    assert_eq!(logout.status, 303);
+    assert_eq!(
+        mock.counts().revocations,
+        1,
+        "logout revoked what it removed"
+    );
+    assert_eq!(
+        refreshing.await.unwrap(),
+        401,
+        "the request that refreshed is signed out"
+    );
+    assert_eq!(
+        mock.counts().revocations,
+        2,
+        "the refresh's new refresh token was revoked"
+    );
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "not written back"
+    );
+    browser.set_cookie(SESSION, &id);
+    assert_eq!(browser.get(&format!("{url}/whoami")).await.status, 401);
+    key
+}
+
+/// Fault 6: eight requests waiting on a refresh that times out make one call between
+/// them, and all get a 503.
+pub async fn waiters_share_a_failed_refresh<S>(store: S) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, _store) =
+        expired_session(&mock, store, |b| b.http_timeout(Duration::from_millis(300))).await;
+    mock.set_token_fault(Some(TokenFault::Slow(Duration::from_secs(3))));
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let (browser, url) = (browser.clone(), url.clone());
+            tokio::spawn(async move { browser.get(&format!("{url}/whoami")).await.status })
+        })
+        .collect();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), 503);
+    }
+    assert_eq!(
+        mock.counts().refreshes,
+        1,
+        "one token call for eight waiters"
+    );
+    key
+}
+
+/// Fault 3: the store refuses writes right after HCSS rotated the refresh token. The new
+/// set is kept in memory and served; once the store takes writes again it is stored,
+/// and the next refresh spends the new token, never the old one.
+pub async fn refused_writes_keep_the_rotated_token<S>(
+    store: S,
+    refuse_writes: impl AsyncFn(bool),
+) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) =
+        expired_session(&mock, store, |b| b.http_timeout(Duration::from_millis(300))).await;
+    let old = store.load(&key).await.unwrap().unwrap();
+    let units = format!("{url}/business-units");
+    refuse_writes(true).await;
+    let seen = browser.get(&units).await;
+    assert_eq!(
+        seen.status, 200,
+        "served with the refreshed token: {}",
+        seen.body
+    );
+    // Still refusing: served from memory, no second refresh.
+    assert_eq!(browser.get(&units).await.status, 200);
+    assert_eq!(mock.counts().refreshes, 1);
+    refuse_writes(false).await;
+    assert_eq!(browser.get(&units).await.status, 200);
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_ne!(
+        stored.refresh_token, old.refresh_token,
+        "the rotated token reached the store"
+    );
+    age(&store, &key).await;
+    assert_eq!(browser.get(&units).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 2);
+    assert_eq!(counts.reuse_detected, 0, "no refresh token was spent twice");
+    key
+}
+
+/// A stored value that no longer parses is "signed out": the value is removed and the
+/// next login works.
+pub async fn an_unreadable_value_is_signed_out<S>(store: S, corrupt: impl AsyncFn(&str)) -> String
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, _auth) = start_app_with_store(&mock, |b| b, store.clone()).await;
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let key = session_key(&browser.cookie(SESSION).unwrap());
+    corrupt(&key).await;
+    let whoami = format!("{url}/whoami");
+    assert_eq!(
+        browser.get(&whoami).await.status,
+        401,
+        "signed out, not 503"
+    );
+    let page = browser.open(&whoami).await;
+    assert_eq!(page.status, 303, "a page load is sent to log in");
+    browser.login_at(&url).await;
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    key
+}

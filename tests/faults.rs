@@ -1,0 +1,245 @@
+//! Sessions that survive faults, with `MemoryStore`: an identity service that fails or
+//! answers late, a store that refuses writes, cancelled requests, a logout racing a
+//! refresh, and the small defects found on the way. The store-independent cases live in
+//! `common/faults.rs` and run against Redis too (`tests/redis.rs`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::faults::{self, SESSION};
+use common::*;
+use hcss_auth::store::{LoginTransaction, StoreFuture};
+use hcss_auth::testing::{MockHcssIdentity, TokenFault};
+use hcss_auth::{MemoryStore, StateStore, StoreError, TokenSet, TokenStore};
+
+/// `MemoryStore` with switches: refuse writes, or read some keys back as corrupt.
+#[derive(Clone, Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    refuse_writes: Arc<AtomicBool>,
+    corrupt: Arc<Mutex<HashSet<String>>>,
+}
+
+impl FaultyStore {
+    fn refused(&self) -> Option<StoreError> {
+        self.refuse_writes
+            .load(Ordering::SeqCst)
+            .then(|| StoreError::Unavailable("test: writes refused".into()))
+    }
+}
+
+impl StateStore for FaultyStore {
+    fn put_transaction(
+        &self,
+        key: &str,
+        tx: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.put_transaction(key, tx, ttl)
+    }
+
+    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+        self.inner.take_transaction(key)
+    }
+}
+
+impl TokenStore for FaultyStore {
+    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        if self.corrupt.lock().unwrap().contains(key) {
+            return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
+        }
+        self.inner.load(key)
+    }
+
+    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        match self.refused() {
+            Some(err) => Box::pin(async { Err(err) }),
+            None => self.inner.store(key, tokens, ttl),
+        }
+    }
+
+    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+        self.corrupt.lock().unwrap().remove(key);
+        self.inner.remove(key)
+    }
+
+    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+        self.inner.take(key)
+    }
+
+    fn replace_if_version(
+        &self,
+        key: &str,
+        expected_version: u64,
+        tokens: TokenSet,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        match self.refused() {
+            Some(err) => Box::pin(async { Err(err) }),
+            None => self
+                .inner
+                .replace_if_version(key, expected_version, tokens, ttl),
+        }
+    }
+}
+
+#[tokio::test]
+async fn outage_with_oauth_error_bodies_keeps_the_session() {
+    faults::outage_with_oauth_error_bodies_keeps_the_session(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn invalid_client_keeps_the_session() {
+    faults::invalid_client_keeps_the_session(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_request_does_not_lose_the_rotated_token() {
+    faults::a_cancelled_request_does_not_lose_the_rotated_token(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn logout_during_a_refresh_wins() {
+    faults::logout_during_a_refresh_wins(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn waiters_share_a_failed_refresh() {
+    faults::waiters_share_a_failed_refresh(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn refused_writes_keep_the_rotated_token() {
+    let store = FaultyStore::default();
+    let switch = store.refuse_writes.clone();
+    faults::refused_writes_keep_the_rotated_token(store, async |on| {
+        switch.store(on, Ordering::SeqCst)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreadable_value_is_signed_out() {
+    let store = FaultyStore::default();
+    let corrupt = store.corrupt.clone();
+    let key = faults::an_unreadable_value_is_signed_out(store.clone(), async |key| {
+        corrupt.lock().unwrap().insert(key.to_owned());
+    })
+    .await;
+    assert!(
+        !store.corrupt.lock().unwrap().contains(&key),
+        "the unreadable value was removed"
+    );
+}
+
+/// At the callback, a 5xx is a 502 whatever its body says (before: a 500 with
+/// `{"error":"server_error"}` was read as a refusal and answered 400).
+#[tokio::test]
+async fn callback_answers_502_when_the_code_exchange_meets_an_outage() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    for (status, error) in [
+        (500, "server_error"),
+        (503, "temporarily_unavailable"),
+        (429, "slow_down"),
+    ] {
+        let browser = Browser::new();
+        let callback = browser.start_login(&app, None).await;
+        mock.set_token_fault(Some(TokenFault::Error {
+            status,
+            error,
+            retry_after: None,
+        }));
+        let seen = browser.get(&callback).await;
+        assert_eq!(seen.status, 502, "{status} {error}: {}", seen.body);
+        mock.set_token_fault(None);
+    }
+    // A configuration error is the app's fault, not the user's: 502 too.
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    mock.set_token_fault(Some(TokenFault::Error {
+        status: 401,
+        error: "invalid_client",
+        retry_after: None,
+    }));
+    assert_eq!(browser.get(&callback).await.status, 502);
+    // A refused code is a 400: the user signs in again.
+    mock.set_token_fault(Some(TokenFault::InvalidGrant));
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    assert_eq!(browser.get(&callback).await.status, 400);
+}
+
+/// A token issued with `expires_in: 0` is refreshed at most once per (floored) lifetime,
+/// not by every request (before: every request refreshed).
+#[tokio::test]
+async fn expires_in_zero_does_not_refresh_on_every_request() {
+    let mock = MockHcssIdentity::builder()
+        .access_token_lifetime(Duration::ZERO)
+        .rotate_refresh_tokens(false)
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    for _ in 0..20 {
+        assert_eq!(
+            browser.get(&format!("{}/whoami", app.url)).await.status,
+            200
+        );
+    }
+    // Twenty local requests take well under a second; the two-second floor lets at most
+    // one second boundary cross the refresh point.
+    assert!(
+        mock.counts().refreshes <= 1,
+        "refreshes: {}",
+        mock.counts().refreshes
+    );
+}
+
+/// A cookie with non-ASCII bytes, set by a sibling subdomain, does not hide the session
+/// (before: the whole `Cookie` header was unreadable, and the user looked signed out).
+#[tokio::test]
+async fn a_foreign_non_ascii_cookie_does_not_sign_the_user_out() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let id = browser.cookie(SESSION).unwrap();
+    let mut cookie = b"theme=caf\xc3\xa9; ".to_vec();
+    cookie.extend_from_slice(format!("{SESSION}={id}").as_bytes());
+    let response = reqwest::Client::new()
+        .get(format!("{}/whoami", app.url))
+        .header(
+            reqwest::header::COOKIE,
+            reqwest::header::HeaderValue::from_bytes(&cookie).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// A session whose refresh token the identity service says is gone is over; a transient
+/// failure before it changes nothing of that.
+#[tokio::test]
+async fn only_invalid_grant_ends_the_session() {
+    let mock = MockHcssIdentity::start().await;
+    let store = MemoryStore::new();
+    let (url, browser, key, store) =
+        faults::expired_session(&mock, store, |b| b.retry_after(Duration::ZERO)).await;
+    mock.set_token_fault(Some(TokenFault::Error {
+        status: 400,
+        error: "invalid_request",
+        retry_after: None,
+    }));
+    assert!(browser.get(&format!("{url}/whoami")).await.status >= 500);
+    assert!(store.load(&key).await.unwrap().is_some());
+    mock.set_token_fault(Some(TokenFault::InvalidGrant));
+    assert_eq!(browser.get(&format!("{url}/whoami")).await.status, 401);
+    assert!(store.load(&key).await.unwrap().is_none());
+}
