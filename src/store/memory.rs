@@ -324,6 +324,11 @@ mod tests {
     async fn sessions_written_often_are_not_evicted_below_capacity() {
         let store = MemoryStore::new();
         let day = Duration::from_secs(30 * 24 * 3600);
+        // A session signed in once and not refreshed since, then busy ones.
+        store
+            .store("quiet", TokenSet::new("q", 3600), day)
+            .await
+            .unwrap();
         for round in 0..201 {
             for i in 0..1_000 {
                 store
@@ -336,7 +341,11 @@ mod tests {
                     .unwrap();
             }
         }
-        assert_eq!(store.session_count(), 1_000);
+        assert_eq!(store.session_count(), 1_001);
+        assert!(
+            store.load("quiet").await.unwrap().is_some(),
+            "a live session was evicted with 1% of the capacity used"
+        );
         for i in 0..1_000 {
             assert!(
                 store.load(&format!("s{i}")).await.unwrap().is_some(),
