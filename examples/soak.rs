@@ -14,6 +14,7 @@
 //! deleted at the end); sessions sign in on the first and are then used on both in turn.
 //! `RUST_LOG=hcss_auth=debug` shows the layer's own logs on stderr.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -797,11 +798,14 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     println!("  signed in at the end     {signed_in} / {}", args.sessions);
 
     println!();
-    println!("  by phase                 requests     200     503     401   other timeouts");
+    println!(
+        "  {:<50} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "requests by phase (at send)", "requests", "200", "503", "401", "other", "timeouts"
+    );
     for (phase, name) in PHASES.iter().enumerate() {
         let p = &load.by_phase[phase];
         println!(
-            "    {name:<48} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "  {name:<50} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}",
             read(&p.requests),
             read(&p.ok),
             read(&p.unavailable),
@@ -812,10 +816,13 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     }
 
     println!();
-    println!("  windows                  refreshes  reuse   401s   503s");
+    println!(
+        "  {:<11} {:<50} {:>9} {:>6} {:>6} {:>6}",
+        "window (s)", "phase", "refreshes", "reuse", "401s", "503s"
+    );
     for w in &windows {
         println!(
-            "    {:>5.1}-{:<5.1} {:<48} {:>5} {:>6} {:>6} {:>6}",
+            "  {:>5.1}-{:<5.1} {:<50} {:>9} {:>6} {:>6} {:>6}",
             w.from, w.to, PHASES[w.phase], w.refreshes, w.reuse, w.unauthorized, w.unavailable
         );
     }
@@ -836,18 +843,7 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         println!("  {flapped} session(s) answered 401 during the load but 200 at the end");
     }
     if !lost.is_empty() {
-        println!();
-        println!("  lost sessions (final answers per instance; first 401 during the load)");
-        for &i in &lost {
-            let first = match losses[i] {
-                Some(loss) => format!(
-                    "first 401 at {:.2} s on instance {} during \"{}\"",
-                    loss.at, loss.instance, PHASES[loss.phase]
-                ),
-                None => "no 401 during the load".to_owned(),
-            };
-            println!("    session {i:>4}: {:?}; {first}", finals[i]);
-        }
+        report_lost(&lost, &losses, &finals, &windows);
     }
 
     let failed = signed_in < args.sessions || counts.reuse_detected > 0;
@@ -861,4 +857,77 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         }
     );
     Ok(i32::from(failed))
+}
+
+/// Groups the lost sessions by their final answers, and by where and when they first
+/// answered 401 (with the last fault window that began before it).
+fn report_lost(
+    lost: &[usize],
+    losses: &[Option<Loss>],
+    finals: &[Vec<String>],
+    windows: &[Window],
+) {
+    let mut by_answers: BTreeMap<String, usize> = BTreeMap::new();
+    for &i in lost {
+        *by_answers.entry(finals[i].join("/")).or_default() += 1;
+    }
+    let answers: Vec<String> = by_answers
+        .iter()
+        .map(|(answer, n)| format!("{answer} x{n}"))
+        .collect();
+    println!();
+    println!(
+        "  lost sessions            {} (final answers, per instance: {})",
+        lost.len(),
+        answers.join(", ")
+    );
+    // (phase of the first 401, instance, last fault window before it) -> sessions, times
+    let mut groups: BTreeMap<(usize, usize, Option<usize>), (Vec<usize>, f64, f64)> =
+        BTreeMap::new();
+    let mut silent = Vec::new();
+    for &i in lost {
+        let Some(loss) = losses[i] else {
+            silent.push(i);
+            continue;
+        };
+        let after = windows
+            .iter()
+            .rposition(|w| w.phase != 0 && w.from <= loss.at);
+        let group =
+            groups
+                .entry((loss.phase, loss.instance, after))
+                .or_insert((Vec::new(), f64::MAX, 0.0));
+        group.0.push(i);
+        group.1 = group.1.min(loss.at);
+        group.2 = group.2.max(loss.at);
+    }
+    let names = |sessions: &[usize]| {
+        let mut shown: Vec<String> = sessions.iter().take(10).map(usize::to_string).collect();
+        if sessions.len() > 10 {
+            shown.push("...".into());
+        }
+        shown.join(", ")
+    };
+    for ((phase, instance, after), (sessions, from, to)) in &groups {
+        let after = match after {
+            Some(w) => format!(
+                "after the fault window {:.1}-{:.1} s \"{}\"",
+                windows[*w].from, windows[*w].to, PHASES[windows[*w].phase]
+            ),
+            None => "before any fault".to_owned(),
+        };
+        println!(
+            "    {} first answered 401 at {from:.2}-{to:.2} s on instance {instance}, during \"{}\", {after} (sessions {})",
+            sessions.len(),
+            PHASES[*phase],
+            names(sessions)
+        );
+    }
+    if !silent.is_empty() {
+        println!(
+            "    {} never answered 401 during the load (sessions {})",
+            silent.len(),
+            names(&silent)
+        );
+    }
 }

@@ -410,3 +410,174 @@ async fn redis_cluster_passes_the_conformance_suite_and_serves_a_login() {
     }
     assert_eq!(mock.counts().refreshes, 1);
 }
+
+/// A store of its own for a fault case, and the prefix to clean up.
+async fn fault_store(redis: &str) -> (RedisStore, String) {
+    let prefix = prefix();
+    let store = RedisStore::connect(redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
+    (store, prefix)
+}
+
+async fn redis_conn(redis: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fault_outage_with_oauth_error_bodies_keeps_the_session() {
+    let Some(redis) = redis_url("fault_outage_with_oauth_error_bodies_keeps_the_session") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::outage_with_oauth_error_bodies_keeps_the_session(store).await;
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_invalid_client_keeps_the_session() {
+    let Some(redis) = redis_url("fault_invalid_client_keeps_the_session") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::invalid_client_keeps_the_session(store).await;
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_a_cancelled_request_does_not_lose_the_rotated_token_and_frees_the_lock() {
+    let Some(redis) = redis_url("fault_a_cancelled_request_does_not_lose_the_rotated_token") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let key = common::faults::a_cancelled_request_does_not_lose_the_rotated_token(store).await;
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}lock:{key}"))
+        .query_async(&mut redis_conn(&redis).await)
+        .await
+        .unwrap();
+    assert_eq!(lock, None, "the refresh lock was released");
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_logout_during_a_refresh_wins() {
+    let Some(redis) = redis_url("fault_logout_during_a_refresh_wins") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::logout_during_a_refresh_wins(store).await;
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_waiters_share_a_failed_refresh() {
+    let Some(redis) = redis_url("fault_waiters_share_a_failed_refresh") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::waiters_share_a_failed_refresh(store).await;
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_an_unreadable_value_is_signed_out() {
+    let Some(redis) = redis_url("fault_an_unreadable_value_is_signed_out") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let (url, tok_prefix) = (redis.clone(), format!("{prefix}tok:"));
+    let key = common::faults::an_unreadable_value_is_signed_out(store, async |key| {
+        redis::cmd("SET")
+            .arg(format!("{tok_prefix}{key}"))
+            .arg("{not json")
+            .query_async::<()>(&mut redis_conn(&url).await)
+            .await
+            .unwrap();
+    })
+    .await;
+    let left: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}tok:{key}"))
+        .query_async(&mut redis_conn(&redis).await)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the unreadable value was removed");
+    remove_keys(&redis, &prefix).await;
+}
+
+/// A Redis server of this test's own, so that making it refuse writes (`maxmemory` with
+/// `noeviction`) disturbs no other test.
+struct OwnRedis {
+    server: std::process::Child,
+    url: String,
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+async fn own_redis() -> Option<OwnRedis> {
+    let port = free_port();
+    let server = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let own = OwnRedis {
+        server,
+        url: format!("redis://127.0.0.1:{port}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while redis_cli(&["-p", &port.to_string(), "ping"]).trim() != "PONG" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(own)
+}
+
+#[tokio::test]
+async fn fault_refused_writes_keep_the_rotated_token() {
+    let Some(_) = redis_url("fault_refused_writes_keep_the_rotated_token") else {
+        return;
+    };
+    let Some(own) = own_redis().await else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "fault_refused_writes: skipped (no redis-server)"
+        );
+        return;
+    };
+    let store = RedisStore::connect(&own.url).await.unwrap();
+    let url = own.url.clone();
+    common::faults::refused_writes_keep_the_rotated_token(store, async |refuse| {
+        let mut conn = redis_conn(&url).await;
+        let limit = if refuse { "1" } else { "0" };
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(limit)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -170,6 +170,58 @@ where
         .await
         .expect("removing a missing key is not an error");
 
+    // Taking a session's tokens returns them and removes them.
+    let key = fresh_key("take");
+    store
+        .store(&key, tokens.clone(), minute)
+        .await
+        .expect("store");
+    assert_eq!(
+        store.take(&key).await.expect("take"),
+        Some(tokens.clone()),
+        "take must return the stored set"
+    );
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        None,
+        "take must remove the set"
+    );
+    assert_eq!(store.take(&key).await.expect("take"), None);
+
+    // A refresh writes only over the version it refreshed: never over a removed session
+    // (a logout wins) or a newer version.
+    let key = fresh_key("cas");
+    let mut v1 = tokens.clone();
+    v1.version = 1;
+    let mut v2 = tokens.clone();
+    v2.version = 2;
+    assert!(
+        !store
+            .replace_if_version(&key, 0, v1.clone(), minute)
+            .await
+            .expect("replace_if_version"),
+        "replace_if_version must not bring back a missing session"
+    );
+    assert_eq!(store.load(&key).await.expect("load"), None);
+    store.store(&key, v1.clone(), minute).await.expect("store");
+    assert!(
+        !store
+            .replace_if_version(&key, 0, v2.clone(), minute)
+            .await
+            .expect("replace_if_version"),
+        "replace_if_version must not write over another version"
+    );
+    assert_eq!(store.load(&key).await.expect("load"), Some(v1.clone()));
+    assert!(
+        store
+            .replace_if_version(&key, 1, v2.clone(), minute)
+            .await
+            .expect("replace_if_version"),
+        "replace_if_version must write over the expected version"
+    );
+    assert_eq!(store.load(&key).await.expect("load"), Some(v2.clone()));
+    store.remove(&key).await.expect("remove");
+
     // TTLs lapse.
     let (tx_key, tok_key) = (fresh_key("tx-ttl"), fresh_key("tok-ttl"));
     let short = Duration::from_millis(200);

@@ -231,8 +231,18 @@ where
         expired_session(&mock, store, |b| b.http_timeout(Duration::from_millis(300))).await;
     let old = store.load(&key).await.unwrap().unwrap();
     let units = format!("{url}/business-units");
+    // The store starts refusing writes once HCSS has rotated the token.
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, units) = (browser.clone(), units.clone());
+        tokio::spawn(async move { browser.get(&units).await })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
     refuse_writes(true).await;
-    let seen = browser.get(&units).await;
+    mock.set_token_fault(None);
+    let seen = request.await.unwrap();
     assert_eq!(
         seen.status, 200,
         "served with the refreshed token: {}",

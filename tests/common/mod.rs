@@ -230,7 +230,7 @@ impl Browser {
 
     /// The names of the per-login binding cookies the browser holds.
     pub fn login_cookies(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
+        let names: Vec<String> = self
             .jar
             .lock()
             .unwrap()
