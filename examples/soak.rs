@@ -859,6 +859,10 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     Ok(i32::from(failed))
 }
 
+/// Lost sessions by (phase of the first 401, instance, last fault window before it):
+/// the sessions, the earliest and the latest first 401.
+type LossGroups = BTreeMap<(usize, usize, Option<usize>), (Vec<usize>, f64, f64)>;
+
 /// Groups the lost sessions by their final answers, and by where and when they first
 /// answered 401 (with the last fault window that began before it).
 fn report_lost(
@@ -881,9 +885,7 @@ fn report_lost(
         lost.len(),
         answers.join(", ")
     );
-    // (phase of the first 401, instance, last fault window before it) -> sessions, times
-    let mut groups: BTreeMap<(usize, usize, Option<usize>), (Vec<usize>, f64, f64)> =
-        BTreeMap::new();
+    let mut groups: LossGroups = BTreeMap::new();
     let mut silent = Vec::new();
     for &i in lost {
         let Some(loss) = losses[i] else {

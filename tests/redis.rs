@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use hcss_auth::store::RedisStore;
-use hcss_auth::testing::{store_conformance, MockHcssIdentity};
+use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
 use hcss_auth::{HcssAuth, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -580,4 +580,39 @@ async fn fault_refused_writes_keep_the_rotated_token() {
             .unwrap();
     })
     .await;
+}
+
+/// A logout on instance B while instance A refreshes the session: the logout wins on
+/// both, and A revokes the refresh token it was given.
+#[tokio::test]
+async fn fault_logout_on_one_instance_during_a_refresh_on_another_wins() {
+    let Some(redis) = redis_url("fault_logout_on_one_instance_during_a_refresh_on_another_wins")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, store) = two_instances(&mock, &redis, &prefix).await;
+    let browser = Browser::new();
+    browser.login_at(&a).await;
+    let id = browser.cookie(SESSION).unwrap();
+    expire_session(&store, &id).await;
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_secs(2))));
+    let refreshing = {
+        let (browser, a) = (browser.clone(), a.clone());
+        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    let logout = browser
+        .request("POST", &format!("{b}/hcss/logout"), &[])
+        .await;
+    assert_eq!(logout.status, 303);
+    assert_eq!(refreshing.await.unwrap(), 401, "A's request is signed out");
+    assert_eq!(mock.counts().revocations, 2, "both refresh tokens revoked");
+    assert!(store.load(&session_key(&id)).await.unwrap().is_none());
+    for instance in [&a, &b] {
+        browser.set_cookie(SESSION, &id);
+        assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
+    }
+    remove_keys(&redis, &prefix).await;
 }
