@@ -2,7 +2,8 @@
 //! `MockHcssIdentity` (access tokens live 4 s, so they refresh every 2 s), then hammers
 //! `GET /whoami` with every session while the token endpoint and the store are switched
 //! through faults (HTTP 500, 503 and 429 with `Retry-After`, answers slower than the HTTP
-//! timeout, a refresh token rotated but answered too late, and a store that refuses
+//! timeout, a refresh token rotated but answered late: after the requests waiting on it
+//! gave up, within the refresh's own patience of three HTTP timeouts, and a store that refuses
 //! writes), with about one request in ten abandoned by its client after 50 ms. At the end
 //! it checks that every session is still signed in and that the mock never saw a refresh
 //! token reused; it prints its figures and exits with 1 if either failed, 0 otherwise.
@@ -55,7 +56,7 @@ const PHASES: [&str; 7] = [
     "token 503 temporarily_unavailable (Retry-After 1)",
     "token 429 slow_down (Retry-After 1)",
     "token slow 2 s (> 500 ms http timeout)",
-    "token slow 2 s after rotating",
+    "token 1 s late after rotating",
     "store refuses writes",
 ];
 const REFUSED_WRITES: usize = 6;
@@ -78,7 +79,7 @@ fn token_fault(phase: usize) -> Option<TokenFault> {
             retry_after: Some(1),
         }),
         4 => Some(TokenFault::Slow(Duration::from_secs(2))),
-        5 => Some(TokenFault::SlowAfterRotating(Duration::from_secs(2))),
+        5 => Some(TokenFault::SlowAfterRotating(Duration::from_secs(1))),
         _ => None,
     }
 }
@@ -210,6 +211,10 @@ impl<S: StateStore + TokenStore> TokenStore for FaultyStore<S> {
 
     fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
         self.inner.unlock_refresh(key, owner)
+    }
+
+    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.inner.shared_secret(name, proposal)
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::ConfigError;
-use crate::token::{SecretString, DEFAULT_MAX_SESSION_AGE};
+use crate::seal::{CookieKey, MIN_KEY_BYTES};
+use crate::token::{unix_now, SecretString, DEFAULT_MAX_SESSION_AGE};
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
@@ -69,6 +70,10 @@ pub struct HcssConfig {
     pub(crate) max_response_bytes: usize,
     pub(crate) http_timeout: Duration,
     pub(crate) retry_after: Duration,
+    pub(crate) cookie_key: Option<CookieKey>,
+    pub(crate) previous_cookie_key: Option<CookieKey>,
+    #[cfg(feature = "test-util")]
+    pub(crate) clock: Option<crate::clock::TestClock>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -87,6 +92,8 @@ impl HcssConfig {
     /// | `HCSS_SCOPES` | required, space-separated |
     /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
     /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
+    /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
+    /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
     /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -109,6 +116,12 @@ impl HcssConfig {
         }
         if let Some(url) = get("HCSS_IDENTITY_URL") {
             builder = builder.identity_url(url);
+        }
+        if let Some(key) = get("HCSS_COOKIE_KEY") {
+            builder = builder.cookie_key(key);
+        }
+        if let Some(key) = get("HCSS_COOKIE_KEY_PREVIOUS") {
+            builder = builder.previous_cookie_key(key);
         }
         match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
             None | Some("0") | Some("false") => {}
@@ -151,6 +164,15 @@ impl HcssConfig {
     /// The expected issuer: the identity base URL.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The time the flow runs on, in Unix seconds: the system's, or a test clock's.
+    pub(crate) fn now(&self) -> u64 {
+        #[cfg(feature = "test-util")]
+        if let Some(clock) = &self.clock {
+            return clock.now();
+        }
+        unix_now()
     }
 
     pub(crate) fn session_cookie_name(&self) -> &'static str {
@@ -199,6 +221,10 @@ pub struct HcssConfigBuilder {
     allow_insecure_http: bool,
     http_timeout: Duration,
     retry_after: Duration,
+    cookie_key: Option<SecretString>,
+    previous_cookie_key: Option<SecretString>,
+    #[cfg(feature = "test-util")]
+    clock: Option<crate::clock::TestClock>,
     max_response_bytes: usize,
 }
 
@@ -222,6 +248,10 @@ impl Default for HcssConfigBuilder {
             allow_insecure_http: false,
             http_timeout: Duration::from_secs(10),
             retry_after: Duration::from_secs(5),
+            cookie_key: None,
+            previous_cookie_key: None,
+            #[cfg(feature = "test-util")]
+            clock: None,
             max_response_bytes: 64 * 1024,
         }
     }
@@ -334,6 +364,34 @@ impl HcssConfigBuilder {
     /// nothing). A `Retry-After` sent by HCSS itself takes precedence.
     pub fn retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = wait;
+        self
+    }
+
+    /// The key that seals login cookies: base64 of at least 32 random bytes (make one with
+    /// `openssl rand -base64 32`). Every instance of an app must have the same key, so that
+    /// a login started on one finishes on another.
+    ///
+    /// Unset, a store that can share a secret (`RedisStore`) agrees on one for all its
+    /// instances; otherwise each process makes a random key, which is right for a single
+    /// instance (and logged, as several instances would refuse each other's logins).
+    pub fn cookie_key(mut self, base64_key: impl Into<SecretString>) -> Self {
+        self.cookie_key = Some(base64_key.into());
+        self
+    }
+
+    /// The key used before the current [`cookie_key`](Self::cookie_key), still accepted
+    /// for opening login cookies during a rotation: keep it for one login timeout after
+    /// the switch, then remove it.
+    pub fn previous_cookie_key(mut self, base64_key: impl Into<SecretString>) -> Self {
+        self.previous_cookie_key = Some(base64_key.into());
+        self
+    }
+
+    /// **Tests only** (feature `test-util`): run the flow on `clock`, which the test moves
+    /// forward, instead of the system's time.
+    #[cfg(feature = "test-util")]
+    pub fn test_clock(mut self, clock: crate::clock::TestClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -470,6 +528,17 @@ impl HcssConfigBuilder {
             }
         }
 
+        let cookie_key = self
+            .cookie_key
+            .as_ref()
+            .map(|key| parse_cookie_key("cookie_key (HCSS_COOKIE_KEY)", key))
+            .transpose()?;
+        let previous_cookie_key = self
+            .previous_cookie_key
+            .as_ref()
+            .map(|key| parse_cookie_key("previous_cookie_key (HCSS_COOKIE_KEY_PREVIOUS)", key))
+            .transpose()?;
+
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.http_timeout)
@@ -503,8 +572,37 @@ impl HcssConfigBuilder {
             max_response_bytes: self.max_response_bytes,
             http_timeout: self.http_timeout,
             retry_after: self.retry_after,
+            cookie_key,
+            previous_cookie_key,
+            #[cfg(feature = "test-util")]
+            clock: self.clock,
             http,
         })
+    }
+}
+
+/// A cookie key from its base64 text (standard or URL-safe, padded or not).
+fn parse_cookie_key(field: &'static str, text: &SecretString) -> Result<CookieKey, ConfigError> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let text = text.expose_secret().trim();
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok());
+    match bytes {
+        Some(bytes) if bytes.len() >= MIN_KEY_BYTES => Ok(CookieKey::derive(&bytes)),
+        Some(bytes) => Err(ConfigError::invalid(
+            field,
+            format!(
+                "it holds {} bytes; use at least {MIN_KEY_BYTES} random bytes, base64 \
+                 (`openssl rand -base64 32`)",
+                bytes.len()
+            ),
+        )),
+        None => Err(ConfigError::invalid(
+            field,
+            "it is not base64; use `openssl rand -base64 32`",
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use crate::config::HcssConfig;
 use crate::service::HcssAuthService;
-use crate::shared::Shared;
+use crate::shared::{Logins, Shared};
 use crate::store::{MemoryStore, StateStore, TokenStore};
 
 /// The layer that signs users in with HCSS.
@@ -41,29 +41,45 @@ pub struct HcssAuth {
 }
 
 impl HcssAuth {
-    /// The layer with a [`MemoryStore`] for login transactions and tokens.
+    /// The layer with tokens in a [`MemoryStore`], and logins in progress sealed in the
+    /// browser's cookies.
     pub fn new(config: HcssConfig) -> Self {
         Self::with_store(config, MemoryStore::new())
     }
 
-    /// The layer with one store for both login transactions and tokens, such as
-    /// `RedisStore` for apps that run several instances.
+    /// The layer with tokens in `store`, such as `RedisStore` for apps that run several
+    /// instances, and logins in progress sealed in the browser's cookies.
+    ///
+    /// A login in progress costs the server nothing: its PKCE verifier, return path,
+    /// start time and state travel in a cookie of its own, encrypted and authenticated
+    /// (AES-256-GCM), so a flood of `/hcss/login` requests fills no memory and evicts no
+    /// real user's login. Every instance needs the same key:
+    /// [`cookie_key`](crate::HcssConfigBuilder::cookie_key), or, unset, one that `store`
+    /// shares between its instances (`RedisStore` does).
     pub fn with_store<S>(config: HcssConfig, store: S) -> Self
     where
-        S: StateStore + TokenStore,
+        S: TokenStore,
     {
-        let store = Arc::new(store);
-        Self::with_stores(config, store.clone(), store)
+        Self::build(config, Logins::Sealed(Box::default()), Arc::new(store))
     }
 
-    /// The layer with separate stores for login transactions and tokens.
+    /// The layer with logins in progress kept in `state_store` (the browser then holds
+    /// only a random binding cookie per login) and tokens in `token_store`.
+    ///
+    /// Choose this over the sealed cookies of [`with_store`](Self::with_store) when logins
+    /// in progress must live on the server; the store must then bound what a flood of
+    /// logins can make it hold (`MemoryStore` is bounded; Redis grows with the flood).
     pub fn with_stores(
         config: HcssConfig,
         state_store: Arc<dyn StateStore>,
         token_store: Arc<dyn TokenStore>,
     ) -> Self {
+        Self::build(config, Logins::Stored(state_store), token_store)
+    }
+
+    fn build(config: HcssConfig, logins: Logins, token_store: Arc<dyn TokenStore>) -> Self {
         Self {
-            shared: Arc::new(Shared::new(config, state_store, token_store)),
+            shared: Arc::new(Shared::new(config, logins, token_store)),
         }
     }
 

@@ -39,6 +39,8 @@
 #![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "test-util")]
+mod clock;
 mod config;
 mod error;
 mod extract;
@@ -47,6 +49,7 @@ mod layer;
 mod protocol;
 mod refresh;
 mod return_path;
+mod seal;
 mod service;
 mod session;
 mod shared;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuth, HcssConfig, MAX_RETRY_AFTER};
-use crate::token::{unix_now, SecretString, TokenSet};
+use crate::token::{SecretString, TokenSet};
 
 /// How long a token is assumed to live when HCSS's response carries no `expires_in`.
 pub(crate) const DEFAULT_EXPIRES_IN: u64 = 300;
@@ -350,10 +350,12 @@ async fn post_form(
     config: &HcssConfig,
     url: &url::Url,
     fields: &[(&str, &str)],
+    timeout: Duration,
 ) -> Result<Answer, TokenError> {
     let mut request = config
         .http
         .post(url.clone())
+        .timeout(timeout)
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
@@ -407,6 +409,9 @@ fn transport_error(err: reqwest::Error) -> TokenError {
     TokenError::transient(kind)
 }
 
+/// How many HTTP timeouts a refresh waits for HCSS's answer.
+pub(crate) const REFRESH_PATIENCE: u32 = 3;
+
 /// Exchanges an authorization code or a refresh token for tokens.
 pub(crate) async fn request_tokens(
     config: &HcssConfig,
@@ -416,9 +421,16 @@ pub(crate) async fn request_tokens(
         Grant::AuthorizationCode { .. } => "authorization_code",
         Grant::RefreshToken { .. } => "refresh_token",
     };
+    // A refresh waits longer for its answer than a request waits for the refresh: HCSS
+    // may have rotated the refresh token already, and an answer that comes late must
+    // still be kept, or the session is lost to reuse detection.
+    let timeout = match grant {
+        Grant::AuthorizationCode { .. } => config.http_timeout,
+        Grant::RefreshToken { .. } => config.http_timeout * REFRESH_PATIENCE,
+    };
     let form = token_form(config, &grant);
     let started = std::time::Instant::now();
-    let answer = post_form(config, &config.token_url, &form).await;
+    let answer = post_form(config, &config.token_url, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let answer = answer.inspect_err(|err| {
         tracing::debug!(grant = kind, elapsed_ms, reason = %err, "hcss: token endpoint unreachable");
@@ -429,7 +441,7 @@ pub(crate) async fn request_tokens(
         elapsed_ms,
         "hcss: token endpoint answered"
     );
-    parse_token_response(config, &answer, unix_now())
+    parse_token_response(config, &answer, config.now())
 }
 
 /// Revokes a token at `{identity}/connect/revocation` (RFC 7009).
@@ -440,7 +452,7 @@ pub(crate) async fn revoke(
 ) -> Result<(), TokenError> {
     let mut form = vec![("token", token), ("token_type_hint", hint)];
     push_client_credentials(config, &mut form);
-    let answer = post_form(config, &config.revocation_url, &form).await?;
+    let answer = post_form(config, &config.revocation_url, &form, config.http_timeout).await?;
     let status = answer.status;
     match status {
         200..=299 => Ok(()),

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use crate::error::{SessionError, StoreError};
 use crate::protocol::{self, random_token, ErrorClass, Grant};
-use crate::shared::{Flight, Outcome, Settled, Shared};
-use crate::token::{unix_now, TokenSet};
+use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
+use crate::token::TokenSet;
 
 /// What a token set allows now.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,9 +89,22 @@ pub(crate) async fn settle(shared: &Arc<Shared>, key: &str) -> Outcome {
             settled
         }
     };
-    let result = match settled.wait_for(Option::is_some).await {
-        Ok(settled) => settled.clone(),
-        Err(_) => None,
+    // A request waits one HTTP timeout at most; the task itself goes on (a refresh that
+    // HCSS answers late is still kept) and later requests of the session join it.
+    let waited = tokio::time::timeout(
+        shared.config.http_timeout,
+        settled.wait_for(Option::is_some),
+    )
+    .await;
+    let result = match waited {
+        Ok(Ok(settled)) => settled.clone(),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            return Err(SessionError::Unavailable {
+                reason: "the identity service is slow to refresh this session".into(),
+                retry_after: shared.config.retry_after.max(Duration::from_secs(1)),
+            })
+        }
     };
     match result {
         Some(Settled { outcome, until }) => outcome.map_err(|err| match err {
@@ -106,6 +119,15 @@ pub(crate) async fn settle(shared: &Arc<Shared>, key: &str) -> Outcome {
             reason: "the refresh task stopped".into(),
             retry_after: shared.config.retry_after,
         }),
+    }
+}
+
+/// A store that failed: the session is kept, and the client told to retry after the
+/// configured wait.
+pub(crate) fn store_unavailable(config: &crate::HcssConfig, err: StoreError) -> SessionError {
+    SessionError::Unavailable {
+        reason: err.to_string(),
+        retry_after: config.retry_after,
     }
 }
 
@@ -139,17 +161,49 @@ async fn fly(shared: Arc<Shared>, key: String, id: u64, publish: watch::Sender<O
 }
 
 /// Refreshes under the store's lock, or waits for the instance that holds it.
-async fn locked_refresh(shared: &Shared, key: &str) -> Outcome {
-    let owner = random_token(16);
-    let mut locked = false;
+async fn locked_refresh(shared: &Arc<Shared>, key: &str) -> Outcome {
+    // A set kept in memory still holds the lock its refresh took: this process has it.
+    let (owner, mut locked) = match shared.pending.get(key) {
+        Some(pending) => (pending.lock_owner, true),
+        None => (random_token(16), false),
+    };
+    let kept_before = shared.pending.has(key);
     let outcome = refresh_turns(shared, key, &owner, &mut locked).await;
-    if locked {
-        if let Err(err) = shared.token_store.unlock_refresh(key, &owner).await {
-            tracing::warn!(session = short(key), error = %err,
-                "hcss: refresh lock not released; it expires by itself");
+    if !shared.pending.has(key) {
+        if locked {
+            unlock(shared, key, &owner).await;
         }
+    } else if !kept_before {
+        // A refreshed set the store did not take keeps the lock, so that no instance
+        // refreshes from the spent set the store still holds, and is written as soon as
+        // the store takes it (which releases the lock).
+        tokio::spawn(write_kept(shared.clone(), key.to_owned()));
     }
     outcome
+}
+
+/// Writes a set kept in memory once the store takes it, trying again with backoff until
+/// it is written, dropped (a logout) or past its session's end.
+async fn write_kept(shared: Arc<Shared>, key: String) {
+    let mut pause = Duration::from_millis(50);
+    while let Some(pending) = shared.pending.get(&key) {
+        if pending.tokens.session_expires_at <= shared.config.now() {
+            shared.pending.take(&key);
+            unlock(&shared, &key, &pending.lock_owner).await;
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        let _ = current(&shared, &key).await;
+    }
+}
+
+/// Releases the refresh lock `owner` took; one that stays expires by itself.
+async fn unlock(shared: &Shared, key: &str, owner: &str) {
+    if let Err(err) = shared.token_store.unlock_refresh(key, owner).await {
+        tracing::warn!(session = short(key), error = %err,
+            "hcss: refresh lock not released; it expires by itself");
+    }
 }
 
 /// The turns of [`locked_refresh`]; sets `locked` once the store's lock is held, so that
@@ -158,27 +212,32 @@ async fn locked_refresh(shared: &Shared, key: &str) -> Outcome {
 async fn refresh_turns(shared: &Shared, key: &str, owner: &str, locked: &mut bool) -> Outcome {
     let config = &shared.config;
     // The lock outlives the token call, the write and its retries, and a revocation.
-    let lock_ttl = config.http_timeout * 3;
+    let lock_ttl = config.http_timeout * (protocol::REFRESH_PATIENCE + 2);
     let deadline = Instant::now() + lock_ttl;
     let mut pause = Duration::from_millis(10);
     loop {
         let tokens = current(shared, key)
             .await?
             .ok_or(SessionError::NotSignedIn)?;
-        match freshness(&tokens, unix_now(), config.refresh_skew) {
+        match freshness(&tokens, config.now(), config.refresh_skew) {
             Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
             Freshness::Over => {
                 shared.pending.take(key);
-                shared.token_store.remove(key).await?;
+                shared
+                    .token_store
+                    .remove(key)
+                    .await
+                    .map_err(|err| store_unavailable(config, err))?;
                 return Err(SessionError::NotSignedIn);
             }
-            Freshness::Refresh if *locked => return refresh_with(shared, key, tokens).await,
+            Freshness::Refresh if *locked => return refresh_with(shared, key, owner, tokens).await,
             Freshness::Refresh => {}
         }
         if shared
             .token_store
             .try_lock_refresh(key, owner, lock_ttl)
-            .await?
+            .await
+            .map_err(|err| store_unavailable(config, err))?
         {
             *locked = true;
             continue;
@@ -207,26 +266,31 @@ async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, Session
         Err(err) => {
             // The store is down: a refreshed set waiting here is still this session's.
             return match shared.pending.get(key) {
-                Some(pending) => Ok(Some(pending)),
-                None => Err(err.into()),
+                Some(pending) => Ok(Some(pending.tokens)),
+                None => Err(store_unavailable(&shared.config, err)),
             };
         }
     };
-    let Some(pending) = shared.pending.get(key) else {
+    let Some(PendingSet {
+        tokens: pending,
+        base_version,
+        lock_owner,
+    }) = shared.pending.get(key)
+    else {
         return Ok(stored);
     };
     match stored {
         // The write landed meanwhile, or the session moved on without it.
         Some(stored) if stored.version >= pending.version => {
             shared.pending.take(key);
+            unlock(shared, key, &lock_owner).await;
             Ok(Some(stored))
         }
         Some(_) => {
-            let ttl = pending.store_ttl(unix_now());
-            let expected = pending.version.saturating_sub(1);
+            let ttl = pending.store_ttl(shared.config.now());
             match shared
                 .token_store
-                .replace_if_version(key, expected, pending.clone(), ttl)
+                .replace_if_version(key, base_version, pending.clone(), ttl)
                 .await
             {
                 Ok(true) => {
@@ -235,6 +299,7 @@ async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, Session
                         session = short(key),
                         "hcss: refreshed tokens kept in memory are stored now"
                     );
+                    unlock(shared, key, &lock_owner).await;
                 }
                 Ok(false) => {}
                 Err(err) => tracing::debug!(session = short(key), error = %err,
@@ -245,7 +310,8 @@ async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, Session
         // Signed out meanwhile: the refresh token only this process knows must not live on.
         None => {
             if let Some(pending) = shared.pending.take(key) {
-                revoke_orphan(shared, key, &pending).await;
+                revoke_orphan(shared, key, &pending.tokens).await;
+                unlock(shared, key, &pending.lock_owner).await;
             }
             Ok(None)
         }
@@ -264,7 +330,7 @@ pub(crate) async fn discard_unreadable(shared: &Shared, key: &str) {
 }
 
 /// Spends the refresh token and writes (or keeps) what comes back.
-async fn refresh_with(shared: &Shared, key: &str, old: TokenSet) -> Outcome {
+async fn refresh_with(shared: &Shared, key: &str, owner: &str, old: TokenSet) -> Outcome {
     let config = &shared.config;
     let Some(refresh_token) = old.refresh_token.clone() else {
         return Err(SessionError::NotSignedIn);
@@ -283,7 +349,7 @@ async fn refresh_with(shared: &Shared, key: &str, old: TokenSet) -> Outcome {
             new.session_expires_at = old.session_expires_at;
             new.version = old.version.wrapping_add(1);
             tracing::debug!(session = short(key), "hcss: access token refreshed");
-            return write_or_keep(shared, key, old.version, new).await;
+            return write_or_keep(shared, key, owner, old.version, new).await;
         }
         Err(err) => err,
     };
@@ -295,7 +361,11 @@ async fn refresh_with(shared: &Shared, key: &str, old: TokenSet) -> Outcome {
             tracing::warn!(session, reason = %err,
                 "hcss: refresh refused, session ended; the user must log in again");
             shared.pending.take(key);
-            shared.token_store.remove(key).await?;
+            shared
+                .token_store
+                .remove(key)
+                .await
+                .map_err(|err| store_unavailable(config, err))?;
             return Err(SessionError::NotSignedIn);
         }
         ErrorClass::Configuration => tracing::error!(session, reason = %err,
@@ -314,15 +384,28 @@ async fn refresh_with(shared: &Shared, key: &str, old: TokenSet) -> Outcome {
 }
 
 /// Writes a refreshed set over the version it came from. A store that fails is retried
-/// with backoff for up to the HTTP timeout (the lock covers it); past that the set is
+/// with backoff for up to half the HTTP timeout (the lock covers it); past that the set is
 /// kept in this process, served from there, and written by a later request. A session
 /// that is gone (logged out meanwhile) stays gone, and the new refresh token is revoked.
-async fn write_or_keep(shared: &Shared, key: &str, from_version: u64, new: TokenSet) -> Outcome {
+async fn write_or_keep(
+    shared: &Shared,
+    key: &str,
+    owner: &str,
+    from_version: u64,
+    new: TokenSet,
+) -> Outcome {
     let store = &shared.token_store;
-    let give_up = Instant::now() + shared.config.http_timeout;
+    // A refresh of a set kept in memory is written over what the store holds.
+    let from_version = shared
+        .pending
+        .get(key)
+        .filter(|pending| pending.tokens.version == from_version)
+        .map_or(from_version, |pending| pending.base_version);
+    // Half an HTTP timeout: a request waiting on this refresh still gets its outcome.
+    let give_up = Instant::now() + shared.config.http_timeout / 2;
     let mut pause = Duration::from_millis(25);
     loop {
-        let ttl = new.store_ttl(unix_now());
+        let ttl = new.store_ttl(shared.config.now());
         match store
             .replace_if_version(key, from_version, new.clone(), ttl)
             .await
@@ -336,7 +419,14 @@ async fn write_or_keep(shared: &Shared, key: &str, from_version: u64, new: Token
                 tracing::error!(session = short(key), error = %err,
                     "hcss: refreshed tokens could not be stored; this instance keeps them in \
                      memory and stores them once the store accepts writes again");
-                shared.pending.keep(key, new.clone());
+                shared.pending.keep(
+                    key,
+                    PendingSet {
+                        tokens: new.clone(),
+                        base_version: from_version,
+                        lock_owner: owner.to_owned(),
+                    },
+                );
                 return Ok(new);
             }
             Err(err) => {
@@ -362,15 +452,17 @@ async fn superseded(shared: &Shared, key: &str, orphan: TokenSet) -> Outcome {
             );
             Err(SessionError::NotSignedIn)
         }
-        Ok(Some(tokens)) => match freshness(&tokens, unix_now(), shared.config.refresh_skew) {
-            Freshness::Fresh | Freshness::LastUse => Ok(tokens),
-            Freshness::Over => Err(SessionError::NotSignedIn),
-            Freshness::Refresh => Err(SessionError::Unavailable {
-                reason: "the session changed while it was being refreshed".into(),
-                retry_after: shared.config.retry_after,
-            }),
-        },
-        Err(err) => Err(err.into()),
+        Ok(Some(tokens)) => {
+            match freshness(&tokens, shared.config.now(), shared.config.refresh_skew) {
+                Freshness::Fresh | Freshness::LastUse => Ok(tokens),
+                Freshness::Over => Err(SessionError::NotSignedIn),
+                Freshness::Refresh => Err(SessionError::Unavailable {
+                    reason: "the session changed while it was being refreshed".into(),
+                    retry_after: shared.config.retry_after,
+                }),
+            }
+        }
+        Err(err) => Err(store_unavailable(&shared.config, err)),
     }
 }
 

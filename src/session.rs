@@ -7,7 +7,7 @@ use crate::error::{SessionError, StoreError};
 use crate::protocol;
 use crate::refresh::{self, Freshness};
 use crate::shared::Shared;
-use crate::token::{unix_now, HcssToken};
+use crate::token::HcssToken;
 
 /// The HCSS session of one request, put in the request's extensions by the layer.
 ///
@@ -116,12 +116,16 @@ impl HcssSession {
                 refresh::discard_unreadable(shared, &key).await;
                 return Err(SessionError::NotSignedIn);
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(refresh::store_unavailable(&shared.config, err)),
         };
-        match refresh::freshness(&tokens, unix_now(), shared.config.refresh_skew) {
+        match refresh::freshness(&tokens, shared.config.now(), shared.config.refresh_skew) {
             Freshness::Fresh | Freshness::LastUse => Ok(HcssToken::from_set(&tokens)),
             Freshness::Over => {
-                shared.token_store.remove(&key).await?;
+                shared
+                    .token_store
+                    .remove(&key)
+                    .await
+                    .map_err(|err| refresh::store_unavailable(&shared.config, err))?;
                 Err(SessionError::NotSignedIn)
             }
             Freshness::Refresh => settle().await.map(|tokens| HcssToken::from_set(&tokens)),

@@ -4,19 +4,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
 
 use crate::config::HcssConfig;
 use crate::error::SessionError;
+use crate::seal::Sealer;
 use crate::store::{StateStore, TokenStore};
 use crate::token::TokenSet;
 
 /// The configuration, the stores, and this process's refresh state.
 pub(crate) struct Shared {
     pub(crate) config: HcssConfig,
-    pub(crate) state_store: Arc<dyn StateStore>,
+    /// Where logins in progress are kept.
+    pub(crate) logins: Logins,
     pub(crate) token_store: Arc<dyn TokenStore>,
+    /// States of sealed logins whose callback has been answered, so a replay is refused
+    /// before any token call.
+    pub(crate) used_states: UsedStates,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<String, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -27,15 +32,58 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         config: HcssConfig,
-        state_store: Arc<dyn StateStore>,
+        logins: Logins,
         token_store: Arc<dyn TokenStore>,
     ) -> Self {
         Self {
             config,
-            state_store,
+            logins,
             token_store,
+            used_states: UsedStates::default(),
             flights: DashMap::new(),
             pending: Pending::default(),
+        }
+    }
+}
+
+/// Where logins in progress are kept between `/hcss/login` and the callback.
+pub(crate) enum Logins {
+    /// In the browser: a cookie per login, sealed with a key resolved at first use (from
+    /// the configuration, a store that shares one, or a random one of this process).
+    Sealed(Box<OnceCell<Sealer>>),
+    /// In a store, with a binding cookie per login.
+    Stored(Arc<dyn StateStore>),
+}
+
+/// Claimed states of sealed logins, each until its login would have expired anyway.
+/// Bounded: past [`UsedStates::CAPACITY`] live entries it starts afresh, and a replay is
+/// then stopped by HCSS's single-use codes alone.
+#[derive(Default)]
+pub(crate) struct UsedStates {
+    map: DashMap<String, u64>,
+}
+
+impl UsedStates {
+    const CAPACITY: usize = 100_000;
+
+    /// Claims `key` until `until` (Unix seconds); `false` if it is claimed already.
+    pub(crate) fn claim(&self, key: &str, now: u64, until: u64) -> bool {
+        if self.map.len() >= Self::CAPACITY {
+            self.map.retain(|_, expires| *expires > now);
+            if self.map.len() >= Self::CAPACITY {
+                self.map.clear();
+            }
+        }
+        match self.map.entry(key.to_owned()) {
+            dashmap::Entry::Occupied(entry) if *entry.get() > now => false,
+            dashmap::Entry::Occupied(mut entry) => {
+                entry.insert(until);
+                true
+            }
+            dashmap::Entry::Vacant(entry) => {
+                entry.insert(until);
+                true
+            }
         }
     }
 }
@@ -60,8 +108,18 @@ pub(crate) struct Flight {
 /// the hot path while there are none (the usual case).
 #[derive(Default)]
 pub(crate) struct Pending {
-    sets: DashMap<String, TokenSet>,
+    sets: DashMap<String, PendingSet>,
     count: AtomicUsize,
+}
+
+/// A refreshed set the store has not taken, the version the store still holds (the one
+/// to write over), and the owner of the refresh lock that its refresh left held
+/// (released once the set is written).
+#[derive(Clone)]
+pub(crate) struct PendingSet {
+    pub(crate) tokens: TokenSet,
+    pub(crate) base_version: u64,
+    pub(crate) lock_owner: String,
 }
 
 impl Pending {
@@ -70,23 +128,26 @@ impl Pending {
         self.count.load(Ordering::Acquire) > 0 && self.sets.contains_key(key)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<TokenSet> {
+    pub(crate) fn get(&self, key: &str) -> Option<PendingSet> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
         self.sets.get(key).map(|set| set.clone())
     }
 
-    pub(crate) fn keep(&self, key: &str, tokens: TokenSet) {
+    /// Keeps `set` under `key`; `true` if none was kept there before.
+    pub(crate) fn keep(&self, key: &str, set: PendingSet) -> bool {
         // Counted before it is visible, so that `has` never misses it.
         self.count.fetch_add(1, Ordering::AcqRel);
-        if self.sets.insert(key.to_owned(), tokens).is_some() {
+        let replaced = self.sets.insert(key.to_owned(), set).is_some();
+        if replaced {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
+        !replaced
     }
 
     /// Drops the set waiting under `key`, returning it.
-    pub(crate) fn take(&self, key: &str) -> Option<TokenSet> {
+    pub(crate) fn take(&self, key: &str) -> Option<PendingSet> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }

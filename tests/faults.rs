@@ -5,87 +5,13 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::faults::{self, SESSION};
+use common::faults::{self, FaultyStore, SESSION};
 use common::*;
-use hcss_auth::store::{LoginTransaction, StoreFuture};
 use hcss_auth::testing::{MockHcssIdentity, TokenFault};
-use hcss_auth::{MemoryStore, StateStore, StoreError, TokenSet, TokenStore};
-
-/// `MemoryStore` with switches: refuse writes, or read some keys back as corrupt.
-#[derive(Clone, Default)]
-struct FaultyStore {
-    inner: MemoryStore,
-    refuse_writes: Arc<AtomicBool>,
-    corrupt: Arc<Mutex<HashSet<String>>>,
-}
-
-impl FaultyStore {
-    fn refused(&self) -> Option<StoreError> {
-        self.refuse_writes
-            .load(Ordering::SeqCst)
-            .then(|| StoreError::Unavailable("test: writes refused".into()))
-    }
-}
-
-impl StateStore for FaultyStore {
-    fn put_transaction(
-        &self,
-        key: &str,
-        tx: LoginTransaction,
-        ttl: Duration,
-    ) -> StoreFuture<'_, ()> {
-        self.inner.put_transaction(key, tx, ttl)
-    }
-
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
-        self.inner.take_transaction(key)
-    }
-}
-
-impl TokenStore for FaultyStore {
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
-        if self.corrupt.lock().unwrap().contains(key) {
-            return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
-        }
-        self.inner.load(key)
-    }
-
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        match self.refused() {
-            Some(err) => Box::pin(async { Err(err) }),
-            None => self.inner.store(key, tokens, ttl),
-        }
-    }
-
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
-        self.corrupt.lock().unwrap().remove(key);
-        self.inner.remove(key)
-    }
-
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
-        self.inner.take(key)
-    }
-
-    fn replace_if_version(
-        &self,
-        key: &str,
-        expected_version: u64,
-        tokens: TokenSet,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        match self.refused() {
-            Some(err) => Box::pin(async { Err(err) }),
-            None => self
-                .inner
-                .replace_if_version(key, expected_version, tokens, ttl),
-        }
-    }
-}
+use hcss_auth::{MemoryStore, TokenStore};
 
 #[tokio::test]
 async fn outage_with_oauth_error_bodies_keeps_the_session() {
@@ -114,7 +40,7 @@ async fn waiters_share_a_failed_refresh() {
 
 #[tokio::test]
 async fn refused_writes_keep_the_rotated_token() {
-    let store = FaultyStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let switch = store.refuse_writes.clone();
     faults::refused_writes_keep_the_rotated_token(store, async |on| {
         switch.store(on, Ordering::SeqCst)
@@ -124,7 +50,7 @@ async fn refused_writes_keep_the_rotated_token() {
 
 #[tokio::test]
 async fn an_unreadable_value_is_signed_out() {
-    let store = FaultyStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let corrupt = store.corrupt.clone();
     let key = faults::an_unreadable_value_is_signed_out(store.clone(), async |key| {
         corrupt.lock().unwrap().insert(key.to_owned());
@@ -242,4 +168,14 @@ async fn only_invalid_grant_ends_the_session() {
     mock.set_token_fault(Some(TokenFault::InvalidGrant));
     assert_eq!(browser.get(&format!("{url}/whoami")).await.status, 401);
     assert!(store.load(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn refreshing_a_kept_set_keeps_the_session() {
+    faults::refreshing_a_kept_set_keeps_the_session(FaultyStore::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn logout_of_an_unreadable_session_signs_out() {
+    faults::logout_of_an_unreadable_session_signs_out(FaultyStore::new(MemoryStore::new())).await;
 }

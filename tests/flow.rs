@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use hcss_auth::store::LoginTransaction;
-use hcss_auth::testing::{MockHcssIdentity, TokenFault};
+use hcss_auth::testing::{MockHcssIdentity, TestClock, TokenFault};
 use hcss_auth::{StateStore, TokenStore};
 
 const SESSION: &str = "hcss-session";
@@ -204,11 +204,19 @@ async fn bar_02_replayed_callback_is_refused() {
 
 #[tokio::test]
 async fn bar_02_expired_transaction_is_refused() {
+    // Sealed in the cookie (the default): the login waits past the 10-minute limit.
     let mock = MockHcssIdentity::start().await;
-    let app = start_app(&mock, |b| b).await;
+    let clock = TestClock::new();
+    let app = start_app(&mock, |b| b.test_clock(clock.clone())).await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
-    // Age the stored login beyond the 10-minute limit.
+    clock.advance(Duration::from_secs(601));
+    assert_refused(&mock, &browser.get(&callback).await, "expired").await;
+
+    // Kept in the store: the stored login is aged instead.
+    let app = start_app_stored(&mock, |b| b).await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
     let key = session_key(&query_param(&callback, "state").unwrap());
     let old = app.store.take_transaction(&key).await.unwrap().unwrap();
     let aged = LoginTransaction::new(

@@ -259,9 +259,14 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
     let whoami = browser.get(&format!("{app}/whoami")).await;
     assert_eq!(whoami.status, 503, "{}", whoami.body);
     assert!(whoami.body.contains("retry"), "{}", whoami.body);
+    // A login starts without the store (it is sealed in its cookie); its callback needs
+    // the store and says to try again.
     let login = browser.get(&format!("{app}/hcss/login")).await;
-    assert_eq!(login.status, 503, "{}", login.body);
-    assert!(login.body.contains("try again"), "{}", login.body);
+    assert_eq!(login.status, 303, "{}", login.body);
+    let consented = browser.get(login.location()).await;
+    let callback = browser.get(consented.location()).await;
+    assert_eq!(callback.status, 503, "{}", callback.body);
+    assert!(callback.body.contains("try again"), "{}", callback.body);
     assert_eq!(browser.get(&format!("{app}/healthz")).await.body, "ok");
 
     relay.restore();
@@ -614,5 +619,85 @@ async fn fault_logout_on_one_instance_during_a_refresh_on_another_wins() {
         browser.set_cookie(SESSION, &id);
         assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
     }
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_refreshing_a_kept_set_keeps_the_session() {
+    let Some(redis) = redis_url("fault_refreshing_a_kept_set_keeps_the_session") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::refreshing_a_kept_set_keeps_the_session(common::faults::FaultyStore::new(
+        store,
+    ))
+    .await;
+    remove_keys(&redis, &prefix).await;
+}
+
+/// Logging out of a session whose stored value no longer parses signs out.
+#[tokio::test]
+async fn fault_logout_of_an_unreadable_session_signs_out() {
+    let Some(redis) = redis_url("fault_logout_of_an_unreadable_session_signs_out") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let mock = MockHcssIdentity::start().await;
+    let (url, _auth) = start_app_with_store(&mock, |b| b, store).await;
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let key = session_key(&browser.cookie(SESSION).unwrap());
+    redis::cmd("SET")
+        .arg(format!("{prefix}tok:{key}"))
+        .arg("{not json")
+        .query_async::<()>(&mut redis_conn(&redis).await)
+        .await
+        .unwrap();
+    let logout = browser
+        .request("POST", &format!("{url}/hcss/logout"), &[])
+        .await;
+    assert_eq!(logout.status, 303, "{}", logout.body);
+    assert!(browser.cookie(SESSION).is_none(), "the cookie is cleared");
+    remove_keys(&redis, &prefix).await;
+}
+
+/// Instance A keeps a refreshed set in memory while the store refuses token writes (its
+/// lock still works); the user's next request lands on B once the store recovers. B must
+/// not spend the refresh token A already rotated: A holds the lock until it has written
+/// its set, which it does as soon as the store takes writes.
+#[tokio::test]
+async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
+    let Some(redis) = redis_url("fault_a_set_kept_on_one_instance_is_not_spent_again_by_another")
+    else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let store = common::faults::FaultyStore::new(store);
+    let mock = MockHcssIdentity::start().await;
+    let configure = |b: hcss_auth::HcssConfigBuilder| b.http_timeout(Duration::from_millis(300));
+    let (a, _) = start_app_with_store(&mock, configure, store.clone()).await;
+    let (b, _) = start_app_with_store(&mock, configure, store.clone()).await;
+    let browser = Browser::new();
+    browser.login_at(&a).await;
+    let key = session_key(&browser.cookie(SESSION).unwrap());
+    common::faults::age(&store, &key).await;
+    store.refuse_writes.store(true, Ordering::SeqCst);
+    assert_eq!(
+        browser.get(&format!("{a}/whoami")).await.status,
+        200,
+        "served from A's memory"
+    );
+    store.refuse_writes.store(false, Ordering::SeqCst);
+    // B may have to wait for A's write (a 503 while A holds the lock); it never refreshes
+    // from the spent set.
+    let mut tries = 0;
+    while browser.get(&format!("{b}/whoami")).await.status != 200 {
+        tries += 1;
+        assert!(tries < 20, "B serves the session once A has written it");
+    }
+    let counts = mock.counts();
+    assert_eq!(counts.reuse_detected, 0, "B spent the token A had rotated");
+    assert_eq!(counts.refreshes, 1);
+    assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
     remove_keys(&redis, &prefix).await;
 }

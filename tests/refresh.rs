@@ -217,9 +217,14 @@ async fn bar_10_server_errors_and_timeouts_keep_the_session_for_the_next_try() {
         );
     }
     mock.set_token_fault(None);
-    let before = mock.counts().refreshes;
-    assert_eq!(browser.get(&whoami).await.status, 200, "recovered");
-    assert_eq!(mock.counts().refreshes, before + 1);
+    // A refresh still waiting on the slow answer finishes first (it waits three HTTP
+    // timeouts for HCSS); each try below waits on it for one timeout at most.
+    let mut tries = 0;
+    while browser.get(&whoami).await.status != 200 {
+        tries += 1;
+        assert!(tries < 10, "recovered within a few tries");
+    }
+    assert_eq!(mock.counts().reuse_detected, 0);
 }
 
 #[tokio::test]

@@ -57,7 +57,9 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
         .client_secret(Some("client-secret-Q7"))
         .start()
         .await;
-    let app = start_app(&mock, |b| b).await;
+    // Logins kept in the store, so the test can read the verifier; the sealed logins
+    // below cover the cookie key and the sealed cookie.
+    let app = start_app_stored(&mock, |b| b).await;
     let browser = Browser::new();
     let mut secrets: Vec<String> = vec!["client-secret-Q7".into()];
     let mut debug = Vec::new();
@@ -126,6 +128,21 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
         303
     );
     assert_eq!(mock.counts().revocations, 1);
+
+    // A sealed login with a configured cookie key: neither the key nor the sealed
+    // cookie reaches a log line or Debug output.
+    let key = "c2VhbGVkLWtleS1ROS0wMTIzNDU2Nzg5LWFiY2RlZi1naGlqa2w=";
+    let sealed_app = start_app(&mock, |b| b.cookie_key(key)).await;
+    secrets.push(key.to_owned());
+    let sealed = Browser::new();
+    let callback = sealed.start_login(&sealed_app, None).await;
+    for name in sealed.login_cookies() {
+        secrets.push(sealed.cookie(&name).unwrap());
+    }
+    secrets.push(query_param(&callback, "code").unwrap());
+    assert_eq!(sealed.get(&callback).await.status, 303);
+    secrets.push(sealed.cookie("hcss-session").unwrap());
+    debug.push(format!("{:?}", sealed_app.auth.config()));
 
     // Debug of every public type that holds a secret.
     let seeded = seed_session(

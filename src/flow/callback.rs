@@ -7,10 +7,14 @@ use http::request::Parts;
 use http::StatusCode;
 use subtle::ConstantTimeEq;
 
-use super::{cookie_value, page, query_params, see_other, set_cookie, unavailable, FlowResponse};
+use super::sealed::{self, SealedLogin};
+use super::{
+    cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
+    FlowResponse,
+};
 use crate::protocol::{self, random_token, sha256_hex, ErrorClass, Grant, TokenError};
-use crate::shared::Shared;
-use crate::token::unix_now;
+use crate::shared::{Logins, Shared};
+use crate::token::SecretString;
 
 /// Longest `state` or `code` worth looking up.
 const MAX_STATE: usize = 512;
@@ -34,41 +38,15 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
 
-    // Take the transaction before anything else: whatever happens next, this state
-    // cannot be used twice.
-    let transaction = match shared
-        .state_store
-        .take_transaction(&sha256_hex(&state))
-        .await
-    {
-        Ok(Some(tx)) => tx,
-        Ok(None) => {
-            tracing::info!("hcss: callback refused: unknown, expired or replayed state");
-            return bad("This sign-in has expired or was already used. Please sign in again.");
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "hcss: callback failed: the state store is unavailable");
-            return unavailable(
-                config,
-                "The sign-in service cannot read the login right now.",
-            );
-        }
-    };
-    let age = unix_now().saturating_sub(transaction.created_at);
-    if Duration::from_secs(age) > config.transaction_ttl {
-        tracing::info!(
-            age_secs = age,
-            "hcss: callback refused: expired transaction"
-        );
-        return bad("This sign-in took too long and has expired. Please sign in again.");
-    }
     let binding_name = config.binding_cookie_name(&state);
-    let binding = cookie_value(&parts.headers, &binding_name).map(sha256_hex);
-    let same_browser = binding
-        .is_some_and(|b| bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes())));
-    if !same_browser {
-        tracing::warn!("hcss: callback refused: the login was started in another browser");
-        return bad("This sign-in was started in another browser. Please sign in again here.");
+    let login = match open_login(shared, parts, &state, &binding_name).await {
+        Ok(login) => login,
+        Err(refused) => return refused,
+    };
+    let age = config.now().saturating_sub(login.created_at);
+    if Duration::from_secs(age) > config.transaction_ttl {
+        tracing::info!(age_secs = age, "hcss: callback refused: expired login");
+        return bad("This sign-in took too long and has expired. Please sign in again.");
     }
     if let Some(iss) = &iss {
         if iss.as_ref() != config.issuer {
@@ -110,9 +88,28 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         return bad("The sign-in response has no code. Please sign in again.");
     };
 
+    // A sealed login is claimed once, here and in a store that shares its claims, so a
+    // replayed callback makes no token call (a stored login was taken already).
+    if matches!(shared.logins, Logins::Sealed(_)) {
+        match claim(shared, &state).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("hcss: callback refused: replayed state");
+                return bad("This sign-in was already used. Please sign in again.");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "hcss: callback failed: the store is unavailable");
+                return unavailable(
+                    config,
+                    "The sign-in service cannot check the login right now.",
+                );
+            }
+        }
+    }
+
     let grant = Grant::AuthorizationCode {
         code: &code,
-        verifier: transaction.verifier.expose_secret(),
+        verifier: login.verifier.expose_secret(),
     };
     let mut tokens = match protocol::request_tokens(config, grant).await {
         Ok(tokens) => tokens,
@@ -125,7 +122,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = random_token(32);
     let key = sha256_hex(&session_id);
-    let ttl = tokens.store_ttl(unix_now());
+    let ttl = tokens.store_ttl(config.now());
     if let Err(err) = shared.token_store.store(&key, tokens, ttl).await {
         tracing::error!(error = %err, "hcss: callback failed: the token store is unavailable");
         return unavailable(
@@ -134,14 +131,15 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         );
     }
     let session_cookie = config.session_cookie_name();
+    // The browser's previous session ends as a logout would end it.
     if let Some(old) = cookie_value(&parts.headers, session_cookie) {
-        if let Err(err) = shared.token_store.remove(&sha256_hex(old)).await {
+        if let Err(err) = super::logout::end_session(shared, &sha256_hex(old)).await {
             tracing::warn!(error = %err, "hcss: the previous session could not be removed");
         }
     }
     tracing::info!(session = &key[..8], "hcss: signed in");
     see_other(
-        &transaction.return_to,
+        &login.return_to,
         [
             set_cookie(config, session_cookie, &session_id, Some(ttl)),
             set_cookie(config, binding_name, "", None),
@@ -152,6 +150,124 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
 /// The answer to a failed code exchange. A code is never retried: whatever the class,
 /// the user starts again, but a passing failure or this app's configuration is a 502
 /// (the fault is not the user's) and only a refusal of this sign-in is a 400.
+/// A login in progress, opened from its cookie or taken from the store.
+struct Login {
+    verifier: SecretString,
+    return_to: String,
+    created_at: u64,
+}
+
+/// The login that `state` names, checked to belong to this browser: opened from its
+/// sealed cookie, or taken (read and deleted at once) from the state store. Whatever
+/// happens next, a stored login cannot be used twice.
+async fn open_login(
+    shared: &Shared,
+    parts: &Parts,
+    state: &str,
+    cookie_name: &str,
+) -> Result<Login, FlowResponse> {
+    let config = &shared.config;
+    let bad = |message: &str| page(config, StatusCode::BAD_REQUEST, "Sign-in failed", message);
+    let keys = match &shared.logins {
+        Logins::Sealed(keys) => keys,
+        Logins::Stored(store) => {
+            let transaction = match store.take_transaction(&sha256_hex(state)).await {
+                Ok(Some(tx)) => tx,
+                Ok(None) => {
+                    tracing::info!("hcss: callback refused: unknown, expired or replayed state");
+                    return Err(bad(
+                        "This sign-in has expired or was already used. Please sign in again.",
+                    ));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "hcss: callback failed: the state store is unavailable");
+                    return Err(unavailable(
+                        config,
+                        "The sign-in service cannot read the login right now.",
+                    ));
+                }
+            };
+            let binding = cookie_value(&parts.headers, cookie_name).map(sha256_hex);
+            let same_browser = binding.is_some_and(|b| {
+                bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes()))
+            });
+            if !same_browser {
+                tracing::warn!("hcss: callback refused: the login was started in another browser");
+                return Err(bad(
+                    "This sign-in was started in another browser. Please sign in again here.",
+                ));
+            }
+            return Ok(Login {
+                verifier: transaction.verifier,
+                return_to: transaction.return_to,
+                created_at: transaction.created_at,
+            });
+        }
+    };
+    let Some(sealed) = sealed_cookie_value(&parts.headers, cookie_name) else {
+        tracing::info!("hcss: callback refused: no login cookie for this state");
+        return Err(bad(
+            "This sign-in has expired or was already used, or it was started in another \
+             browser. Please sign in again.",
+        ));
+    };
+    let sealer = match sealed::sealer(shared, keys).await {
+        Ok(sealer) => sealer,
+        Err(err) => {
+            tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
+            return Err(unavailable(
+                config,
+                "The sign-in service cannot read the login right now.",
+            ));
+        }
+    };
+    let opened = sealer
+        .open(cookie_name.as_bytes(), sealed)
+        .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok());
+    let Some(login) = opened else {
+        tracing::warn!(
+            "hcss: callback refused: the login cookie does not open with this instance's key \
+             (altered, or sealed by an instance with another key: give every instance the same \
+             HCSS_COOKIE_KEY, or a store that shares one)"
+        );
+        return Err(bad(
+            "This sign-in could not be verified (it may have been started on another server \
+             of this site). Please sign in again.",
+        ));
+    };
+    if !bool::from(login.state.as_bytes().ct_eq(state.as_bytes())) {
+        tracing::warn!("hcss: callback refused: the login cookie belongs to another login");
+        return Err(bad(
+            "This sign-in belongs to another login. Please sign in again.",
+        ));
+    }
+    Ok(Login {
+        verifier: SecretString::from(login.verifier),
+        return_to: login.return_to,
+        created_at: login.created_at,
+    })
+}
+
+/// Claims a sealed login's state for its callback: `false` if it was claimed before, in
+/// this process or (through the store's lock, kept until the login would expire) by
+/// another instance.
+async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::StoreError> {
+    let config = &shared.config;
+    let key = sha256_hex(&format!("used-state:{state}"));
+    let now = config.now();
+    let ttl = config.transaction_ttl;
+    if !shared
+        .used_states
+        .claim(&key, now, now.saturating_add(ttl.as_secs()))
+    {
+        return Ok(false);
+    }
+    shared
+        .token_store
+        .try_lock_refresh(&key, "callback", ttl)
+        .await
+}
+
 fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
     let config = &shared.config;
     match err.class() {

@@ -3,14 +3,14 @@
 use http::request::Parts;
 use http::StatusCode;
 
+use super::sealed::{self, SealedLogin};
 use super::{
     cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable,
     valid_return_path, FlowResponse,
 };
 use crate::protocol::{authorize_url, pkce_challenge, random_token, sha256_hex};
-use crate::shared::Shared;
+use crate::shared::{Logins, Shared};
 use crate::store::LoginTransaction;
-use crate::token::unix_now;
 
 /// Logins a browser may have in flight at once (one binding cookie each).
 pub(crate) const MAX_LOGINS_IN_FLIGHT: usize = 5;
@@ -45,25 +45,52 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         },
     };
 
-    // One binding cookie per login, named after its state, so that logins started at
-    // the same moment in several tabs never overwrite each other's.
-    let binding = random_token(32);
+    // One cookie per login, named after its state, so that logins started at the same
+    // moment in several tabs never overwrite each other's.
     let state = random_token(32);
     let verifier = random_token(32);
     let challenge = pkce_challenge(&verifier);
-    let transaction = LoginTransaction::new(verifier, return_to, sha256_hex(&binding), unix_now());
-
-    if let Err(err) = shared
-        .state_store
-        .put_transaction(&sha256_hex(&state), transaction, config.transaction_ttl)
-        .await
-    {
-        tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");
-        return unavailable(
-            config,
-            "The sign-in service cannot store the login right now.",
-        );
-    }
+    let cookie_name = config.binding_cookie_name(&state);
+    let now = config.now();
+    let cookie_value = match &shared.logins {
+        // The whole login travels sealed in the cookie: nothing is kept here.
+        Logins::Sealed(keys) => {
+            let sealer = match sealed::sealer(shared, keys).await {
+                Ok(sealer) => sealer,
+                Err(err) => {
+                    tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");
+                    return unavailable(
+                        config,
+                        "The sign-in service cannot start a login right now.",
+                    );
+                }
+            };
+            let login = SealedLogin {
+                state: state.clone(),
+                verifier,
+                return_to,
+                created_at: now,
+            };
+            let plain = serde_json::to_vec(&login).expect("a login serializes");
+            sealer.seal(cookie_name.as_bytes(), &plain)
+        }
+        // The login is kept in the store; the cookie binds it to this browser.
+        Logins::Stored(store) => {
+            let binding = random_token(32);
+            let transaction = LoginTransaction::new(verifier, return_to, sha256_hex(&binding), now);
+            if let Err(err) = store
+                .put_transaction(&sha256_hex(&state), transaction, config.transaction_ttl)
+                .await
+            {
+                tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");
+                return unavailable(
+                    config,
+                    "The sign-in service cannot store the login right now.",
+                );
+            }
+            binding
+        }
+    };
     tracing::debug!("hcss: login started, redirecting to the identity service");
     // A browser keeps a few logins in flight at most: past that, the oldest binding
     // cookies are cleared, so the `Cookie` header stays small.
@@ -74,14 +101,14 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cleared = in_flight[..dropped]
         .iter()
         .map(|name| set_cookie(config, name.to_string(), "", None));
-    let binding_cookie = set_cookie(
+    let login_cookie = set_cookie(
         config,
-        config.binding_cookie_name(&state),
-        &binding,
+        cookie_name,
+        &cookie_value,
         Some(config.transaction_ttl),
     );
     see_other(
         &authorize_url(config, &state, &challenge),
-        std::iter::once(binding_cookie).chain(cleared),
+        std::iter::once(login_cookie).chain(cleared),
     )
 }

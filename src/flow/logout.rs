@@ -4,6 +4,7 @@ use http::request::Parts;
 use http::{header, StatusCode};
 
 use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
+use crate::error::StoreError;
 use crate::protocol::{self, sha256_hex};
 use crate::shared::Shared;
 
@@ -21,6 +22,45 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
     }
 }
 
+/// Ends the session stored under `key`: its tokens are taken from the store in one step
+/// (a refresh writing meanwhile either lands before, and its token is the one revoked
+/// here, or finds the session gone and revokes its own), a refreshed set this process
+/// could not store yet is dropped, and the live refresh token is revoked at HCSS when
+/// configured. An unreadable stored value is removed: nothing is left to revoke.
+pub(crate) async fn end_session(shared: &Shared, key: &str) -> Result<(), StoreError> {
+    let config = &shared.config;
+    let store = &shared.token_store;
+    let taken = if config.revoke_on_logout {
+        store.take(key).await
+    } else {
+        store.remove(key).await.map(|()| None)
+    };
+    let tokens = match taken {
+        Ok(tokens) => tokens,
+        Err(StoreError::Corrupt(_)) => {
+            crate::refresh::discard_unreadable(shared, key).await;
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    // A refreshed set this process could not store yet is newer than the store's: its
+    // refresh token is the live one.
+    let tokens = shared.pending.take(key).map(|p| p.tokens).or(tokens);
+    if let Some(tokens) = tokens.filter(|_| config.revoke_on_logout) {
+        let (token, hint) = match &tokens.refresh_token {
+            Some(refresh) => (refresh, "refresh_token"),
+            None => (&tokens.access_token, "access_token"),
+        };
+        match protocol::revoke(config, token.expose_secret(), hint).await {
+            Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
+            Err(err) => {
+                tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
     if cross_site(shared, parts) {
@@ -35,42 +75,14 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_name = config.session_cookie_name();
     if let Some(id) = cookie_value(&parts.headers, cookie_name) {
         let key = sha256_hex(id);
-        let store = &shared.token_store;
-        // Taken in one step: a refresh writing meanwhile either lands before (and its
-        // token is the one revoked here) or finds the session gone (and revokes its own).
-        let ended = async {
-            if config.revoke_on_logout {
-                store.take(&key).await
-            } else {
-                store.remove(&key).await.map(|()| None)
-            }
-        };
-        let tokens = match ended.await {
-            Ok(tokens) => tokens,
-            Err(err) => {
-                tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
-                return unavailable(
-                    config,
-                    "The sign-in service cannot end your session right now.",
-                );
-            }
-        };
-        tracing::info!(session = &key[..8], "hcss: signed out");
-        // A refreshed set this process could not store yet is newer than the store's:
-        // its refresh token is the live one.
-        let tokens = shared.pending.take(&key).or(tokens);
-        if let Some(tokens) = tokens.filter(|_| config.revoke_on_logout) {
-            let (token, hint) = match &tokens.refresh_token {
-                Some(refresh) => (refresh, "refresh_token"),
-                None => (&tokens.access_token, "access_token"),
-            };
-            match protocol::revoke(config, token.expose_secret(), hint).await {
-                Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
-                Err(err) => {
-                    tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
-                }
-            }
+        if let Err(err) = end_session(shared, &key).await {
+            tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
+            return unavailable(
+                config,
+                "The sign-in service cannot end your session right now.",
+            );
         }
+        tracing::info!(session = &key[..8], "hcss: signed out");
     }
     see_other(
         &config.post_logout_path,

@@ -16,6 +16,7 @@ pub(crate) use crate::return_path::valid_return_path;
 pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;
+pub(crate) mod sealed;
 
 /// A flow response: small, complete, never streamed.
 pub(crate) type FlowResponse = Response<Bytes>;
@@ -116,6 +117,18 @@ pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
     cookie_pairs(headers)
         .find(|(n, _)| *n == name.as_bytes())
         .and_then(|(_, value)| our_value(value))
+}
+
+/// The value of the named cookie if it looks like a sealed login (base64url, at most
+/// 4 KiB, as browsers keep no larger cookie).
+pub(crate) fn sealed_cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let (_, value) = cookie_pairs(headers).find(|(n, _)| *n == name.as_bytes())?;
+    let sealed = !value.is_empty()
+        && value.len() <= 4096
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    sealed.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
 /// The names of the cookies that start with `prefix`, in the order the browser sent them

@@ -146,6 +146,15 @@ pub trait TokenStore: Send + Sync + 'static {
         })
     }
 
+    /// Agrees on a secret that every instance sharing this store uses, such as the key
+    /// that seals login cookies: keeps `proposal` under `name` unless a value is there
+    /// already, and returns the value that is there (`SET NX`, then `GET`). The default,
+    /// for stores that one process uses, shares nothing: `None`.
+    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let _ = (name, proposal);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Tries to take the refresh lock of a session for `owner` (a random value), for at
     /// most `ttl`. Returns `false` when another owner holds it. The default, for
     /// single-process stores, always succeeds.

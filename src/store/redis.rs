@@ -41,7 +41,9 @@ return 1";
 /// a compare-and-delete script, expiring by itself if its holder dies).
 ///
 /// Keys are `{prefix}tx:{hash}`, `{prefix}tok:{hash}` and `{prefix}lock:{hash}`, each with
-/// a TTL; values are JSON. Login transactions are taken with `GETDEL` (Redis 6.2 or later).
+/// a TTL, and `{prefix}secret:cookie-key`, the key that seals login cookies when the
+/// configuration gives none, shared by every instance (created once with `SET NX`, kept
+/// without TTL); values are JSON. Login transactions are taken with `GETDEL` (Redis 6.2 or later).
 /// The connection reconnects by itself after an outage; while Redis is down the flow
 /// endpoints and the extractor answer 503. A Redis Cluster works too
 /// ([`connect_cluster`](Self::connect_cluster)): every operation touches one key.
@@ -254,6 +256,27 @@ impl TokenStore for RedisStore {
                 .arg(value)
                 .arg(millis(ttl));
             Ok(self.conn.query::<i64>(&script).await? == 1)
+        })
+    }
+
+    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let key = self.key("secret", name);
+        let name = name.to_owned();
+        let proposal = STANDARD.encode(proposal);
+        Box::pin(async move {
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(proposal).arg("NX");
+            self.conn.query::<Option<String>>(&set).await?;
+            let value: Option<String> = self.conn.query(redis::cmd("GET").arg(&key)).await?;
+            let value = value.ok_or_else(|| {
+                StoreError::Unavailable("redis: the shared secret vanished after SET NX".into())
+            })?;
+            STANDARD
+                .decode(value)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("the shared secret {name} is not base64")))
         })
     }
 

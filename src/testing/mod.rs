@@ -8,10 +8,11 @@ use crate::error::StoreError;
 use crate::layer::HcssAuth;
 use crate::protocol::{random_token, sha256_hex};
 use crate::store::{LoginTransaction, StateStore, TokenStore};
-use crate::token::{unix_now, SecretString, TokenSet};
+use crate::token::{SecretString, TokenSet};
 
 mod mock;
 
+pub use crate::clock::TestClock;
 pub use mock::{MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault};
 
 /// A session created directly in a layer's store, skipping the login pages.
@@ -54,7 +55,7 @@ impl SeededSession {
 pub async fn seed_session(auth: &HcssAuth, tokens: TokenSet) -> Result<SeededSession, StoreError> {
     let shared = &auth.shared;
     let id = random_token(32);
-    let ttl = tokens.store_ttl(unix_now());
+    let ttl = tokens.store_ttl(shared.config.now());
     shared
         .token_store
         .store(&sha256_hex(&id), tokens, ttl)

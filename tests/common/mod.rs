@@ -100,6 +100,27 @@ pub async fn start_app(
     TestApp { url, auth, store }
 }
 
+/// The test app with logins in progress kept in its `MemoryStore` (the server-side
+/// option) instead of sealed cookies.
+pub async fn start_app_stored(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = configure(
+        mock.config_builder(&format!("{url}/hcss/callback"))
+            .scopes(SCOPES),
+    )
+    .build()
+    .unwrap();
+    let store = MemoryStore::new();
+    let shared = std::sync::Arc::new(store.clone());
+    let auth = HcssAuth::with_stores(config, shared.clone(), shared);
+    serve(listener, router(auth.clone(), mock.api_url()));
+    TestApp { url, auth, store }
+}
+
 /// Serves the test app on a loopback port with `store`, configured against `mock`;
 /// returns its URL and layer.
 pub async fn start_app_with_store<S>(
