@@ -51,8 +51,7 @@ async fn flood(url: &str, count: usize) -> usize {
         .unwrap();
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (client, sent, login) =
-                (client.clone(), sent.clone(), format!("{url}/hcss/login"));
+            let (client, sent, login) = (client.clone(), sent.clone(), format!("{url}/hcss/login"));
             tokio::spawn(async move {
                 while sent.fetch_add(1, Ordering::SeqCst) < count {
                     let status = client.get(&login).send().await.unwrap().status();
@@ -81,11 +80,18 @@ async fn a_login_flood_does_not_stop_a_waiting_login() {
         let callback = browser.start_login(&app, Some("/jobs")).await;
         flood(&app.url, 3_000).await;
         clock.advance(consent);
-        assert_eq!(app.store.transaction_count(), 0, "no login kept on the server");
+        assert_eq!(
+            app.store.transaction_count(),
+            0,
+            "no login kept on the server"
+        );
         let done = browser.get(&callback).await;
         assert_eq!(done.status, 303, "{consent:?}: {}", done.body);
         assert_eq!(done.location(), "/jobs");
-        assert_eq!(browser.get(&format!("{}/whoami", app.url)).await.status, 200);
+        assert_eq!(
+            browser.get(&format!("{}/whoami", app.url)).await.status,
+            200
+        );
     }
 }
 
@@ -119,7 +125,11 @@ async fn the_previous_key_is_accepted_during_a_rotation() {
     let callback = browser.start_login(&old, None).await;
     let refused = browser.get(&on(&other.url, &callback)).await;
     assert_eq!(refused.status, 400, "another key: {}", refused.body);
-    assert!(refused.body.contains("could not be verified"), "{}", refused.body);
+    assert!(
+        refused.body.contains("could not be verified"),
+        "{}",
+        refused.body
+    );
 
     let browser = Browser::new();
     let callback = browser.start_login(&old, None).await;
@@ -176,7 +186,11 @@ async fn tampered_or_swapped_cookies_are_refused() {
         let tampered = browser.get(&first).await;
         assert_eq!(tampered.status, 400, "byte {at}: {}", tampered.body);
     }
-    assert_eq!(mock.counts().token, 0, "no token call for a refused callback");
+    assert_eq!(
+        mock.counts().token,
+        0,
+        "no token call for a refused callback"
+    );
 
     // The untouched login still works.
     assert_eq!(browser.get(&second).await.status, 303);
@@ -223,5 +237,8 @@ async fn the_login_cookie_is_small_short_lived_and_cleared() {
     let done = browser.get(callback.location()).await;
     assert_eq!(done.status, 303);
     assert_eq!(done.location(), long);
-    assert!(browser.login_cookies().is_empty(), "cleared at the callback");
+    assert!(
+        browser.login_cookies().is_empty(),
+        "cleared at the callback"
+    );
 }
