@@ -30,7 +30,8 @@
 //!   `POST /hcss/logout`, and gives every other request an [`HcssSession`].
 //! - [`HcssToken`]: the extractor (also as `Option<HcssToken>`); a page load that is not
 //!   signed in is sent to log in, an API call gets 401 (see [`HcssRejection`]).
-//! - [`store`]: where logins in flight and tokens live; [`MemoryStore`] by default,
+//! - [`store`]: where sessions (and, as an option, logins in flight: by default they are
+//!   sealed in the browser's cookies) live; [`MemoryStore`] by default,
 //!   `RedisStore` (feature `redis`) for apps that run several instances.
 //! - `testing` (feature `test-util`): `MockHcssIdentity`, an HCSS-like identity service on
 //!   loopback for your own tests.

@@ -1,4 +1,5 @@
-//! Where login transactions and token sets live: the store traits and the built-in stores.
+//! Where token sets (and, with `HcssAuth::with_stores`, login transactions) live: the
+//! store traits and the built-in stores.
 //!
 //! Keys handed to a store are lowercase hex SHA-256 digests of the state or session id,
 //! never the secret values themselves, so a dump of a store hands out no live cookie.
@@ -54,7 +55,9 @@ impl LoginTransaction {
     }
 }
 
-/// Keeps login transactions for the few minutes between login and callback.
+/// Keeps login transactions for the few minutes between login and callback, when the
+/// layer is built with [`HcssAuth::with_stores`](crate::HcssAuth::with_stores) (by
+/// default logins travel sealed in the browser's cookies and need no store).
 ///
 /// `take` must be atomic: of any number of concurrent takes of one key, exactly one gets
 /// the transaction. That is what makes a callback impossible to replay.
