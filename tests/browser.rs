@@ -3,7 +3,8 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and the
 //! example built (`cargo test` builds it); otherwise it says it was skipped. The
-//! signed-in page is saved as `target/browser-signed-in.png`.
+//! signed-in page is saved as `browser-signed-in.png` in Cargo's `CARGO_TARGET_TMPDIR`
+//! (`target/tmp/` unless `CARGO_TARGET_DIR` moves it).
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -161,7 +162,8 @@ async fn the_whole_flow_in_headless_chromium() {
         format!("{app}/")
     );
     let png = browser.screenshot().await.unwrap();
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-signed-in.png");
+    // Cargo's scratch folder for integration tests, wherever the target directory is.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-signed-in.png");
     std::fs::write(&shot, &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
 
