@@ -89,7 +89,7 @@ impl HcssConfig {
     /// |---|---|
     /// | `HCSS_CLIENT_ID` | required |
     /// | `HCSS_CLIENT_SECRET` | optional (public clients have none) |
-    /// | `HCSS_SCOPES` | required, space-separated |
+    /// | `HCSS_SCOPES` | required, separated by spaces or commas |
     /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
     /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
@@ -109,7 +109,11 @@ impl HcssConfig {
             builder = builder.client_secret(secret);
         }
         if let Some(scopes) = get("HCSS_SCOPES") {
-            builder = builder.scopes(scopes.split_ascii_whitespace());
+            builder = builder.scopes(
+                scopes
+                    .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                    .filter(|scope| !scope.is_empty()),
+            );
         }
         if let Some(uri) = get("HCSS_REDIRECT_URI") {
             builder = builder.redirect_uri(uri);
@@ -759,10 +763,11 @@ mod tests {
                 match name {
                     "HCSS_CLIENT_ID" => "env-id",
                     "HCSS_CLIENT_SECRET" => "env-secret",
-                    "HCSS_SCOPES" => "heavyjob:read  offline_access",
+                    "HCSS_SCOPES" => "heavyjob:read,  offline_access",
                     "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
                     "HCSS_IDENTITY_URL" => "http://127.0.0.1:4000/identity",
                     "HCSS_ALLOW_INSECURE_HTTP" => "1",
+                    "HCSS_COOKIE_KEY" => "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
                     _ => return None,
                 }
                 .to_owned(),
@@ -773,7 +778,25 @@ mod tests {
         assert_eq!(c.scope, "heavyjob:read offline_access");
         assert_eq!(c.issuer(), "http://127.0.0.1:4000/identity");
         assert!(c.client_secret.is_some());
+        assert!(c.cookie_key.is_some());
         let debug = format!("{c:?}");
         assert!(!debug.contains("env-secret"), "{debug}");
+        assert!(!debug.contains("QUFB"), "{debug}");
+    }
+
+    #[test]
+    fn cookie_keys_must_be_base64_of_32_bytes_or_more() {
+        for (key, says) in [
+            ("c2hvcnQ=", "5 bytes"),
+            ("not base64 at all!", "not base64"),
+        ] {
+            let err = base().cookie_key(key).build().unwrap_err();
+            assert!(err.to_string().contains("cookie_key"), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let err = base().previous_cookie_key("c2hvcnQ=").build().unwrap_err();
+        assert!(err.to_string().contains("previous_cookie_key"), "{err}");
+        let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE";
+        assert!(base().cookie_key(key).build().is_ok(), "unpadded base64");
     }
 }

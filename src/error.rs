@@ -5,7 +5,15 @@ use std::time::Duration;
 /// The configuration is incomplete or unsafe. Returned by
 /// [`HcssConfigBuilder::build`](crate::HcssConfigBuilder::build) and
 /// [`HcssConfig::from_env`](crate::HcssConfig::from_env).
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` output is its message, so that `?` in `main` prints what to fix:
+///
+/// ```
+/// let err = hcss_auth::HcssConfig::builder().build().unwrap_err();
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// assert!(format!("{err:?}").contains("HCSS_CLIENT_ID"));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A required setting was not given.
@@ -22,6 +30,12 @@ pub enum ConfigError {
     /// The HTTP client for the token endpoint could not be built.
     #[error("the HTTP client for the identity service could not be built: {0}")]
     HttpClient(String),
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl ConfigError {

@@ -58,6 +58,7 @@ pub mod store;
 mod token;
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
 pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};

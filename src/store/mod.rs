@@ -19,6 +19,7 @@ mod redis;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 
 /// The future a store method returns: boxed so that the traits stay object-safe.
