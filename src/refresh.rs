@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::error::{SessionError, StoreError};
 use crate::protocol::{self, random_token, ErrorClass, Grant};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
-use crate::token::TokenSet;
+use crate::token::{SecretString, TokenSet};
 
 /// What a token set allows now.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,7 +65,14 @@ fn short(key: &str) -> &str {
 
 /// The session's token set after whatever refresh it needs: joins the refresh in flight,
 /// or the failure remembered, or starts a refresh task.
-pub(crate) async fn settle(shared: &Arc<Shared>, key: &str) -> Outcome {
+///
+/// With `rejected` (an access token HCSS refused), the session is refreshed even if its
+/// token looks fresh, unless it no longer is that token (another refresh came first).
+pub(crate) async fn settle(
+    shared: &Arc<Shared>,
+    key: &str,
+    rejected: Option<SecretString>,
+) -> Outcome {
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
     let now = Instant::now();
     let mut settled = match shared.flights.entry(key.to_owned()) {
@@ -85,7 +92,7 @@ pub(crate) async fn settle(shared: &Arc<Shared>, key: &str) -> Outcome {
                     vacant.insert(flight);
                 }
             }
-            tokio::spawn(fly(shared.clone(), key.to_owned(), id, publish));
+            tokio::spawn(fly(shared.clone(), key.to_owned(), rejected, id, publish));
             settled
         }
     };
@@ -146,8 +153,14 @@ fn is_stale(flight: &Flight, now: Instant) -> bool {
 
 /// The refresh task: runs to the end whoever stops waiting, publishes its outcome, and
 /// keeps a failure in the map until its retry time.
-async fn fly(shared: Arc<Shared>, key: String, id: u64, publish: watch::Sender<Option<Settled>>) {
-    let outcome = locked_refresh(&shared, &key).await;
+async fn fly(
+    shared: Arc<Shared>,
+    key: String,
+    rejected: Option<SecretString>,
+    id: u64,
+    publish: watch::Sender<Option<Settled>>,
+) {
+    let outcome = locked_refresh(&shared, &key, rejected.as_ref()).await;
     let remember = match &outcome {
         Err(SessionError::Unavailable { retry_after, .. }) => *retry_after,
         _ => Duration::ZERO,
@@ -161,14 +174,18 @@ async fn fly(shared: Arc<Shared>, key: String, id: u64, publish: watch::Sender<O
 }
 
 /// Refreshes under the store's lock, or waits for the instance that holds it.
-async fn locked_refresh(shared: &Arc<Shared>, key: &str) -> Outcome {
+async fn locked_refresh(
+    shared: &Arc<Shared>,
+    key: &str,
+    rejected: Option<&SecretString>,
+) -> Outcome {
     // A set kept in memory still holds the lock its refresh took: this process has it.
     let (owner, mut locked) = match shared.pending.get(key) {
         Some(pending) => (pending.lock_owner, true),
         None => (random_token(16), false),
     };
     let kept_before = shared.pending.has(key);
-    let outcome = refresh_turns(shared, key, &owner, &mut locked).await;
+    let outcome = refresh_turns(shared, key, &owner, &mut locked, rejected).await;
     if !shared.pending.has(key) {
         if locked {
             unlock(shared, key, &owner).await;
@@ -209,7 +226,13 @@ async fn unlock(shared: &Shared, key: &str, owner: &str) {
 /// The turns of [`locked_refresh`]; sets `locked` once the store's lock is held, so that
 /// it is released whatever this returns. Every turn reloads first: the lock's previous
 /// holder may have refreshed already.
-async fn refresh_turns(shared: &Shared, key: &str, owner: &str, locked: &mut bool) -> Outcome {
+async fn refresh_turns(
+    shared: &Shared,
+    key: &str,
+    owner: &str,
+    locked: &mut bool,
+    rejected: Option<&SecretString>,
+) -> Outcome {
     let config = &shared.config;
     // The lock outlives the token call, the write and its retries, and a revocation.
     let lock_ttl = config.http_timeout * (protocol::REFRESH_PATIENCE + 2);
@@ -219,7 +242,16 @@ async fn refresh_turns(shared: &Shared, key: &str, owner: &str, locked: &mut boo
         let tokens = current(shared, key)
             .await?
             .ok_or(SessionError::NotSignedIn)?;
-        match freshness(&tokens, config.now(), config.refresh_skew) {
+        let mut state = freshness(&tokens, config.now(), config.refresh_skew);
+        // HCSS refused this very token: it needs a refresh, or without a refresh token
+        // the session has nothing usable left.
+        if rejected == Some(&tokens.access_token) && state != Freshness::Over {
+            state = match tokens.refresh_token {
+                Some(_) => Freshness::Refresh,
+                None => Freshness::Over,
+            };
+        }
+        match state {
             Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
             Freshness::Over => {
                 shared.pending.take(key);

@@ -105,7 +105,7 @@ impl HcssSession {
         let shared = &self.shared;
         // Boxed: the refresh machinery is a large future, and keeping it out of
         // `token()`'s own state keeps every other request's future small.
-        let settle = || Box::pin(refresh::settle(shared, &key));
+        let settle = || Box::pin(refresh::settle(shared, &key, None));
         if shared.pending.has(&key) {
             return settle().await.map(|tokens| HcssToken::from_set(&tokens));
         }
@@ -130,5 +130,53 @@ impl HcssSession {
             }
             Freshness::Refresh => settle().await.map(|tokens| HcssToken::from_set(&tokens)),
         }
+    }
+
+    /// A new access token after HCSS refused `rejected` (an HCSS API answered 401: the
+    /// token was revoked or expired early). Refreshes the session even though the token
+    /// looked live, once however many requests report the same token; if the session's
+    /// token is no longer `rejected` (another refresh came first), returns the current one.
+    ///
+    /// ```
+    /// use hcss_auth::{HcssSession, HcssToken, SessionError};
+    ///
+    /// async fn call_hcss(session: HcssSession, token: HcssToken) -> Result<String, SessionError> {
+    ///     let status = 401; // what the HCSS API answered with `token`
+    ///     let token = if status == 401 { session.refresh(&token).await? } else { token };
+    ///     Ok(format!("retry with a token that expires in {}s", token.expires_in().as_secs()))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token); [`SessionError::NotSignedIn`] when the session has no
+    /// refresh token left to replace a refused access token (the session is ended).
+    pub async fn refresh(&self, rejected: &HcssToken) -> Result<HcssToken, SessionError> {
+        let Some(id) = &self.id else {
+            return Err(SessionError::NotSignedIn);
+        };
+        let key = protocol::sha256_hex(id.as_str());
+        let rejected = Some(rejected.access_token().clone());
+        Box::pin(refresh::settle(&self.shared, &key, rejected))
+            .await
+            .map(|tokens| HcssToken::from_set(&tokens))
+    }
+
+    /// Ends this session, as a logout does (its tokens are deleted here and its refresh
+    /// token revoked at HCSS when configured), for example when the app decides a user
+    /// must sign in again. The browser's cookie then names nothing: the next request is
+    /// signed out. Ending a session that is not there is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] when the store cannot be reached.
+    pub async fn end(&self) -> Result<(), SessionError> {
+        let Some(id) = &self.id else {
+            return Ok(());
+        };
+        let key = protocol::sha256_hex(id.as_str());
+        crate::flow::logout::end_session(&self.shared, &key)
+            .await
+            .map_err(|err| refresh::store_unavailable(&self.shared.config, err))
     }
 }

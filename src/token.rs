@@ -182,6 +182,10 @@ impl HcssToken {
         }
     }
 
+    pub(crate) fn access_token(&self) -> &SecretString {
+        &self.access_token
+    }
+
     /// The access token, for an `Authorization: Bearer` header. Keep it out of logs,
     /// URLs and responses.
     pub fn secret(&self) -> &str {

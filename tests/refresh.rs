@@ -353,3 +353,44 @@ async fn logout_without_revocation_ends_the_session_here_only() {
     assert_eq!(mock.counts().revocations, 0);
     assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
 }
+
+/// HCSS refuses a token that looked live (revoked, or expired early): the handler asks
+/// `HcssSession::refresh`, and concurrent handlers that saw the same token make one
+/// refresh between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_refreshes_a_token_hcss_refused_once() {
+    let mock = MockHcssIdentity::start().await;
+    let (app, browser, _id) = signed_in(&mock).await;
+    mock.expire_access_tokens();
+    let url = format!("{}/business-units-retrying", app.url);
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let (browser, url) = (browser.clone(), url.clone());
+            tokio::spawn(async move { browser.get(&url).await.status })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 1, "one refresh for five handlers");
+    assert_eq!(counts.reuse_detected, 0);
+}
+
+/// A handler ends the session: its tokens are gone, the refresh token revoked, and the
+/// same cookie is signed out on the next request.
+#[tokio::test]
+async fn a_handler_ends_the_session() {
+    let mock = MockHcssIdentity::start().await;
+    let (app, browser, id) = signed_in(&mock).await;
+    let ended = browser
+        .request("POST", &format!("{}/end-session", app.url), &[])
+        .await;
+    assert_eq!(ended.status, 204);
+    assert_eq!(mock.counts().revocations, 1);
+    assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
+}

@@ -69,11 +69,50 @@ async fn hurried(session: HcssSession) -> StatusCode {
     }
 }
 
+/// Calls the mock API; when it answers 401 (HCSS refused the token), refreshes the
+/// session through `HcssSession::refresh` and tries once more.
+async fn business_units_retrying(
+    State(state): State<AppState>,
+    session: HcssSession,
+    token: HcssToken,
+) -> impl IntoResponse {
+    let call = |token: HcssToken| {
+        let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token.secret())
+                .send()
+                .await
+                .expect("mock API reachable")
+        }
+    };
+    let mut response = call(token.clone()).await;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        match session.refresh(&token).await {
+            Ok(fresh) => response = call(fresh).await,
+            Err(err) => return (StatusCode::UNAUTHORIZED, err.to_string()),
+        }
+    }
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Ends the session from a handler.
+async fn end_session(session: HcssSession) -> StatusCode {
+    match session.end().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// The app's routes behind `auth`.
 pub fn router(auth: HcssAuth, api_url: String) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/hurried", get(hurried))
+        .route("/business-units-retrying", get(business_units_retrying))
+        .route("/end-session", axum::routing::post(end_session))
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
