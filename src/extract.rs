@@ -20,6 +20,20 @@ use crate::token::HcssToken;
 /// user back afterwards), an API call gets 401 with a short JSON body, a missing layer is
 /// a 500 (and an error log line naming the fix), and an unavailable identity service or
 /// store is a 503 with `Retry-After`.
+///
+/// A **page load** is a `GET` or `HEAD` whose `Accept` includes `text/html`: what a
+/// browser sends for its address bar, links and redirects. An **HTML form's POST**
+/// (form content type, `Accept` with `text/html`) is sent to log in too, and back to the
+/// page that had the form (its same-origin `Referer`). Everything else, `fetch` and XHR
+/// calls, curl, and test requests without an `Accept` header among them, gets the 401.
+///
+/// ```
+/// use http::StatusCode;
+/// use hcss_auth::HcssRejection;
+///
+/// let api = HcssRejection::LoginRequired { login_location: None };
+/// assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HcssRejection {
@@ -35,6 +49,22 @@ pub enum HcssRejection {
     },
     /// The [`HcssAuth`](crate::HcssAuth) layer is not on this route.
     MissingLayer,
+}
+
+impl HcssRejection {
+    /// The status of this rejection's response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HcssRejection::LoginRequired {
+                login_location: Some(_),
+            } => StatusCode::SEE_OTHER,
+            HcssRejection::LoginRequired {
+                login_location: None,
+            } => StatusCode::UNAUTHORIZED,
+            HcssRejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HcssRejection::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 impl fmt::Display for HcssRejection {
@@ -120,29 +150,56 @@ impl IntoResponse for HcssRejection {
     }
 }
 
-/// A browser loading a page, as opposed to a script or an API client.
-fn is_page_load(parts: &Parts) -> bool {
-    (parts.method == Method::GET || parts.method == Method::HEAD)
-        && parts
-            .headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
+/// Whether the client accepts an HTML answer: a browser's navigation does, `fetch`,
+/// XHR, curl and API clients usually do not.
+fn accepts_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
 }
 
+/// An HTML form's submission: a POST of form data from a browser.
+fn is_form_post(parts: &Parts) -> bool {
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(HeaderValue::as_bytes)
+        .is_some_and(|t| {
+            t.starts_with(b"application/x-www-form-urlencoded")
+                || t.starts_with(b"multipart/form-data")
+        });
+    parts.method == Method::POST && form && accepts_html(parts)
+}
+
+/// Where a form's page was: the `Referer`'s path, when it is on this app's origin.
+fn form_page<'p>(parts: &'p Parts, origin: &str) -> Option<&'p str> {
+    let referer = parts.headers.get(header::REFERER)?.to_str().ok()?;
+    let path = referer.strip_prefix(origin)?;
+    path.starts_with('/').then_some(path)
+}
+
+/// The rejection of a request that is not signed in. A page load (`GET` or `HEAD` that
+/// accepts `text/html`) is sent to log in and back to where it was; an HTML form's POST
+/// is sent to log in and back to the page that had the form; anything else gets 401.
 fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
-    if !is_page_load(parts) {
+    let page_load =
+        (parts.method == Method::GET || parts.method == Method::HEAD) && accepts_html(parts);
+    let back_to = if page_load {
+        // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
+        session
+            .here()
+            .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
+    } else if is_form_post(parts) {
+        form_page(parts, session.app_origin())
+    } else {
         return HcssRejection::LoginRequired {
             login_location: None,
         };
-    }
+    };
     let login = session.login_path();
-    // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
-    let here = session
-        .here()
-        .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
-        .unwrap_or("/");
-    let location = match valid_return_path(here) {
+    let location = match back_to.and_then(valid_return_path) {
         Some(path) => format!(
             "{login}?return_to={}",
             form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()

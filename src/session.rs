@@ -78,6 +78,11 @@ impl HcssSession {
         &self.shared.config.login_path
     }
 
+    /// The app's origin (`scheme://host[:port]`), from the redirect URI.
+    pub(crate) fn app_origin(&self) -> &str {
+        &self.shared.config.app_origin
+    }
+
     /// Whether the request carried a session cookie. It may still name a session that
     /// has ended: only [`token`](Self::token) says whether the user is signed in.
     pub fn has_cookie(&self) -> bool {

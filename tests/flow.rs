@@ -541,3 +541,62 @@ async fn wrong_methods_on_flow_paths_are_405() {
         .await;
     assert_eq!(seen.status, 405);
 }
+
+/// Which requests are sent to log in and which get 401, as the docs define it: a page
+/// load (GET/HEAD accepting HTML) and an HTML form's POST are sent to log in (the form
+/// back to its page), anything else gets 401 JSON.
+#[tokio::test]
+async fn page_loads_and_form_posts_go_to_login_and_api_calls_get_401() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    let html = ("accept", "text/html,application/xhtml+xml");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let page = format!("{}/whoami?id=3", app.url);
+    let submit = format!("{}/submit", app.url);
+    for (method, url, headers, status, location) in [
+        ("GET", &page, vec![], 401, ""),
+        ("GET", &page, vec![("accept", "*/*")], 401, ""),
+        (
+            "GET",
+            &page,
+            vec![html],
+            303,
+            "/hcss/login?return_to=%2Fwhoami%3Fid%3D3",
+        ),
+        (
+            "HEAD",
+            &page,
+            vec![html],
+            303,
+            "/hcss/login?return_to=%2Fwhoami%3Fid%3D3",
+        ),
+        (
+            "POST",
+            &submit,
+            vec![html, form, ("referer", page.as_str())],
+            303,
+            "/hcss/login?return_to=%2Fwhoami%3Fid%3D3",
+        ),
+        ("POST", &submit, vec![html, form], 303, "/hcss/login"),
+        (
+            "POST",
+            &submit,
+            vec![html, form, ("referer", "https://evil.example/jobs")],
+            303,
+            "/hcss/login",
+        ),
+        (
+            "POST",
+            &submit,
+            vec![html, ("content-type", "application/json")],
+            401,
+            "",
+        ),
+        ("POST", &submit, vec![form], 401, ""),
+    ] {
+        let seen = browser.request(method, url, &headers).await;
+        assert_eq!(seen.status, status, "{method} {headers:?}");
+        assert_eq!(seen.location(), location, "{method} {headers:?}");
+    }
+}

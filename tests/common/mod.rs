@@ -113,6 +113,10 @@ pub fn router(auth: HcssAuth, api_url: String) -> Router {
         .route("/hurried", get(hurried))
         .route("/business-units-retrying", get(business_units_retrying))
         .route("/end-session", axum::routing::post(end_session))
+        .route(
+            "/submit",
+            axum::routing::post(|_token: HcssToken| async { "submitted" }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
