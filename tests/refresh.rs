@@ -361,7 +361,7 @@ async fn logout_without_revocation_ends_the_session_here_only() {
 async fn a_handler_refreshes_a_token_hcss_refused_once() {
     let mock = MockHcssIdentity::start().await;
     let (app, browser, _id) = signed_in(&mock).await;
-    mock.expire_access_tokens();
+    mock.revoke_access_tokens();
     let url = format!("{}/business-units-retrying", app.url);
     let calls: Vec<_> = (0..5)
         .map(|_| {
@@ -393,4 +393,44 @@ async fn a_handler_ends_the_session() {
         browser.get(&format!("{}/whoami", app.url)).await.status,
         401
     );
+}
+
+/// `MockHcssIdentity::expire_access_tokens` lets the tokens' lifetime pass for the mock
+/// and for the app (their shared test clock): the app's next request refreshes.
+#[tokio::test]
+async fn expiring_the_mocks_access_tokens_makes_the_next_request_refresh() {
+    let mock = MockHcssIdentity::start().await;
+    let (app, browser, _id) = signed_in(&mock).await;
+    let units = format!("{}/business-units", app.url);
+    assert_eq!(browser.get(&units).await.status, 200);
+    mock.expire_access_tokens();
+    assert_eq!(browser.get(&units).await.status, 200);
+    assert_eq!(mock.counts().refreshes, 1);
+}
+
+/// A session seeded with tokens the mock issued works against the mock's API, and
+/// refreshes at the mock like a real one.
+#[tokio::test]
+async fn seeded_sessions_with_mock_tokens_call_the_api_and_refresh() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let seeded = hcss_auth::testing::seed_session(
+        &app.auth,
+        mock.issue_tokens("heavyjob:read offline_access"),
+    )
+    .await
+    .unwrap();
+    let (name, value) = seeded
+        .cookie_header()
+        .split_once('=')
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .unwrap();
+    let browser = Browser::new();
+    browser.set_cookie(&name, &value);
+    let units = format!("{}/business-units", app.url);
+    assert_eq!(browser.get(&units).await.status, 200);
+    mock.expire_access_tokens();
+    assert_eq!(browser.get(&units).await.status, 200);
+    assert_eq!(mock.counts().refreshes, 1);
+    assert_eq!(mock.counts().reuse_detected, 0);
 }

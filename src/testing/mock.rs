@@ -17,8 +17,10 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::clock::TestClock;
 use crate::config::HcssConfigBuilder;
 use crate::protocol::{pkce_challenge, random_token};
+use crate::token::TokenSet;
 use crate::HcssConfig;
 
 /// A fault the mock's token endpoint can be switched to, to test how an app copes.
@@ -195,6 +197,7 @@ impl MockHcssIdentityBuilder {
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(MockState {
             issuer: format!("http://{}:{}/identity", self.hostname, addr.port()),
+            clock: TestClock::new(),
             options: self,
             counts: Counters::default(),
             counted: tokio::sync::watch::Sender::new(()),
@@ -300,13 +303,16 @@ impl MockHcssIdentity {
     }
 
     /// A config builder set up for this mock: its client id and secret and identity URL,
-    /// and plain http allowed on loopback. Add scopes and build.
+    /// plain http allowed on loopback, and the mock's [`clock`](Self::clock), so that
+    /// [`expire_access_tokens`](Self::expire_access_tokens) reaches the app too. Add
+    /// scopes and build.
     pub fn config_builder(&self, redirect_uri: &str) -> HcssConfigBuilder {
         let mut builder = HcssConfig::builder()
             .client_id(self.client_id())
             .identity_url(self.identity_url())
             .redirect_uri(redirect_uri)
-            .allow_insecure_http_on_loopback(true);
+            .allow_insecure_http_on_loopback(true)
+            .test_clock(self.state.clock.clone());
         if let Some(secret) = self.client_secret() {
             builder = builder.client_secret(secret);
         }
@@ -334,12 +340,72 @@ impl MockHcssIdentity {
         *lock(&self.state.fault) = fault;
     }
 
-    /// Makes every access token issued so far expire now (refresh tokens stay valid).
+    /// The clock that apps configured with [`config_builder`](Self::config_builder) run
+    /// on: move it forward to let time pass for them (a login wait, a session's age).
+    pub fn clock(&self) -> TestClock {
+        self.state.clock.clone()
+    }
+
+    /// Lets the access tokens' lifetime pass: every access token issued so far expires
+    /// here, and the [`clock`](Self::clock) of apps configured with
+    /// [`config_builder`](Self::config_builder) moves forward by that lifetime, so their
+    /// next request refreshes. Refresh tokens stay valid.
     pub fn expire_access_tokens(&self) {
+        self.revoke_access_tokens();
+        let lifetime = self.state.options.access_token_lifetime;
+        self.state
+            .clock
+            .advance(lifetime.max(Duration::from_secs(2)));
+    }
+
+    /// Refuses every access token issued so far before its time, as HCSS does for a
+    /// revoked token: the app still believes them live, and its HCSS API calls get 401
+    /// (see [`HcssSession::refresh`](crate::HcssSession::refresh)). Refresh tokens stay
+    /// valid.
+    pub fn revoke_access_tokens(&self) {
         let now = Instant::now();
         for token in lock(&self.state.grants).access.values_mut() {
             token.expires = now;
         }
+    }
+
+    /// Tokens for a new grant of this mock's user, as a sign-in would get them: an access
+    /// token its API accepts and a refresh token it refreshes, for
+    /// [`seed_session`](super::seed_session).
+    ///
+    /// ```
+    /// use hcss_auth::testing::{seed_session, MockHcssIdentity};
+    /// use hcss_auth::HcssAuth;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mock = MockHcssIdentity::start().await;
+    /// let config = mock
+    ///     .config_builder("http://127.0.0.1:3000/hcss/callback")
+    ///     .scopes(["heavyjob:read", "offline_access"])
+    ///     .build()
+    ///     .unwrap();
+    /// let auth = HcssAuth::new(config);
+    /// let session = seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+    ///     .await
+    ///     .unwrap();
+    /// assert!(session.cookie_header().starts_with("hcss-session="));
+    /// # }
+    /// ```
+    pub fn issue_tokens(&self, scope: &str) -> TokenSet {
+        let options = &self.state.options;
+        let mut grants = lock(&self.state.grants);
+        grants.next += 1;
+        let grant = grants.next;
+        let body = grants.issue(options, grant, scope, true);
+        let text = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+        let now = self.state.clock.now();
+        let mut tokens = TokenSet::new(text("access_token"), 0)
+            .with_refresh_token(text("refresh_token"))
+            .with_scope(scope);
+        tokens.issued_at = now;
+        tokens.expires_at = now + options.access_token_lifetime.as_secs();
+        tokens.session_expires_at = now + 30 * 24 * 3600;
+        tokens
     }
 
     /// Whether a grant's tokens were revoked (by revocation or reuse detection), by any
@@ -360,6 +426,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct MockState {
     options: MockHcssIdentityBuilder,
     issuer: String,
+    /// The clock that apps configured with `config_builder` run on.
+    clock: TestClock,
     counts: Counters,
     /// Bumped after every counted call, so tests can wait for one without sleeping.
     counted: tokio::sync::watch::Sender<()>,
