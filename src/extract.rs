@@ -77,8 +77,9 @@ impl fmt::Display for HcssRejection {
                 f.write_str("the HCSS session cannot be checked right now: retry after a moment")
             }
             HcssRejection::MissingLayer => f.write_str(
-                "HcssToken needs the HcssAuth layer: add .layer(HcssAuth::new(config)) \
-                 to the router that serves this route",
+                "HcssToken needs the HcssAuth layer: add .layer(HcssAuth::new(config)) as the \
+                 last call on the outermost router (Router::layer, not route_layer, and not \
+                 on a nested router), so that it wraps every route and serves /hcss/login",
             ),
         }
     }
@@ -198,6 +199,7 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
             login_location: None,
         };
     };
+    session.sent_to_login();
     let login = session.login_path();
     let location = match back_to.and_then(valid_return_path) {
         Some(path) => format!(

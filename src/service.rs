@@ -119,6 +119,10 @@ where
                 .insert(HcssSession::new(self.shared.clone(), id, here));
             return ResponseFuture::inner(self.inner.call(req));
         };
+        self.shared
+            .placement
+            .flow_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if req.method() != method {
             return ResponseFuture::flow(Box::pin(std::future::ready(method_not_allowed(method))));
         }

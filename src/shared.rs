@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     /// States of sealed logins whose callback has been answered, so a replay is refused
     /// before any token call.
     pub(crate) used_states: UsedStates,
+    /// What tells a misplaced layer.
+    pub(crate) placement: Placement,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<String, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -40,10 +42,24 @@ impl Shared {
             logins,
             token_store,
             used_states: UsedStates::default(),
+            placement: Placement::default(),
             flights: DashMap::new(),
             pending: Pending::default(),
         }
     }
+}
+
+/// Signs of a misplaced layer: browsers sent to the login path that never reaches it.
+#[derive(Default)]
+pub(crate) struct Placement {
+    pub(crate) sent_to_login: AtomicUsize,
+    pub(crate) flow_seen: std::sync::atomic::AtomicBool,
+    pub(crate) warned: std::sync::atomic::AtomicBool,
+}
+
+impl Placement {
+    /// Browsers sent to log in, with no flow request seen, before the layer says so.
+    pub(crate) const SUSPECT_AFTER: usize = 50;
 }
 
 /// Where logins in progress are kept between `/hcss/login` and the callback.
