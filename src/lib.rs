@@ -70,6 +70,11 @@ pub use session::HcssSession;
 pub use store::{MemoryStore, StateStore, TokenStore};
 pub use token::{HcssToken, SecretString, TokenSet};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
 #[cfg(fuzzing)]
 #[doc(hidden)]
