@@ -13,7 +13,6 @@ use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hcss_auth::testing::{seed_session, MockHcssIdentity};
 use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, TokenSet, TokenStore};
-use sha2::Digest;
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore as SessionsMemoryStore, Session, SessionManagerLayer};
 
@@ -117,11 +116,8 @@ fn first_cookie<B>(response: &axum::http::Response<B>) -> String {
     header.split(';').next().unwrap().to_owned()
 }
 
-fn session_key(id: &str) -> String {
-    sha2::Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn session_key(id: &str) -> hcss_auth::store::StoreKey {
+    hcss_auth::store::StoreKey::of_session_cookie(id)
 }
 
 /// The callback (transaction take, binding check, token call to an in-process identity
@@ -190,19 +186,15 @@ fn with_identity_service(c: &mut Criterion) {
 
     c.bench_function("refresh_100_concurrent_requests", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            let (app, store, key, cookie) = (
-                app.clone(),
-                store.clone(),
-                key.clone(),
-                session_cookie.clone(),
-            );
+            let (app, store, key, cookie) =
+                (app.clone(), store.clone(), key, session_cookie.clone());
             async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let mut tokens = store.load(&key).await.unwrap().unwrap();
+                    let mut tokens = store.load(key).await.unwrap().unwrap();
                     tokens.expires_at = 1;
                     store
-                        .store(&key, tokens, Duration::from_secs(3600))
+                        .store(key, tokens, Duration::from_secs(3600))
                         .await
                         .unwrap();
                     let started = Instant::now();

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use hcss_auth::store::{LoginTransaction, StoreFuture};
+use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TokenFault};
 use hcss_auth::{
     HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
@@ -156,35 +156,35 @@ fn refused<'a, T: 'a>() -> StoreFuture<'a, T> {
 impl<S: StateStore + TokenStore> StateStore for FaultyStore<S> {
     fn put_transaction(
         &self,
-        key: &str,
+        key: StoreKey,
         transaction: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
         self.inner.put_transaction(key, transaction, ttl)
     }
 
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
         self.inner.take_transaction(key)
     }
 }
 
 impl<S: StateStore + TokenStore> TokenStore for FaultyStore<S> {
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         self.inner.load(key)
     }
 
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         if self.refusing() {
             return refused();
         }
         self.inner.store(key, tokens, ttl)
     }
 
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
         self.inner.remove(key)
     }
 
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         if self.refusing() {
             return refused();
         }
@@ -193,7 +193,7 @@ impl<S: StateStore + TokenStore> TokenStore for FaultyStore<S> {
 
     fn replace_if_version(
         &self,
-        key: &str,
+        key: StoreKey,
         expected_version: u64,
         tokens: TokenSet,
         ttl: Duration,
@@ -205,15 +205,24 @@ impl<S: StateStore + TokenStore> TokenStore for FaultyStore<S> {
             .replace_if_version(key, expected_version, tokens, ttl)
     }
 
-    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+    fn try_lock_refresh(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
         self.inner.try_lock_refresh(key, owner, ttl)
     }
 
-    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         self.inner.unlock_refresh(key, owner)
     }
 
-    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+    fn shared_secret(
+        &self,
+        name: &'static str,
+        proposal: Vec<u8>,
+    ) -> StoreFuture<'_, Option<Vec<u8>>> {
         self.inner.shared_secret(name, proposal)
     }
 }

@@ -7,7 +7,8 @@ use url::Url;
 
 use crate::error::ConfigError;
 use crate::seal::{CookieKey, MIN_KEY_BYTES};
-use crate::token::{unix_now, SecretString, DEFAULT_MAX_SESSION_AGE};
+use crate::secret::SecretString;
+use crate::token::{unix_now, DEFAULT_MAX_SESSION_AGE};
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";

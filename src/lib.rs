@@ -51,6 +51,7 @@ mod protocol;
 mod refresh;
 mod return_path;
 mod seal;
+mod secret;
 mod service;
 mod session;
 mod shared;
@@ -65,10 +66,11 @@ pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
 pub use error::{ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use layer::HcssAuth;
+pub use secret::SecretString;
 pub use service::{HcssAuthService, HcssBody, ResponseFuture};
 pub use session::HcssSession;
 pub use store::{MemoryStore, StateStore, TokenStore};
-pub use token::{HcssToken, SecretString, TokenSet};
+pub use token::{HcssToken, TokenSet};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -11,50 +11,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuth, HcssConfig, MAX_RETRY_AFTER};
-use crate::token::{SecretString, TokenSet};
+use crate::secret::SecretString;
+use crate::token::TokenSet;
 
 /// How long a token is assumed to live when HCSS's response carries no `expires_in`.
 pub(crate) const DEFAULT_EXPIRES_IN: u64 = 300;
-
-/// `n` random bytes from the OS CSPRNG, base64url without padding.
-pub(crate) fn random_token(n: usize) -> String {
-    let mut bytes = [0u8; 64];
-    let bytes = &mut bytes[..n.min(64)];
-    // The OS random source failing means the machine cannot do cryptography at all.
-    getrandom::fill(bytes).expect("the operating system's random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A lowercase hex SHA-256 digest, kept on the stack: the store key of a state or a
-/// session id, computed on every protected request without allocating.
-#[derive(Clone, Copy)]
-pub(crate) struct HexKey([u8; 64]);
-
-impl std::ops::Deref for HexKey {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl From<HexKey> for String {
-    fn from(key: HexKey) -> Self {
-        (*key).to_owned()
-    }
-}
-
-/// Lowercase hex SHA-256 of `text`.
-pub(crate) fn sha256_hex(text: &str) -> HexKey {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(text.as_bytes());
-    let mut out = [0u8; 64];
-    for (i, byte) in digest.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 15)];
-    }
-    HexKey(out)
-}
 
 /// The S256 code challenge of a PKCE verifier (RFC 7636 §4.2).
 pub(crate) fn pkce_challenge(verifier: &str) -> String {
@@ -498,16 +459,6 @@ mod tests {
     }
 
     #[test]
-    fn random_tokens_are_long_and_distinct() {
-        let a = random_token(32);
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, random_token(32));
-        assert!(a
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    }
-
-    #[test]
     fn authorize_url_carries_exactly_the_flow_parameters() {
         let c = config(ClientAuth::RequestBody, Some("s"));
         let url = authorize_url(&c, "STATE", "CHALLENGE");
@@ -699,13 +650,5 @@ mod tests {
         .unwrap();
         assert_eq!(t.issued_at, 1000);
         assert_eq!(t.expires_at, 1000 + MIN_TOKEN_LIFETIME);
-    }
-
-    #[test]
-    fn sha256_hex_is_lowercase_hex() {
-        assert_eq!(
-            &*sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

@@ -22,9 +22,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{SessionError, StoreError};
-use crate::protocol::{self, random_token, ErrorClass, Grant};
+use crate::protocol::{self, ErrorClass, Grant};
+use crate::secret::{random_token, SecretString, StoreKey};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
-use crate::token::{SecretString, TokenSet};
+use crate::token::TokenSet;
 
 /// What a token set allows now.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,11 +59,6 @@ pub(crate) fn freshness(tokens: &TokenSet, now: u64, skew: Duration) -> Freshnes
     }
 }
 
-/// Store keys are hex digests: their first 8 characters name a session in logs.
-fn short(key: &str) -> &str {
-    key.get(..8).unwrap_or(key)
-}
-
 /// The session's token set after whatever refresh it needs: joins the refresh in flight,
 /// or the failure remembered, or starts a refresh task.
 ///
@@ -70,12 +66,12 @@ fn short(key: &str) -> &str {
 /// token looks fresh, unless it no longer is that token (another refresh came first).
 pub(crate) async fn settle(
     shared: &Arc<Shared>,
-    key: &str,
+    key: StoreKey,
     rejected: Option<SecretString>,
 ) -> Outcome {
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
     let now = Instant::now();
-    let mut settled = match shared.flights.entry(key.to_owned()) {
+    let mut settled = match shared.flights.entry(key) {
         Entry::Occupied(flight) if !is_stale(flight.get(), now) => flight.get().settled.clone(),
         entry => {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +88,7 @@ pub(crate) async fn settle(
                     vacant.insert(flight);
                 }
             }
-            tokio::spawn(fly(shared.clone(), key.to_owned(), rejected, id, publish));
+            tokio::spawn(fly(shared.clone(), key, rejected, id, publish));
             settled
         }
     };
@@ -155,12 +151,12 @@ fn is_stale(flight: &Flight, now: Instant) -> bool {
 /// keeps a failure in the map until its retry time.
 async fn fly(
     shared: Arc<Shared>,
-    key: String,
+    key: StoreKey,
     rejected: Option<SecretString>,
     id: u64,
     publish: watch::Sender<Option<Settled>>,
 ) {
-    let outcome = locked_refresh(&shared, &key, rejected.as_ref()).await;
+    let outcome = locked_refresh(&shared, key, rejected.as_ref()).await;
     let remember = match &outcome {
         Err(SessionError::Unavailable { retry_after, .. }) => *retry_after,
         _ => Duration::ZERO,
@@ -176,7 +172,7 @@ async fn fly(
 /// Refreshes under the store's lock, or waits for the instance that holds it.
 async fn locked_refresh(
     shared: &Arc<Shared>,
-    key: &str,
+    key: StoreKey,
     rejected: Option<&SecretString>,
 ) -> Outcome {
     // A set kept in memory still holds the lock its refresh took: this process has it.
@@ -194,31 +190,35 @@ async fn locked_refresh(
         // A refreshed set the store did not take keeps the lock, so that no instance
         // refreshes from the spent set the store still holds, and is written as soon as
         // the store takes it (which releases the lock).
-        tokio::spawn(write_kept(shared.clone(), key.to_owned()));
+        tokio::spawn(write_kept(shared.clone(), key));
     }
     outcome
 }
 
 /// Writes a set kept in memory once the store takes it, trying again with backoff until
 /// it is written, dropped (a logout) or past its session's end.
-async fn write_kept(shared: Arc<Shared>, key: String) {
+async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
     let mut pause = Duration::from_millis(50);
-    while let Some(pending) = shared.pending.get(&key) {
+    while let Some(pending) = shared.pending.get(key) {
         if pending.tokens.session_expires_at <= shared.config.now() {
-            shared.pending.take(&key);
-            unlock(&shared, &key, &pending.lock_owner).await;
+            shared.pending.take(key);
+            unlock(&shared, key, &pending.lock_owner).await;
             return;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
-        let _ = current(&shared, &key).await;
+        let _ = current(&shared, key).await;
     }
 }
 
 /// Releases the refresh lock `owner` took; one that stays expires by itself.
-async fn unlock(shared: &Shared, key: &str, owner: &str) {
-    if let Err(err) = shared.token_store.unlock_refresh(key, owner).await {
-        tracing::warn!(session = short(key), error = %err,
+async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
+    if let Err(err) = shared
+        .token_store
+        .unlock_refresh(key, owner.to_owned())
+        .await
+    {
+        tracing::warn!(session = key.short(), error = %err,
             "hcss: refresh lock not released; it expires by itself");
     }
 }
@@ -228,7 +228,7 @@ async fn unlock(shared: &Shared, key: &str, owner: &str) {
 /// holder may have refreshed already.
 async fn refresh_turns(
     shared: &Shared,
-    key: &str,
+    key: StoreKey,
     owner: &str,
     locked: &mut bool,
     rejected: Option<&SecretString>,
@@ -267,7 +267,7 @@ async fn refresh_turns(
         }
         if shared
             .token_store
-            .try_lock_refresh(key, owner, lock_ttl)
+            .try_lock_refresh(key, owner.to_owned(), lock_ttl)
             .await
             .map_err(|err| store_unavailable(config, err))?
         {
@@ -288,7 +288,7 @@ async fn refresh_turns(
 
 /// The session's token set as this process knows it: the store's, or a refreshed set
 /// that the store has not taken yet (which it then tries to write again).
-async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, SessionError> {
+async fn current(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, SessionError> {
     let stored = match shared.token_store.load(key).await {
         Ok(stored) => stored,
         Err(StoreError::Corrupt(_)) => {
@@ -328,13 +328,13 @@ async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, Session
                 Ok(true) => {
                     shared.pending.take(key);
                     tracing::info!(
-                        session = short(key),
+                        session = key.short(),
                         "hcss: refreshed tokens kept in memory are stored now"
                     );
                     unlock(shared, key, &lock_owner).await;
                 }
                 Ok(false) => {}
-                Err(err) => tracing::debug!(session = short(key), error = %err,
+                Err(err) => tracing::debug!(session = key.short(), error = %err,
                     "hcss: refreshed tokens still cannot be stored; serving them from memory"),
             }
             Ok(Some(pending))
@@ -351,18 +351,18 @@ async fn current(shared: &Shared, key: &str) -> Result<Option<TokenSet>, Session
 }
 
 /// A stored value that no longer parses is a signed-out session: removed, logged once.
-pub(crate) async fn discard_unreadable(shared: &Shared, key: &str) {
+pub(crate) async fn discard_unreadable(shared: &Shared, key: StoreKey) {
     tracing::warn!(
-        session = short(key),
+        session = key.short(),
         "hcss: a stored token set could not be read; the session is removed and must sign in again"
     );
     if let Err(err) = shared.token_store.remove(key).await {
-        tracing::warn!(session = short(key), error = %err, "hcss: the unreadable session could not be removed");
+        tracing::warn!(session = key.short(), error = %err, "hcss: the unreadable session could not be removed");
     }
 }
 
 /// Spends the refresh token and writes (or keeps) what comes back.
-async fn refresh_with(shared: &Shared, key: &str, owner: &str, old: TokenSet) -> Outcome {
+async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet) -> Outcome {
     let config = &shared.config;
     let Some(refresh_token) = old.refresh_token.clone() else {
         return Err(SessionError::NotSignedIn);
@@ -380,12 +380,12 @@ async fn refresh_with(shared: &Shared, key: &str, owner: &str, old: TokenSet) ->
             }
             new.session_expires_at = old.session_expires_at;
             new.version = old.version.wrapping_add(1);
-            tracing::debug!(session = short(key), "hcss: access token refreshed");
+            tracing::debug!(session = key.short(), "hcss: access token refreshed");
             return write_or_keep(shared, key, owner, old.version, new).await;
         }
         Err(err) => err,
     };
-    let session = short(key);
+    let session = key.short();
     let reason = err.to_string();
     let retry_after = err.retry_after().unwrap_or(config.retry_after);
     match err.class() {
@@ -421,7 +421,7 @@ async fn refresh_with(shared: &Shared, key: &str, owner: &str, old: TokenSet) ->
 /// that is gone (logged out meanwhile) stays gone, and the new refresh token is revoked.
 async fn write_or_keep(
     shared: &Shared,
-    key: &str,
+    key: StoreKey,
     owner: &str,
     from_version: u64,
     new: TokenSet,
@@ -448,7 +448,7 @@ async fn write_or_keep(
             }
             Ok(false) => return superseded(shared, key, new).await,
             Err(err) if Instant::now() + pause >= give_up => {
-                tracing::error!(session = short(key), error = %err,
+                tracing::error!(session = key.short(), error = %err,
                     "hcss: refreshed tokens could not be stored; this instance keeps them in \
                      memory and stores them once the store accepts writes again");
                 shared.pending.keep(
@@ -462,7 +462,7 @@ async fn write_or_keep(
                 return Ok(new);
             }
             Err(err) => {
-                tracing::debug!(session = short(key), error = %err,
+                tracing::debug!(session = key.short(), error = %err,
                     "hcss: storing refreshed tokens failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
@@ -473,13 +473,13 @@ async fn write_or_keep(
 
 /// The refreshed set could not be written over the one it came from: the session was
 /// removed (a logout) or moved on. Its new refresh token belongs to nobody: revoke it.
-async fn superseded(shared: &Shared, key: &str, orphan: TokenSet) -> Outcome {
+async fn superseded(shared: &Shared, key: StoreKey, orphan: TokenSet) -> Outcome {
     shared.pending.take(key);
     revoke_orphan(shared, key, &orphan).await;
     match shared.token_store.load(key).await {
         Ok(None) | Err(StoreError::Corrupt(_)) => {
             tracing::info!(
-                session = short(key),
+                session = key.short(),
                 "hcss: the session ended while it was being refreshed; it stays ended"
             );
             Err(SessionError::NotSignedIn)
@@ -499,13 +499,16 @@ async fn superseded(shared: &Shared, key: &str, orphan: TokenSet) -> Outcome {
 }
 
 /// Revokes the refresh token of a set that no session holds any more.
-async fn revoke_orphan(shared: &Shared, key: &str, orphan: &TokenSet) {
+async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &TokenSet) {
     let Some(refresh) = &orphan.refresh_token else {
         return;
     };
     match protocol::revoke(&shared.config, refresh.expose_secret(), "refresh_token").await {
-        Ok(()) => tracing::debug!(session = short(key), "hcss: orphaned refresh token revoked"),
-        Err(err) => tracing::warn!(session = short(key), reason = %err,
+        Ok(()) => tracing::debug!(
+            session = key.short(),
+            "hcss: orphaned refresh token revoked"
+        ),
+        Err(err) => tracing::warn!(session = key.short(), reason = %err,
             "hcss: an orphaned refresh token could not be revoked"),
     }
 }

@@ -14,7 +14,8 @@ use tracing::Instrument as _;
 
 use crate::flow::{self, cookie_value, FlowResponse};
 use crate::layer::HcssAuth;
-use crate::session::{HcssSession, SessionId};
+use crate::secret::SessionId;
+use crate::session::HcssSession;
 use crate::shared::Shared;
 
 /// The service made by [`HcssAuth`]: it answers the flow endpoints itself and calls the

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{SessionError, StoreError};
-use crate::protocol;
 use crate::refresh::{self, Freshness};
+use crate::secret::SessionId;
 use crate::shared::Shared;
 use crate::token::HcssToken;
 
@@ -36,21 +36,6 @@ pub struct HcssSession {
     /// The request's path and query as the layer saw it, before any nested router
     /// stripped a prefix: where to come back to after a login.
     here: Option<http::uri::PathAndQuery>,
-}
-
-/// A session id as the cookie carries it: 43 base64url characters, kept inline so that
-/// reading it costs no allocation. Never printed.
-#[derive(Clone, Copy)]
-pub(crate) struct SessionId([u8; 43]);
-
-impl SessionId {
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        text.as_bytes().try_into().ok().map(SessionId)
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
 impl fmt::Debug for HcssSession {
@@ -128,19 +113,19 @@ impl HcssSession {
         let Some(id) = &self.id else {
             return Err(SessionError::NotSignedIn);
         };
-        let key = protocol::sha256_hex(id.as_str());
+        let key = id.key();
         let shared = &self.shared;
         // Boxed: the refresh machinery is a large future, and keeping it out of
         // `token()`'s own state keeps every other request's future small.
-        let settle = || Box::pin(refresh::settle(shared, &key, None));
-        if shared.pending.has(&key) {
+        let settle = || Box::pin(refresh::settle(shared, key, None));
+        if shared.pending.has(key) {
             return settle().await.map(|tokens| HcssToken::from_set(&tokens));
         }
-        let tokens = match shared.token_store.load(&key).await {
+        let tokens = match shared.token_store.load(key).await {
             Ok(Some(tokens)) => tokens,
             Ok(None) => return Err(SessionError::NotSignedIn),
             Err(StoreError::Corrupt(_)) => {
-                refresh::discard_unreadable(shared, &key).await;
+                refresh::discard_unreadable(shared, key).await;
                 return Err(SessionError::NotSignedIn);
             }
             Err(err) => return Err(refresh::store_unavailable(&shared.config, err)),
@@ -150,7 +135,7 @@ impl HcssSession {
             Freshness::Over => {
                 shared
                     .token_store
-                    .remove(&key)
+                    .remove(key)
                     .await
                     .map_err(|err| refresh::store_unavailable(&shared.config, err))?;
                 Err(SessionError::NotSignedIn)
@@ -182,9 +167,9 @@ impl HcssSession {
         let Some(id) = &self.id else {
             return Err(SessionError::NotSignedIn);
         };
-        let key = protocol::sha256_hex(id.as_str());
+        let key = id.key();
         let rejected = Some(rejected.access_token().clone());
-        Box::pin(refresh::settle(&self.shared, &key, rejected))
+        Box::pin(refresh::settle(&self.shared, key, rejected))
             .await
             .map(|tokens| HcssToken::from_set(&tokens))
     }
@@ -201,8 +186,8 @@ impl HcssSession {
         let Some(id) = &self.id else {
             return Ok(());
         };
-        let key = protocol::sha256_hex(id.as_str());
-        crate::flow::logout::end_session(&self.shared, &key)
+        let key = id.key();
+        crate::flow::logout::end_session(&self.shared, key)
             .await
             .map_err(|err| refresh::store_unavailable(&self.shared.config, err))
     }

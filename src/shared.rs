@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::config::HcssConfig;
 use crate::error::SessionError;
 use crate::seal::Sealer;
+use crate::secret::StoreKey;
 use crate::store::{StateStore, TokenStore};
 use crate::token::TokenSet;
 
@@ -25,7 +26,7 @@ pub(crate) struct Shared {
     /// What tells a misplaced layer.
     pub(crate) placement: Placement,
     /// The refresh in flight (or the failure remembered) per session key.
-    pub(crate) flights: DashMap<String, Flight>,
+    pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
     /// this process serves and refreshes them, never the spent set the store still has.
     pub(crate) pending: Pending,
@@ -76,21 +77,21 @@ pub(crate) enum Logins {
 /// then stopped by HCSS's single-use codes alone.
 #[derive(Default)]
 pub(crate) struct UsedStates {
-    map: DashMap<String, u64>,
+    map: DashMap<StoreKey, u64>,
 }
 
 impl UsedStates {
     const CAPACITY: usize = 100_000;
 
     /// Claims `key` until `until` (Unix seconds); `false` if it is claimed already.
-    pub(crate) fn claim(&self, key: &str, now: u64, until: u64) -> bool {
+    pub(crate) fn claim(&self, key: StoreKey, now: u64, until: u64) -> bool {
         if self.map.len() >= Self::CAPACITY {
             self.map.retain(|_, expires| *expires > now);
             if self.map.len() >= Self::CAPACITY {
                 self.map.clear();
             }
         }
-        match self.map.entry(key.to_owned()) {
+        match self.map.entry(key) {
             dashmap::Entry::Occupied(entry) if *entry.get() > now => false,
             dashmap::Entry::Occupied(mut entry) => {
                 entry.insert(until);
@@ -124,7 +125,7 @@ pub(crate) struct Flight {
 /// the hot path while there are none (the usual case).
 #[derive(Default)]
 pub(crate) struct Pending {
-    sets: DashMap<String, PendingSet>,
+    sets: DashMap<StoreKey, PendingSet>,
     count: AtomicUsize,
 }
 
@@ -140,22 +141,22 @@ pub(crate) struct PendingSet {
 
 impl Pending {
     /// Whether `key` has a set waiting; costs one atomic load while none waits.
-    pub(crate) fn has(&self, key: &str) -> bool {
-        self.count.load(Ordering::Acquire) > 0 && self.sets.contains_key(key)
+    pub(crate) fn has(&self, key: StoreKey) -> bool {
+        self.count.load(Ordering::Acquire) > 0 && self.sets.contains_key(&key)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<PendingSet> {
+    pub(crate) fn get(&self, key: StoreKey) -> Option<PendingSet> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.sets.get(key).map(|set| set.clone())
+        self.sets.get(&key).map(|set| set.clone())
     }
 
     /// Keeps `set` under `key`; `true` if none was kept there before.
-    pub(crate) fn keep(&self, key: &str, set: PendingSet) -> bool {
+    pub(crate) fn keep(&self, key: StoreKey, set: PendingSet) -> bool {
         // Counted before it is visible, so that `has` never misses it.
         self.count.fetch_add(1, Ordering::AcqRel);
-        let replaced = self.sets.insert(key.to_owned(), set).is_some();
+        let replaced = self.sets.insert(key, set).is_some();
         if replaced {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
@@ -163,11 +164,11 @@ impl Pending {
     }
 
     /// Drops the set waiting under `key`, returning it.
-    pub(crate) fn take(&self, key: &str) -> Option<PendingSet> {
+    pub(crate) fn take(&self, key: StoreKey) -> Option<PendingSet> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let (_, set) = self.sets.remove(key)?;
+        let (_, set) = self.sets.remove(&key)?;
         self.count.fetch_sub(1, Ordering::AcqRel);
         Some(set)
     }

@@ -1,57 +1,11 @@
-//! Tokens and the secret newtype that keeps them out of logs.
+//! Tokens: the set a store keeps, and the token a handler gets.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// A secret string: a token, a code, a client secret or a session id.
-///
-/// Its `Debug` output is `[redacted]`, it has no `Display`, and the only way to read it
-/// is [`expose_secret`](Self::expose_secret), whose name makes every use easy to find.
-/// Cloning is cheap: the text is shared, not copied.
-///
-/// ```
-/// use hcss_auth::SecretString;
-///
-/// let secret = SecretString::new("s3cr3t");
-/// assert_eq!(format!("{secret:?}"), "[redacted]");
-/// assert_eq!(secret.expose_secret(), "s3cr3t");
-/// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretString(Arc<str>);
-
-impl SecretString {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<Arc<str>>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself. Never log it, put it in a URL or show it to a user.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(value: String) -> Self {
-        Self::new(value)
-    }
-}
-
-impl From<&str> for SecretString {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
+use crate::secret::SecretString;
 
 /// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
 pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -164,10 +164,10 @@ async fn only_invalid_grant_ends_the_session() {
         retry_after: None,
     }));
     assert!(browser.get(&format!("{url}/whoami")).await.status >= 500);
-    assert!(store.load(&key).await.unwrap().is_some());
+    assert!(store.load(key).await.unwrap().is_some());
     mock.set_token_fault(Some(TokenFault::InvalidGrant));
     assert_eq!(browser.get(&format!("{url}/whoami")).await.status, 401);
-    assert!(store.load(&key).await.unwrap().is_none());
+    assert!(store.load(key).await.unwrap().is_none());
 }
 
 #[tokio::test]

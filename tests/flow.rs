@@ -218,7 +218,7 @@ async fn bar_02_expired_transaction_is_refused() {
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
     let key = session_key(&query_param(&callback, "state").unwrap());
-    let old = app.store.take_transaction(&key).await.unwrap().unwrap();
+    let old = app.store.take_transaction(key).await.unwrap().unwrap();
     let aged = LoginTransaction::new(
         old.verifier,
         old.return_to,
@@ -226,7 +226,7 @@ async fn bar_02_expired_transaction_is_refused() {
         old.created_at - 601,
     );
     app.store
-        .put_transaction(&key, aged, Duration::from_secs(60))
+        .put_transaction(key, aged, Duration::from_secs(60))
         .await
         .unwrap();
     assert_refused(&mock, &browser.get(&callback).await, "expired").await;
@@ -403,16 +403,12 @@ async fn bar_07_a_new_session_id_on_every_login() {
     let second = browser.cookie(SESSION).unwrap();
     assert_ne!(first, second);
     assert!(
-        app.store
-            .load(&session_key(&first))
-            .await
-            .unwrap()
-            .is_none(),
+        app.store.load(session_key(&first)).await.unwrap().is_none(),
         "the replaced session is removed"
     );
     assert!(app
         .store
-        .load(&session_key(&second))
+        .load(session_key(&second))
         .await
         .unwrap()
         .is_some());

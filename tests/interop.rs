@@ -283,13 +283,7 @@ async fn refresh_rotates_and_reuse_is_detected() {
         browser.get(&format!("{}/whoami", env.app.url)).await.status,
         200
     );
-    let new = env
-        .app
-        .store
-        .load(&session_key(&id))
-        .await
-        .unwrap()
-        .unwrap();
+    let new = env.app.store.load(session_key(&id)).await.unwrap().unwrap();
     assert_ne!(
         new.refresh_token, old.refresh_token,
         "oidc-provider rotated the refresh token"
@@ -300,7 +294,7 @@ async fn refresh_rotates_and_reuse_is_detected() {
     // the session ends, and the grant is revoked, rotated token included.
     env.app
         .store
-        .store(&session_key(&id), old, Duration::from_secs(3600))
+        .store(session_key(&id), old, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(
@@ -310,7 +304,7 @@ async fn refresh_rotates_and_reuse_is_detected() {
     assert!(env
         .app
         .store
-        .load(&session_key(&id))
+        .load(session_key(&id))
         .await
         .unwrap()
         .is_none());
@@ -339,13 +333,7 @@ async fn logout_revokes_the_refresh_token() {
     let browser = Browser::new();
     login(&browser, &env).await;
     let id = browser.cookie(SESSION).unwrap();
-    let tokens = env
-        .app
-        .store
-        .load(&session_key(&id))
-        .await
-        .unwrap()
-        .unwrap();
+    let tokens = env.app.store.load(session_key(&id)).await.unwrap().unwrap();
     let refresh = tokens.refresh_token.unwrap();
     let seen = browser
         .request(

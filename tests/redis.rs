@@ -176,7 +176,7 @@ async fn fifty_requests_across_two_instances_refresh_once() {
     let counts = mock.counts();
     assert_eq!(counts.refreshes, 1, "one refresh across both instances");
     assert_eq!(counts.reuse_detected, 0);
-    let now = store.load(&session_key(&id)).await.unwrap().unwrap();
+    let now = store.load(session_key(&id)).await.unwrap().unwrap();
     assert_ne!(
         now.refresh_token, old.refresh_token,
         "the rotated token is stored"
@@ -614,7 +614,7 @@ async fn fault_logout_on_one_instance_during_a_refresh_on_another_wins() {
     assert_eq!(logout.status, 303);
     assert_eq!(refreshing.await.unwrap(), 401, "A's request is signed out");
     assert_eq!(mock.counts().revocations, 2, "both refresh tokens revoked");
-    assert!(store.load(&session_key(&id)).await.unwrap().is_none());
+    assert!(store.load(session_key(&id)).await.unwrap().is_none());
     for instance in [&a, &b] {
         browser.set_cookie(SESSION, &id);
         assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
@@ -680,7 +680,7 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
     let browser = Browser::new();
     browser.login_at(&a).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
-    common::faults::age(&store, &key).await;
+    common::faults::age(&store, key).await;
     store.refuse_writes.store(true, Ordering::SeqCst);
     assert_eq!(
         browser.get(&format!("{a}/whoami")).await.status,

@@ -43,7 +43,7 @@ async fn bar_10_hundred_concurrent_requests_refresh_exactly_once() {
     assert_eq!(counts.api_calls, 100);
 
     // Rotation: the new refresh token is stored, and is the one used next.
-    let now = app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let now = app.store.load(session_key(&id)).await.unwrap().unwrap();
     assert_ne!(now.refresh_token, old.refresh_token);
     assert!(now.expires_at > old.expires_at);
     expire_session(&app.store, &id).await;
@@ -68,7 +68,7 @@ async fn bar_10_the_old_refresh_token_is_kept_when_none_comes_back() {
         browser.get(&format!("{}/whoami", app.url)).await.status,
         200
     );
-    let now = app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let now = app.store.load(session_key(&id)).await.unwrap().unwrap();
     assert_eq!(mock.counts().refreshes, 1);
     assert!(old.refresh_token.is_some());
     assert_eq!(now.refresh_token, old.refresh_token);
@@ -87,9 +87,8 @@ async fn bar_10_tokens_expiring_within_the_skew_are_refreshed_and_others_are_not
     let whoami = format!("{}/whoami", app.url);
     let set_expiry = |secs_from_now: u64| {
         let store = app.store.clone();
-        let key = key.clone();
         async move {
-            let mut tokens = store.load(&key).await.unwrap().unwrap();
+            let mut tokens = store.load(key).await.unwrap().unwrap();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -98,7 +97,7 @@ async fn bar_10_tokens_expiring_within_the_skew_are_refreshed_and_others_are_not
             tokens.expires_at = now + secs_from_now;
             tokens.issued_at = tokens.expires_at - 3600;
             store
-                .store(&key, tokens, Duration::from_secs(3600))
+                .store(key, tokens, Duration::from_secs(3600))
                 .await
                 .unwrap();
         }
@@ -126,7 +125,7 @@ async fn an_expired_session_without_refresh_token_is_logged_out() {
     let browser = Browser::new();
     browser.login(&app).await;
     let id = browser.cookie(SESSION).unwrap();
-    let tokens = app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let tokens = app.store.load(session_key(&id)).await.unwrap().unwrap();
     assert!(
         tokens.refresh_token.is_none(),
         "no offline_access, no refresh token"
@@ -136,7 +135,7 @@ async fn an_expired_session_without_refresh_token_is_logged_out() {
         browser.get(&format!("{}/whoami", app.url)).await.status,
         401
     );
-    assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
+    assert!(app.store.load(session_key(&id)).await.unwrap().is_none());
     assert_eq!(mock.counts().refreshes, 0);
 }
 
@@ -150,7 +149,7 @@ async fn bar_10_invalid_grant_on_refresh_logs_the_session_out() {
     assert_eq!(page.status, 303);
     assert!(page.location().starts_with("/hcss/login?return_to="));
     assert!(
-        app.store.load(&session_key(&id)).await.unwrap().is_none(),
+        app.store.load(session_key(&id)).await.unwrap().is_none(),
         "session deleted"
     );
     let api = browser.get(&format!("{}/whoami", app.url)).await;
@@ -173,7 +172,7 @@ async fn reuse_detection_revokes_and_logs_out() {
     );
     // Someone puts the spent refresh token back (a stale replica, a restored backup).
     app.store
-        .store(&session_key(&id), old.clone(), Duration::from_secs(3600))
+        .store(session_key(&id), old.clone(), Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(
@@ -207,7 +206,7 @@ async fn bar_10_server_errors_and_timeouts_keep_the_session_for_the_next_try() {
         assert_eq!(seen.status, 503, "{fault:?}");
         assert_eq!(seen.headers["retry-after"], "1", "at least a second");
         assert!(
-            app.store.load(&session_key(&id)).await.unwrap().is_some(),
+            app.store.load(session_key(&id)).await.unwrap().is_some(),
             "{fault:?}: kept"
         );
         let page = browser.open(&whoami).await;
@@ -233,7 +232,7 @@ async fn logout_revokes_and_ends_the_session() {
     let (app, browser, id) = signed_in(&mock).await;
     let refresh = app
         .store
-        .load(&session_key(&id))
+        .load(session_key(&id))
         .await
         .unwrap()
         .unwrap()
@@ -351,7 +350,7 @@ async fn logout_without_revocation_ends_the_session_here_only() {
         .await;
     assert_eq!(seen.status, 303);
     assert_eq!(mock.counts().revocations, 0);
-    assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
+    assert!(app.store.load(session_key(&id)).await.unwrap().is_none());
 }
 
 /// HCSS refuses a token that looked live (revoked, or expired early): the handler asks
@@ -388,7 +387,7 @@ async fn a_handler_ends_the_session() {
         .await;
     assert_eq!(ended.status, 204);
     assert_eq!(mock.counts().revocations, 1);
-    assert!(app.store.load(&session_key(&id)).await.unwrap().is_none());
+    assert!(app.store.load(session_key(&id)).await.unwrap().is_none());
     assert_eq!(
         browser.get(&format!("{}/whoami", app.url)).await.status,
         401

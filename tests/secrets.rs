@@ -69,7 +69,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     let state_key = session_key(&query_param(&callback, "state").unwrap());
     let transaction = app
         .store
-        .take_transaction(&state_key)
+        .take_transaction(state_key)
         .await
         .unwrap()
         .unwrap();
@@ -80,7 +80,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     }
     debug.push(format!("{transaction:?}"));
     app.store
-        .put_transaction(&state_key, transaction, std::time::Duration::from_secs(60))
+        .put_transaction(state_key, transaction, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(browser.get(&callback).await.status, 303);
@@ -96,7 +96,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
             .status,
         200
     );
-    let after = app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let after = app.store.load(session_key(&id)).await.unwrap().unwrap();
     for tokens in [&before, &after] {
         secrets.extend(token_secrets(tokens));
         debug.push(format!("{tokens:?}"));
@@ -118,7 +118,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     browser.login(&app).await;
     let id = browser.cookie("hcss-session").unwrap();
     secrets.push(id.clone());
-    let tokens = app.store.load(&session_key(&id)).await.unwrap().unwrap();
+    let tokens = app.store.load(session_key(&id)).await.unwrap().unwrap();
     secrets.extend(token_secrets(&tokens));
     assert_eq!(
         browser

@@ -13,7 +13,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use hcss_auth::store::{LoginTransaction, StoreFuture};
+use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TokenFault};
 use hcss_auth::{
     HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
@@ -54,8 +54,14 @@ fn location(response: &axum::response::Response) -> String {
 
 #[tokio::test]
 async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
+    // Logins kept in the store, so the test can read each verifier.
     let store = MemoryStore::new();
-    let app = app_with(HcssAuth::with_store(https_config(), store.clone()));
+    let shared = std::sync::Arc::new(store.clone());
+    let app = app_with(HcssAuth::with_stores(
+        https_config(),
+        shared.clone(),
+        shared,
+    ));
     let mut states = std::collections::HashSet::new();
     for _ in 0..200 {
         let response = call(&app, get_req("/hcss/login")).await;
@@ -69,7 +75,7 @@ async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
         );
         let challenge = query_param(&authorize, "code_challenge").unwrap();
         let tx = store
-            .take_transaction(&session_key(&state))
+            .take_transaction(session_key(&state))
             .await
             .unwrap()
             .unwrap();
@@ -85,7 +91,7 @@ async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
         );
         assert!(
             !authorize.contains(verifier),
-            "the verifier never leaves the server"
+            "the verifier is never in the authorize URL"
         );
     }
 }
@@ -314,30 +320,42 @@ async fn bar_09_redirect_uri_and_issuer_come_from_config_never_from_host() {
 struct DownStore;
 
 impl StateStore for DownStore {
-    fn put_transaction(&self, _: &str, _: LoginTransaction, _: Duration) -> StoreFuture<'_, ()> {
+    fn put_transaction(
+        &self,
+        _: StoreKey,
+        _: LoginTransaction,
+        _: Duration,
+    ) -> StoreFuture<'_, ()> {
         Box::pin(async { Err(StoreError::Unavailable("down".into())) })
     }
-    fn take_transaction(&self, _: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+    fn take_transaction(&self, _: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
         Box::pin(async { Err(StoreError::Unavailable("down".into())) })
     }
 }
 
 impl TokenStore for DownStore {
-    fn load(&self, _: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn load(&self, _: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         Box::pin(async { Err(StoreError::Unavailable("down".into())) })
     }
-    fn store(&self, _: &str, _: TokenSet, _: Duration) -> StoreFuture<'_, ()> {
+    fn store(&self, _: StoreKey, _: TokenSet, _: Duration) -> StoreFuture<'_, ()> {
         Box::pin(async { Err(StoreError::Unavailable("down".into())) })
     }
-    fn remove(&self, _: &str) -> StoreFuture<'_, ()> {
+    fn remove(&self, _: StoreKey) -> StoreFuture<'_, ()> {
         Box::pin(async { Err(StoreError::Unavailable("down".into())) })
     }
 }
 
 #[tokio::test]
 async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503() {
+    // Logins kept on the server (the option; by default they keep nothing there, see
+    // `sealed.rs`): the store's bound holds.
     let store = MemoryStore::with_capacity(1_000, 10);
-    let app = app_with(HcssAuth::with_store(https_config(), store.clone()));
+    let shared = std::sync::Arc::new(store.clone());
+    let app = app_with(HcssAuth::with_stores(
+        https_config(),
+        shared.clone(),
+        shared,
+    ));
     for _ in 0..20_000 {
         assert_eq!(
             call(&app, get_req("/hcss/login")).await.status(),
@@ -353,14 +371,16 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
     let newest = call(&app, get_req("/hcss/login")).await;
     let state = query_param(&location(&newest), "state").unwrap();
     assert!(store
-        .take_transaction(&session_key(&state))
+        .take_transaction(session_key(&state))
         .await
         .unwrap()
         .is_some());
 
-    let app = app_with(HcssAuth::with_store(https_config(), DownStore));
+    // Every endpoint over stores that are down: 503 with Retry-After, the server serves on.
+    let down = std::sync::Arc::new(DownStore);
+    let app = app_with(HcssAuth::with_stores(https_config(), down.clone(), down));
     let cookie = format!("__Host-hcss-session={}", "a".repeat(43));
-    let binding = format!("__Host-hcss-login={}", "b".repeat(43));
+    let binding = format!("__Host-hcss-login-ssssssss={}", "b".repeat(43));
     for (request, what) in [
         (get_req("/hcss/login"), "login"),
         (
@@ -553,19 +573,20 @@ async fn identity_service_unreachable_is_a_502() {
     let identity = format!("http://{}/identity", closed.local_addr().unwrap());
     drop(closed);
     let mock = MockHcssIdentity::start().await;
-    let app = start_app(&mock, |b| b).await;
+    let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+    let app = start_app(&mock, |b| b.cookie_key(key)).await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
-    // The same app, but its token endpoint is unreachable.
+    // The same app (its cookie key too), but its token endpoint is unreachable.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = mock
         .config_builder(&format!("{}/hcss/callback", app.url))
         .identity_url(&identity)
         .scopes(SCOPES)
+        .cookie_key(key)
         .build()
         .unwrap();
-    // Share the store that holds the login in flight.
     serve(
         listener,
         router(

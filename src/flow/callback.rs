@@ -12,9 +12,9 @@ use super::{
     cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
     FlowResponse,
 };
-use crate::protocol::{self, random_token, sha256_hex, ErrorClass, Grant, TokenError};
+use crate::protocol::{self, ErrorClass, Grant, TokenError};
+use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
-use crate::token::SecretString;
 
 /// Longest `state` or `code` worth looking up.
 const MAX_STATE: usize = 512;
@@ -120,10 +120,10 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     }
 
     // A new session id on every login, so a planted cookie never becomes a session.
-    let session_id = random_token(32);
-    let key = sha256_hex(&session_id);
+    let session_id = SessionId::generate();
+    let key = session_id.key();
     let ttl = tokens.store_ttl(config.now());
-    if let Err(err) = shared.token_store.store(&key, tokens, ttl).await {
+    if let Err(err) = shared.token_store.store(key, tokens, ttl).await {
         tracing::error!(error = %err, "hcss: callback failed: the token store is unavailable");
         return unavailable(
             config,
@@ -132,16 +132,16 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     }
     let session_cookie = config.session_cookie_name();
     // The browser's previous session ends as a logout would end it.
-    if let Some(old) = cookie_value(&parts.headers, session_cookie) {
-        if let Err(err) = super::logout::end_session(shared, &sha256_hex(old)).await {
+    if let Some(old) = cookie_value(&parts.headers, session_cookie).and_then(SessionId::parse) {
+        if let Err(err) = super::logout::end_session(shared, old.key()).await {
             tracing::warn!(error = %err, "hcss: the previous session could not be removed");
         }
     }
-    tracing::info!(session = &key[..8], "hcss: signed in");
+    tracing::info!(session = key.short(), "hcss: signed in");
     see_other(
         &login.return_to,
         [
-            set_cookie(config, session_cookie, &session_id, Some(ttl)),
+            set_cookie(config, session_cookie, session_id.as_str(), Some(ttl)),
             set_cookie(config, binding_name, "", None),
         ],
     )
@@ -171,7 +171,7 @@ async fn open_login(
     let keys = match &shared.logins {
         Logins::Sealed(keys) => keys,
         Logins::Stored(store) => {
-            let transaction = match store.take_transaction(&sha256_hex(state)).await {
+            let transaction = match store.take_transaction(StoreKey::of(state)).await {
                 Ok(Some(tx)) => tx,
                 Ok(None) => {
                     tracing::info!("hcss: callback refused: unknown, expired or replayed state");
@@ -187,9 +187,13 @@ async fn open_login(
                     ));
                 }
             };
-            let binding = cookie_value(&parts.headers, cookie_name).map(sha256_hex);
+            let binding = cookie_value(&parts.headers, cookie_name).map(StoreKey::of);
             let same_browser = binding.is_some_and(|b| {
-                bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes()))
+                bool::from(
+                    b.as_str()
+                        .as_bytes()
+                        .ct_eq(transaction.binding_hash.as_bytes()),
+                )
             });
             if !same_browser {
                 tracing::warn!("hcss: callback refused: the login was started in another browser");
@@ -253,18 +257,18 @@ async fn open_login(
 /// another instance.
 async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::StoreError> {
     let config = &shared.config;
-    let key = sha256_hex(&format!("used-state:{state}"));
+    let key = StoreKey::of(&format!("used-state:{state}"));
     let now = config.now();
     let ttl = config.transaction_ttl;
     if !shared
         .used_states
-        .claim(&key, now, now.saturating_add(ttl.as_secs()))
+        .claim(key, now, now.saturating_add(ttl.as_secs()))
     {
         return Ok(false);
     }
     shared
         .token_store
-        .try_lock_refresh(&key, "callback", ttl)
+        .try_lock_refresh(key, "callback".to_owned(), ttl)
         .await
 }
 

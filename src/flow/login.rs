@@ -8,7 +8,8 @@ use super::{
     cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable,
     valid_return_path, FlowResponse,
 };
-use crate::protocol::{authorize_url, pkce_challenge, random_token, sha256_hex};
+use crate::protocol::{authorize_url, pkce_challenge};
+use crate::secret::{random_token, StoreKey};
 use crate::shared::{Logins, Shared};
 use crate::store::LoginTransaction;
 
@@ -77,9 +78,10 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         // The login is kept in the store; the cookie binds it to this browser.
         Logins::Stored(store) => {
             let binding = random_token(32);
-            let transaction = LoginTransaction::new(verifier, return_to, sha256_hex(&binding), now);
+            let transaction =
+                LoginTransaction::new(verifier, return_to, StoreKey::of(&binding).as_str(), now);
             if let Err(err) = store
-                .put_transaction(&sha256_hex(&state), transaction, config.transaction_ttl)
+                .put_transaction(StoreKey::of(&state), transaction, config.transaction_ttl)
                 .await
             {
                 tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");

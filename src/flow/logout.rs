@@ -5,7 +5,8 @@ use http::{header, StatusCode};
 
 use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
 use crate::error::StoreError;
-use crate::protocol::{self, sha256_hex};
+use crate::protocol;
+use crate::secret::{SessionId, StoreKey};
 use crate::shared::Shared;
 
 /// A logout must come from this app's own pages, or a third-party site could sign users
@@ -27,7 +28,7 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
 /// here, or finds the session gone and revokes its own), a refreshed set this process
 /// could not store yet is dropped, and the live refresh token is revoked at HCSS when
 /// configured. An unreadable stored value is removed: nothing is left to revoke.
-pub(crate) async fn end_session(shared: &Shared, key: &str) -> Result<(), StoreError> {
+pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), StoreError> {
     let config = &shared.config;
     let store = &shared.token_store;
     let taken = if config.revoke_on_logout {
@@ -73,16 +74,16 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
         );
     }
     let cookie_name = config.session_cookie_name();
-    if let Some(id) = cookie_value(&parts.headers, cookie_name) {
-        let key = sha256_hex(id);
-        if let Err(err) = end_session(shared, &key).await {
+    if let Some(id) = cookie_value(&parts.headers, cookie_name).and_then(SessionId::parse) {
+        let key = id.key();
+        if let Err(err) = end_session(shared, key).await {
             tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
             return unavailable(
                 config,
                 "The sign-in service cannot end your session right now.",
             );
         }
-        tracing::info!(session = &key[..8], "hcss: signed out");
+        tracing::info!(session = key.short(), "hcss: signed out");
     }
     see_other(
         &config.post_logout_path,

@@ -42,7 +42,7 @@ pub(crate) async fn sealer<'s>(
         let proposal = random_bytes::<32>();
         let key = match shared
             .token_store
-            .shared_secret(SHARED_KEY_NAME, &proposal)
+            .shared_secret(SHARED_KEY_NAME, proposal.to_vec())
             .await?
         {
             Some(secret) if secret.len() >= MIN_KEY_BYTES => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::{LoginTransaction, StateStore, StoreFuture, TokenStore};
+use super::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
 /// The default store: login transactions and token sets in this process's memory.
@@ -90,10 +90,10 @@ struct Entry<V> {
 /// A map with per-entry expiry and a capacity, evicting in insertion order.
 #[derive(Debug)]
 struct Bounded<V> {
-    map: DashMap<Arc<str>, Entry<V>>,
+    map: DashMap<StoreKey, Entry<V>>,
     /// Keys in insertion order, with the sequence number of the entry they were put with
     /// (a key put again gets a new number, so a stale queue slot removes nothing).
-    order: Mutex<VecDeque<(Arc<str>, u64)>>,
+    order: Mutex<VecDeque<(StoreKey, u64)>>,
     seq: AtomicU64,
     capacity: usize,
 }
@@ -108,12 +108,11 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    fn put(&self, key: &str, value: V, ttl: Duration) {
+    fn put(&self, key: StoreKey, value: V, ttl: Duration) {
         let now = Instant::now();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let key: Arc<str> = Arc::from(key);
         self.map.insert(
-            key.clone(),
+            key,
             Entry {
                 value,
                 expires: expiry(now, ttl),
@@ -148,13 +147,13 @@ impl<V: Clone> Bounded<V> {
     /// place in the eviction order.
     fn replace_if(
         &self,
-        key: &str,
+        key: StoreKey,
         current: impl FnOnce(&V) -> bool,
         value: V,
         ttl: Duration,
     ) -> bool {
         let now = Instant::now();
-        match self.map.get_mut(key) {
+        match self.map.get_mut(&key) {
             Some(mut entry) if entry.expires > now && current(&entry.value) => {
                 entry.value = value;
                 entry.expires = expiry(now, ttl);
@@ -164,29 +163,29 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    fn get(&self, key: &str) -> Option<V> {
+    fn get(&self, key: StoreKey) -> Option<V> {
         let now = Instant::now();
         let live = self
             .map
-            .get(key)
+            .get(&key)
             .map(|e| (e.expires > now).then(|| e.value.clone()));
         match live {
             Some(Some(value)) => Some(value),
             Some(None) => {
-                self.map.remove_if(key, |_, e| e.expires <= now);
+                self.map.remove_if(&key, |_, e| e.expires <= now);
                 None
             }
             None => None,
         }
     }
 
-    fn take(&self, key: &str) -> Option<V> {
-        let (_, entry) = self.map.remove(key)?;
+    fn take(&self, key: StoreKey) -> Option<V> {
+        let (_, entry) = self.map.remove(&key)?;
         (entry.expires > Instant::now()).then_some(entry.value)
     }
 
-    fn remove(&self, key: &str) {
-        self.map.remove(key);
+    fn remove(&self, key: StoreKey) {
+        self.map.remove(&key);
     }
 }
 
@@ -200,7 +199,7 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
 impl StateStore for MemoryStore {
     fn put_transaction(
         &self,
-        key: &str,
+        key: StoreKey,
         transaction: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
@@ -208,36 +207,36 @@ impl StateStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
         let taken = self.inner.transactions.take(key);
         Box::pin(async move { Ok(taken) })
     }
 }
 
 impl TokenStore for MemoryStore {
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let tokens = self.inner.tokens.get(key);
         Box::pin(async move { Ok(tokens) })
     }
 
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         self.inner.tokens.put(key, tokens, ttl);
         Box::pin(async { Ok(()) })
     }
 
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
         self.inner.tokens.remove(key);
         Box::pin(async { Ok(()) })
     }
 
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let taken = self.inner.tokens.take(key);
         Box::pin(async move { Ok(taken) })
     }
 
     fn replace_if_version(
         &self,
-        key: &str,
+        key: StoreKey,
         expected_version: u64,
         tokens: TokenSet,
         ttl: Duration,
@@ -254,6 +253,10 @@ impl TokenStore for MemoryStore {
 mod tests {
     use super::*;
 
+    fn k(name: &str) -> StoreKey {
+        StoreKey::of(name)
+    }
+
     fn tx(n: u64) -> LoginTransaction {
         LoginTransaction::new("v", "/", "b", n)
     }
@@ -262,20 +265,20 @@ mod tests {
     async fn entries_expire_with_their_ttl() {
         let store = MemoryStore::new();
         store
-            .put_transaction("k", tx(1), Duration::from_secs(10))
+            .put_transaction(k("k"), tx(1), Duration::from_secs(10))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(store.take_transaction("k").await.unwrap(), None);
+        assert_eq!(store.take_transaction(k("k")).await.unwrap(), None);
 
         let set = TokenSet::new("a", 60);
         store
-            .store("s", set.clone(), Duration::from_secs(10))
+            .store(k("s"), set.clone(), Duration::from_secs(10))
             .await
             .unwrap();
-        assert_eq!(store.load("s").await.unwrap(), Some(set));
+        assert_eq!(store.load(k("s")).await.unwrap(), Some(set));
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(store.load("s").await.unwrap(), None);
+        assert_eq!(store.load(k("s")).await.unwrap(), None);
         assert_eq!(store.session_count(), 0, "an expired entry read is dropped");
     }
 
@@ -284,30 +287,30 @@ mod tests {
         let store = MemoryStore::with_capacity(100, 10);
         for i in 0..10_000u64 {
             store
-                .put_transaction(&format!("k{i}"), tx(i), Duration::from_secs(600))
+                .put_transaction(k(&format!("k{i}")), tx(i), Duration::from_secs(600))
                 .await
                 .unwrap();
             assert!(store.transaction_count() <= 100);
         }
         assert!(store.inner.transactions.order.lock().unwrap().len() <= 2 * 100 + 16);
         // The newest survive, the oldest were pushed out.
-        assert!(store.take_transaction("k9999").await.unwrap().is_some());
-        assert!(store.take_transaction("k0").await.unwrap().is_none());
+        assert!(store.take_transaction(k("k9999")).await.unwrap().is_some());
+        assert!(store.take_transaction(k("k0")).await.unwrap().is_none());
 
         // A session that expired is evicted before a live one.
         store
-            .store("live", TokenSet::new("a", 1), Duration::from_secs(600))
+            .store(k("live"), TokenSet::new("a", 1), Duration::from_secs(600))
             .await
             .unwrap();
         store
-            .store("old", TokenSet::new("a", 1), Duration::from_secs(1))
+            .store(k("old"), TokenSet::new("a", 1), Duration::from_secs(1))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;
         for i in 0..9 {
             store
                 .store(
-                    &format!("s{i}"),
+                    k(&format!("s{i}")),
                     TokenSet::new("a", 1),
                     Duration::from_secs(600),
                 )
@@ -315,7 +318,7 @@ mod tests {
                 .unwrap();
         }
         assert!(store.session_count() <= 10);
-        assert!(store.load("live").await.unwrap().is_some());
+        assert!(store.load(k("live")).await.unwrap().is_some());
     }
 
     /// Before, every write pushed onto the eviction queue and, past twice the capacity,
@@ -326,14 +329,14 @@ mod tests {
         let day = Duration::from_secs(30 * 24 * 3600);
         // A session signed in once and not refreshed since, then busy ones.
         store
-            .store("quiet", TokenSet::new("q", 3600), day)
+            .store(k("quiet"), TokenSet::new("q", 3600), day)
             .await
             .unwrap();
         for round in 0..201 {
             for i in 0..1_000 {
                 store
                     .store(
-                        &format!("s{i}"),
+                        k(&format!("s{i}")),
                         TokenSet::new(format!("a{round}"), 3600),
                         day,
                     )
@@ -343,12 +346,12 @@ mod tests {
         }
         assert_eq!(store.session_count(), 1_001);
         assert!(
-            store.load("quiet").await.unwrap().is_some(),
+            store.load(k("quiet")).await.unwrap().is_some(),
             "a live session was evicted with 1% of the capacity used"
         );
         for i in 0..1_000 {
             assert!(
-                store.load(&format!("s{i}")).await.unwrap().is_some(),
+                store.load(k(&format!("s{i}"))).await.unwrap().is_some(),
                 "s{i} evicted"
             );
         }
@@ -363,45 +366,45 @@ mod tests {
         let mut set = TokenSet::new("a", 60);
         set.version = 3;
         assert!(!store
-            .replace_if_version("k", 3, set.clone(), minute)
+            .replace_if_version(k("k"), 3, set.clone(), minute)
             .await
             .unwrap());
-        store.store("k", set.clone(), minute).await.unwrap();
+        store.store(k("k"), set.clone(), minute).await.unwrap();
         let mut next = TokenSet::new("b", 60);
         next.version = 4;
         assert!(!store
-            .replace_if_version("k", 2, next.clone(), minute)
+            .replace_if_version(k("k"), 2, next.clone(), minute)
             .await
             .unwrap());
         assert!(store
-            .replace_if_version("k", 3, next.clone(), minute)
+            .replace_if_version(k("k"), 3, next.clone(), minute)
             .await
             .unwrap());
-        assert_eq!(store.load("k").await.unwrap(), Some(next));
+        assert_eq!(store.load(k("k")).await.unwrap(), Some(next));
     }
 
     #[tokio::test]
     async fn huge_ttls_do_not_panic() {
         let store = MemoryStore::new();
         store
-            .put_transaction("k", tx(1), Duration::MAX)
+            .put_transaction(k("k"), tx(1), Duration::MAX)
             .await
             .unwrap();
         store
-            .store("s", TokenSet::new("a", 1), Duration::MAX)
+            .store(k("s"), TokenSet::new("a", 1), Duration::MAX)
             .await
             .unwrap();
-        assert!(store.load("s").await.unwrap().is_some());
+        assert!(store.load(k("s")).await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn take_is_single_use() {
         let store = MemoryStore::new();
         store
-            .put_transaction("k", tx(1), Duration::from_secs(60))
+            .put_transaction(k("k"), tx(1), Duration::from_secs(60))
             .await
             .unwrap();
-        assert!(store.take_transaction("k").await.unwrap().is_some());
-        assert!(store.take_transaction("k").await.unwrap().is_none());
+        assert!(store.take_transaction(k("k")).await.unwrap().is_some());
+        assert!(store.take_transaction(k("k")).await.unwrap().is_none());
     }
 }

@@ -1,8 +1,9 @@
 //! Where token sets (and, with `HcssAuth::with_stores`, login transactions) live: the
 //! store traits and the built-in stores.
 //!
-//! Keys handed to a store are lowercase hex SHA-256 digests of the state or session id,
-//! never the secret values themselves, so a dump of a store hands out no live cookie.
+//! Keys handed to a store are [`StoreKey`]s: lowercase hex SHA-256 digests of the state
+//! or session id, never the secret values themselves, so a dump of a store hands out no
+//! live cookie.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,12 +12,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::token::{SecretString, TokenSet};
+use crate::secret::SecretString;
+use crate::token::TokenSet;
 
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use crate::secret::StoreKey;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -63,21 +66,32 @@ impl LoginTransaction {
 /// `take` must be atomic: of any number of concurrent takes of one key, exactly one gets
 /// the transaction. That is what makes a callback impossible to replay.
 ///
-/// Implement it for your own backend by returning boxed futures:
+/// Keys and values are owned, so the obvious `async move` block compiles. A store over a
+/// key-value map:
 ///
 /// ```
-/// use std::time::Duration;
-/// use hcss_auth::store::{LoginTransaction, StateStore, StoreFuture};
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use std::time::{Duration, Instant};
+/// use hcss_auth::store::{LoginTransaction, StateStore, StoreFuture, StoreKey};
 ///
-/// struct NoStore;
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<StoreKey, (LoginTransaction, Instant)>>);
 ///
-/// impl StateStore for NoStore {
-///     fn put_transaction(&self, _key: &str, _tx: LoginTransaction, _ttl: Duration)
+/// impl StateStore for MapStore {
+///     fn put_transaction(&self, key: StoreKey, tx: LoginTransaction, ttl: Duration)
 ///         -> StoreFuture<'_, ()> {
-///         Box::pin(async { Ok(()) })
+///         Box::pin(async move {
+///             self.0.lock().unwrap().insert(key, (tx, Instant::now() + ttl));
+///             Ok(())
+///         })
 ///     }
-///     fn take_transaction(&self, _key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
-///         Box::pin(async { Ok(None) })
+///
+///     fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
+///         Box::pin(async move {
+///             let taken = self.0.lock().unwrap().remove(&key);
+///             Ok(taken.filter(|(_, until)| *until > Instant::now()).map(|(tx, _)| tx))
+///         })
 ///     }
 /// }
 /// ```
@@ -85,14 +99,14 @@ pub trait StateStore: Send + Sync + 'static {
     /// Stores a transaction under `key` for `ttl`.
     fn put_transaction(
         &self,
-        key: &str,
+        key: StoreKey,
         transaction: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()>;
 
     /// Removes and returns the transaction under `key`, atomically; `None` if there is
     /// none or it expired.
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>>;
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>>;
 }
 
 /// Keeps the token sets of signed-in sessions.
@@ -100,24 +114,65 @@ pub trait StateStore: Send + Sync + 'static {
 /// The refresh-lock methods let several app instances that share the store refresh a
 /// session once between them. A store used by one process only can keep their defaults:
 /// the layer already refreshes each session once at a time within a process.
+///
+/// A store over a SQL table or a key-value service writes the four required methods
+/// around its client; for example, one over an async key-value client:
+///
+/// ```
+/// use std::time::Duration;
+/// use hcss_auth::store::{StoreFuture, StoreKey, TokenStore};
+/// use hcss_auth::{StoreError, TokenSet};
+///
+/// /// Stands for your database client.
+/// struct Kv;
+/// impl Kv {
+///     async fn get(&self, _key: &str) -> Result<Option<String>, String> { Ok(None) }
+///     async fn set(&self, _key: &str, _value: String, _ttl: Duration) -> Result<(), String> { Ok(()) }
+///     async fn del(&self, _key: &str) -> Result<(), String> { Ok(()) }
+/// }
+///
+/// struct KvStore { kv: Kv }
+///
+/// fn unavailable(err: String) -> StoreError { StoreError::Unavailable(err) }
+///
+/// impl TokenStore for KvStore {
+///     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
+///         Box::pin(async move {
+///             let text = self.kv.get(key.as_str()).await.map_err(unavailable)?;
+///             text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+///                 .transpose()
+///         })
+///     }
+///
+///     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+///         Box::pin(async move {
+///             let text = serde_json::to_string(&tokens).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+///             self.kv.set(key.as_str(), text, ttl).await.map_err(unavailable)
+///         })
+///     }
+///
+///     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
+///         Box::pin(async move { self.kv.del(key.as_str()).await.map_err(unavailable) })
+///     }
+/// }
+/// ```
 pub trait TokenStore: Send + Sync + 'static {
     /// The token set of a session, or `None` (never stored, removed or expired).
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>>;
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>>;
 
     /// Stores (or replaces) the token set of a session for `ttl`.
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()>;
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()>;
 
     /// Removes a session's token set; removing a missing one is not an error.
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()>;
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()>;
 
     /// Removes a session's token set and returns it, atomically: a logout revokes exactly
     /// the refresh token it removed, even while a refresh writes. The default loads, then
     /// removes: a refresh written between the two is removed without being revoked.
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
-        let key = key.to_owned();
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         Box::pin(async move {
-            let tokens = self.load(&key).await?;
-            self.remove(&key).await?;
+            let tokens = self.load(key).await?;
+            self.remove(key).await?;
             Ok(tokens)
         })
     }
@@ -133,16 +188,15 @@ pub trait TokenStore: Send + Sync + 'static {
     /// back with a refresh token that was never revoked.
     fn replace_if_version(
         &self,
-        key: &str,
+        key: StoreKey,
         expected_version: u64,
         tokens: TokenSet,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
-        let key = key.to_owned();
         Box::pin(async move {
-            match self.load(&key).await? {
+            match self.load(key).await? {
                 Some(current) if current.version == expected_version => {
-                    self.store(&key, tokens, ttl).await?;
+                    self.store(key, tokens, ttl).await?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -154,7 +208,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// that seals login cookies: keeps `proposal` under `name` unless a value is there
     /// already, and returns the value that is there (`SET NX`, then `GET`). The default,
     /// for stores that one process uses, shares nothing: `None`.
-    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+    fn shared_secret(
+        &self,
+        name: &'static str,
+        proposal: Vec<u8>,
+    ) -> StoreFuture<'_, Option<Vec<u8>>> {
         let _ = (name, proposal);
         Box::pin(async { Ok(None) })
     }
@@ -162,13 +220,18 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Tries to take the refresh lock of a session for `owner` (a random value), for at
     /// most `ttl`. Returns `false` when another owner holds it. The default, for
     /// single-process stores, always succeeds.
-    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+    fn try_lock_refresh(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
         let _ = (key, owner, ttl);
         Box::pin(async { Ok(true) })
     }
 
     /// Releases the refresh lock if `owner` still holds it.
-    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         let _ = (key, owner);
         Box::pin(async { Ok(()) })
     }

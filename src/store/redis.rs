@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
-use super::{LoginTransaction, StateStore, StoreFuture, TokenStore};
+use super::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::error::StoreError;
 use crate::token::TokenSet;
 
@@ -154,8 +154,8 @@ impl RedisStore {
         self
     }
 
-    fn key(&self, kind: &str, key: &str) -> String {
-        format!("{}{kind}:{key}", self.prefix)
+    fn key(&self, kind: &str, key: StoreKey) -> String {
+        format!("{}{kind}:{}", self.prefix, key.as_str())
     }
 
     /// `SET key value PX ttl`.
@@ -187,7 +187,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
 impl StateStore for RedisStore {
     fn put_transaction(
         &self,
-        key: &str,
+        key: StoreKey,
         transaction: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
@@ -198,7 +198,7 @@ impl StateStore for RedisStore {
         })
     }
 
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
         let key = self.key("tx", key);
         Box::pin(async move {
             let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
@@ -208,7 +208,7 @@ impl StateStore for RedisStore {
 }
 
 impl TokenStore for RedisStore {
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let key = self.key("tok", key);
         Box::pin(async move {
             let text: Option<String> = self.conn.query(redis::cmd("GET").arg(key)).await?;
@@ -216,7 +216,7 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         let key = self.key("tok", key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
@@ -224,12 +224,12 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
         let key = self.key("tok", key);
         Box::pin(async move { self.conn.query::<()>(redis::cmd("DEL").arg(key)).await })
     }
 
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let key = self.key("tok", key);
         Box::pin(async move {
             let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
@@ -239,7 +239,7 @@ impl TokenStore for RedisStore {
 
     fn replace_if_version(
         &self,
-        key: &str,
+        key: StoreKey,
         expected_version: u64,
         tokens: TokenSet,
         ttl: Duration,
@@ -259,11 +259,14 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+    fn shared_secret(
+        &self,
+        name: &'static str,
+        proposal: Vec<u8>,
+    ) -> StoreFuture<'_, Option<Vec<u8>>> {
         use base64::engine::general_purpose::STANDARD;
         use base64::Engine as _;
-        let key = self.key("secret", name);
-        let name = name.to_owned();
+        let key = format!("{}secret:{name}", self.prefix);
         let proposal = STANDARD.encode(proposal);
         Box::pin(async move {
             let mut set = redis::cmd("SET");
@@ -280,9 +283,13 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+    fn try_lock_refresh(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
         let key = self.key("lock", key);
-        let owner = owner.to_owned();
         Box::pin(async move {
             let set: Option<String> = self
                 .conn
@@ -299,9 +306,8 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         let key = self.key("lock", key);
-        let owner = owner.to_owned();
         Box::pin(async move {
             let mut unlock = redis::cmd("EVAL");
             unlock.arg(UNLOCK).arg(1).arg(key).arg(owner);

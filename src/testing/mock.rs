@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::clock::TestClock;
 use crate::config::HcssConfigBuilder;
-use crate::protocol::{pkce_challenge, random_token};
+use crate::protocol::pkce_challenge;
+use crate::secret::random_token;
 use crate::token::TokenSet;
 use crate::HcssConfig;
 

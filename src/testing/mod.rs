@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::layer::HcssAuth;
-use crate::protocol::{random_token, sha256_hex};
+use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::store::{LoginTransaction, StateStore, TokenStore};
-use crate::token::{SecretString, TokenSet};
+use crate::token::TokenSet;
 
 mod mock;
 
@@ -54,14 +54,11 @@ impl SeededSession {
 /// The token store's error, if it cannot store the session.
 pub async fn seed_session(auth: &HcssAuth, tokens: TokenSet) -> Result<SeededSession, StoreError> {
     let shared = &auth.shared;
-    let id = random_token(32);
+    let id = SessionId::generate();
     let ttl = tokens.store_ttl(shared.config.now());
-    shared
-        .token_store
-        .store(&sha256_hex(&id), tokens, ttl)
-        .await?;
+    shared.token_store.store(id.key(), tokens, ttl).await?;
     Ok(SeededSession {
-        id: SecretString::from(id),
+        id: SecretString::from(id.as_str()),
         cookie_name: shared.config.session_cookie_name(),
     })
 }
@@ -191,12 +188,12 @@ pub async fn sign_in(app: &axum::Router) -> String {
 ///
 /// The token store's error.
 pub async fn session_exists(auth: &HcssAuth, session: &SeededSession) -> Result<bool, StoreError> {
-    let key = sha256_hex(session.id.expose_secret());
-    Ok(auth.shared.token_store.load(&key).await?.is_some())
+    let key = StoreKey::of(session.id.expose_secret());
+    Ok(auth.shared.token_store.load(key).await?.is_some())
 }
 
-fn fresh_key(label: &str) -> String {
-    sha256_hex(&format!("conformance-{label}-{}", random_token(16))).into()
+fn fresh_key() -> StoreKey {
+    StoreKey::random()
 }
 
 /// The store conformance suite: runs every behaviour the layer relies on against `store`
@@ -222,32 +219,26 @@ where
     let minute = Duration::from_secs(60);
 
     // Transactions: put, take once.
-    let key = fresh_key("tx");
+    let key = fresh_key();
     let tx = LoginTransaction::new("verifier", "/jobs?id=1", "binding-hash", 1_700_000_000);
     store
-        .put_transaction(&key, tx.clone(), minute)
+        .put_transaction(key, tx.clone(), minute)
         .await
         .expect("put_transaction");
-    let taken = store
-        .take_transaction(&key)
-        .await
-        .expect("take_transaction");
+    let taken = store.take_transaction(key).await.expect("take_transaction");
     assert_eq!(
         taken,
         Some(tx),
         "take_transaction must return what was put, every field"
     );
     assert_eq!(
-        store
-            .take_transaction(&key)
-            .await
-            .expect("take_transaction"),
+        store.take_transaction(key).await.expect("take_transaction"),
         None,
         "a transaction can be taken only once"
     );
     assert_eq!(
         store
-            .take_transaction(&fresh_key("none"))
+            .take_transaction(fresh_key())
             .await
             .expect("take_transaction"),
         None,
@@ -255,126 +246,126 @@ where
     );
 
     // Tokens: round trip of every field, replace, remove.
-    let key = fresh_key("tok");
+    let key = fresh_key();
     let mut tokens = TokenSet::new("access", 3600)
         .with_refresh_token("refresh")
         .with_scope("heavyjob:read offline_access");
     tokens.session_expires_at = 1_900_000_000;
     store
-        .store(&key, tokens.clone(), minute)
+        .store(key, tokens.clone(), minute)
         .await
         .expect("store");
     assert_eq!(
-        store.load(&key).await.expect("load"),
+        store.load(key).await.expect("load"),
         Some(tokens.clone()),
         "load must return what was stored, every field"
     );
     let replaced = TokenSet::new("access-2", 60);
     store
-        .store(&key, replaced.clone(), minute)
+        .store(key, replaced.clone(), minute)
         .await
         .expect("store");
     assert_eq!(
-        store.load(&key).await.expect("load"),
+        store.load(key).await.expect("load"),
         Some(replaced),
         "store must replace"
     );
-    store.remove(&key).await.expect("remove");
+    store.remove(key).await.expect("remove");
     assert_eq!(
-        store.load(&key).await.expect("load"),
+        store.load(key).await.expect("load"),
         None,
         "remove must delete"
     );
     store
-        .remove(&key)
+        .remove(key)
         .await
         .expect("removing a missing key is not an error");
 
     // Taking a session's tokens returns them and removes them.
-    let key = fresh_key("take");
+    let key = fresh_key();
     store
-        .store(&key, tokens.clone(), minute)
+        .store(key, tokens.clone(), minute)
         .await
         .expect("store");
     assert_eq!(
-        store.take(&key).await.expect("take"),
+        store.take(key).await.expect("take"),
         Some(tokens.clone()),
         "take must return the stored set"
     );
     assert_eq!(
-        store.load(&key).await.expect("load"),
+        store.load(key).await.expect("load"),
         None,
         "take must remove the set"
     );
-    assert_eq!(store.take(&key).await.expect("take"), None);
+    assert_eq!(store.take(key).await.expect("take"), None);
 
     // A refresh writes only over the version it refreshed: never over a removed session
     // (a logout wins) or a newer version.
-    let key = fresh_key("cas");
+    let key = fresh_key();
     let mut v1 = tokens.clone();
     v1.version = 1;
     let mut v2 = tokens.clone();
     v2.version = 2;
     assert!(
         !store
-            .replace_if_version(&key, 0, v1.clone(), minute)
+            .replace_if_version(key, 0, v1.clone(), minute)
             .await
             .expect("replace_if_version"),
         "replace_if_version must not bring back a missing session"
     );
-    assert_eq!(store.load(&key).await.expect("load"), None);
-    store.store(&key, v1.clone(), minute).await.expect("store");
+    assert_eq!(store.load(key).await.expect("load"), None);
+    store.store(key, v1.clone(), minute).await.expect("store");
     assert!(
         !store
-            .replace_if_version(&key, 0, v2.clone(), minute)
+            .replace_if_version(key, 0, v2.clone(), minute)
             .await
             .expect("replace_if_version"),
         "replace_if_version must not write over another version"
     );
-    assert_eq!(store.load(&key).await.expect("load"), Some(v1.clone()));
+    assert_eq!(store.load(key).await.expect("load"), Some(v1.clone()));
     assert!(
         store
-            .replace_if_version(&key, 1, v2.clone(), minute)
+            .replace_if_version(key, 1, v2.clone(), minute)
             .await
             .expect("replace_if_version"),
         "replace_if_version must write over the expected version"
     );
-    assert_eq!(store.load(&key).await.expect("load"), Some(v2.clone()));
-    store.remove(&key).await.expect("remove");
+    assert_eq!(store.load(key).await.expect("load"), Some(v2.clone()));
+    store.remove(key).await.expect("remove");
 
     // TTLs lapse.
-    let (tx_key, tok_key) = (fresh_key("tx-ttl"), fresh_key("tok-ttl"));
+    let (tx_key, tok_key) = (fresh_key(), fresh_key());
     let short = Duration::from_millis(200);
     store
-        .put_transaction(&tx_key, LoginTransaction::new("v", "/", "b", 0), short)
+        .put_transaction(tx_key, LoginTransaction::new("v", "/", "b", 0), short)
         .await
         .expect("put_transaction");
     store
-        .store(&tok_key, tokens.clone(), short)
+        .store(tok_key, tokens.clone(), short)
         .await
         .expect("store");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         store
-            .take_transaction(&tx_key)
+            .take_transaction(tx_key)
             .await
             .expect("take_transaction"),
         None,
         "a transaction must expire with its TTL"
     );
     assert_eq!(
-        store.load(&tok_key).await.expect("load"),
+        store.load(tok_key).await.expect("load"),
         None,
         "tokens must expire with their TTL"
     );
 
     // Take is atomic: of 50 concurrent takes, exactly one wins.
-    let key = fresh_key("race");
+    let key = fresh_key();
     store
-        .put_transaction(&key, LoginTransaction::new("v", "/", "b", 0), minute)
+        .put_transaction(key, LoginTransaction::new("v", "/", "b", 0), minute)
         .await
         .expect("put_transaction");
-    let takes = (0..50).map(|_| store.take_transaction(&key));
+    let takes = (0..50).map(|_| store.take_transaction(key));
     let winners = join_all(takes)
         .await
         .into_iter()
@@ -384,37 +375,37 @@ where
     assert_eq!(winners, 1, "of 50 concurrent takes exactly one must win");
 
     // Refresh coordination: either a real lock, or the single-process default.
-    let key = fresh_key("lock");
+    let key = fresh_key();
     assert!(
         store
-            .try_lock_refresh(&key, "owner-a", minute)
+            .try_lock_refresh(key, "owner-a".to_owned(), minute)
             .await
             .expect("try_lock_refresh"),
         "a free refresh lock must be granted"
     );
     let second = store
-        .try_lock_refresh(&key, "owner-b", minute)
+        .try_lock_refresh(key, "owner-b".to_owned(), minute)
         .await
         .expect("try_lock_refresh");
     if !second {
         store
-            .unlock_refresh(&key, "owner-b")
+            .unlock_refresh(key, "owner-b".to_owned())
             .await
             .expect("unlock_refresh");
         assert!(
             !store
-                .try_lock_refresh(&key, "owner-b", minute)
+                .try_lock_refresh(key, "owner-b".to_owned(), minute)
                 .await
                 .expect("try_lock_refresh"),
             "only the owner may release a refresh lock"
         );
         store
-            .unlock_refresh(&key, "owner-a")
+            .unlock_refresh(key, "owner-a".to_owned())
             .await
             .expect("unlock_refresh");
         assert!(
             store
-                .try_lock_refresh(&key, "owner-b", short)
+                .try_lock_refresh(key, "owner-b".to_owned(), short)
                 .await
                 .expect("try_lock_refresh"),
             "a released refresh lock must be granted again"
@@ -422,22 +413,22 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
             store
-                .try_lock_refresh(&key, "owner-c", minute)
+                .try_lock_refresh(key, "owner-c".to_owned(), minute)
                 .await
                 .expect("try_lock_refresh"),
             "a refresh lock must expire with its TTL, so a crashed holder cannot wedge a session"
         );
         store
-            .unlock_refresh(&key, "owner-c")
+            .unlock_refresh(key, "owner-c".to_owned())
             .await
             .expect("unlock_refresh");
         // Of 50 concurrent lockers, exactly one wins.
-        let key = fresh_key("lock-race");
+        let key = fresh_key();
         let owners: Vec<String> = (0..50).map(|i| format!("owner-{i}")).collect();
         let winners = join_all(
             owners
                 .iter()
-                .map(|o| store.try_lock_refresh(&key, o, minute)),
+                .map(|o| store.try_lock_refresh(key, o.clone(), minute)),
         )
         .await
         .into_iter()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hcss_auth::store::{LoginTransaction, StoreFuture};
+use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TestClock, TokenFault};
 use hcss_auth::{StateStore, StoreError, TokenSet, TokenStore};
 
@@ -21,7 +21,7 @@ pub const SESSION: &str = "hcss-session";
 pub struct FaultyStore<S> {
     pub inner: S,
     pub refuse_writes: Arc<AtomicBool>,
-    pub corrupt: Arc<Mutex<HashSet<String>>>,
+    pub corrupt: Arc<Mutex<HashSet<StoreKey>>>,
 }
 
 impl<S> FaultyStore<S> {
@@ -39,51 +39,51 @@ impl<S> FaultyStore<S> {
             .then(|| StoreError::Unavailable("test: writes refused".into()))
     }
 
-    fn unreadable(&self, key: &str) -> bool {
-        self.corrupt.lock().unwrap().contains(key)
+    fn unreadable(&self, key: StoreKey) -> bool {
+        self.corrupt.lock().unwrap().contains(&key)
     }
 }
 
 impl<S: StateStore> StateStore for FaultyStore<S> {
     fn put_transaction(
         &self,
-        key: &str,
+        key: StoreKey,
         tx: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
         self.inner.put_transaction(key, tx, ttl)
     }
 
-    fn take_transaction(&self, key: &str) -> StoreFuture<'_, Option<LoginTransaction>> {
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
         self.inner.take_transaction(key)
     }
 }
 
 impl<S: TokenStore> TokenStore for FaultyStore<S> {
-    fn load(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         if self.unreadable(key) {
             return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
         }
         self.inner.load(key)
     }
 
-    fn store(&self, key: &str, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         match self.refused() {
             Some(err) => Box::pin(async { Err(err) }),
             None => self.inner.store(key, tokens, ttl),
         }
     }
 
-    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
-        self.corrupt.lock().unwrap().remove(key);
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
+        self.corrupt.lock().unwrap().remove(&key);
         self.inner.remove(key)
     }
 
-    fn take(&self, key: &str) -> StoreFuture<'_, Option<TokenSet>> {
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         if let Some(err) = self.refused() {
             return Box::pin(async { Err(err) });
         }
-        if self.corrupt.lock().unwrap().remove(key) {
+        if self.corrupt.lock().unwrap().remove(&key) {
             // Taken and unreadable, as `GETDEL` of a value that does not parse.
             let removed = self.inner.remove(key);
             return Box::pin(async move {
@@ -96,7 +96,7 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
 
     fn replace_if_version(
         &self,
-        key: &str,
+        key: StoreKey,
         expected_version: u64,
         tokens: TokenSet,
         ttl: Duration,
@@ -109,15 +109,24 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         }
     }
 
-    fn try_lock_refresh(&self, key: &str, owner: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+    fn try_lock_refresh(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
         self.inner.try_lock_refresh(key, owner, ttl)
     }
 
-    fn unlock_refresh(&self, key: &str, owner: &str) -> StoreFuture<'_, ()> {
+    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         self.inner.unlock_refresh(key, owner)
     }
 
-    fn shared_secret(&self, name: &str, proposal: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
+    fn shared_secret(
+        &self,
+        name: &'static str,
+        proposal: Vec<u8>,
+    ) -> StoreFuture<'_, Option<Vec<u8>>> {
         self.inner.shared_secret(name, proposal)
     }
 }
@@ -127,7 +136,7 @@ pub async fn expired_session<S>(
     mock: &MockHcssIdentity,
     store: S,
     configure: impl FnOnce(hcss_auth::HcssConfigBuilder) -> hcss_auth::HcssConfigBuilder,
-) -> (String, Browser, String, S)
+) -> (String, Browser, StoreKey, S)
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -135,12 +144,12 @@ where
     let browser = Browser::new();
     browser.login_at(&url).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
-    age(&store, &key).await;
+    age(&store, key).await;
     (url, browser, key, store)
 }
 
 /// Makes a session's access token look expired, as time passing would.
-pub async fn age<S: TokenStore>(store: &S, key: &str) -> TokenSet {
+pub async fn age<S: TokenStore>(store: &S, key: StoreKey) -> TokenSet {
     let mut tokens = store.load(key).await.unwrap().expect("session stored");
     tokens.expires_at = 1;
     store
@@ -152,7 +161,7 @@ pub async fn age<S: TokenStore>(store: &S, key: &str) -> TokenSet {
 
 /// Fault 1: a 500 or 503 with an OAuth error body is an outage, not a verdict: 503 with
 /// the identity service's own `Retry-After`, the session kept, and it works afterwards.
-pub async fn outage_with_oauth_error_bodies_keeps_the_session<S>(store: S) -> String
+pub async fn outage_with_oauth_error_bodies_keeps_the_session<S>(store: S) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -173,7 +182,7 @@ where
         assert_eq!(seen.status, 503, "{status} {error}: {}", seen.body);
         assert_eq!(seen.headers["retry-after"], told, "{status} {error}");
         assert!(
-            store.load(&key).await.unwrap().is_some(),
+            store.load(key).await.unwrap().is_some(),
             "{status} {error}: the session is kept"
         );
         let page = browser.open(&whoami).await;
@@ -189,13 +198,13 @@ where
         before,
         "a remembered failure makes no call"
     );
-    assert!(store.load(&key).await.unwrap().is_some());
+    assert!(store.load(key).await.unwrap().is_some());
     key
 }
 
 /// Fault 2: `invalid_client` (a rotated client secret) keeps the session, which works
 /// again once the identity service accepts the app again.
-pub async fn invalid_client_keeps_the_session<S>(store: S) -> String
+pub async fn invalid_client_keeps_the_session<S>(store: S) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -212,7 +221,7 @@ where
         let seen = browser.get(&whoami).await;
         assert!(seen.status >= 500, "{error}: {} {}", seen.status, seen.body);
         assert!(
-            store.load(&key).await.unwrap().is_some(),
+            store.load(key).await.unwrap().is_some(),
             "{error}: the session is kept"
         );
     }
@@ -226,13 +235,13 @@ where
 /// Fault 4: a request cancelled while its refresh waits for HCSS (which has already
 /// rotated the refresh token) does not cancel the refresh: the next request gets the
 /// rotated tokens, and no refresh token is spent twice.
-pub async fn a_cancelled_request_does_not_lose_the_rotated_token<S>(store: S) -> String
+pub async fn a_cancelled_request_does_not_lose_the_rotated_token<S>(store: S) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
     let mock = MockHcssIdentity::start().await;
     let (url, browser, key, store) = expired_session(&mock, store, |b| b).await;
-    let old = store.load(&key).await.unwrap().unwrap();
+    let old = store.load(key).await.unwrap().unwrap();
     mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_secs(1))));
     let hurried = browser.get(&format!("{url}/hurried")).await;
     assert_eq!(hurried.status, 504, "the handler gave up on its token");
@@ -249,7 +258,7 @@ where
         counts.refreshes, 1,
         "the cancelled refresh completed; no second one"
     );
-    let now = store.load(&key).await.unwrap().unwrap();
+    let now = store.load(key).await.unwrap().unwrap();
     assert_ne!(
         now.refresh_token, old.refresh_token,
         "the rotated token is stored"
@@ -259,7 +268,7 @@ where
 
 /// Fault 5: a logout while a refresh is in flight wins: the refresh's result is not
 /// written, its new refresh token is revoked, and the old cookie stays signed out.
-pub async fn logout_during_a_refresh_wins<S>(store: S) -> String
+pub async fn logout_during_a_refresh_wins<S>(store: S) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -291,10 +300,7 @@ where
         2,
         "the refresh's new refresh token was revoked"
     );
-    assert!(
-        store.load(&key).await.unwrap().is_none(),
-        "not written back"
-    );
+    assert!(store.load(key).await.unwrap().is_none(), "not written back");
     browser.set_cookie(SESSION, &id);
     assert_eq!(browser.get(&format!("{url}/whoami")).await.status, 401);
     key
@@ -302,7 +308,7 @@ where
 
 /// Fault 6: eight requests waiting on a refresh that times out make one call between
 /// them, and all get a 503.
-pub async fn waiters_share_a_failed_refresh<S>(store: S) -> String
+pub async fn waiters_share_a_failed_refresh<S>(store: S) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -333,14 +339,14 @@ where
 pub async fn refused_writes_keep_the_rotated_token<S>(
     store: S,
     refuse_writes: impl AsyncFn(bool),
-) -> String
+) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
     let mock = MockHcssIdentity::start().await;
     let (url, browser, key, store) =
         expired_session(&mock, store, |b| b.http_timeout(Duration::from_millis(300))).await;
-    let old = store.load(&key).await.unwrap().unwrap();
+    let old = store.load(key).await.unwrap().unwrap();
     let units = format!("{url}/business-units");
     // The store starts refusing writes once HCSS has rotated the token.
     mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
@@ -364,12 +370,12 @@ where
     assert_eq!(mock.counts().refreshes, 1);
     refuse_writes(false).await;
     assert_eq!(browser.get(&units).await.status, 200);
-    let stored = store.load(&key).await.unwrap().unwrap();
+    let stored = store.load(key).await.unwrap().unwrap();
     assert_ne!(
         stored.refresh_token, old.refresh_token,
         "the rotated token reached the store"
     );
-    age(&store, &key).await;
+    age(&store, key).await;
     assert_eq!(browser.get(&units).await.status, 200);
     let counts = mock.counts();
     assert_eq!(counts.refreshes, 2);
@@ -379,7 +385,10 @@ where
 
 /// A stored value that no longer parses is "signed out": the value is removed and the
 /// next login works.
-pub async fn an_unreadable_value_is_signed_out<S>(store: S, corrupt: impl AsyncFn(&str)) -> String
+pub async fn an_unreadable_value_is_signed_out<S>(
+    store: S,
+    corrupt: impl AsyncFn(StoreKey),
+) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -388,7 +397,7 @@ where
     let browser = Browser::new();
     browser.login_at(&url).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
-    corrupt(&key).await;
+    corrupt(key).await;
     let whoami = format!("{url}/whoami");
     assert_eq!(
         browser.get(&whoami).await.status,
@@ -406,7 +415,7 @@ where
 /// while the store still refuses: the second refresh is written over the version the
 /// store holds (not the one only memory had), nothing is revoked as an orphan, and once
 /// the store takes writes it holds the newest set.
-pub async fn refreshing_a_kept_set_keeps_the_session<S>(store: FaultyStore<S>) -> String
+pub async fn refreshing_a_kept_set_keeps_the_session<S>(store: FaultyStore<S>) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -432,7 +441,7 @@ where
     assert_eq!(counts.revocations, 0, "the live refresh token was revoked");
     assert_eq!(counts.reuse_detected, 0);
     assert_eq!(
-        store.inner.load(&key).await.unwrap().unwrap().version,
+        store.inner.load(key).await.unwrap().unwrap().version,
         2,
         "the store holds the newest set"
     );
@@ -441,7 +450,7 @@ where
 
 /// Logging out of a session whose stored value no longer parses signs out (before: 503,
 /// and the cookie was kept).
-pub async fn logout_of_an_unreadable_session_signs_out<S>(store: FaultyStore<S>) -> String
+pub async fn logout_of_an_unreadable_session_signs_out<S>(store: FaultyStore<S>) -> StoreKey
 where
     S: StateStore + TokenStore + Clone,
 {
@@ -450,7 +459,7 @@ where
     let browser = Browser::new();
     browser.login_at(&url).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
-    store.corrupt.lock().unwrap().insert(key.clone());
+    store.corrupt.lock().unwrap().insert(key);
     let logout = browser
         .request("POST", &format!("{url}/hcss/logout"), &[])
         .await;

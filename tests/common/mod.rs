@@ -11,13 +11,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use hcss_auth::store::StoreKey;
 use hcss_auth::testing::MockHcssIdentity;
 use hcss_auth::{
     HcssAuth, HcssConfigBuilder, HcssSession, HcssToken, MemoryStore, StateStore, TokenSet,
     TokenStore,
 };
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE, LOCATION, SET_COOKIE};
-use sha2::Digest;
 
 pub const SCOPES: [&str; 2] = ["heavyjob:read", "offline_access"];
 
@@ -192,20 +192,17 @@ pub fn serve(listener: tokio::net::TcpListener, app: Router) {
 }
 
 /// The store key of a session cookie's value (as the crate derives it).
-pub fn session_key(id: &str) -> String {
-    sha2::Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+pub fn session_key(id: &str) -> StoreKey {
+    StoreKey::of_session_cookie(id)
 }
 
 /// Makes a session's access token look expired to the app, as time passing would.
 pub async fn expire_session<S: TokenStore>(store: &S, session_id: &str) -> TokenSet {
     let key = session_key(session_id);
-    let mut tokens = store.load(&key).await.unwrap().expect("session stored");
+    let mut tokens = store.load(key).await.unwrap().expect("session stored");
     tokens.expires_at = 1;
     store
-        .store(&key, tokens.clone(), std::time::Duration::from_secs(3600))
+        .store(key, tokens.clone(), std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     tokens

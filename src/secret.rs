@@ -1,0 +1,205 @@
+//! Secrets and the keys made from them: the secret newtype that keeps them out of logs,
+//! random tokens, session ids, and the store keys (SHA-256) under which stores keep
+//! what a session id or a login's state names. A leaf: it imports nothing of the crate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A secret string: a token, a code, a client secret or a session id.
+///
+/// Its `Debug` output is `[redacted]`, it has no `Display`, and the only way to read it
+/// is [`expose_secret`](Self::expose_secret), whose name makes every use easy to find.
+/// Cloning is cheap: the text is shared, not copied.
+///
+/// ```
+/// use hcss_auth::SecretString;
+///
+/// let secret = SecretString::new("s3cr3t");
+/// assert_eq!(format!("{secret:?}"), "[redacted]");
+/// assert_eq!(secret.expose_secret(), "s3cr3t");
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(Arc<str>);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<Arc<str>>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself. Never log it, put it in a URL or show it to a user.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+/// `n` random bytes from the OS CSPRNG (at most 64), base64url without padding.
+pub(crate) fn random_token(n: usize) -> String {
+    let mut bytes = [0u8; 64];
+    let bytes = &mut bytes[..n.min(64)];
+    // The OS random source failing means the machine cannot do cryptography at all.
+    getrandom::fill(bytes).expect("the operating system's random number generator failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The key under which a store keeps what a secret names (a session, a login in
+/// progress): the lowercase hex SHA-256 of the secret, never the secret itself, so a dump
+/// of a store hands out no live cookie. Only this crate makes one from a secret, so a raw
+/// cookie value never reaches a store. It is `Copy`, so a store's `async move` block
+/// can own it. Its `Debug` shows the first 8 characters, as log lines do.
+///
+/// ```
+/// use hcss_auth::store::StoreKey;
+///
+/// let key = StoreKey::of_session_cookie("the-session-cookie-value");
+/// assert_eq!(key.as_str().len(), 64);
+/// assert_ne!(key, StoreKey::random());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoreKey([u8; 64]);
+
+impl StoreKey {
+    /// The key of a secret (a session id, a login's state).
+    pub(crate) fn of(secret: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(secret.as_bytes());
+        let mut out = [0u8; 64];
+        for (i, byte) in digest.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(byte >> 4)];
+            out[2 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+        Self(out)
+    }
+
+    /// The key of a session cookie's value, as the layer derives it: for tests and for
+    /// tools that end a session whose cookie they hold.
+    pub fn of_session_cookie(value: &str) -> Self {
+        Self::of(value)
+    }
+
+    /// A random key, for a store's own tests.
+    pub fn random() -> Self {
+        Self::of(&random_token(32))
+    }
+
+    /// The key as text: 64 lowercase hex characters.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// Its first 8 characters: enough to follow one session through log lines.
+    pub(crate) fn short(&self) -> &str {
+        &self.as_str()[..8]
+    }
+}
+
+/// The whole key, as stores write it (a digest: no secret).
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({}…)", self.short())
+    }
+}
+
+/// A session id: 256 random bits as 43 base64url characters, the session cookie's value.
+/// Generated at sign-in, parsed from the cookie, turned into its [`StoreKey`]; kept inline
+/// so that reading it costs no allocation, and never printed.
+#[derive(Clone, Copy)]
+pub(crate) struct SessionId([u8; 43]);
+
+impl SessionId {
+    /// A new session id from the OS CSPRNG.
+    pub(crate) fn generate() -> Self {
+        let token = random_token(32);
+        Self::parse(&token).expect("32 random bytes are 43 base64url characters")
+    }
+
+    /// The id a cookie carries, if it is one of ours (43 base64url characters).
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let ours = text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ours.then(|| text.as_bytes().try_into().ok().map(SessionId))
+            .flatten()
+    }
+
+    /// The cookie's value. A secret: never log it.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The key the stores keep this session under.
+    pub(crate) fn key(&self) -> StoreKey {
+        StoreKey::of(self.as_str())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn store_keys_are_lowercase_hex_sha256() {
+        assert_eq!(
+            StoreKey::of("abc").as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(format!("{:?}", StoreKey::of("abc")), "StoreKey(ba7816bf…)");
+    }
+
+    #[test]
+    fn session_ids_round_trip_and_refuse_what_is_not_ours() {
+        let id = SessionId::generate();
+        let parsed = SessionId::parse(id.as_str()).unwrap();
+        assert_eq!(parsed.key(), id.key());
+        assert!(SessionId::parse("short").is_none());
+        assert!(SessionId::parse(&"é".repeat(22)).is_none());
+        assert!(SessionId::parse(&"a".repeat(43)).is_some());
+        assert_eq!(format!("{id:?}"), "SessionId([redacted])");
+    }
+}
