@@ -8,10 +8,13 @@ use url::Url;
 use crate::error::ConfigError;
 use crate::seal::{CookieKey, MIN_KEY_BYTES};
 use crate::secret::SecretString;
-use crate::token::{unix_now, DEFAULT_MAX_SESSION_AGE};
+use crate::token::unix_now;
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
+
+/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
+pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The longest wait after a transient failure: the bound of `retry_after` and of a
 /// `Retry-After` sent by the identity service.

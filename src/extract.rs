@@ -10,7 +10,8 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 
 use crate::error::SessionError;
-use crate::return_path::valid_return_path;
+use crate::http_rules::{self, no_store};
+use crate::return_path::login_location;
 use crate::session::HcssSession;
 use crate::token::HcssToken;
 
@@ -95,7 +96,7 @@ fn json(status: StatusCode, error: &str, message: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    no_store(headers);
     response
 }
 
@@ -110,7 +111,7 @@ impl IntoResponse for HcssRejection {
                 if let Ok(location) = HeaderValue::from_str(location) {
                     headers.insert(header::LOCATION, location);
                 }
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                no_store(headers);
                 response
             }
             HcssRejection::LoginRequired {
@@ -133,10 +134,7 @@ impl IntoResponse for HcssRejection {
                     "temporarily_unavailable",
                     &self.to_string(),
                 );
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after.as_secs().max(1)),
-                );
+                http_rules::retry_after(response.headers_mut(), *retry_after);
                 response
             }
             HcssRejection::MissingLayer => {
@@ -200,14 +198,7 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
         };
     };
     session.sent_to_login();
-    let login = session.login_path();
-    let location = match back_to.and_then(valid_return_path) {
-        Some(path) => format!(
-            "{login}?return_to={}",
-            form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
-        ),
-        None => login.to_owned(),
-    };
+    let location = login_location(session.login_path(), back_to);
     HcssRejection::LoginRequired {
         login_location: Some(location),
     }

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
+#![deny(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "test-util")]
@@ -46,6 +47,7 @@ mod config;
 mod error;
 mod extract;
 mod flow;
+mod http_rules;
 mod layer;
 mod protocol;
 mod refresh;

@@ -221,7 +221,7 @@ struct RawError {
 
 /// Keeps text from the identity service short and printable before it reaches a log.
 fn clip(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::http_rules::printable(text, 200)
 }
 
 /// Parses a token endpoint response into a token set. The status decides first: a 5xx

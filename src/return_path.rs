@@ -43,3 +43,16 @@ pub(crate) fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Where to send a browser to log in and come back to `back_to`: the login path with
+/// `return_to`, the one format that `/hcss/login` parses (with [`valid_return_path`]).
+/// A path that would be refused there is left out.
+pub(crate) fn login_location(login_path: &str, back_to: Option<&str>) -> String {
+    match back_to.and_then(valid_return_path) {
+        Some(path) => format!(
+            "{login_path}?return_to={}",
+            form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        ),
+        None => login_path.to_owned(),
+    }
+}

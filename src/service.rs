@@ -150,9 +150,7 @@ fn method_not_allowed(allow: Method) -> FlowResponse {
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     let allow = HeaderValue::from_str(allow.as_str()).unwrap_or(HeaderValue::from_static("GET"));
     response.headers_mut().insert(header::ALLOW, allow);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::http_rules::no_store(response.headers_mut());
     response
 }
 

@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretString;
 
-/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
-pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-
 /// Seconds since the Unix epoch, as the stores keep time.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -72,10 +69,17 @@ impl TokenSet {
         }
     }
 
-    /// Adds a refresh token, and extends the session to 30 days from now.
+    /// Adds a refresh token. The session's end is left as it is: set it with
+    /// [`with_session_expires_at`](Self::with_session_expires_at), or let
+    /// `testing::seed_session` apply the layer's `max_session_age`.
     pub fn with_refresh_token(mut self, refresh_token: impl Into<SecretString>) -> Self {
         self.refresh_token = Some(refresh_token.into());
-        self.session_expires_at = unix_now() + DEFAULT_MAX_SESSION_AGE.as_secs();
+        self
+    }
+
+    /// Sets when the whole session ends, in Unix seconds, however often it is refreshed.
+    pub fn with_session_expires_at(mut self, session_expires_at: u64) -> Self {
+        self.session_expires_at = session_expires_at;
         self
     }
 

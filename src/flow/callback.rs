@@ -12,6 +12,7 @@ use super::{
     cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
     FlowResponse,
 };
+use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
 use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
@@ -60,11 +61,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
             tracing::info!("hcss: callback refused: both code and error");
             return bad("The sign-in response is contradictory. Please sign in again.");
         }
-        let error = error
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect::<String>();
+        let error = printable(&error, 100);
         if error == "access_denied" {
             tracing::info!("hcss: login declined by the user");
             return page(
@@ -74,12 +71,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
                 "Access to your HCSS account was not granted, so you are not signed in.",
             );
         }
-        let description = error_description.unwrap_or_default();
-        let description: String = description
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(300)
-            .collect();
+        let description = printable(&error_description.unwrap_or_default(), 300);
         tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }

@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::config::HcssConfig;
+use crate::http_rules::{no_store, retry_after};
 use crate::return_path::percent_decode;
 pub(crate) use crate::return_path::valid_return_path;
 
@@ -177,12 +178,6 @@ fn escape_html(text: &str) -> String {
     out
 }
 
-fn no_store(builder: http::response::Builder) -> http::response::Builder {
-    builder
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(header::PRAGMA, "no-cache")
-}
-
 /// A small HTML page with escaped text and a link to start again.
 pub(crate) fn page(
     config: &HcssConfig,
@@ -198,12 +193,14 @@ pub(crate) fn page(
         message = escape_html(message),
         login = escape_html(&config.login_path),
     );
-    no_store(Response::builder())
+    let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header("x-content-type-options", "nosniff")
         .body(Bytes::from(body))
-        .expect("a static response is valid")
+        .expect("a static response is valid");
+    no_store(response.headers_mut());
+    response
 }
 
 /// A 503 page for a store that cannot be reached.
@@ -214,9 +211,7 @@ pub(crate) fn unavailable(config: &HcssConfig, what: &str) -> FlowResponse {
         "Sign-in is unavailable",
         &format!("{what} Please try again in a moment."),
     );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    retry_after(response.headers_mut(), config.retry_after);
     response
 }
 
@@ -225,19 +220,21 @@ pub(crate) fn see_other(
     location: &str,
     cookies: impl IntoIterator<Item = HeaderValue>,
 ) -> FlowResponse {
-    let mut builder = no_store(Response::builder())
+    let mut builder = Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location);
     for cookie in cookies {
         builder = builder.header(header::SET_COOKIE, cookie);
     }
-    builder.body(Bytes::new()).unwrap_or_else(|_| {
+    let mut response = builder.body(Bytes::new()).unwrap_or_else(|_| {
         // Only reachable with a location that is not a header value, which the
         // validation of return paths and configuration rules out.
         let mut r = Response::new(Bytes::from_static(b"bad redirect"));
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r
-    })
+    });
+    no_store(response.headers_mut());
+    response
 }
 
 #[cfg(test)]

@@ -405,7 +405,7 @@ impl MockHcssIdentity {
             .with_scope(scope);
         tokens.issued_at = now;
         tokens.expires_at = now + options.access_token_lifetime.as_secs();
-        tokens.session_expires_at = now + 30 * 24 * 3600;
+        tokens.session_expires_at = now + crate::config::DEFAULT_MAX_SESSION_AGE.as_secs();
         tokens
     }
 

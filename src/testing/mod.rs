@@ -37,6 +37,9 @@ impl SeededSession {
 /// Signs a user in without the login pages: stores `tokens` under a new session of
 /// `auth` and returns the cookie that names it. For tests of handlers behind the layer.
 ///
+/// A set with a refresh token whose session end was not set (it ends with its access
+/// token) gets the layer's `max_session_age`, as a sign-in would.
+///
 /// ```
 /// use hcss_auth::{testing::seed_session, HcssAuth, HcssConfig, TokenSet};
 ///
@@ -52,10 +55,17 @@ impl SeededSession {
 /// # Errors
 ///
 /// The token store's error, if it cannot store the session.
-pub async fn seed_session(auth: &HcssAuth, tokens: TokenSet) -> Result<SeededSession, StoreError> {
+pub async fn seed_session(
+    auth: &HcssAuth,
+    mut tokens: TokenSet,
+) -> Result<SeededSession, StoreError> {
     let shared = &auth.shared;
+    let now = shared.config.now();
+    if tokens.refresh_token.is_some() && tokens.session_expires_at <= tokens.expires_at {
+        tokens.session_expires_at = now.saturating_add(shared.config.max_session_age.as_secs());
+    }
     let id = SessionId::generate();
-    let ttl = tokens.store_ttl(shared.config.now());
+    let ttl = tokens.store_ttl(now);
     shared.token_store.store(id.key(), tokens, ttl).await?;
     Ok(SeededSession {
         id: SecretString::from(id.as_str()),
