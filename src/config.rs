@@ -233,6 +233,7 @@ pub struct HcssConfigBuilder {
     previous_cookie_key: Option<SecretString>,
     #[cfg(feature = "test-util")]
     clock: Option<crate::clock::TestClock>,
+    http_client: Option<reqwest::ClientBuilder>,
     max_response_bytes: usize,
 }
 
@@ -260,6 +261,7 @@ impl Default for HcssConfigBuilder {
             previous_cookie_key: None,
             #[cfg(feature = "test-util")]
             clock: None,
+            http_client: None,
             max_response_bytes: 64 * 1024,
         }
     }
@@ -400,6 +402,30 @@ impl HcssConfigBuilder {
     #[cfg(feature = "test-util")]
     pub fn test_clock(mut self, clock: crate::clock::TestClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Your own HTTP client setup for the identity service: its TLS backend, proxy, CA
+    /// roots, user agent. The crate sets its own rules on it whatever it holds: redirects
+    /// are never followed (a redirect could carry the code or the client secret
+    /// elsewhere), each call times out after [`http_timeout`](Self::http_timeout), plain
+    /// http is refused unless the development setting allows it, and responses are
+    /// capped at [`max_response_bytes`](Self::max_response_bytes).
+    ///
+    /// ```
+    /// use hcss_auth::HcssConfig;
+    ///
+    /// let client = reqwest::Client::builder().user_agent("my-app/1.0");
+    /// let config = HcssConfig::builder()
+    ///     .client_id("my-client")
+    ///     .scopes(["heavyjob:read"])
+    ///     .redirect_uri("https://app.example.com/hcss/callback")
+    ///     .http_client(client)
+    ///     .build()?;
+    /// # Ok::<(), hcss_auth::ConfigError>(())
+    /// ```
+    pub fn http_client(mut self, client: reqwest::ClientBuilder) -> Self {
+        self.http_client = Some(client);
         self
     }
 
@@ -547,12 +573,18 @@ impl HcssConfigBuilder {
             .map(|key| parse_cookie_key("previous_cookie_key (HCSS_COOKIE_KEY_PREVIOUS)", key))
             .transpose()?;
 
-        let http = reqwest::Client::builder()
+        // The app's own client builder keeps its TLS backend, proxy and roots; the rules
+        // of the token client are set on it either way.
+        let http = self
+            .http_client
+            .unwrap_or_else(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("hcss-auth/", env!("CARGO_PKG_VERSION")))
+            })
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.http_timeout)
             .connect_timeout(self.http_timeout.min(Duration::from_secs(5)))
             .https_only(!self.allow_insecure_http)
-            .user_agent(concat!("hcss-auth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
 

@@ -242,6 +242,41 @@ async fn bar_06_tls_is_verified_redirects_are_not_followed_and_responses_are_cap
         mock.set_token_fault(None);
     }
     assert_eq!(mock.counts().redirects_followed, 0);
+
+    // The app's own client builder, set up to follow redirects and to wait long: the
+    // crate's rules hold on it all the same.
+    let app = start_app(&mock, |b| {
+        b.http_timeout(Duration::from_millis(300)).http_client(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .timeout(Duration::from_secs(60)),
+        )
+    })
+    .await;
+    for fault in [
+        TokenFault::Redirect,
+        TokenFault::Slow(Duration::from_secs(3)),
+        TokenFault::Oversized(70_000),
+    ] {
+        let callback = browser.start_login(&app, None).await;
+        mock.set_token_fault(Some(fault.clone()));
+        assert_eq!(
+            browser.get(&callback).await.status,
+            502,
+            "own client: {fault:?}"
+        );
+        mock.set_token_fault(None);
+    }
+    assert_eq!(mock.counts().redirects_followed, 0);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
+    browser.login(&app).await;
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
