@@ -1,0 +1,372 @@
+//! The mock's HTTP endpoints: authorize and consent, token, revocation, discovery, and
+//! the HeavyJob-like API.
+
+use super::grants::PendingCode;
+use super::*;
+
+pub(super) type Params = HashMap<String, String>;
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+pub(super) async fn discovery(State(state): State<Arc<MockState>>) -> Response {
+    let base = &state.issuer;
+    Json(json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/connect/authorize"),
+        "token_endpoint": format!("{base}/connect/token"),
+        "revocation_endpoint": format!("{base}/connect/revocation"),
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": state.options.emit_iss,
+    }))
+    .into_response()
+}
+
+/// Checks an authorize request; on success, the redirect URI to answer to.
+fn check_authorize(state: &MockState, p: &Params) -> Result<String, String> {
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    if get("client_id") != state.options.client_id {
+        return Err("unknown client_id".into());
+    }
+    if get("response_type") != "code" {
+        return Err("response_type must be code".into());
+    }
+    if get("code_challenge_method") != "S256" || get("code_challenge").len() != 43 {
+        return Err("PKCE with code_challenge_method=S256 is required".into());
+    }
+    if get("scope").is_empty() || get("state").is_empty() {
+        return Err("scope and state are required".into());
+    }
+    let redirect = get("redirect_uri");
+    if !(redirect.starts_with("http://") || redirect.starts_with("https://")) {
+        return Err("redirect_uri must be an absolute URL".into());
+    }
+    Ok(redirect.to_owned())
+}
+
+fn callback_url(state: &MockState, redirect: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        url.append_pair(k, v);
+    }
+    if state.options.emit_iss {
+        url.append_pair("iss", &state.issuer);
+    }
+    format!("{redirect}?{}", url.finish())
+}
+
+/// Consents: records a code and sends the browser back with it.
+fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
+    let code = random_token(24);
+    lock(&state.grants).codes.insert(
+        code.clone(),
+        PendingCode {
+            redirect_uri: redirect.to_owned(),
+            challenge: p["code_challenge"].clone(),
+            scope: p["scope"].clone(),
+            expires: Instant::now() + Duration::from_secs(300),
+        },
+    );
+    Redirect::to(&callback_url(
+        state,
+        redirect,
+        &[
+            ("code", &code),
+            ("state", &p["state"]),
+            ("session_state", "mock"),
+        ],
+    ))
+    .into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub(super) async fn authorize(
+    State(state): State<Arc<MockState>>,
+    Query(p): Query<Params>,
+) -> Response {
+    bump(&state, |c| &c.authorize);
+    let redirect = match check_authorize(&state, &p) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    if state.options.auto_consent {
+        return grant_code(&state, &p, &redirect);
+    }
+    let hidden: String = p
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>HCSS sign-in (mock)</title></head><body>\
+         <h1>Mock HCSS identity</h1>\
+         <p>Signed in as <b>{user}</b>. The application <b>{client}</b> asks for: \
+         <code>{scope}</code>.</p>\
+         <form method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
+         <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button>\
+         </form></body></html>",
+        user = escape(&state.options.user),
+        client = escape(&state.options.client_id),
+        scope = escape(p.get("scope").map_or("", String::as_str)),
+    ))
+    .into_response()
+}
+
+pub(super) async fn consent(
+    State(state): State<Arc<MockState>>,
+    Form(p): Form<Params>,
+) -> Response {
+    bump(&state, |c| &c.authorize);
+    let redirect = match check_authorize(&state, &p) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    if p.get("decision").map(String::as_str) == Some("allow") {
+        return grant_code(&state, &p, &redirect);
+    }
+    Redirect::to(&callback_url(
+        &state,
+        &redirect,
+        &[
+            ("error", "access_denied"),
+            ("error_description", "The user denied access"),
+            ("state", &p["state"]),
+        ],
+    ))
+    .into_response()
+}
+
+/// The client id and secret of a token or revocation request, from Basic or the body.
+fn client_credentials(headers: &HeaderMap, p: &Params) -> Option<(String, Option<String>)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = String::from_utf8(STANDARD.decode(basic).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let dec = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        return Some((dec(id)?, Some(dec(secret)?)));
+    }
+    Some((p.get("client_id")?.clone(), p.get("client_secret").cloned()))
+}
+
+fn authenticate(state: &MockState, headers: &HeaderMap, p: &Params) -> bool {
+    let Some((id, secret)) = client_credentials(headers, p) else {
+        return false;
+    };
+    id == state.options.client_id && secret == state.options.client_secret
+}
+
+/// Client credentials, codes and tokens belong in the body, never in a URL.
+fn query_refused(query: &Option<String>) -> Option<Response> {
+    query
+        .as_ref()
+        .map(|_| oauth_error("invalid_request", "parameters must be sent in the body"))
+}
+
+pub(super) async fn redirected(State(state): State<Arc<MockState>>) -> Response {
+    bump(&state, |c| &c.redirects_followed);
+    Json(json!({"access_token": "at_redirected", "token_type": "bearer", "expires_in": 3600}))
+        .into_response()
+}
+
+pub(super) async fn token(
+    State(state): State<Arc<MockState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    bump(&state, |c| &c.token);
+    if let Some(refused) = query_refused(&query) {
+        return refused;
+    }
+    match p.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => bump(&state, |c| &c.code_exchanges),
+        Some("refresh_token") => bump(&state, |c| &c.refreshes),
+        _ => {}
+    }
+    let fault = lock(&state.fault).clone();
+    match fault {
+        None => {}
+        Some(TokenFault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(TokenFault::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>500</h1>")).into_response()
+        }
+        Some(TokenFault::MalformedBody) => {
+            return (StatusCode::OK, Html("<html>not json</html>")).into_response()
+        }
+        Some(TokenFault::NoAccessToken) => {
+            return Json(json!({"token_type": "bearer", "expires_in": 3600})).into_response()
+        }
+        Some(TokenFault::WrongTokenType) => {
+            return Json(json!({"access_token": "at_x", "token_type": "mac", "expires_in": 3600}))
+                .into_response()
+        }
+        Some(TokenFault::NegativeExpiry) => {
+            return Json(json!({"access_token": "at_x", "token_type": "bearer", "expires_in": -1}))
+                .into_response()
+        }
+        Some(TokenFault::Oversized(n)) => {
+            let padding = "x".repeat(n);
+            return Json(json!({"access_token": "at_x", "token_type": "bearer", "pad": padding}))
+                .into_response();
+        }
+        Some(TokenFault::Redirect) => {
+            return Redirect::temporary(&format!("{}/redirected", state.issuer)).into_response()
+        }
+        Some(TokenFault::InvalidGrant) => return oauth_error("invalid_grant", "grant revoked"),
+        Some(TokenFault::Error {
+            status,
+            error,
+            retry_after,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (
+                status,
+                Json(json!({ "error": error, "error_description": "mock fault" })),
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
+            return response;
+        }
+        Some(TokenFault::SlowAfterRotating(delay)) => {
+            let response = grant(&state, &headers, &p);
+            tokio::time::sleep(delay).await;
+            return response;
+        }
+    }
+    grant(&state, &headers, &p)
+}
+
+/// The token endpoint's work: checks the client and the grant, issues tokens.
+fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
+    if !authenticate(state, headers, p) {
+        return oauth_error("invalid_client", "unknown client or wrong secret");
+    }
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let options = &state.options;
+    let mut grants = lock(&state.grants);
+    match get("grant_type") {
+        "authorization_code" => {
+            let Some(pending) = grants.codes.remove(get("code")) else {
+                return oauth_error("invalid_grant", "unknown or used code");
+            };
+            if pending.expires <= Instant::now() {
+                return oauth_error("invalid_grant", "expired code");
+            }
+            if pending.redirect_uri != get("redirect_uri") {
+                return oauth_error("invalid_grant", "redirect_uri differs");
+            }
+            if pkce_challenge(get("code_verifier")) != pending.challenge {
+                return oauth_error("invalid_grant", "PKCE verification failed");
+            }
+            grants.next += 1;
+            let grant = grants.next;
+            let offline = pending.scope.split(' ').any(|s| s == "offline_access");
+            Json(grants.issue(options, grant, &pending.scope, offline)).into_response()
+        }
+        "refresh_token" => {
+            let presented = get("refresh_token").to_owned();
+            let Some(rt) = grants.refresh.get_mut(&presented) else {
+                return oauth_error("invalid_grant", "unknown refresh token");
+            };
+            let (grant, scope, reused) = (rt.grant, rt.scope.clone(), rt.used);
+            if options.rotate_refresh_tokens {
+                rt.used = true;
+            }
+            if reused && options.reuse_detection {
+                bump(state, |c| &c.reuse_detected);
+                grants.revoked.insert(grant);
+                return oauth_error("invalid_grant", "refresh token reused; grant revoked");
+            }
+            if reused || grants.revoked.contains(&grant) {
+                return oauth_error("invalid_grant", "refresh token revoked");
+            }
+            let body = grants.issue(options, grant, &scope, options.rotate_refresh_tokens);
+            Json(body).into_response()
+        }
+        _ => oauth_error(
+            "unsupported_grant_type",
+            "use authorization_code or refresh_token",
+        ),
+    }
+}
+
+pub(super) async fn revocation(
+    State(state): State<Arc<MockState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    bump(&state, |c| &c.revocations);
+    if let Some(refused) = query_refused(&query) {
+        return refused;
+    }
+    if !authenticate(&state, &headers, &p) {
+        return oauth_error("invalid_client", "unknown client or wrong secret");
+    }
+    let token = p.get("token").map(String::as_str).unwrap_or("");
+    let mut grants = lock(&state.grants);
+    if let Some(grant) = grants.refresh.get(token).map(|rt| rt.grant) {
+        grants.revoked.insert(grant);
+    }
+    grants.access.remove(token);
+    StatusCode::OK.into_response()
+}
+
+pub(super) async fn business_units(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+) -> Response {
+    bump(&state, |c| &c.api_calls);
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let grants = lock(&state.grants);
+    let live = token
+        .and_then(|t| grants.access.get(t))
+        .is_some_and(|at| at.expires > Instant::now() && !grants.revoked.contains(&at.grant));
+    if !live {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+        )
+            .into_response();
+    }
+    Json(json!([
+        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0001", "code": "MAIN", "description": "Main Business Unit" },
+        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0002", "code": "WEST", "description": "West Region" }
+    ]))
+    .into_response()
+}
