@@ -51,34 +51,58 @@ pub enum ClientAuth {
 /// ```
 #[derive(Clone, Debug)]
 pub struct HcssConfig {
+    pub(crate) identity: IdentityClient,
+    pub(crate) routes: Routes,
+    pub(crate) cookies: CookiePolicy,
+    pub(crate) lifetimes: Lifetimes,
+}
+
+/// What the token client reads: who the app is at HCSS, where HCSS is, and how to call it.
+#[derive(Clone, Debug)]
+pub(crate) struct IdentityClient {
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<SecretString>,
+    pub(crate) client_auth: ClientAuth,
     pub(crate) scope: String,
     pub(crate) redirect_uri: String,
     pub(crate) issuer: String,
     pub(crate) authorize_url: Url,
     pub(crate) token_url: Url,
     pub(crate) revocation_url: Url,
-    pub(crate) app_origin: String,
+    pub(crate) revoke_on_logout: bool,
+    pub(crate) http: reqwest::Client,
+    pub(crate) http_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) retry_after: Duration,
+}
+
+/// What the service routes by: the flow's paths, where users land, the app's origin.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
     pub(crate) login_path: String,
     pub(crate) callback_path: String,
     pub(crate) logout_path: String,
     pub(crate) post_login_path: String,
     pub(crate) post_logout_path: String,
+    pub(crate) app_origin: String,
+}
+
+/// What the cookies are made with.
+#[derive(Clone, Debug)]
+pub(crate) struct CookiePolicy {
+    pub(crate) secure_cookies: bool,
+    pub(crate) cookie_key: Option<CookieKey>,
+    pub(crate) previous_cookie_key: Option<CookieKey>,
+}
+
+/// How long things last, and the clock they are measured on.
+#[derive(Clone, Debug)]
+pub(crate) struct Lifetimes {
     pub(crate) transaction_ttl: Duration,
     pub(crate) refresh_skew: Duration,
     pub(crate) max_session_age: Duration,
-    pub(crate) client_auth: ClientAuth,
-    pub(crate) revoke_on_logout: bool,
-    pub(crate) secure_cookies: bool,
-    pub(crate) max_response_bytes: usize,
-    pub(crate) http_timeout: Duration,
-    pub(crate) retry_after: Duration,
-    pub(crate) cookie_key: Option<CookieKey>,
-    pub(crate) previous_cookie_key: Option<CookieKey>,
     #[cfg(feature = "test-util")]
     pub(crate) clock: Option<crate::clock::TestClock>,
-    pub(crate) http: reqwest::Client,
 }
 
 impl HcssConfig {
@@ -146,45 +170,45 @@ impl HcssConfig {
 
     /// The client id HCSS issued.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        &self.identity.client_id
     }
 
     /// The redirect URI, byte for byte as sent to HCSS.
     pub fn redirect_uri(&self) -> &str {
-        &self.redirect_uri
+        &self.identity.redirect_uri
     }
 
     /// The path of the login endpoint (default `/hcss/login`): HCSS's "Redirect URL".
     pub fn login_path(&self) -> &str {
-        &self.login_path
+        &self.routes.login_path
     }
 
     /// The path of the callback endpoint, taken from the redirect URI.
     pub fn callback_path(&self) -> &str {
-        &self.callback_path
+        &self.routes.callback_path
     }
 
     /// The path of the logout endpoint (default `/hcss/logout`, POST only).
     pub fn logout_path(&self) -> &str {
-        &self.logout_path
+        &self.routes.logout_path
     }
 
     /// The expected issuer: the identity base URL.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.identity.issuer
     }
 
     /// The time the flow runs on, in Unix seconds: the system's, or a test clock's.
     pub(crate) fn now(&self) -> u64 {
         #[cfg(feature = "test-util")]
-        if let Some(clock) = &self.clock {
+        if let Some(clock) = &self.lifetimes.clock {
             return clock.now();
         }
         unix_now()
     }
 
     pub(crate) fn session_cookie_name(&self) -> &'static str {
-        if self.secure_cookies {
+        if self.cookies.secure_cookies {
             "__Host-hcss-session"
         } else {
             "hcss-session"
@@ -194,7 +218,7 @@ impl HcssConfig {
     /// The prefix of the per-login binding cookies: each login has its own,
     /// `{prefix}{first 8 characters of its state}`, so tabs never overwrite each other's.
     pub(crate) fn binding_cookie_prefix(&self) -> &'static str {
-        if self.secure_cookies {
+        if self.cookies.secure_cookies {
             "__Host-hcss-login-"
         } else {
             "hcss-login-"
@@ -588,35 +612,48 @@ impl HcssConfigBuilder {
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
 
+        let (authorize_url, token_url, revocation_url) = (
+            endpoint("authorize")?,
+            endpoint("token")?,
+            endpoint("revocation")?,
+        );
         Ok(HcssConfig {
-            client_id,
-            client_secret: self.client_secret,
-            scope: self.scopes.join(" "),
-            secure_cookies: redirect.scheme() == "https",
-            app_origin: redirect.origin().ascii_serialization(),
-            redirect_uri: redirect_text,
-            authorize_url: endpoint("authorize")?,
-            token_url: endpoint("token")?,
-            revocation_url: endpoint("revocation")?,
-            issuer: identity_text,
-            login_path: self.login_path,
-            callback_path,
-            logout_path: self.logout_path,
-            post_login_path: self.post_login_path,
-            post_logout_path: self.post_logout_path,
-            transaction_ttl: self.transaction_ttl,
-            refresh_skew: self.refresh_skew,
-            max_session_age: self.max_session_age,
-            client_auth: self.client_auth,
-            revoke_on_logout: self.revoke_on_logout,
-            max_response_bytes: self.max_response_bytes,
-            http_timeout: self.http_timeout,
-            retry_after: self.retry_after,
-            cookie_key,
-            previous_cookie_key,
-            #[cfg(feature = "test-util")]
-            clock: self.clock,
-            http,
+            identity: IdentityClient {
+                client_id,
+                client_secret: self.client_secret,
+                client_auth: self.client_auth,
+                scope: self.scopes.join(" "),
+                redirect_uri: redirect_text,
+                issuer: identity_text,
+                authorize_url,
+                token_url,
+                revocation_url,
+                revoke_on_logout: self.revoke_on_logout,
+                http,
+                http_timeout: self.http_timeout,
+                max_response_bytes: self.max_response_bytes,
+                retry_after: self.retry_after,
+            },
+            routes: Routes {
+                app_origin: redirect.origin().ascii_serialization(),
+                login_path: self.login_path,
+                callback_path,
+                logout_path: self.logout_path,
+                post_login_path: self.post_login_path,
+                post_logout_path: self.post_logout_path,
+            },
+            cookies: CookiePolicy {
+                secure_cookies: redirect.scheme() == "https",
+                cookie_key,
+                previous_cookie_key,
+            },
+            lifetimes: Lifetimes {
+                transaction_ttl: self.transaction_ttl,
+                refresh_skew: self.refresh_skew,
+                max_session_age: self.max_session_age,
+                #[cfg(feature = "test-util")]
+                clock: self.clock,
+            },
         })
     }
 }
@@ -700,21 +737,21 @@ mod tests {
     fn defaults_follow_hcss() {
         let c = base().build().unwrap();
         assert_eq!(
-            c.token_url.as_str(),
+            c.identity.token_url.as_str(),
             "https://api.hcssapps.com/identity/connect/token"
         );
         assert_eq!(
-            c.authorize_url.as_str(),
+            c.identity.authorize_url.as_str(),
             "https://api.hcssapps.com/identity/connect/authorize"
         );
         assert_eq!(c.issuer(), HCSS_IDENTITY_URL);
         assert_eq!(c.login_path(), "/hcss/login");
         assert_eq!(c.logout_path(), "/hcss/logout");
-        assert_eq!(c.transaction_ttl, Duration::from_secs(600));
-        assert_eq!(c.client_auth, ClientAuth::RequestBody);
-        assert!(c.secure_cookies);
+        assert_eq!(c.lifetimes.transaction_ttl, Duration::from_secs(600));
+        assert_eq!(c.identity.client_auth, ClientAuth::RequestBody);
+        assert!(c.cookies.secure_cookies);
         assert_eq!(c.session_cookie_name(), "__Host-hcss-session");
-        assert_eq!(c.app_origin, "https://app.example.com");
+        assert_eq!(c.routes.app_origin, "https://app.example.com");
     }
 
     #[test]
@@ -736,7 +773,7 @@ mod tests {
             .allow_insecure_http_on_loopback(true)
             .build()
             .unwrap();
-        assert!(!c.secure_cookies);
+        assert!(!c.cookies.secure_cookies);
         assert_eq!(c.issuer(), "http://localhost:9/identity");
         assert_eq!(c.session_cookie_name(), "hcss-session");
         let err = base()
@@ -811,10 +848,10 @@ mod tests {
         };
         let c = HcssConfig::from_lookup(env).unwrap();
         assert_eq!(c.client_id(), "env-id");
-        assert_eq!(c.scope, "heavyjob:read offline_access");
+        assert_eq!(c.identity.scope, "heavyjob:read offline_access");
         assert_eq!(c.issuer(), "http://127.0.0.1:4000/identity");
-        assert!(c.client_secret.is_some());
-        assert!(c.cookie_key.is_some());
+        assert!(c.identity.client_secret.is_some());
+        assert!(c.cookies.cookie_key.is_some());
         let debug = format!("{c:?}");
         assert!(!debug.contains("env-secret"), "{debug}");
         assert!(!debug.contains("QUFB"), "{debug}");

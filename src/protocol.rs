@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ClientAuth, HcssConfig, MAX_RETRY_AFTER};
+use crate::config::{ClientAuth, HcssConfig, IdentityClient, MAX_RETRY_AFTER};
 use crate::secret::SecretString;
 use crate::token::TokenSet;
 
@@ -23,13 +23,13 @@ pub(crate) fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// The URL the browser is sent to at login.
-pub(crate) fn authorize_url(config: &HcssConfig, state: &str, challenge: &str) -> String {
-    let mut url = config.authorize_url.clone();
+pub(crate) fn authorize_url(client: &IdentityClient, state: &str, challenge: &str) -> String {
+    let mut url = client.authorize_url.clone();
     url.query_pairs_mut()
-        .append_pair("client_id", &config.client_id)
-        .append_pair("scope", &config.scope)
+        .append_pair("client_id", &client.client_id)
+        .append_pair("scope", &client.scope)
         .append_pair("response_type", "code")
-        .append_pair("redirect_uri", &config.redirect_uri)
+        .append_pair("redirect_uri", &client.redirect_uri)
         .append_pair("state", state)
         .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256");
@@ -44,12 +44,15 @@ pub(crate) enum Grant<'a> {
 
 /// The form fields of a token request, in order, with the client's credentials where
 /// the configuration puts them.
-pub(crate) fn token_form<'a>(config: &'a HcssConfig, grant: &Grant<'a>) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn token_form<'a>(
+    client: &'a IdentityClient,
+    grant: &Grant<'a>,
+) -> Vec<(&'a str, &'a str)> {
     let mut form = match grant {
         Grant::AuthorizationCode { code, verifier } => vec![
             ("grant_type", "authorization_code"),
             ("code", *code),
-            ("redirect_uri", config.redirect_uri.as_str()),
+            ("redirect_uri", client.redirect_uri.as_str()),
             ("code_verifier", *verifier),
         ],
         Grant::RefreshToken { refresh_token } => vec![
@@ -57,33 +60,33 @@ pub(crate) fn token_form<'a>(config: &'a HcssConfig, grant: &Grant<'a>) -> Vec<(
             ("refresh_token", *refresh_token),
         ],
     };
-    push_client_credentials(config, &mut form);
+    push_client_credentials(client, &mut form);
     form
 }
 
-fn push_client_credentials<'a>(config: &'a HcssConfig, form: &mut Vec<(&'a str, &'a str)>) {
-    match config.client_auth {
+fn push_client_credentials<'a>(client: &'a IdentityClient, form: &mut Vec<(&'a str, &'a str)>) {
+    match client.client_auth {
         ClientAuth::RequestBody => {
-            form.push(("client_id", &config.client_id));
-            if let Some(secret) = &config.client_secret {
+            form.push(("client_id", &client.client_id));
+            if let Some(secret) = &client.client_secret {
                 form.push(("client_secret", secret.expose_secret()));
             }
         }
-        ClientAuth::BasicAuth if config.client_secret.is_none() => {
-            form.push(("client_id", &config.client_id));
+        ClientAuth::BasicAuth if client.client_secret.is_none() => {
+            form.push(("client_id", &client.client_id));
         }
         ClientAuth::BasicAuth => {}
     }
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1), when configured.
-pub(crate) fn basic_auth_header(config: &HcssConfig) -> Option<String> {
-    let secret = config.client_secret.as_ref()?;
-    if config.client_auth != ClientAuth::BasicAuth {
+pub(crate) fn basic_auth_header(client: &IdentityClient) -> Option<String> {
+    let secret = client.client_secret.as_ref()?;
+    if client.client_auth != ClientAuth::BasicAuth {
         return None;
     }
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", enc(&config.client_id), enc(secret.expose_secret()));
+    let pair = format!("{}:{}", enc(&client.client_id), enc(secret.expose_secret()));
     Some(format!("Basic {}", STANDARD.encode(pair)))
 }
 
@@ -265,7 +268,7 @@ pub(crate) fn parse_token_response(
         }
         None => return Err(TokenError::InvalidResponse("no token_type".into())),
     }
-    let max = config.max_session_age.as_secs();
+    let max = config.lifetimes.max_session_age.as_secs();
     let expires_in = match raw.expires_in {
         None | Some(serde_json::Value::Null) => DEFAULT_EXPIRES_IN,
         Some(value) => parse_expires_in(&value)
@@ -308,12 +311,12 @@ pub(crate) struct Answer {
 
 /// Posts a form to `url` and reads at most `max_response_bytes` of the answer.
 async fn post_form(
-    config: &HcssConfig,
+    client: &IdentityClient,
     url: &url::Url,
     fields: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Answer, TokenError> {
-    let mut request = config
+    let mut request = client
         .http
         .post(url.clone())
         .timeout(timeout)
@@ -323,7 +326,7 @@ async fn post_form(
         )
         .header(http::header::ACCEPT, "application/json")
         .body(encode_form(fields));
-    if let Some(basic) = basic_auth_header(config) {
+    if let Some(basic) = basic_auth_header(client) {
         request = request.header(http::header::AUTHORIZATION, basic);
     }
     let mut response = request.send().await.map_err(transport_error)?;
@@ -334,7 +337,7 @@ async fn post_form(
             "HTTP {status} redirect (not followed)"
         )));
     }
-    let cap = config.max_response_bytes;
+    let cap = client.max_response_bytes;
     if response.content_length().is_some_and(|n| n > cap as u64) {
         return Err(TokenError::InvalidResponse(format!(
             "the response is larger than {cap} bytes"
@@ -386,12 +389,12 @@ pub(crate) async fn request_tokens(
     // may have rotated the refresh token already, and an answer that comes late must
     // still be kept, or the session is lost to reuse detection.
     let timeout = match grant {
-        Grant::AuthorizationCode { .. } => config.http_timeout,
-        Grant::RefreshToken { .. } => config.http_timeout * REFRESH_PATIENCE,
+        Grant::AuthorizationCode { .. } => config.identity.http_timeout,
+        Grant::RefreshToken { .. } => config.identity.http_timeout * REFRESH_PATIENCE,
     };
-    let form = token_form(config, &grant);
+    let form = token_form(&config.identity, &grant);
     let started = std::time::Instant::now();
-    let answer = post_form(config, &config.token_url, &form, timeout).await;
+    let answer = post_form(&config.identity, &config.identity.token_url, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let answer = answer.inspect_err(|err| {
         tracing::debug!(grant = kind, elapsed_ms, reason = %err, "hcss: token endpoint unreachable");
@@ -407,13 +410,13 @@ pub(crate) async fn request_tokens(
 
 /// Revokes a token at `{identity}/connect/revocation` (RFC 7009).
 pub(crate) async fn revoke(
-    config: &HcssConfig,
+    client: &IdentityClient,
     token: &str,
     hint: &'static str,
 ) -> Result<(), TokenError> {
     let mut form = vec![("token", token), ("token_type_hint", hint)];
-    push_client_credentials(config, &mut form);
-    let answer = post_form(config, &config.revocation_url, &form, config.http_timeout).await?;
+    push_client_credentials(client, &mut form);
+    let answer = post_form(client, &client.revocation_url, &form, client.http_timeout).await?;
     let status = answer.status;
     match status {
         200..=299 => Ok(()),
@@ -461,7 +464,7 @@ mod tests {
     #[test]
     fn authorize_url_carries_exactly_the_flow_parameters() {
         let c = config(ClientAuth::RequestBody, Some("s"));
-        let url = authorize_url(&c, "STATE", "CHALLENGE");
+        let url = authorize_url(&c.identity, "STATE", "CHALLENGE");
         assert_eq!(
             url,
             "https://api.hcssapps.com/identity/connect/authorize?client_id=my+client\
@@ -480,12 +483,12 @@ mod tests {
             verifier: "VERIFIER",
         };
         assert_eq!(
-            encode_form(&token_form(&c, &grant)),
+            encode_form(&token_form(&c.identity, &grant)),
             "grant_type=authorization_code&code=CODE\
              &redirect_uri=https%3A%2F%2Fapp.example.com%2Fhcss%2Fcallback\
              &code_verifier=VERIFIER&client_id=my+client&client_secret=p%26ss"
         );
-        assert_eq!(basic_auth_header(&c), None);
+        assert_eq!(basic_auth_header(&c.identity), None);
     }
 
     #[test]
@@ -495,10 +498,10 @@ mod tests {
             refresh_token: "RT",
         };
         assert_eq!(
-            encode_form(&token_form(&c, &grant)),
+            encode_form(&token_form(&c.identity, &grant)),
             "grant_type=refresh_token&refresh_token=RT"
         );
-        let header = basic_auth_header(&c).unwrap();
+        let header = basic_auth_header(&c.identity).unwrap();
         let decoded = STANDARD
             .decode(header.strip_prefix("Basic ").unwrap())
             .unwrap();
@@ -512,7 +515,7 @@ mod tests {
             refresh_token: "RT",
         };
         assert_eq!(
-            encode_form(&token_form(&c, &grant)),
+            encode_form(&token_form(&c.identity, &grant)),
             "grant_type=refresh_token&refresh_token=RT&client_id=my+client"
         );
     }

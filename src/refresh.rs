@@ -95,7 +95,7 @@ pub(crate) async fn settle(
     // A request waits one HTTP timeout at most; the task itself goes on (a refresh that
     // HCSS answers late is still kept) and later requests of the session join it.
     let waited = tokio::time::timeout(
-        shared.config.http_timeout,
+        shared.config.identity.http_timeout,
         settled.wait_for(Option::is_some),
     )
     .await;
@@ -105,7 +105,11 @@ pub(crate) async fn settle(
         Err(_) => {
             return Err(SessionError::Unavailable {
                 reason: "the identity service is slow to refresh this session".into(),
-                retry_after: shared.config.retry_after.max(Duration::from_secs(1)),
+                retry_after: shared
+                    .config
+                    .identity
+                    .retry_after
+                    .max(Duration::from_secs(1)),
             })
         }
     };
@@ -120,7 +124,7 @@ pub(crate) async fn settle(
         }),
         None => Err(SessionError::Unavailable {
             reason: "the refresh task stopped".into(),
-            retry_after: shared.config.retry_after,
+            retry_after: shared.config.identity.retry_after,
         }),
     }
 }
@@ -130,7 +134,7 @@ pub(crate) async fn settle(
 pub(crate) fn store_unavailable(config: &crate::HcssConfig, err: StoreError) -> SessionError {
     SessionError::Unavailable {
         reason: err.to_string(),
-        retry_after: config.retry_after,
+        retry_after: config.identity.retry_after,
     }
 }
 
@@ -235,14 +239,14 @@ async fn refresh_turns(
 ) -> Outcome {
     let config = &shared.config;
     // The lock outlives the token call, the write and its retries, and a revocation.
-    let lock_ttl = config.http_timeout * (protocol::REFRESH_PATIENCE + 2);
+    let lock_ttl = config.identity.http_timeout * (protocol::REFRESH_PATIENCE + 2);
     let deadline = Instant::now() + lock_ttl;
     let mut pause = Duration::from_millis(10);
     loop {
         let tokens = current(shared, key)
             .await?
             .ok_or(SessionError::NotSignedIn)?;
-        let mut state = freshness(&tokens, config.now(), config.refresh_skew);
+        let mut state = freshness(&tokens, config.now(), config.lifetimes.refresh_skew);
         // HCSS refused this very token: it needs a refresh, or without a refresh token
         // the session has nothing usable left.
         if rejected == Some(&tokens.access_token) && state != Freshness::Over {
@@ -277,7 +281,7 @@ async fn refresh_turns(
         if Instant::now() >= deadline {
             return Err(SessionError::Unavailable {
                 reason: "another instance has been refreshing this session for too long".into(),
-                retry_after: config.retry_after,
+                retry_after: config.identity.retry_after,
             });
         }
         // Another instance is refreshing: wait for its result.
@@ -387,7 +391,7 @@ async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet
     };
     let session = key.short();
     let reason = err.to_string();
-    let retry_after = err.retry_after().unwrap_or(config.retry_after);
+    let retry_after = err.retry_after().unwrap_or(config.identity.retry_after);
     match err.class() {
         ErrorClass::GrantGone => {
             tracing::warn!(session, reason = %err,
@@ -434,7 +438,7 @@ async fn write_or_keep(
         .filter(|pending| pending.tokens.version == from_version)
         .map_or(from_version, |pending| pending.base_version);
     // Half an HTTP timeout: a request waiting on this refresh still gets its outcome.
-    let give_up = Instant::now() + shared.config.http_timeout / 2;
+    let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
     let mut pause = Duration::from_millis(25);
     loop {
         let ttl = new.store_ttl(shared.config.now());
@@ -485,12 +489,16 @@ async fn superseded(shared: &Shared, key: StoreKey, orphan: TokenSet) -> Outcome
             Err(SessionError::NotSignedIn)
         }
         Ok(Some(tokens)) => {
-            match freshness(&tokens, shared.config.now(), shared.config.refresh_skew) {
+            match freshness(
+                &tokens,
+                shared.config.now(),
+                shared.config.lifetimes.refresh_skew,
+            ) {
                 Freshness::Fresh | Freshness::LastUse => Ok(tokens),
                 Freshness::Over => Err(SessionError::NotSignedIn),
                 Freshness::Refresh => Err(SessionError::Unavailable {
                     reason: "the session changed while it was being refreshed".into(),
-                    retry_after: shared.config.retry_after,
+                    retry_after: shared.config.identity.retry_after,
                 }),
             }
         }
@@ -503,7 +511,13 @@ async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &TokenSet) {
     let Some(refresh) = &orphan.refresh_token else {
         return;
     };
-    match protocol::revoke(&shared.config, refresh.expose_secret(), "refresh_token").await {
+    match protocol::revoke(
+        &shared.config.identity,
+        refresh.expose_secret(),
+        "refresh_token",
+    )
+    .await
+    {
         Ok(()) => tracing::debug!(
             session = key.short(),
             "hcss: orphaned refresh token revoked"

@@ -103,11 +103,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
         let path = req.uri().path();
-        let endpoint = if path == config.login_path {
+        let endpoint = if path == config.routes.login_path {
             Some((Endpoint::Login, Method::GET))
-        } else if path == config.callback_path {
+        } else if path == config.routes.callback_path {
             Some((Endpoint::Callback, Method::GET))
-        } else if path == config.logout_path {
+        } else if path == config.routes.logout_path {
             Some((Endpoint::Logout, Method::POST))
         } else {
             None

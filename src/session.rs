@@ -61,7 +61,7 @@ impl HcssSession {
     }
 
     pub(crate) fn login_path(&self) -> &str {
-        &self.shared.config.login_path
+        &self.shared.config.routes.login_path
     }
 
     /// Counts a browser sent to the login page, and says once, in a log line, when many
@@ -76,7 +76,7 @@ impl HcssSession {
         {
             tracing::warn!(
                 sent,
-                login_path = %self.shared.config.login_path,
+                login_path = %self.shared.config.routes.login_path,
                 "hcss: browsers were sent to the login path, but no request to it (or to the \
                  callback or logout path) has reached the HcssAuth layer. If they get a 404 \
                  there, the layer is misplaced: add it as the last .layer(...) of the \
@@ -87,7 +87,7 @@ impl HcssSession {
 
     /// The app's origin (`scheme://host[:port]`), from the redirect URI.
     pub(crate) fn app_origin(&self) -> &str {
-        &self.shared.config.app_origin
+        &self.shared.config.routes.app_origin
     }
 
     /// Whether the request carried a session cookie. It may still name a session that
@@ -130,7 +130,11 @@ impl HcssSession {
             }
             Err(err) => return Err(refresh::store_unavailable(&shared.config, err)),
         };
-        match refresh::freshness(&tokens, shared.config.now(), shared.config.refresh_skew) {
+        match refresh::freshness(
+            &tokens,
+            shared.config.now(),
+            shared.config.lifetimes.refresh_skew,
+        ) {
             Freshness::Fresh | Freshness::LastUse => Ok(HcssToken::from_set(&tokens)),
             Freshness::Over => {
                 shared

@@ -120,18 +120,27 @@ async fn the_whole_flow_in_headless_chromium() {
         .await
         .expect("a Chromium session");
 
+    // The page's status line. A navigation can replace the page between finding the
+    // element and reading it (a stale element): then it is found again, until 10 s.
     let status = |browser: &fantoccini::Client| {
         let browser = browser.clone();
         async move {
-            browser
-                .wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::Id("status"))
-                .await
-                .expect("the home page")
-                .text()
-                .await
-                .unwrap()
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let element = browser
+                    .wait()
+                    .at_most(Duration::from_secs(10))
+                    .for_element(Locator::Id("status"))
+                    .await
+                    .expect("the home page");
+                match element.text().await {
+                    Ok(text) => return text,
+                    Err(err) => assert!(
+                        std::time::Instant::now() < deadline,
+                        "the status line: {err}"
+                    ),
+                }
+            }
         }
     };
 

@@ -45,12 +45,12 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         Err(refused) => return refused,
     };
     let age = config.now().saturating_sub(login.created_at);
-    if Duration::from_secs(age) > config.transaction_ttl {
+    if Duration::from_secs(age) > config.lifetimes.transaction_ttl {
         tracing::info!(age_secs = age, "hcss: callback refused: expired login");
         return bad("This sign-in took too long and has expired. Please sign in again.");
     }
     if let Some(iss) = &iss {
-        if iss.as_ref() != config.issuer {
+        if iss.as_ref() != config.identity.issuer {
             tracing::warn!("hcss: callback refused: iss is not the configured issuer");
             return bad("The sign-in response came from an unexpected identity service.");
         }
@@ -108,7 +108,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         Err(err) => return exchange_failed(shared, &err),
     };
     if tokens.scope.is_empty() {
-        tokens.scope = Arc::from(config.scope.as_str());
+        tokens.scope = Arc::from(config.identity.scope.as_str());
     }
 
     // A new session id on every login, so a planted cookie never becomes a session.
@@ -251,7 +251,7 @@ async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::Store
     let config = &shared.config;
     let key = StoreKey::of(&format!("used-state:{state}"));
     let now = config.now();
-    let ttl = config.transaction_ttl;
+    let ttl = config.lifetimes.transaction_ttl;
     if !shared
         .used_states
         .claim(key, now, now.saturating_add(ttl.as_secs()))

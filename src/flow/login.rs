@@ -31,7 +31,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         }
     };
     let return_to = match return_to.as_deref() {
-        None | Some("") => config.post_login_path.clone(),
+        None | Some("") => config.routes.post_login_path.clone(),
         Some(path) => match valid_return_path(path) {
             Some(path) => path.to_owned(),
             None => {
@@ -81,7 +81,11 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             let transaction =
                 LoginTransaction::new(verifier, return_to, StoreKey::of(&binding).as_str(), now);
             if let Err(err) = store
-                .put_transaction(StoreKey::of(&state), transaction, config.transaction_ttl)
+                .put_transaction(
+                    StoreKey::of(&state),
+                    transaction,
+                    config.lifetimes.transaction_ttl,
+                )
                 .await
             {
                 tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");
@@ -107,10 +111,10 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         config,
         cookie_name,
         &cookie_value,
-        Some(config.transaction_ttl),
+        Some(config.lifetimes.transaction_ttl),
     );
     see_other(
-        &authorize_url(config, &state, &challenge),
+        &authorize_url(&config.identity, &state, &challenge),
         std::iter::once(login_cookie).chain(cleared),
     )
 }

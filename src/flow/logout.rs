@@ -19,7 +19,7 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
     }
     match headers.get(header::ORIGIN) {
         None => false,
-        Some(origin) => origin.as_bytes() != shared.config.app_origin.as_bytes(),
+        Some(origin) => origin.as_bytes() != shared.config.routes.app_origin.as_bytes(),
     }
 }
 
@@ -31,7 +31,7 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
 pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), StoreError> {
     let config = &shared.config;
     let store = &shared.token_store;
-    let taken = if config.revoke_on_logout {
+    let taken = if config.identity.revoke_on_logout {
         store.take(key).await
     } else {
         store.remove(key).await.map(|()| None)
@@ -47,12 +47,12 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
     // A refreshed set this process could not store yet is newer than the store's: its
     // refresh token is the live one.
     let tokens = shared.pending.take(key).map(|p| p.tokens).or(tokens);
-    if let Some(tokens) = tokens.filter(|_| config.revoke_on_logout) {
+    if let Some(tokens) = tokens.filter(|_| config.identity.revoke_on_logout) {
         let (token, hint) = match &tokens.refresh_token {
             Some(refresh) => (refresh, "refresh_token"),
             None => (&tokens.access_token, "access_token"),
         };
-        match protocol::revoke(config, token.expose_secret(), hint).await {
+        match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
             Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
             Err(err) => {
                 tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
@@ -86,7 +86,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
         tracing::info!(session = key.short(), "hcss: signed out");
     }
     see_other(
-        &config.post_logout_path,
+        &config.routes.post_logout_path,
         [set_cookie(config, cookie_name, "", None)],
     )
 }

@@ -154,7 +154,7 @@ pub(crate) fn set_cookie(
     let age = max_age.map_or(0, |d| d.as_secs().min(i64::MAX as u64) as i64);
     let cookie = Cookie::build((name.into(), value))
         .http_only(true)
-        .secure(config.secure_cookies)
+        .secure(config.cookies.secure_cookies)
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(cookie::time::Duration::seconds(age))
@@ -191,7 +191,7 @@ pub(crate) fn page(
          <p><a href=\"{login}\">Sign in with HCSS again</a></p></body></html>\n",
         title = escape_html(title),
         message = escape_html(message),
-        login = escape_html(&config.login_path),
+        login = escape_html(&config.routes.login_path),
     );
     let mut response = Response::builder()
         .status(status)
@@ -211,7 +211,7 @@ pub(crate) fn unavailable(config: &HcssConfig, what: &str) -> FlowResponse {
         "Sign-in is unavailable",
         &format!("{what} Please try again in a moment."),
     );
-    retry_after(response.headers_mut(), config.retry_after);
+    retry_after(response.headers_mut(), config.identity.retry_after);
     response
 }
 

@@ -36,8 +36,11 @@ pub(crate) async fn sealer<'s>(
 ) -> Result<&'s Sealer, StoreError> {
     keys.get_or_try_init(|| async {
         let config = &shared.config;
-        if let Some(key) = &config.cookie_key {
-            return Ok(Sealer::new(key, config.previous_cookie_key.as_ref()));
+        if let Some(key) = &config.cookies.cookie_key {
+            return Ok(Sealer::new(
+                key,
+                config.cookies.previous_cookie_key.as_ref(),
+            ));
         }
         let proposal = random_bytes::<32>();
         let key = match shared
@@ -64,7 +67,10 @@ pub(crate) async fn sealer<'s>(
                 CookieKey::derive(&proposal)
             }
         };
-        Ok(Sealer::new(&key, config.previous_cookie_key.as_ref()))
+        Ok(Sealer::new(
+            &key,
+            config.cookies.previous_cookie_key.as_ref(),
+        ))
     })
     .await
 }

@@ -62,7 +62,8 @@ pub async fn seed_session(
     let shared = &auth.shared;
     let now = shared.config.now();
     if tokens.refresh_token.is_some() && tokens.session_expires_at <= tokens.expires_at {
-        tokens.session_expires_at = now.saturating_add(shared.config.max_session_age.as_secs());
+        tokens.session_expires_at =
+            now.saturating_add(shared.config.lifetimes.max_session_age.as_secs());
     }
     let id = SessionId::generate();
     let ttl = tokens.store_ttl(now);
