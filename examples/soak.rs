@@ -17,17 +17,14 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
-use hcss_auth::testing::{MockHcssIdentity, TokenFault};
-use hcss_auth::{
-    HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
-};
+use hcss_auth::testing::{FaultyStore, MockHcssIdentity, TokenFault};
+use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenStore};
 use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
@@ -136,96 +133,8 @@ fn parse_args() -> Result<Args, String> {
 // The store wrapper: delegates everything, refuses writes on demand
 // ---------------------------------------------------------------------------------------
 
-/// A store that delegates every method to `inner`, and refuses `store`,
-/// `replace_if_version` and `take` while `fail_writes` is set (loads keep working).
-struct FaultyStore<S> {
-    inner: S,
-    fail_writes: Arc<AtomicBool>,
-}
-
-impl<S> FaultyStore<S> {
-    fn refusing(&self) -> bool {
-        self.fail_writes.load(Ordering::SeqCst)
-    }
-}
-
-fn refused<'a, T: 'a>() -> StoreFuture<'a, T> {
-    Box::pin(async { Err(StoreError::Unavailable("soak: writes refused".into())) })
-}
-
-impl<S: StateStore + TokenStore> StateStore for FaultyStore<S> {
-    fn put_transaction(
-        &self,
-        key: StoreKey,
-        transaction: LoginTransaction,
-        ttl: Duration,
-    ) -> StoreFuture<'_, ()> {
-        self.inner.put_transaction(key, transaction, ttl)
-    }
-
-    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
-        self.inner.take_transaction(key)
-    }
-}
-
-impl<S: StateStore + TokenStore> TokenStore for FaultyStore<S> {
-    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        self.inner.load(key)
-    }
-
-    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        if self.refusing() {
-            return refused();
-        }
-        self.inner.store(key, tokens, ttl)
-    }
-
-    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        self.inner.remove(key)
-    }
-
-    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        if self.refusing() {
-            return refused();
-        }
-        self.inner.take(key)
-    }
-
-    fn replace_if_version(
-        &self,
-        key: StoreKey,
-        expected_version: u64,
-        tokens: TokenSet,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        if self.refusing() {
-            return refused();
-        }
-        self.inner
-            .replace_if_version(key, expected_version, tokens, ttl)
-    }
-
-    fn try_lock_refresh(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        self.inner.try_lock_refresh(key, owner, ttl)
-    }
-
-    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
-        self.inner.unlock_refresh(key, owner)
-    }
-
-    fn shared_secret(
-        &self,
-        name: &'static str,
-        proposal: Vec<u8>,
-    ) -> StoreFuture<'_, Option<Vec<u8>>> {
-        self.inner.shared_secret(name, proposal)
-    }
-}
+/// Turns the store's refused writes on and off, on every instance.
+type Switch = Arc<dyn Fn(bool) + Send + Sync>;
 
 // ---------------------------------------------------------------------------------------
 // The app
@@ -518,8 +427,8 @@ struct Window {
     unavailable: u64,
 }
 
-fn apply(mock: &MockHcssIdentity, fail_writes: &AtomicBool, phase: usize) {
-    fail_writes.store(phase == REFUSED_WRITES, Ordering::SeqCst);
+fn apply(mock: &MockHcssIdentity, refuse_writes: &Switch, phase: usize) {
+    refuse_writes(phase == REFUSED_WRITES);
     mock.set_token_fault(token_fault(phase));
 }
 
@@ -528,7 +437,7 @@ fn apply(mock: &MockHcssIdentity, fail_writes: &AtomicBool, phase: usize) {
 async fn controller(
     load: Arc<Load>,
     mock: Arc<MockHcssIdentity>,
-    fail_writes: Arc<AtomicBool>,
+    refuse_writes: Switch,
 ) -> Vec<Window> {
     let mut windows = Vec::new();
     let mut cycle = 0usize;
@@ -540,7 +449,7 @@ async fn controller(
             if now >= load.deadline {
                 break 'cycles;
             }
-            apply(&mock, &fail_writes, phase);
+            apply(&mock, &refuse_writes, phase);
             load.phase.store(phase, Ordering::SeqCst);
             let before = mock.counts();
             let (u401, u503) = (
@@ -562,7 +471,7 @@ async fn controller(
         cycle += 1;
         start += PHASE * 2;
     }
-    apply(&mock, &fail_writes, 0);
+    apply(&mock, &refuse_writes, 0);
     load.phase.store(0, Ordering::SeqCst);
     windows
 }
@@ -669,30 +578,29 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
             .start()
             .await,
     );
-    let fail_writes = Arc::new(AtomicBool::new(false));
-
-    let (apps, mode) = match &args.redis {
+    let (apps, mode, refuse_writes): (_, _, Switch) = match &args.redis {
         None => {
-            let store = FaultyStore {
-                inner: MemoryStore::new(),
-                fail_writes: fail_writes.clone(),
-            };
+            let store = FaultyStore::new(MemoryStore::new());
+            let switch = store.clone();
             (
                 vec![start_app(&mock, store).await?],
                 "memory (1 instance)".to_owned(),
+                Arc::new(move |on| switch.refuse_writes(on)),
             )
         }
         #[cfg(feature = "redis")]
         Some(url) => {
-            let mut apps = Vec::new();
+            let (mut apps, mut stores) = (Vec::new(), Vec::new());
             for _ in 0..2 {
-                let store = FaultyStore {
-                    inner: redis_store(url, prefix).await?,
-                    fail_writes: fail_writes.clone(),
-                };
+                let store = FaultyStore::new(redis_store(url, prefix).await?);
+                stores.push(store.clone());
                 apps.push(start_app(&mock, store).await?);
             }
-            (apps, format!("redis (2 instances, prefix {prefix})"))
+            (
+                apps,
+                format!("redis (2 instances, prefix {prefix})"),
+                Arc::new(move |on| stores.iter().for_each(|s| s.refuse_writes(on))),
+            )
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => unreachable!("checked in main"),
@@ -734,7 +642,11 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         by_phase: PHASES.iter().map(|_| Tally::default()).collect(),
         first_401: Mutex::new(vec![None; args.sessions]),
     });
-    let switcher = tokio::spawn(controller(load.clone(), mock.clone(), fail_writes.clone()));
+    let switcher = tokio::spawn(controller(
+        load.clone(),
+        mock.clone(),
+        refuse_writes.clone(),
+    ));
     let mut workers = JoinSet::new();
     for session in 0..args.sessions {
         for task in 0..TASKS_PER_SESSION {
@@ -748,7 +660,7 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     let elapsed = started.elapsed();
     // Faults off (the controller did it too; this is the final word).
     mock.set_token_fault(None);
-    fail_writes.store(false, Ordering::SeqCst);
+    refuse_writes(false);
     let at_end_of_load = mock.counts();
 
     // Every session once more, on every instance.

@@ -7,6 +7,7 @@
 //! (`target/tmp/` unless `CARGO_TARGET_DIR` moves it).
 
 use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,11 +21,14 @@ fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "browser test: skipped ({why})");
 }
 
-/// A child process killed when dropped.
+/// A child process killed when dropped, with the process group it leads (chromedriver's
+/// Chromium), even when the test fails.
 struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -63,6 +67,8 @@ fn start_example(binary: &Path) -> (Running, String) {
 async fn start_chromedriver() -> (Running, String) {
     let port = free_port();
     let child = Command::new("chromedriver")
+        // Its own process group, so that the Chromium it starts ends with it.
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::faults::{self, FaultyStore, SESSION};
@@ -41,23 +40,20 @@ async fn waiters_share_a_failed_refresh() {
 #[tokio::test]
 async fn refused_writes_keep_the_rotated_token() {
     let store = FaultyStore::new(MemoryStore::new());
-    let switch = store.refuse_writes.clone();
-    faults::refused_writes_keep_the_rotated_token(store, async |on| {
-        switch.store(on, Ordering::SeqCst)
-    })
-    .await;
+    let switch = store.clone();
+    faults::refused_writes_keep_the_rotated_token(store, async |on| switch.refuse_writes(on)).await;
 }
 
 #[tokio::test]
 async fn an_unreadable_value_is_signed_out() {
     let store = FaultyStore::new(MemoryStore::new());
-    let corrupt = store.corrupt.clone();
+    let switch = store.clone();
     let key = faults::an_unreadable_value_is_signed_out(store.clone(), async |key| {
-        corrupt.lock().unwrap().insert(key.to_owned());
+        switch.make_unreadable(key)
     })
     .await;
     assert!(
-        !store.corrupt.lock().unwrap().contains(&key),
+        store.inner().load(key).await.unwrap().is_none(),
         "the unreadable value was removed"
     );
 }

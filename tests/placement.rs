@@ -2,8 +2,9 @@
 //! a nested router, never sees `/hcss/login` (a 404): it says so in a log line once
 //! browsers keep being sent there; a layer in its place never does.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::Capture;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -11,32 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
 use tower::ServiceExt;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn take(&self) -> String {
-        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-    }
-}
 
 fn layer() -> HcssAuth {
     let config = HcssConfig::builder()

@@ -681,13 +681,13 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
     browser.login_at(&a).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
     common::faults::age(&store, key).await;
-    store.refuse_writes.store(true, Ordering::SeqCst);
+    store.refuse_writes(true);
     assert_eq!(
         browser.get(&format!("{a}/whoami")).await.status,
         200,
         "served from A's memory"
     );
-    store.refuse_writes.store(false, Ordering::SeqCst);
+    store.refuse_writes(false);
     // B may have to wait for A's write (a 503 while A holds the lock); it never refreshes
     // from the spent set.
     let mut tries = 0;

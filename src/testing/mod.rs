@@ -10,9 +10,11 @@ use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::store::{LoginTransaction, StateStore, TokenStore};
 use crate::token::TokenSet;
 
+mod faulty;
 mod mock;
 
 pub use crate::clock::TestClock;
+pub use faulty::FaultyStore;
 pub use mock::{MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault};
 
 /// A session created directly in a layer's store, skipping the login pages.

@@ -2,134 +2,16 @@
 //! runs them with `MemoryStore`, `tests/redis.rs` with `RedisStore`. Each returns the
 //! store key of the session it used, for store-specific checks afterwards.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
+use hcss_auth::store::StoreKey;
+pub use hcss_auth::testing::FaultyStore;
 use hcss_auth::testing::{MockHcssIdentity, TestClock, TokenFault};
-use hcss_auth::{StateStore, StoreError, TokenSet, TokenStore};
+use hcss_auth::{StateStore, TokenSet, TokenStore};
 
 use super::{session_key, start_app_with_store, Browser};
 
 pub const SESSION: &str = "hcss-session";
-
-/// A store over `S` with switches: refuse writes (`store`, `replace_if_version`, `take`)
-/// while `refuse_writes` is set, or read some keys back as unreadable.
-#[derive(Clone)]
-pub struct FaultyStore<S> {
-    pub inner: S,
-    pub refuse_writes: Arc<AtomicBool>,
-    pub corrupt: Arc<Mutex<HashSet<StoreKey>>>,
-}
-
-impl<S> FaultyStore<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            refuse_writes: Arc::default(),
-            corrupt: Arc::default(),
-        }
-    }
-
-    fn refused(&self) -> Option<StoreError> {
-        self.refuse_writes
-            .load(Ordering::SeqCst)
-            .then(|| StoreError::Unavailable("test: writes refused".into()))
-    }
-
-    fn unreadable(&self, key: StoreKey) -> bool {
-        self.corrupt.lock().unwrap().contains(&key)
-    }
-}
-
-impl<S: StateStore> StateStore for FaultyStore<S> {
-    fn put_transaction(
-        &self,
-        key: StoreKey,
-        tx: LoginTransaction,
-        ttl: Duration,
-    ) -> StoreFuture<'_, ()> {
-        self.inner.put_transaction(key, tx, ttl)
-    }
-
-    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
-        self.inner.take_transaction(key)
-    }
-}
-
-impl<S: TokenStore> TokenStore for FaultyStore<S> {
-    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        if self.unreadable(key) {
-            return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
-        }
-        self.inner.load(key)
-    }
-
-    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        match self.refused() {
-            Some(err) => Box::pin(async { Err(err) }),
-            None => self.inner.store(key, tokens, ttl),
-        }
-    }
-
-    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        self.corrupt.lock().unwrap().remove(&key);
-        self.inner.remove(key)
-    }
-
-    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        if let Some(err) = self.refused() {
-            return Box::pin(async { Err(err) });
-        }
-        if self.corrupt.lock().unwrap().remove(&key) {
-            // Taken and unreadable, as `GETDEL` of a value that does not parse.
-            let removed = self.inner.remove(key);
-            return Box::pin(async move {
-                removed.await?;
-                Err(StoreError::Corrupt("test: unreadable".into()))
-            });
-        }
-        self.inner.take(key)
-    }
-
-    fn replace_if_version(
-        &self,
-        key: StoreKey,
-        expected_version: u64,
-        tokens: TokenSet,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        match self.refused() {
-            Some(err) => Box::pin(async { Err(err) }),
-            None => self
-                .inner
-                .replace_if_version(key, expected_version, tokens, ttl),
-        }
-    }
-
-    fn try_lock_refresh(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        self.inner.try_lock_refresh(key, owner, ttl)
-    }
-
-    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
-        self.inner.unlock_refresh(key, owner)
-    }
-
-    fn shared_secret(
-        &self,
-        name: &'static str,
-        proposal: Vec<u8>,
-    ) -> StoreFuture<'_, Option<Vec<u8>>> {
-        self.inner.shared_secret(name, proposal)
-    }
-}
 
 /// A signed-in browser on a fresh app over `store`; the session's access token expired.
 pub async fn expired_session<S>(
@@ -427,7 +309,7 @@ where
     })
     .await;
     let whoami = format!("{url}/whoami");
-    store.refuse_writes.store(true, Ordering::SeqCst);
+    store.refuse_writes(true);
     assert_eq!(browser.get(&whoami).await.status, 200);
     assert_eq!(mock.counts().refreshes, 1);
     // An hour later the set kept in memory is due itself; the store still refuses.
@@ -435,13 +317,13 @@ where
     let seen = browser.get(&whoami).await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(mock.counts().refreshes, 2);
-    store.refuse_writes.store(false, Ordering::SeqCst);
+    store.refuse_writes(false);
     assert_eq!(browser.get(&whoami).await.status, 200);
     let counts = mock.counts();
     assert_eq!(counts.revocations, 0, "the live refresh token was revoked");
     assert_eq!(counts.reuse_detected, 0);
     assert_eq!(
-        store.inner.load(key).await.unwrap().unwrap().version,
+        store.inner().load(key).await.unwrap().unwrap().version,
         2,
         "the store holds the newest set"
     );
@@ -459,7 +341,7 @@ where
     let browser = Browser::new();
     browser.login_at(&url).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
-    store.corrupt.lock().unwrap().insert(key);
+    store.make_unreadable(key);
     let logout = browser
         .request("POST", &format!("{url}/hcss/logout"), &[])
         .await;

@@ -1,0 +1,163 @@
+//! `FaultyStore`: a store wrapper whose faults a test switches on and off.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::store::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
+use crate::token::TokenSet;
+
+/// Any store, with faults a test switches on and off: a store that refuses writes (as
+/// Redis at `maxmemory` does, or a database in read-only mode) and values that no longer
+/// parse. Every method passes through to the inner store otherwise, the refresh lock and
+/// shared secrets included. Clones share the switches.
+///
+/// ```
+/// use hcss_auth::store::{MemoryStore, StoreKey};
+/// use hcss_auth::testing::FaultyStore;
+/// use hcss_auth::{TokenSet, TokenStore};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = FaultyStore::new(MemoryStore::new());
+/// let key = StoreKey::random();
+/// store.refuse_writes(true);
+/// let ttl = std::time::Duration::from_secs(60);
+/// assert!(store.store(key, TokenSet::new("a", 60), ttl).await.is_err());
+/// store.refuse_writes(false);
+/// assert!(store.store(key, TokenSet::new("a", 60), ttl).await.is_ok());
+/// store.make_unreadable(key);
+/// assert!(store.load(key).await.is_err());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    refuse_writes: Arc<AtomicBool>,
+    unreadable: Arc<Mutex<HashSet<StoreKey>>>,
+}
+
+impl<S> FaultyStore<S> {
+    /// `inner`, with no fault on.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            refuse_writes: Arc::default(),
+            unreadable: Arc::default(),
+        }
+    }
+
+    /// The store it wraps, to look at what it holds without the faults.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// While on, the writes of token sets and logins (`store`, `replace_if_version`,
+    /// `take`, `put_transaction`) fail with [`StoreError::Unavailable`]; loads, the
+    /// refresh lock and shared secrets work, as in a store whose lock lives elsewhere.
+    pub fn refuse_writes(&self, on: bool) {
+        self.refuse_writes.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes the value under `key` unreadable ([`StoreError::Corrupt`]) until it is
+    /// removed.
+    pub fn make_unreadable(&self, key: StoreKey) {
+        self.unreadable().insert(key);
+    }
+
+    fn unreadable(&self) -> std::sync::MutexGuard<'_, HashSet<StoreKey>> {
+        self.unreadable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refused<'a, T: 'a>(&self) -> Option<StoreFuture<'a, T>> {
+        self.refuse_writes.load(Ordering::SeqCst).then(|| {
+            Box::pin(async { Err(StoreError::Unavailable("test: writes refused".into())) })
+                as StoreFuture<'a, T>
+        })
+    }
+}
+
+impl<S: StateStore> StateStore for FaultyStore<S> {
+    fn put_transaction(
+        &self,
+        key: StoreKey,
+        transaction: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()> {
+        self.refused()
+            .unwrap_or_else(|| self.inner.put_transaction(key, transaction, ttl))
+    }
+
+    fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
+        self.inner.take_transaction(key)
+    }
+}
+
+impl<S: TokenStore> TokenStore for FaultyStore<S> {
+    fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
+        if self.unreadable().contains(&key) {
+            return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
+        }
+        self.inner.load(key)
+    }
+
+    fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        self.refused()
+            .unwrap_or_else(|| self.inner.store(key, tokens, ttl))
+    }
+
+    fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
+        self.unreadable().remove(&key);
+        self.inner.remove(key)
+    }
+
+    fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
+        if let Some(refused) = self.refused() {
+            return refused;
+        }
+        if self.unreadable().remove(&key) {
+            // Taken and unreadable, as `GETDEL` of a value that does not parse.
+            let removed = self.inner.remove(key);
+            return Box::pin(async move {
+                removed.await?;
+                Err(StoreError::Corrupt("test: unreadable".into()))
+            });
+        }
+        self.inner.take(key)
+    }
+
+    fn replace_if_version(
+        &self,
+        key: StoreKey,
+        expected_version: u64,
+        tokens: TokenSet,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        self.refused().unwrap_or_else(|| {
+            self.inner
+                .replace_if_version(key, expected_version, tokens, ttl)
+        })
+    }
+
+    fn shared_secret(
+        &self,
+        name: &'static str,
+        proposal: Vec<u8>,
+    ) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.inner.shared_secret(name, proposal)
+    }
+
+    fn try_lock_refresh(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        self.inner.try_lock_refresh(key, owner, ttl)
+    }
+
+    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
+        self.inner.unlock_refresh(key, owner)
+    }
+}
