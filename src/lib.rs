@@ -41,6 +41,7 @@
 #![deny(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod claims;
 #[cfg(feature = "test-util")]
 mod clock;
 mod config;
@@ -64,6 +65,7 @@ mod token;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+pub use claims::Claims;
 pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
 pub use error::{ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::claims::Claims;
 use crate::config::{ClientAuth, HcssConfig, IdentityClient, MAX_RETRY_AFTER};
 use crate::secret::SecretString;
 use crate::token::TokenSet;
@@ -278,7 +279,9 @@ pub(crate) fn parse_token_response(
             .min(max),
     };
     let expires_in = expires_in.max(MIN_TOKEN_LIFETIME);
+    let claims = Claims::of_access_token(&access_token);
     Ok(TokenSet {
+        claims,
         access_token: SecretString::from(access_token),
         expires_at: now.saturating_add(expires_in),
         refresh_token: raw

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::claims::Claims;
 use crate::secret::SecretString;
 
 /// Seconds since the Unix epoch, as the stores keep time.
@@ -45,6 +46,9 @@ pub struct TokenSet {
     /// Zero when unknown (token sets stored by an earlier version of this crate).
     #[serde(default)]
     pub issued_at: u64,
+    /// The claims of the access token (empty when it is not a JWT), read when it arrived.
+    #[serde(default, skip_serializing_if = "Claims::is_empty")]
+    pub claims: Claims,
     /// The generation of this session's tokens: 0 at sign-in, one more at each refresh.
     /// A refresh writes its result only over the generation it refreshed, so a logout
     /// (or another instance's refresh) that happened meanwhile is never undone.
@@ -65,6 +69,7 @@ impl TokenSet {
             scope: Arc::from(""),
             session_expires_at: expires_at,
             issued_at: now,
+            claims: Claims::default(),
             version: 0,
         }
     }
@@ -129,6 +134,7 @@ pub struct HcssToken {
     access_token: SecretString,
     expires_at: u64,
     scope: Arc<str>,
+    claims: Claims,
 }
 
 impl HcssToken {
@@ -136,6 +142,7 @@ impl HcssToken {
         Self {
             access_token: set.access_token.clone(),
             expires_at: set.expires_at,
+            claims: set.claims.clone(),
             scope: set.scope.clone(),
         }
     }
@@ -168,6 +175,12 @@ impl HcssToken {
     /// How long the access token has left (zero once expired).
     pub fn expires_in(&self) -> Duration {
         Duration::from_secs(self.expires_at.saturating_sub(unix_now()))
+    }
+
+    /// Who signed in, as the access token says: `sub`, `CompanyId`, name, email and the
+    /// rest (see [`Claims`], and why they are trusted).
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     /// The scopes HCSS granted.

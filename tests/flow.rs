@@ -61,8 +61,14 @@ async fn full_flow_signs_in_and_calls_the_api() {
         serde_json::json!(["heavyjob:read", "offline_access"])
     );
     assert!(json["expires_in"].as_u64().unwrap() > 3500);
+    let tokens = app
+        .store
+        .load(session_key(&browser.cookie(SESSION).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        !whoami.body.contains("at_"),
+        !whoami.body.contains(tokens.access_token.expose_secret()),
         "the token never reaches the browser"
     );
 

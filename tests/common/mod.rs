@@ -42,6 +42,8 @@ async fn home(token: Option<HcssToken>) -> String {
 
 async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
     Json(serde_json::json!({
+        "subject": token.claims().subject(),
+        "company_id": token.claims().company_id(),
         "token_type": token.token_type(),
         "scopes": token.scopes().collect::<Vec<_>>(),
         "expires_in": token.expires_in().as_secs(),

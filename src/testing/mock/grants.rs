@@ -35,11 +35,16 @@ impl Grants {
     pub(super) fn issue(
         &mut self,
         options: &MockHcssIdentityBuilder,
+        issuer: &str,
         grant: u64,
         scope: &str,
         with_refresh: bool,
     ) -> serde_json::Value {
-        let access = format!("at_{}", random_token(24));
+        let access = if options.jwt_access_tokens {
+            access_jwt(options, issuer, scope)
+        } else {
+            format!("at_{}", random_token(24))
+        };
         self.access.insert(
             access.clone(),
             AccessState {
@@ -67,4 +72,31 @@ impl Grants {
         }
         body
     }
+}
+
+/// An access token as HCSS issues them: a JWT with the user's `sub` and `CompanyId`,
+/// `client_id` and `scope`. Unsigned (`alg: none`): the crate reads the claims of tokens
+/// it got from the token endpoint, it does not check signatures.
+fn access_jwt(options: &MockHcssIdentityBuilder, issuer: &str, scope: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = crate::token::unix_now();
+    let mut claims = json!({
+        "iss": issuer,
+        "sub": options.subject,
+        "client_id": options.client_id,
+        "scope": scope.split(' ').collect::<Vec<_>>(),
+        "name": "Test User",
+        "email": options.user,
+        "iat": now,
+        "exp": now + options.access_token_lifetime.as_secs(),
+        "jti": random_token(16),
+    });
+    if let Some(company) = &options.company_id {
+        claims["CompanyId"] = json!(company);
+    }
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
 }

@@ -105,6 +105,9 @@ pub struct MockHcssIdentityBuilder {
     reuse_detection: bool,
     emit_iss: bool,
     hostname: String,
+    subject: String,
+    company_id: Option<String>,
+    jwt_access_tokens: bool,
 }
 
 impl std::fmt::Debug for MockHcssIdentityBuilder {
@@ -128,6 +131,9 @@ impl Default for MockHcssIdentityBuilder {
             reuse_detection: true,
             emit_iss: true,
             hostname: "127.0.0.1".into(),
+            subject: "5f0c2a7e-0000-4000-8000-000000000001".into(),
+            company_id: Some("a1c3e5f7-0000-4000-8000-00000000c0de".into()),
+            jwt_access_tokens: true,
         }
     }
 }
@@ -181,6 +187,26 @@ impl MockHcssIdentityBuilder {
     /// `true` (default): callbacks carry `iss` (RFC 9207).
     pub fn emit_iss(mut self, on: bool) -> Self {
         self.emit_iss = on;
+        self
+    }
+
+    /// The `sub` of the user's tokens (default a fixed UUID).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = subject.into();
+        self
+    }
+
+    /// The `CompanyId` of the user's tokens (default a fixed UUID); `None`: a user with no
+    /// company.
+    pub fn company_id(mut self, company: Option<&str>) -> Self {
+        self.company_id = company.map(str::to_owned);
+        self
+    }
+
+    /// `true` (default): access tokens are JWTs carrying `sub`, `CompanyId`, `client_id`,
+    /// `scope`, `name` and `email`, as HCSS's are. `false`: opaque tokens.
+    pub fn jwt_access_tokens(mut self, on: bool) -> Self {
+        self.jwt_access_tokens = on;
         self
     }
 
@@ -403,7 +429,7 @@ impl MockHcssIdentity {
         let mut grants = lock(&self.state.grants);
         grants.next += 1;
         let grant = grants.next;
-        let body = grants.issue(options, grant, scope, true);
+        let body = grants.issue(options, &self.state.issuer, grant, scope, true);
         let text = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
         let now = self.state.clock.now();
         let mut tokens = TokenSet::new(text("access_token"), 0)

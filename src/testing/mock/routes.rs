@@ -290,7 +290,8 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             grants.next += 1;
             let grant = grants.next;
             let offline = pending.scope.split(' ').any(|s| s == "offline_access");
-            Json(grants.issue(options, grant, &pending.scope, offline)).into_response()
+            Json(grants.issue(options, &state.issuer, grant, &pending.scope, offline))
+                .into_response()
         }
         "refresh_token" => {
             let presented = get("refresh_token").to_owned();
@@ -309,7 +310,13 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             if reused || grants.revoked.contains(&grant) {
                 return oauth_error("invalid_grant", "refresh token revoked");
             }
-            let body = grants.issue(options, grant, &scope, options.rotate_refresh_tokens);
+            let body = grants.issue(
+                options,
+                &state.issuer,
+                grant,
+                &scope,
+                options.rotate_refresh_tokens,
+            );
             Json(body).into_response()
         }
         _ => oauth_error(
