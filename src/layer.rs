@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+
 use tower_layer::Layer;
+
+use crate::hooks::{SignIn, SignInRefused, SignOut};
 
 use crate::config::HcssConfig;
 use crate::service::HcssAuthService;
@@ -81,6 +85,58 @@ impl HcssAuth {
         Self {
             shared: Arc::new(Shared::new(config, logins, token_store)),
         }
+    }
+
+    /// An async hook called at each sign-in, once HCSS has issued the tokens and before
+    /// the session starts: it sees who signed in ([`SignIn::claims`]) and the session's
+    /// key, and may refuse the sign-in with a page ([`SignInRefused`]), for example when
+    /// the user's company has not connected the app. A refused sign-in stores nothing and
+    /// its refresh token is revoked. A hook that panics refuses the sign-in (500) and the
+    /// server serves on.
+    ///
+    /// ```
+    /// use hcss_auth::{HcssAuth, HcssConfig, SignIn, SignInRefused};
+    ///
+    /// # fn main() -> Result<(), hcss_auth::ConfigError> {
+    /// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+    /// #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+    /// let layer = HcssAuth::new(config).on_sign_in(|sign_in: SignIn| async move {
+    ///     match sign_in.claims().company_id() {
+    ///         Some(_company) => Ok(()), // look it up in your records here
+    ///         None => Err(SignInRefused::new("Your HCSS user belongs to no company.")),
+    ///     }
+    /// });
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn on_sign_in<F, Fut>(self, hook: F) -> Self
+    where
+        F: Fn(SignIn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), SignInRefused>> + Send + 'static,
+    {
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_sign_in = Some(Arc::new(move |sign_in| Box::pin(hook(sign_in))));
+        self
+    }
+
+    /// An async hook called when a session ends: a logout, [`HcssSession::end`], or a
+    /// new sign-in in the same browser. It sees the session's last claims and its key.
+    /// A hook that panics is logged; the sign-out stands.
+    ///
+    /// [`HcssSession::end`]: crate::HcssSession::end
+    pub fn on_sign_out<F, Fut>(self, hook: F) -> Self
+    where
+        F: Fn(SignOut) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_sign_out = Some(Arc::new(move |sign_out| Box::pin(hook(sign_out))));
+        self
     }
 
     /// The configuration this layer runs with.

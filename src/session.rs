@@ -90,6 +90,12 @@ impl HcssSession {
         &self.shared.config.routes.app_origin
     }
 
+    /// The key this request's session is stored under (`None` without a session cookie):
+    /// the one the `on_sign_in` hook was given, for the app's own records.
+    pub fn store_key(&self) -> Option<crate::store::StoreKey> {
+        self.id.map(|id| id.key())
+    }
+
     /// Whether the request carried a session cookie. It may still name a session that
     /// has ended: only [`token`](Self::token) says whether the user is signed in.
     pub fn has_cookie(&self) -> bool {

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::config::HcssConfig;
 use crate::error::SessionError;
+use crate::hooks::Hooks;
 use crate::seal::Sealer;
 use crate::secret::StoreKey;
 use crate::store::{StateStore, TokenStore};
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) used_states: UsedStates,
     /// What tells a misplaced layer.
     pub(crate) placement: Placement,
+    /// The app's hooks.
+    pub(crate) hooks: std::sync::RwLock<Hooks>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -33,6 +36,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The hooks, as they are now.
+    pub(crate) fn hooks(&self) -> Hooks {
+        self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub(crate) fn new(
         config: HcssConfig,
         logins: Logins,
@@ -44,6 +52,7 @@ impl Shared {
             token_store,
             used_states: UsedStates::default(),
             placement: Placement::default(),
+            hooks: std::sync::RwLock::default(),
             flights: DashMap::new(),
             pending: Pending::default(),
         }

@@ -64,3 +64,103 @@ async fn claims_are_stored_with_the_session_and_follow_a_refresh() {
     assert_ne!(refreshed.access_token, stored.access_token);
     assert_eq!(refreshed.claims.subject(), Some("user-9"));
 }
+
+/// The `on_sign_in` hook refuses a company: the user sees the app's page (escaped), no
+/// session starts, and the refresh token is revoked. A hook that panics is a 500 page and
+/// the server serves on. The session key it is given is the one the session lives under.
+#[tokio::test]
+async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
+    use hcss_auth::{SignIn, SignInRefused};
+    use std::sync::{Arc, Mutex};
+
+    let mock = MockHcssIdentity::builder()
+        .company_id(Some("blocked-co"))
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b).await;
+    let _ = app.auth.clone().on_sign_in(|sign_in: SignIn| async move {
+        match sign_in.claims().company_id().as_deref() {
+            Some("blocked-co") => Err(SignInRefused::new(
+                "Your company <b>has not</b> connected this app.",
+            )
+            .with_title("Not connected")),
+            _ => Ok(()),
+        }
+    });
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("Not connected"), "{}", refused.body);
+    assert!(
+        refused.body.contains("&lt;b&gt;has not"),
+        "escaped: {}",
+        refused.body
+    );
+    assert!(browser.cookie("hcss-session").is_none(), "no session");
+    assert_eq!(
+        mock.counts().revocations,
+        1,
+        "the refresh token was revoked"
+    );
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
+
+    let _ = app
+        .auth
+        .clone()
+        .on_sign_in(|_: SignIn| async move { panic!("the app's hook broke") });
+    let callback = browser.start_login(&app, None).await;
+    let failed = browser.get(&callback).await;
+    assert_eq!(failed.status, 500);
+    assert!(browser.cookie("hcss-session").is_none());
+    assert_eq!(
+        browser.get(&format!("{}/healthz", app.url)).await.body,
+        "ok"
+    );
+
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let _ = app.auth.clone().on_sign_in(move |sign_in: SignIn| {
+        *record.lock().unwrap() = Some(sign_in.session());
+        async { Ok(()) }
+    });
+    browser.login(&app).await;
+    let key = seen.lock().unwrap().expect("the hook ran");
+    assert_eq!(key, session_key(&browser.cookie("hcss-session").unwrap()));
+    assert!(app.store.load(key).await.unwrap().is_some());
+}
+
+/// The `on_sign_out` hook hears of a logout with the session's claims.
+#[tokio::test]
+async fn a_sign_out_hook_hears_who_signed_out() {
+    use hcss_auth::SignOut;
+    use std::sync::{Arc, Mutex};
+
+    let mock = MockHcssIdentity::builder()
+        .subject("leaving-user")
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b).await;
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let record = heard.clone();
+    let _ = app.auth.clone().on_sign_out(move |sign_out: SignOut| {
+        record
+            .lock()
+            .unwrap()
+            .push(sign_out.claims().subject().map(str::to_owned));
+        async {}
+    });
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let logout = browser
+        .request("POST", &format!("{}/hcss/logout", app.url), &[])
+        .await;
+    assert_eq!(logout.status, 303);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![Some("leaving-user".to_owned())]
+    );
+}

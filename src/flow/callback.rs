@@ -12,10 +12,12 @@ use super::{
     cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
     FlowResponse,
 };
+use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
 use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
+use crate::token::TokenSet;
 
 /// Longest `state` or `code` worth looking up.
 const MAX_STATE: usize = 512;
@@ -114,6 +116,9 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = SessionId::generate();
     let key = session_id.key();
+    if let Some(refused) = ask_the_app(shared, &tokens, key).await {
+        return refused;
+    }
     let ttl = tokens.store_ttl(config.now());
     if let Err(err) = shared.token_store.store(key, tokens, ttl).await {
         tracing::error!(error = %err, "hcss: callback failed: the token store is unavailable");
@@ -139,9 +144,49 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     )
 }
 
-/// The answer to a failed code exchange. A code is never retried: whatever the class,
-/// the user starts again, but a passing failure or this app's configuration is a 502
-/// (the fault is not the user's) and only a refusal of this sign-in is a 400.
+/// The app's `on_sign_in` hook, if it has one: `None` to go on, or the page of a refused
+/// sign-in (whose refresh token is then revoked). The hook runs as a task of its own, so
+/// that a panic in it is a 500 page, not a dropped connection.
+async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Option<FlowResponse> {
+    let hook = shared.hooks().on_sign_in?;
+    let sign_in = SignIn {
+        claims: tokens.claims.clone(),
+        session: key,
+        scope: tokens.scope.clone(),
+    };
+    let config = &shared.config;
+    let refused = match tokio::spawn(hook(sign_in)).await {
+        Ok(Ok(())) => return None,
+        Ok(Err(refused)) => {
+            tracing::info!(
+                status = refused.status.as_u16(),
+                "hcss: sign-in refused by the app"
+            );
+            page(config, refused.status, &refused.title, &refused.message)
+        }
+        Err(err) => {
+            tracing::error!(
+                panicked = err.is_panic(),
+                "hcss: the on_sign_in hook failed; sign-in refused"
+            );
+            page(
+                config,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in failed",
+                "This sign-in could not be completed. Please try again later.",
+            )
+        }
+    };
+    if let Some(refresh) = &tokens.refresh_token {
+        if let Err(err) =
+            protocol::revoke(&config.identity, refresh.expose_secret(), "refresh_token").await
+        {
+            tracing::warn!(reason = %err, "hcss: the refused sign-in's refresh token could not be revoked");
+        }
+    }
+    Some(refused)
+}
+
 /// A login in progress, opened from its cookie or taken from the store.
 struct Login {
     verifier: SecretString,
@@ -264,6 +309,9 @@ async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::Store
         .await
 }
 
+/// The answer to a failed code exchange. A code is never retried: whatever the class,
+/// the user starts again, but a passing failure or this app's configuration is a 502
+/// (the fault is not the user's) and only a refusal of this sign-in is a 400.
 fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
     let config = &shared.config;
     match err.class() {

@@ -5,6 +5,7 @@ use http::{header, StatusCode};
 
 use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
 use crate::error::StoreError;
+use crate::hooks::SignOut;
 use crate::protocol;
 use crate::secret::{SessionId, StoreKey};
 use crate::shared::Shared;
@@ -31,7 +32,8 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
 pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), StoreError> {
     let config = &shared.config;
     let store = &shared.token_store;
-    let taken = if config.identity.revoke_on_logout {
+    let on_sign_out = shared.hooks().on_sign_out;
+    let taken = if config.identity.revoke_on_logout || on_sign_out.is_some() {
         store.take(key).await
     } else {
         store.remove(key).await.map(|()| None)
@@ -47,6 +49,21 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
     // A refreshed set this process could not store yet is newer than the store's: its
     // refresh token is the live one.
     let tokens = shared.pending.take(key).map(|p| p.tokens).or(tokens);
+    if let Some(hook) = on_sign_out {
+        let sign_out = SignOut {
+            claims: tokens
+                .as_ref()
+                .map(|t| t.claims.clone())
+                .unwrap_or_default(),
+            session: key,
+        };
+        if let Err(err) = tokio::spawn(hook(sign_out)).await {
+            tracing::error!(
+                panicked = err.is_panic(),
+                "hcss: the on_sign_out hook failed; signed out anyway"
+            );
+        }
+    }
     if let Some(tokens) = tokens.filter(|_| config.identity.revoke_on_logout) {
         let (token, hint) = match &tokens.refresh_token {
             Some(refresh) => (refresh, "refresh_token"),
