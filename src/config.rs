@@ -84,6 +84,7 @@ pub(crate) struct Routes {
     pub(crate) logout_path: String,
     pub(crate) post_login_path: String,
     pub(crate) post_logout_path: String,
+    pub(crate) user_path: Option<String>,
     pub(crate) app_origin: String,
 }
 
@@ -243,6 +244,7 @@ pub struct HcssConfigBuilder {
     identity_url: String,
     login_path: String,
     logout_path: String,
+    user_path: Option<String>,
     post_login_path: String,
     post_logout_path: String,
     transaction_ttl: Duration,
@@ -271,6 +273,7 @@ impl Default for HcssConfigBuilder {
             identity_url: HCSS_IDENTITY_URL.to_owned(),
             login_path: "/hcss/login".to_owned(),
             logout_path: "/hcss/logout".to_owned(),
+            user_path: None,
             post_login_path: "/".to_owned(),
             post_logout_path: "/".to_owned(),
             transaction_ttl: Duration::from_secs(600),
@@ -339,6 +342,14 @@ impl HcssConfigBuilder {
     /// The logout path (default `/hcss/logout`).
     pub fn logout_path(mut self, path: impl Into<String>) -> Self {
         self.logout_path = path.into();
+        self
+    }
+
+    /// Serve who is signed in as JSON at this path (opt-in; `/hcss/user` is the usual
+    /// one), for single-page apps: the identity claims, scopes, when the token and the
+    /// session end, and the logout path; 401 when signed out; never cached.
+    pub fn user_path(mut self, path: impl Into<String>) -> Self {
+        self.user_path = Some(path.into());
         self
     }
 
@@ -545,6 +556,16 @@ impl HcssConfigBuilder {
                 "it must differ from the login path",
             ));
         }
+        if let Some(user) = &self.user_path {
+            if crate::return_path::valid_return_path(user).is_none()
+                || [&self.login_path, &self.logout_path, &callback_path].contains(&user)
+            {
+                return Err(ConfigError::invalid(
+                    "user_path",
+                    format!("{user:?} must be a path of its own on this site"),
+                ));
+            }
+        }
         if self.transaction_ttl.is_zero()
             || self.max_session_age.is_zero()
             || self.http_timeout.is_zero()
@@ -639,6 +660,7 @@ impl HcssConfigBuilder {
                 login_path: self.login_path,
                 callback_path,
                 logout_path: self.logout_path,
+                user_path: self.user_path,
                 post_login_path: self.post_login_path,
                 post_logout_path: self.post_logout_path,
             },

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{SessionError, StoreError};
+use crate::hooks::SignOut;
 use crate::protocol::{self, ErrorClass, Grant};
 use crate::secret::{random_token, SecretString, StoreKey};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
@@ -525,6 +526,61 @@ async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &TokenSet) {
         Err(err) => tracing::warn!(session = key.short(), reason = %err,
             "hcss: an orphaned refresh token could not be revoked"),
     }
+}
+
+/// Ends the session stored under `key`: its tokens are taken from the store in one step
+/// (a refresh writing meanwhile either lands before, and its token is the one revoked
+/// here, or finds the session gone and revokes its own), a refreshed set this process
+/// could not store yet is dropped, and the live refresh token is revoked at HCSS when
+/// configured. An unreadable stored value is removed: nothing is left to revoke.
+pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), StoreError> {
+    let config = &shared.config;
+    let store = &shared.token_store;
+    let on_sign_out = shared.hooks().on_sign_out;
+    let taken = if config.identity.revoke_on_logout || on_sign_out.is_some() {
+        store.take(key).await
+    } else {
+        store.remove(key).await.map(|()| None)
+    };
+    let tokens = match taken {
+        Ok(tokens) => tokens,
+        Err(StoreError::Corrupt(_)) => {
+            discard_unreadable(shared, key).await;
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    // A refreshed set this process could not store yet is newer than the store's: its
+    // refresh token is the live one.
+    let tokens = shared.pending.take(key).map(|p| p.tokens).or(tokens);
+    if let Some(hook) = on_sign_out {
+        let sign_out = SignOut {
+            claims: tokens
+                .as_ref()
+                .map(|t| t.claims.clone())
+                .unwrap_or_default(),
+            session: key,
+        };
+        if let Err(err) = tokio::spawn(hook(sign_out)).await {
+            tracing::error!(
+                panicked = err.is_panic(),
+                "hcss: the on_sign_out hook failed; signed out anyway"
+            );
+        }
+    }
+    if let Some(tokens) = tokens.filter(|_| config.identity.revoke_on_logout) {
+        let (token, hint) = match &tokens.refresh_token {
+            Some(refresh) => (refresh, "refresh_token"),
+            None => (&tokens.access_token, "access_token"),
+        };
+        match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
+            Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
+            Err(err) => {
+                tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

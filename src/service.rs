@@ -85,6 +85,7 @@ enum Endpoint {
     Login,
     Callback,
     Logout,
+    User,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HcssAuthService<S>
@@ -109,6 +110,8 @@ where
             Some((Endpoint::Callback, Method::GET))
         } else if path == config.routes.logout_path {
             Some((Endpoint::Logout, Method::POST))
+        } else if config.routes.user_path.as_deref() == Some(path) {
+            Some((Endpoint::User, Method::GET))
         } else {
             None
         };
@@ -133,12 +136,14 @@ where
             Endpoint::Login => tracing::info_span!("hcss.login"),
             Endpoint::Callback => tracing::info_span!("hcss.callback"),
             Endpoint::Logout => tracing::info_span!("hcss.logout"),
+            Endpoint::User => tracing::debug_span!("hcss.user"),
         };
         let future = async move {
             match endpoint {
                 Endpoint::Login => flow::login::login(&shared, &parts).await,
                 Endpoint::Callback => flow::callback::callback(&shared, &parts).await,
                 Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
+                Endpoint::User => flow::user::user(&shared, &parts).await,
             }
         };
         ResponseFuture::flow(Box::pin(future.instrument(span)))

@@ -197,7 +197,7 @@ impl HcssSession {
             return Ok(());
         };
         let key = id.key();
-        crate::flow::logout::end_session(&self.shared, key)
+        refresh::end_session(&self.shared, key)
             .await
             .map_err(|err| refresh::store_unavailable(&self.shared.config, err))
     }

@@ -133,6 +133,7 @@ impl TokenSet {
 pub struct HcssToken {
     access_token: SecretString,
     expires_at: u64,
+    session_expires_at: u64,
     scope: Arc<str>,
     claims: Claims,
 }
@@ -142,6 +143,7 @@ impl HcssToken {
         Self {
             access_token: set.access_token.clone(),
             expires_at: set.expires_at,
+            session_expires_at: set.session_expires_at,
             claims: set.claims.clone(),
             scope: set.scope.clone(),
         }
@@ -170,6 +172,11 @@ impl HcssToken {
     /// When the access token expires.
     pub fn expires_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.expires_at)
+    }
+
+    /// When the session ends however often it is refreshed (the user signs in again).
+    pub fn session_expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.session_expires_at)
     }
 
     /// How long the access token has left (zero once expired).

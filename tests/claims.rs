@@ -164,3 +164,51 @@ async fn a_sign_out_hook_hears_who_signed_out() {
         vec![Some("leaving-user".to_owned())]
     );
 }
+
+/// `/hcss/user` (opt-in): who is signed in as JSON for a single-page app; 401 when
+/// signed out; never cached; not served unless configured.
+#[tokio::test]
+async fn the_user_endpoint_says_who_is_signed_in() {
+    let mock = MockHcssIdentity::builder()
+        .subject("spa-user")
+        .company_id(Some("spa-co"))
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b.user_path("/hcss/user")).await;
+    let browser = Browser::new();
+    let user = format!("{}/hcss/user", app.url);
+    let signed_out = browser.get(&user).await;
+    assert_eq!(signed_out.status, 401);
+    assert_eq!(signed_out.headers["cache-control"], "no-store");
+    let json: serde_json::Value = serde_json::from_str(&signed_out.body).unwrap();
+    assert_eq!(json["login_path"], "/hcss/login");
+
+    browser.login(&app).await;
+    let signed_in = browser.get(&user).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(signed_in.headers["cache-control"], "no-store");
+    let json: serde_json::Value = serde_json::from_str(&signed_in.body).unwrap();
+    assert_eq!(json["subject"], "spa-user");
+    assert_eq!(json["company_id"], "spa-co");
+    assert_eq!(json["email"], "test.user@example.com");
+    assert_eq!(json["logout_path"], "/hcss/logout");
+    assert_eq!(
+        json["scopes"],
+        serde_json::json!(["heavyjob:read", "offline_access"])
+    );
+    assert!(
+        json["token_expires_at"].as_u64().unwrap() < json["session_expires_at"].as_u64().unwrap()
+    );
+    assert!(!signed_in.body.contains("eyJ"), "no token in the answer");
+    let post = browser.request("POST", &user, &[]).await;
+    assert_eq!(post.status, 405);
+
+    let plain = start_app(&mock, |b| b).await;
+    assert_eq!(
+        browser
+            .get(&format!("{}/hcss/user", plain.url))
+            .await
+            .status,
+        404
+    );
+}

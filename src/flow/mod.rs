@@ -18,6 +18,7 @@ pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod sealed;
+pub(crate) mod user;
 
 /// A flow response: small, complete, never streamed.
 pub(crate) type FlowResponse = Response<Bytes>;
