@@ -64,6 +64,8 @@ pub(crate) struct IdentityClient {
     pub(crate) client_secret: Option<SecretString>,
     pub(crate) client_auth: ClientAuth,
     pub(crate) scope: String,
+    /// The scopes of company tokens: the configured ones without `offline_access`.
+    pub(crate) company_scope: String,
     pub(crate) redirect_uri: String,
     pub(crate) issuer: String,
     pub(crate) authorize_url: Url,
@@ -644,6 +646,13 @@ impl HcssConfigBuilder {
                 client_secret: self.client_secret,
                 client_auth: self.client_auth,
                 scope: self.scopes.join(" "),
+                company_scope: self
+                    .scopes
+                    .iter()
+                    .filter(|s| *s != "offline_access")
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 redirect_uri: redirect_text,
                 issuer: identity_text,
                 authorize_url,

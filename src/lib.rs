@@ -44,6 +44,7 @@
 mod claims;
 #[cfg(feature = "test-util")]
 mod clock;
+mod company;
 mod config;
 mod error;
 mod extract;
@@ -67,6 +68,7 @@ mod token;
 pub mod testing;
 
 pub use claims::Claims;
+pub use company::{CompanyTokenError, HcssCompanyTokens};
 pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
 pub use error::{ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;

@@ -39,8 +39,19 @@ pub(crate) fn authorize_url(client: &IdentityClient, state: &str, challenge: &st
 
 /// A grant sent to the token endpoint.
 pub(crate) enum Grant<'a> {
-    AuthorizationCode { code: &'a str, verifier: &'a str },
-    RefreshToken { refresh_token: &'a str },
+    AuthorizationCode {
+        code: &'a str,
+        verifier: &'a str,
+    },
+    RefreshToken {
+        refresh_token: &'a str,
+    },
+    /// HCSS's `company` grant: a token for a customer company, with no user present.
+    Company {
+        company_id: &'a str,
+    },
+    /// `client_credentials`: a token for the app's own company.
+    ClientCredentials,
 }
 
 /// The form fields of a token request, in order, with the client's credentials where
@@ -59,6 +70,15 @@ pub(crate) fn token_form<'a>(
         Grant::RefreshToken { refresh_token } => vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", *refresh_token),
+        ],
+        Grant::Company { company_id } => vec![
+            ("grant_type", "company"),
+            ("CompanyId", *company_id),
+            ("scope", client.company_scope.as_str()),
+        ],
+        Grant::ClientCredentials => vec![
+            ("grant_type", "client_credentials"),
+            ("scope", client.company_scope.as_str()),
         ],
     };
     push_client_credentials(client, &mut form);
@@ -387,13 +407,15 @@ pub(crate) async fn request_tokens(
     let kind = match grant {
         Grant::AuthorizationCode { .. } => "authorization_code",
         Grant::RefreshToken { .. } => "refresh_token",
+        Grant::Company { .. } => "company",
+        Grant::ClientCredentials => "client_credentials",
     };
     // A refresh waits longer for its answer than a request waits for the refresh: HCSS
     // may have rotated the refresh token already, and an answer that comes late must
     // still be kept, or the session is lost to reuse detection.
     let timeout = match grant {
-        Grant::AuthorizationCode { .. } => config.identity.http_timeout,
         Grant::RefreshToken { .. } => config.identity.http_timeout * REFRESH_PATIENCE,
+        _ => config.identity.http_timeout,
     };
     let form = token_form(&config.identity, &grant);
     let started = std::time::Instant::now();
@@ -492,6 +514,26 @@ mod tests {
              &code_verifier=VERIFIER&client_id=my+client&client_secret=p%26ss"
         );
         assert_eq!(basic_auth_header(&c.identity), None);
+    }
+
+    #[test]
+    fn company_grants_send_exactly_their_fields() {
+        let c = config(ClientAuth::RequestBody, Some("p&ss"));
+        let grant = Grant::Company {
+            company_id: "c0ffee-01",
+        };
+        assert_eq!(
+            encode_form(&token_form(&c.identity, &grant)),
+            "grant_type=company&CompanyId=c0ffee-01&scope=heavyjob%3Aread\
+             &client_id=my+client&client_secret=p%26ss",
+            "no offline_access: company tokens have no refresh token"
+        );
+        let c = config(ClientAuth::BasicAuth, Some("s"));
+        assert_eq!(
+            encode_form(&token_form(&c.identity, &Grant::ClientCredentials)),
+            "grant_type=client_credentials&scope=heavyjob%3Aread"
+        );
+        assert!(basic_auth_header(&c.identity).is_some());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) placement: Placement,
     /// The app's hooks.
     pub(crate) hooks: std::sync::RwLock<Hooks>,
+    /// One company-token call at a time per company, within this process.
+    pub(crate) company_turns: DashMap<StoreKey, Arc<tokio::sync::Mutex<()>>>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -53,6 +55,7 @@ impl Shared {
             used_states: UsedStates::default(),
             placement: Placement::default(),
             hooks: std::sync::RwLock::default(),
+            company_turns: DashMap::new(),
             flights: DashMap::new(),
             pending: Pending::default(),
         }

@@ -701,3 +701,35 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
     assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
     remove_keys(&redis, &prefix).await;
 }
+
+/// Two layers sharing Redis share company tokens: fifty concurrent calls over both make
+/// one token call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn company_tokens_are_shared_by_instances() {
+    let Some(redis) = redis_url("company_tokens_are_shared_by_instances") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    let (_, a) = start_app_with_store(&mock, |b| b, store.clone()).await;
+    let (_, b) = start_app_with_store(&mock, |b| b, store).await;
+    let instances = [
+        hcss_auth::HcssCompanyTokens::new(&a),
+        hcss_auth::HcssCompanyTokens::new(&b),
+    ];
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let companies = instances[i % 2].clone();
+            tokio::spawn(async move { companies.token("shared-co").await.unwrap() })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(mock.counts().company_grants, 1);
+    remove_keys(&redis, &prefix).await;
+}

@@ -74,6 +74,28 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// A token for a company with no user present (`company` or `client_credentials`):
+    /// a JWT whose `CompanyId` is `company`, no refresh token.
+    pub(super) fn issue_company(
+        &mut self,
+        options: &MockHcssIdentityBuilder,
+        issuer: &str,
+        company: &str,
+        scope: &str,
+    ) -> serde_json::Value {
+        self.next += 1;
+        let grant = self.next;
+        let company_options = MockHcssIdentityBuilder {
+            subject: format!("client:{}", options.client_id),
+            company_id: Some(company.to_owned()),
+            jwt_access_tokens: true,
+            ..options.clone()
+        };
+        self.issue(&company_options, issuer, grant, scope, false)
+    }
+}
+
 /// An access token as HCSS issues them: a JWT with the user's `sub` and `CompanyId`,
 /// `client_id` and `scope`. Unsigned (`alg: none`): the crate reads the claims of tokens
 /// it got from the token endpoint, it does not check signatures.

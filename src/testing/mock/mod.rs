@@ -90,6 +90,10 @@ pub struct MockCounts {
     pub api_calls: usize,
     /// Requests that followed the [`TokenFault::Redirect`] redirect (a client must not).
     pub redirects_followed: usize,
+    /// Token calls with `grant_type=company` (tokens for a customer company).
+    pub company_grants: usize,
+    /// Token calls with `grant_type=client_credentials` (the app's own company).
+    pub client_credentials: usize,
 }
 
 /// Builds a [`MockHcssIdentity`]; every setting has a default that suits tests.
@@ -236,6 +240,7 @@ impl MockHcssIdentityBuilder {
             counted: tokio::sync::watch::Sender::new(()),
             fault: Mutex::new(None),
             grants: Mutex::new(Grants::default()),
+            disconnected: Mutex::default(),
         });
         let app = Router::new()
             .route("/identity/connect/authorize", get(authorize))
@@ -373,6 +378,21 @@ impl MockHcssIdentity {
         *lock(&self.state.fault) = fault;
     }
 
+    /// Makes the `company` grant refuse `company` (`invalid_grant`), as HCSS does once a
+    /// customer removed the app in the Marketplace or changed its scopes.
+    pub fn disconnect_company(&self, company: &str) {
+        lock(&self.state.disconnected).insert(company.to_owned());
+    }
+
+    /// Undoes [`disconnect_company`](Self::disconnect_company): the customer connected
+    /// the app again.
+    pub fn reconnect_company(&self, company: &str) {
+        lock(&self.state.disconnected).remove(company);
+    }
+
+    /// The company of the app itself, whose tokens `client_credentials` issues.
+    pub const OWN_COMPANY: &'static str = "0a0b0c0d-0000-4000-8000-00000000a110";
+
     /// The clock that apps configured with [`config_builder`](Self::config_builder) run
     /// on: move it forward to let time pass for them (a login wait, a session's age).
     pub fn clock(&self) -> TestClock {
@@ -466,6 +486,8 @@ struct MockState {
     counted: tokio::sync::watch::Sender<()>,
     fault: Mutex<Option<TokenFault>>,
     grants: Mutex<Grants>,
+    /// Companies that removed the app: the `company` grant refuses them.
+    disconnected: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -478,6 +500,8 @@ struct Counters {
     reuse_detected: AtomicUsize,
     api_calls: AtomicUsize,
     redirects_followed: AtomicUsize,
+    company_grants: AtomicUsize,
+    client_credentials: AtomicUsize,
 }
 
 impl Counters {
@@ -492,6 +516,8 @@ impl Counters {
             reuse_detected: get(&self.reuse_detected),
             api_calls: get(&self.api_calls),
             redirects_followed: get(&self.redirects_followed),
+            company_grants: get(&self.company_grants),
+            client_credentials: get(&self.client_credentials),
         }
     }
 }

@@ -206,6 +206,8 @@ pub(super) async fn token(
     match p.get("grant_type").map(String::as_str) {
         Some("authorization_code") => bump(&state, |c| &c.code_exchanges),
         Some("refresh_token") => bump(&state, |c| &c.refreshes),
+        Some("company") => bump(&state, |c| &c.company_grants),
+        Some("client_credentials") => bump(&state, |c| &c.client_credentials),
         _ => {}
     }
     let fault = lock(&state.fault).clone();
@@ -319,9 +321,27 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             );
             Json(body).into_response()
         }
+        "company" => {
+            let company = get("CompanyId");
+            if company.is_empty() {
+                return oauth_error("invalid_request", "CompanyId is required");
+            }
+            if lock(&state.disconnected).contains(company) {
+                return oauth_error("invalid_grant", "the company has not connected this app");
+            }
+            Json(grants.issue_company(options, &state.issuer, company, get("scope")))
+                .into_response()
+        }
+        "client_credentials" => Json(grants.issue_company(
+            options,
+            &state.issuer,
+            MockHcssIdentity::OWN_COMPANY,
+            get("scope"),
+        ))
+        .into_response(),
         _ => oauth_error(
             "unsupported_grant_type",
-            "use authorization_code or refresh_token",
+            "use authorization_code, refresh_token, company or client_credentials",
         ),
     }
 }

@@ -1,0 +1,130 @@
+//! Tokens for a company with no user present: HCSS's `company` grant and
+//! `client_credentials`, cached, asked for once under concurrency, again before expiry,
+//! `Disconnected` when HCSS refuses the company, retryable on passing failures.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hcss_auth::testing::{MockHcssIdentity, TokenFault};
+use hcss_auth::{CompanyTokenError, HcssCompanyTokens};
+
+const COMPANY: &str = "customer-co-1";
+
+#[tokio::test]
+async fn a_company_token_carries_the_company_and_is_cached() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    let token = companies.token(COMPANY).await.unwrap();
+    assert_eq!(token.claims().company_id().as_deref(), Some(COMPANY));
+    assert_eq!(
+        token.scopes().collect::<Vec<_>>(),
+        ["heavyjob:read"],
+        "no offline_access"
+    );
+    let again = companies.token(COMPANY).await.unwrap();
+    assert_eq!(again.secret(), token.secret(), "cached");
+    assert_eq!(mock.counts().company_grants, 1);
+    // Another company is another token.
+    let other = companies.token("customer-co-2").await.unwrap();
+    assert_eq!(
+        other.claims().company_id().as_deref(),
+        Some("customer-co-2")
+    );
+    assert_eq!(mock.counts().company_grants, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_calls_make_one_token_call() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let companies = companies.clone();
+            tokio::spawn(async move { companies.token(COMPANY).await.unwrap() })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(mock.counts().company_grants, 1);
+}
+
+#[tokio::test]
+async fn a_company_token_is_asked_for_again_before_it_expires() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    let first = companies.token(COMPANY).await.unwrap();
+    // Within the refresh skew of its end: a new one.
+    mock.clock().advance(Duration::from_secs(3600 - 30));
+    let second = companies.token(COMPANY).await.unwrap();
+    assert_ne!(second.secret(), first.secret());
+    assert_eq!(mock.counts().company_grants, 2);
+}
+
+#[tokio::test]
+async fn a_disconnected_company_is_said_so_and_a_reconnected_one_works_at_once() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    companies.token(COMPANY).await.unwrap();
+    mock.disconnect_company(COMPANY);
+    mock.clock().advance(Duration::from_secs(3600)); // the cached token ran out
+    match companies.token(COMPANY).await {
+        Err(CompanyTokenError::Disconnected { company_id }) => assert_eq!(company_id, COMPANY),
+        other => panic!("{other:?}"),
+    }
+    mock.reconnect_company(COMPANY);
+    assert!(
+        companies.token(COMPANY).await.is_ok(),
+        "asked again at once"
+    );
+}
+
+#[tokio::test]
+async fn passing_failures_are_retryable_with_the_identity_services_wait() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    mock.set_token_fault(Some(TokenFault::Error {
+        status: 503,
+        error: "temporarily_unavailable",
+        retry_after: Some(3),
+    }));
+    match companies.token(COMPANY).await {
+        Err(CompanyTokenError::Unavailable { retry_after, .. }) => {
+            assert_eq!(retry_after, Duration::from_secs(3))
+        }
+        other => panic!("{other:?}"),
+    }
+    mock.set_token_fault(Some(TokenFault::Error {
+        status: 401,
+        error: "invalid_client",
+        retry_after: None,
+    }));
+    assert!(matches!(
+        companies.token(COMPANY).await,
+        Err(CompanyTokenError::Misconfigured { .. })
+    ));
+    mock.set_token_fault(None);
+    assert!(companies.token(COMPANY).await.is_ok());
+}
+
+#[tokio::test]
+async fn client_credentials_serve_the_apps_own_company() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    let own = companies.own_token().await.unwrap();
+    assert_eq!(
+        own.claims().company_id().as_deref(),
+        Some(MockHcssIdentity::OWN_COMPANY)
+    );
+    companies.own_token().await.unwrap();
+    let counts = mock.counts();
+    assert_eq!((counts.client_credentials, counts.company_grants), (1, 0));
+}
