@@ -13,20 +13,22 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hcss_auth::testing::MockHcssIdentity;
-use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+use hcss_auth::{CompanyTokenError, HcssAuth, HcssCompanyTokens, HcssConfig, HcssToken};
 
 #[derive(Clone)]
 struct AppState {
     api_url: String,
     http: reqwest::Client,
+    companies: HcssCompanyTokens,
 }
 
 async fn home(token: Option<HcssToken>) -> Html<String> {
     let status = match &token {
         Some(token) => format!(
-            "<p id=\"status\">Signed in with HCSS (scopes: {}).</p>\
-             <p><a href=\"/whoami\">/whoami</a> · <a href=\"/business-units\">/business-units</a></p>\
+            "<p id=\"status\">Signed in with HCSS as {} (scopes: {}).</p>\
+             <p><a href=\"/whoami\">/whoami</a> · <a href=\"/business-units\">/business-units</a> · <a href=\"/company/business-units\">/company/business-units</a></p>\
              <form method=\"post\" action=\"/hcss/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form>",
+            escape(token.claims().subject().unwrap_or("an unnamed user")),
             token.scopes().collect::<Vec<_>>().join(" ")
         ),
         None => "<p id=\"status\">Signed out.</p>\
@@ -37,6 +39,14 @@ async fn home(token: Option<HcssToken>) -> Html<String> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hcss-auth example</title></head>\
          <body><h1>hcss-auth example</h1>{status}</body></html>"
     ))
+}
+
+/// Text for an HTML page.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
@@ -52,6 +62,61 @@ async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
 async fn business_units(State(state): State<AppState>, token: HcssToken) -> Response {
     let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
     match state.http.get(url).bearer_auth(token.secret()).send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = response.text().await.unwrap_or_default();
+            (status, [("content-type", "application/json")], body).into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err.without_url(), "HeavyJob API unreachable");
+            (StatusCode::BAD_GATEWAY, "HeavyJob API unreachable").into_response()
+        }
+    }
+}
+
+/// The signed-in user's company's business units, read with a token for the company
+/// (HCSS's `company` grant), not the user's.
+async fn company_business_units(State(state): State<AppState>, token: HcssToken) -> Response {
+    let Some(company) = token.claims().company_id() else {
+        return (
+            StatusCode::CONFLICT,
+            "Your HCSS user belongs to no company, so there is no company to act for.",
+        )
+            .into_response();
+    };
+    let company_token = match state.companies.token(&company).await {
+        Ok(company_token) => company_token,
+        Err(CompanyTokenError::Disconnected { .. }) => return (
+            StatusCode::FORBIDDEN,
+            "Your company has not connected this app in HCSS: ask an administrator to connect it.",
+        )
+            .into_response(),
+        Err(CompanyTokenError::Unavailable { retry_after, .. }) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", retry_after.as_secs().max(1).to_string())],
+                "HCSS cannot issue a company token right now: try again in a moment.",
+            )
+                .into_response()
+        }
+        Err(other) => {
+            tracing::error!(error = %other, "company token refused");
+            return (
+                StatusCode::BAD_GATEWAY,
+                "HCSS refused this app's credentials.",
+            )
+                .into_response();
+        }
+    };
+    let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
+    match state
+        .http
+        .get(url)
+        .bearer_auth(company_token.secret())
+        .send()
+        .await
+    {
         Ok(response) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -123,17 +188,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (config, api_url)
     };
 
+    let auth = layer(config).await?;
     let state = AppState {
         api_url: api_url.trim_end_matches('/').to_owned(),
         http: reqwest::Client::new(),
+        companies: HcssCompanyTokens::new(&auth),
     };
     let app = Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
+        .route("/company/business-units", get(company_business_units))
         .with_state(state)
-        .layer(layer(config).await?);
+        .layer(auth);
 
     println!("Open http://{addr}/");
     axum::serve(listener, app).await?;
