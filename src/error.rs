@@ -57,6 +57,9 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("a stored value is corrupt: {0}")]
     Corrupt(String),
+    /// The store cannot do this at all (an optional capability it does not have).
+    #[error("the session store cannot do this: {0}")]
+    Unsupported(String),
 }
 
 /// Why [`HcssSession::token`](crate::HcssSession::token) gave no token.

@@ -9,9 +9,10 @@ use tower_layer::Layer;
 use crate::hooks::{SignIn, SignInRefused, SignOut};
 
 use crate::config::HcssConfig;
+use crate::error::StoreError;
 use crate::service::HcssAuthService;
 use crate::shared::{Logins, Shared};
-use crate::store::{MemoryStore, StateStore, TokenStore};
+use crate::store::{MemoryStore, SessionOwner, StateStore, TokenStore};
 
 /// The layer that signs users in with HCSS.
 ///
@@ -137,6 +138,43 @@ impl HcssAuth {
             .unwrap_or_else(|e| e.into_inner())
             .on_sign_out = Some(Arc::new(move |sign_out| Box::pin(hook(sign_out))));
         self
+    }
+
+    /// Ends every session of the user with this `sub` (an administrator's "log out
+    /// everywhere"): each as a logout would (tokens taken, refresh token revoked,
+    /// `on_sign_out` called). Returns how many sessions it ended.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unsupported`] when the token store keeps no index of sessions by
+    /// owner (`MemoryStore` and `RedisStore` do); [`StoreError::Unavailable`] when it
+    /// fails.
+    pub async fn end_sessions_for_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        self.end_sessions_of(SessionOwner::Subject(subject.to_owned()))
+            .await
+    }
+
+    /// Ends every session of the company with this `CompanyId` (a customer removing the
+    /// app in the HCSS Marketplace), as [`end_sessions_for_subject`](Self::end_sessions_for_subject)
+    /// does for one user.
+    ///
+    /// # Errors
+    ///
+    /// As [`end_sessions_for_subject`](Self::end_sessions_for_subject).
+    pub async fn end_sessions_for_company(&self, company_id: &str) -> Result<usize, StoreError> {
+        self.end_sessions_of(SessionOwner::Company(company_id.to_owned()))
+            .await
+    }
+
+    async fn end_sessions_of(&self, owner: SessionOwner) -> Result<usize, StoreError> {
+        let keys = self.shared.token_store.sessions_of(owner).await?;
+        let mut ended = 0;
+        for key in keys {
+            crate::refresh::end_session(&self.shared, key).await?;
+            ended += 1;
+        }
+        tracing::info!(ended, "hcss: sessions ended by owner");
+        Ok(ended)
     }
 
     /// The configuration this layer runs with.

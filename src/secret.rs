@@ -101,6 +101,15 @@ impl StoreKey {
         Self::of(value)
     }
 
+    /// A key as a store wrote it (64 lowercase hex characters), read back.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        let bytes: [u8; 64] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            .then_some(Self(bytes))
+    }
+
     /// A random key, for a store's own tests.
     pub fn random() -> Self {
         Self::of(&random_token(32))

@@ -173,7 +173,10 @@ async fn the_whole_flow_in_headless_chromium() {
     let signed_in = status(&browser).await;
     assert!(signed_in.starts_with("Signed in with HCSS"), "{signed_in}");
     // Who signed in, from the access token's claims (the mock's user).
-    assert!(signed_in.contains("5f0c2a7e-0000-4000-8000-000000000001"), "{signed_in}");
+    assert!(
+        signed_in.contains("5f0c2a7e-0000-4000-8000-000000000001"),
+        "{signed_in}"
+    );
     assert_eq!(
         browser.current_url().await.unwrap().as_str(),
         format!("{app}/")

@@ -212,3 +212,8 @@ async fn the_user_endpoint_says_who_is_signed_in() {
         404
     );
 }
+
+#[tokio::test]
+async fn sessions_end_by_subject_and_by_company() {
+    common::faults::sessions_end_by_subject_and_by_company(hcss_auth::MemoryStore::new()).await;
+}

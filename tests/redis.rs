@@ -733,3 +733,13 @@ async fn company_tokens_are_shared_by_instances() {
     assert_eq!(mock.counts().company_grants, 1);
     remove_keys(&redis, &prefix).await;
 }
+
+#[tokio::test]
+async fn fault_sessions_end_by_subject_and_by_company() {
+    let Some(redis) = redis_url("fault_sessions_end_by_subject_and_by_company") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::sessions_end_by_subject_and_by_company(store).await;
+    remove_keys(&redis, &prefix).await;
+}

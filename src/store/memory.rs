@@ -1,6 +1,6 @@
 //! `MemoryStore`: the default in-process store, expiring and bounded.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
+use super::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
 /// The default store: login transactions and token sets in this process's memory.
@@ -37,6 +37,9 @@ pub struct MemoryStore {
 struct Inner {
     transactions: Bounded<LoginTransaction>,
     tokens: Bounded<TokenSet>,
+    /// Sessions by owner (user or company), for ending them all; stale keys are dropped
+    /// when read, and all at once when they outnumber the sessions held.
+    owners: Mutex<HashMap<StoreKey, HashSet<StoreKey>>>,
 }
 
 impl Default for MemoryStore {
@@ -65,6 +68,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 transactions: Bounded::new(transactions.max(1)),
                 tokens: Bounded::new(sessions.max(1)),
+                owners: Mutex::default(),
             }),
         }
     }
@@ -213,6 +217,30 @@ impl StateStore for MemoryStore {
     }
 }
 
+impl Inner {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, HashSet<StoreKey>>> {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Files `key` under the owners its tokens name.
+    fn index(&self, key: StoreKey, owners: Vec<SessionOwner>) {
+        if owners.is_empty() {
+            return;
+        }
+        let mut index = self.owners();
+        for owner in owners {
+            index.entry(owner.index_key()).or_default().insert(key);
+        }
+        let filed: usize = index.values().map(HashSet::len).sum();
+        if filed > 2 * self.tokens.capacity + 16 {
+            index.values_mut().for_each(|keys| {
+                keys.retain(|key| self.tokens.map.contains_key(key));
+            });
+            index.retain(|_, keys| !keys.is_empty());
+        }
+    }
+}
+
 impl TokenStore for MemoryStore {
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let tokens = self.inner.tokens.get(key);
@@ -220,6 +248,7 @@ impl TokenStore for MemoryStore {
     }
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        self.inner.index(key, SessionOwner::of(&tokens));
         self.inner.tokens.put(key, tokens, ttl);
         Box::pin(async { Ok(()) })
     }
@@ -241,11 +270,27 @@ impl TokenStore for MemoryStore {
         tokens: TokenSet,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
+        let owners = SessionOwner::of(&tokens);
         let replaced =
             self.inner
                 .tokens
                 .replace_if(key, |t| t.version == expected_version, tokens, ttl);
+        if replaced {
+            self.inner.index(key, owners);
+        }
         Box::pin(async move { Ok(replaced) })
+    }
+
+    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
+        let mut index = self.inner.owners();
+        let keys = match index.get_mut(&owner.index_key()) {
+            Some(keys) => {
+                keys.retain(|key| self.inner.tokens.map.contains_key(key));
+                keys.iter().copied().collect()
+            }
+            None => Vec::new(),
+        };
+        Box::pin(async move { Ok(keys) })
     }
 }
 

@@ -109,6 +109,39 @@ pub trait StateStore: Send + Sync + 'static {
     fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>>;
 }
 
+/// Whose sessions: a user (`sub`) or a company (`CompanyId`), from the claims of the
+/// sessions' access tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionOwner {
+    /// The user with this `sub`.
+    Subject(String),
+    /// Every user of the company with this `CompanyId`.
+    Company(String),
+}
+
+impl SessionOwner {
+    /// The owners a token set's claims name: its subject and its company, when present.
+    pub fn of(tokens: &TokenSet) -> Vec<SessionOwner> {
+        let mut owners = Vec::new();
+        if let Some(subject) = tokens.claims.subject() {
+            owners.push(SessionOwner::Subject(subject.to_owned()));
+        }
+        if let Some(company) = tokens.claims.company_id() {
+            owners.push(SessionOwner::Company(company));
+        }
+        owners
+    }
+
+    /// A key for the owner's index entry, safe in any store (a digest).
+    pub fn index_key(&self) -> StoreKey {
+        match self {
+            SessionOwner::Subject(sub) => StoreKey::of(&format!("owner\0sub\0{sub}")),
+            SessionOwner::Company(id) => StoreKey::of(&format!("owner\0company\0{id}")),
+        }
+    }
+}
+
 /// Keeps the token sets of signed-in sessions.
 ///
 /// The refresh-lock methods let several app instances that share the store refresh a
@@ -215,6 +248,19 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<Vec<u8>>> {
         let _ = (name, proposal);
         Box::pin(async { Ok(None) })
+    }
+
+    /// The sessions of a user or a company, for ending them all (a customer disconnecting
+    /// the app, an administrator's "log out everywhere"). A store that offers it indexes
+    /// every token set it writes by [`SessionOwner::of`], and may return keys of sessions
+    /// that ended since (the layer skips those). The default says it is unsupported.
+    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
+        let _ = owner;
+        Box::pin(async {
+            Err(StoreError::Unsupported(
+                "this store keeps no index of sessions by user or company".into(),
+            ))
+        })
     }
 
     /// Tries to take the refresh lock of a session for `owner` (a random value), for at

@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
-use super::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
+use super::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::error::StoreError;
 use crate::token::TokenSet;
 
@@ -158,6 +158,33 @@ impl RedisStore {
         format!("{}{kind}:{}", self.prefix, key.as_str())
     }
 
+    /// Files a session under the owners its tokens name (`SADD`), the index living as
+    /// long as its longest session. Best effort: a failure is logged, and the session is
+    /// stored all the same.
+    async fn index(&self, key: StoreKey, owners: Vec<SessionOwner>, ttl: Duration) {
+        for owner in owners {
+            let index = self.key("own", owner.index_key());
+            let filed = async {
+                self.conn
+                    .query::<i64>(redis::cmd("SADD").arg(&index).arg(key.as_str()))
+                    .await?;
+                let mut expire = redis::cmd("PEXPIRE");
+                expire.arg(&index).arg(millis(ttl));
+                // NX gives a new index its TTL, GT extends it (a key without a TTL counts
+                // as infinite for GT); before Redis 7, a plain PEXPIRE.
+                let nx = self.conn.query::<i64>(expire.clone().arg("NX")).await;
+                let gt = self.conn.query::<i64>(expire.clone().arg("GT")).await;
+                if nx.is_err() || gt.is_err() {
+                    self.conn.query::<i64>(&expire).await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(err) = filed.await {
+                tracing::warn!(error = %err, "hcss: a session was not indexed by its owner");
+            }
+        }
+    }
+
     /// `SET key value PX ttl`.
     async fn set_px(&self, key: &str, value: String, ttl: Duration) -> Result<(), StoreError> {
         let mut set = redis::cmd("SET");
@@ -217,10 +244,13 @@ impl TokenStore for RedisStore {
     }
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        let key = self.key("tok", key);
+        let owners = SessionOwner::of(&tokens);
+        let stored = self.key("tok", key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
-            self.set_px(&key, value, ttl).await
+            self.set_px(&stored, value, ttl).await?;
+            self.index(key, owners, ttl).await;
+            Ok(())
         })
     }
 
@@ -244,18 +274,48 @@ impl TokenStore for RedisStore {
         tokens: TokenSet,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
-        let key = self.key("tok", key);
+        let owners = SessionOwner::of(&tokens);
+        let stored = self.key("tok", key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
             let mut script = redis::cmd("EVAL");
             script
                 .arg(REPLACE_IF_VERSION)
                 .arg(1)
-                .arg(key)
+                .arg(stored)
                 .arg(expected_version.to_string())
                 .arg(value)
                 .arg(millis(ttl));
-            Ok(self.conn.query::<i64>(&script).await? == 1)
+            let replaced = self.conn.query::<i64>(&script).await? == 1;
+            if replaced {
+                self.index(key, owners, ttl).await;
+            }
+            Ok(replaced)
+        })
+    }
+
+    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
+        let index = self.key("own", owner.index_key());
+        Box::pin(async move {
+            let members: Vec<String> = self.conn.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+            let mut live = Vec::new();
+            for member in members {
+                let Some(key) = StoreKey::from_stored(&member) else {
+                    continue;
+                };
+                let exists: bool = self
+                    .conn
+                    .query(redis::cmd("EXISTS").arg(self.key("tok", key)))
+                    .await?;
+                if exists {
+                    live.push(key);
+                } else {
+                    self.conn
+                        .query::<i64>(redis::cmd("SREM").arg(&index).arg(member))
+                        .await?;
+                }
+            }
+            Ok(live)
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::store::{LoginTransaction, StateStore, StoreFuture, StoreKey, TokenStore};
+use crate::store::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
 /// Any store, with faults a test switches on and off: a store that refuses writes (as
@@ -159,5 +159,9 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
 
     fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         self.inner.unlock_refresh(key, owner)
+    }
+
+    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
+        self.inner.sessions_of(owner)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::StoreError;
 use crate::layer::HcssAuth;
 use crate::secret::{SecretString, SessionId, StoreKey};
-use crate::store::{LoginTransaction, StateStore, TokenStore};
+use crate::store::{LoginTransaction, SessionOwner, StateStore, TokenStore};
 use crate::token::TokenSet;
 
 mod faulty;
@@ -209,6 +209,10 @@ fn fresh_key() -> StoreKey {
     StoreKey::random()
 }
 
+fn random_label() -> String {
+    crate::secret::random_token(12)
+}
+
 /// The store conformance suite: runs every behaviour the layer relies on against `store`
 /// and panics, naming the broken rule, at the first failure.
 ///
@@ -345,6 +349,71 @@ where
     );
     assert_eq!(store.load(key).await.expect("load"), Some(v2.clone()));
     store.remove(key).await.expect("remove");
+
+    // Sessions by owner: an optional index; a store that keeps one finds every session
+    // of a user and of a company, and no removed one.
+    let owned = |sub: &str, company: &str| {
+        use base64::Engine as _;
+        let payload = serde_json::json!({ "sub": sub, "CompanyId": company }).to_string();
+        let jwt = format!(
+            "e30.{}.sig",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut set = TokenSet::new(jwt.as_str(), 3600);
+        set.claims = crate::claims::Claims::of_access_token(&jwt);
+        set
+    };
+    let (sub, company) = (random_label(), random_label());
+    let (a, b, c) = (fresh_key(), fresh_key(), fresh_key());
+    store
+        .store(a, owned(&sub, &company), minute)
+        .await
+        .expect("store");
+    store
+        .store(b, owned(&sub, &random_label()), minute)
+        .await
+        .expect("store");
+    store
+        .store(c, owned(&random_label(), &company), minute)
+        .await
+        .expect("store");
+    match store.sessions_of(SessionOwner::Subject(sub.clone())).await {
+        Err(StoreError::Unsupported(_)) => {}
+        Err(err) => panic!("sessions_of: {err}"),
+        Ok(of_subject) => {
+            let mut of_subject = of_subject;
+            of_subject.sort_by_key(|k| k.to_string());
+            let mut expected = vec![a, b];
+            expected.sort_by_key(|k| k.to_string());
+            assert_eq!(
+                of_subject, expected,
+                "sessions_of must find every session of a subject"
+            );
+            let mut of_company = store
+                .sessions_of(SessionOwner::Company(company.clone()))
+                .await
+                .expect("sessions_of");
+            of_company.sort_by_key(|k| k.to_string());
+            let mut expected = vec![a, c];
+            expected.sort_by_key(|k| k.to_string());
+            assert_eq!(
+                of_company, expected,
+                "sessions_of must find every session of a company"
+            );
+            store.remove(a).await.expect("remove");
+            assert_eq!(
+                store
+                    .sessions_of(SessionOwner::Subject(sub))
+                    .await
+                    .expect("sessions_of"),
+                vec![b],
+                "sessions_of must not return a removed session"
+            );
+        }
+    }
+    for key in [a, b, c] {
+        store.remove(key).await.expect("remove");
+    }
 
     // TTLs lapse.
     let (tx_key, tok_key) = (fresh_key(), fresh_key());

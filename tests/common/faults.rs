@@ -349,3 +349,46 @@ where
     assert!(browser.cookie(SESSION).is_none(), "the cookie is cleared");
     key
 }
+
+/// Ending sessions by user and by company: two users of one company and one of another,
+/// each signed in through their own mock (one identity service per user here); ending by
+/// subject ends that user's sessions only, ending by company all of the company's; each
+/// refresh token is revoked; the others stay signed in.
+pub async fn sessions_end_by_subject_and_by_company<S>(store: S)
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let users = [("ann", "co-1"), ("bob", "co-1"), ("cat", "co-2")];
+    let mut signed_in = Vec::new();
+    for (subject, company) in users {
+        let mock = MockHcssIdentity::builder()
+            .subject(subject)
+            .company_id(Some(company))
+            .start()
+            .await;
+        let (url, auth) = start_app_with_store(&mock, |b| b, store.clone()).await;
+        let browser = Browser::new();
+        browser.login_at(&url).await;
+        signed_in.push((mock, url, auth, browser));
+    }
+    let whoami = |i: usize| {
+        let (_, url, _, browser) = &signed_in[i];
+        let (url, browser) = (url.clone(), browser.clone());
+        async move { browser.get(&format!("{url}/whoami")).await.status }
+    };
+    let auth = signed_in[0].2.clone();
+    assert_eq!(auth.end_sessions_for_subject("ann").await.unwrap(), 1);
+    assert_eq!(whoami(0).await, 401, "ann is signed out");
+    assert_eq!(whoami(1).await, 200, "bob is not");
+    assert_eq!(signed_in[0].0.counts().revocations, 1);
+    assert_eq!(auth.end_sessions_for_company("co-1").await.unwrap(), 1);
+    assert_eq!(whoami(1).await, 401, "bob's company ended");
+    // The layer that ended them revokes at its own identity service (the first mock).
+    assert_eq!(signed_in[0].0.counts().revocations, 2);
+    assert_eq!(
+        whoami(2).await,
+        200,
+        "another company's user is not touched"
+    );
+    assert_eq!(auth.end_sessions_for_company("co-1").await.unwrap(), 0);
+}
