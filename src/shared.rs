@@ -4,13 +4,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::HcssConfig;
 use crate::error::SessionError;
+use crate::flow::sealed::SealKeys;
 use crate::hooks::Hooks;
-use crate::seal::Sealer;
 use crate::secret::StoreKey;
 use crate::store::{StateStore, TokenStore};
 use crate::token::TokenSet;
@@ -79,7 +79,7 @@ impl Placement {
 pub(crate) enum Logins {
     /// In the browser: a cookie per login, sealed with a key resolved at first use (from
     /// the configuration, a store that shares one, or a random one of this process).
-    Sealed(Box<OnceCell<Sealer>>),
+    Sealed(Box<SealKeys>),
     /// In a store, with a binding cookie per login.
     Stored(Arc<dyn StateStore>),
 }
@@ -94,6 +94,11 @@ pub(crate) struct UsedStates {
 
 impl UsedStates {
     const CAPACITY: usize = 100_000;
+
+    /// Gives back a claim whose callback could not go on (the store's claim failed).
+    pub(crate) fn release(&self, key: StoreKey) {
+        self.map.remove(&key);
+    }
 
     /// Claims `key` until `until` (Unix seconds); `false` if it is claimed already.
     pub(crate) fn claim(&self, key: StoreKey, now: u64, until: u64) -> bool {

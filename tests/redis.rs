@@ -743,3 +743,52 @@ async fn fault_sessions_end_by_subject_and_by_company() {
     common::faults::sessions_end_by_subject_and_by_company(store).await;
     remove_keys(&redis, &prefix).await;
 }
+
+/// Redis loses the shared cookie key (a restart without persistence, a failover): an
+/// instance started afterwards makes a new one, and the running ones take it at their
+/// next login (keeping theirs to open cookies sealed before), so logins crossing old and
+/// new instances keep working without a restart.
+#[tokio::test]
+async fn instances_agree_on_the_cookie_key_again_after_redis_lost_it() {
+    let Some(redis) = redis_url("instances_agree_on_the_cookie_key_again_after_redis_lost_it")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let on = |base: &str, url: &str| {
+        let path = url.splitn(4, '/').nth(3).unwrap_or("").to_owned();
+        format!("{base}/{path}")
+    };
+    let store = || async {
+        RedisStore::connect(&redis)
+            .await
+            .unwrap()
+            .with_prefix(&prefix)
+    };
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let callback = format!("http://{}/hcss/callback", a.local_addr().unwrap());
+    let a = start_instance(&mock, a, &callback, store().await);
+    let browser = Browser::new();
+    browser.login_at(&a).await; // A publishes the shared key
+    remove_keys(&redis, &prefix).await; // Redis loses its data
+    let b = start_instance(&mock, b, &callback, store().await);
+    let seen = Browser::new().get(&format!("{b}/hcss/login")).await;
+    assert_eq!(seen.status, 303, "B makes a new key");
+
+    for (from, to) in [(&a, &b), (&b, &a), (&a, &b)] {
+        let browser = Browser::new();
+        let login = browser.get(&format!("{from}/hcss/login")).await;
+        let authorized = browser.get(login.location()).await;
+        let done = browser.get(&on(to, authorized.location())).await;
+        assert_eq!(
+            done.status, 303,
+            "started on {from}, finished on {to}: {}",
+            done.body
+        );
+    }
+    remove_keys(&redis, &prefix).await;
+}

@@ -5,13 +5,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TestClock};
-use hcss_auth::{HcssAuth, HcssConfigBuilder, MemoryStore};
+use hcss_auth::{
+    HcssAuth, HcssConfigBuilder, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
+};
 
 const KEY_A: &str = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
 const KEY_B: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
@@ -241,4 +244,98 @@ async fn the_login_cookie_is_small_short_lived_and_cleared() {
         browser.login_cookies().is_empty(),
         "cleared at the callback"
     );
+}
+
+#[derive(Clone, Default)]
+struct LockFails {
+    inner: MemoryStore,
+    fail: Arc<AtomicBool>,
+}
+
+impl StateStore for LockFails {
+    fn put_transaction(
+        &self,
+        k: StoreKey,
+        t: LoginTransaction,
+        ttl: Duration,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.put_transaction(k, t, ttl)
+    }
+    fn take_transaction(&self, k: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
+        self.inner.take_transaction(k)
+    }
+}
+
+impl TokenStore for LockFails {
+    fn load(&self, k: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
+        self.inner.load(k)
+    }
+    fn store(&self, k: StoreKey, t: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
+        self.inner.store(k, t, ttl)
+    }
+    fn remove(&self, k: StoreKey) -> StoreFuture<'_, ()> {
+        self.inner.remove(k)
+    }
+    fn try_lock_refresh(&self, k: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("test: lock failed".into())) });
+        }
+        self.inner.try_lock_refresh(k, owner, ttl)
+    }
+}
+
+/// The store's claim of a sealed login fails once: the 503 says "try again", and the
+/// retry is not refused as a replay (no token call was made).
+#[tokio::test]
+async fn a_callback_answered_503_can_be_retried() {
+    let mock = MockHcssIdentity::start().await;
+    let store = LockFails::default();
+    let (url, auth) = start_app_with_store(&mock, |b| b, store.clone()).await;
+    let app = TestApp {
+        url: url.clone(),
+        auth,
+        store: MemoryStore::new(),
+    };
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, Some("/jobs")).await;
+
+    store.fail.store(true, Ordering::SeqCst);
+    let first = browser.get(&callback).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert!(
+        first.body.contains("try again in a moment"),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        mock.counts().code_exchanges,
+        0,
+        "the code was never sent to HCSS"
+    );
+
+    // The store is back; the user does what the page says: tries again.
+    store.fail.store(false, Ordering::SeqCst);
+    let retry = browser.get(&callback).await;
+    assert_eq!(retry.status, 303, "retry after the 503: {}", retry.body);
+    assert_eq!(retry.location(), "/jobs");
+}
+
+/// A `return_to` that would make the login cookie larger than browsers keep is refused
+/// at `/hcss/login` (a 400), not discovered at the callback.
+#[tokio::test]
+async fn a_return_path_too_long_for_a_cookie_is_refused_at_login() {
+    let mock = MockHcssIdentity::start().await;
+    let app = instance(&mock, None, |b| b).await;
+    let return_to = format!("/{}", "\"".repeat(1500));
+    let browser = Browser::new();
+    let login = browser
+        .get(&format!(
+            "{}/hcss/login?return_to={}",
+            app.url,
+            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(login.status, 400, "{}", login.body);
+    assert!(login.body.contains("too long"), "{}", login.body);
+    assert_eq!(mock.counts().authorize, 0);
 }

@@ -15,6 +15,7 @@ use super::{
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
+use crate::seal::Sealer;
 use crate::secret::{SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
 use crate::token::TokenSet;
@@ -252,19 +253,30 @@ async fn open_login(
              browser. Please sign in again.",
         ));
     };
-    let sealer = match sealed::sealer(shared, keys).await {
-        Ok(sealer) => sealer,
-        Err(err) => {
-            tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
-            return Err(unavailable(
-                config,
-                "The sign-in service cannot read the login right now.",
-            ));
-        }
+    let open = |sealer: &Sealer| {
+        sealer
+            .open(cookie_name.as_bytes(), sealed)
+            .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok())
     };
-    let opened = sealer
-        .open(cookie_name.as_bytes(), sealed)
-        .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok());
+    let mut opened = None;
+    // With what this instance knows; then, if the cookie does not open, with what the
+    // store shares now (another instance may have made the key after the store lost it).
+    for recheck in [sealed::Recheck::No, sealed::Recheck::Yes] {
+        let sealer = match sealed::sealer(shared, keys, recheck).await {
+            Ok(sealer) => sealer,
+            Err(err) => {
+                tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
+                return Err(unavailable(
+                    config,
+                    "The sign-in service cannot read the login right now.",
+                ));
+            }
+        };
+        opened = open(&sealer);
+        if opened.is_some() {
+            break;
+        }
+    }
     let Some(login) = opened else {
         tracing::warn!(
             "hcss: callback refused: the login cookie does not open with this instance's key \
@@ -303,10 +315,16 @@ async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::Store
     {
         return Ok(false);
     }
-    shared
+    let claimed = shared
         .token_store
         .try_lock_refresh(key, "callback".to_owned(), ttl)
-        .await
+        .await;
+    if claimed.is_err() {
+        // No token call was made, and the 503 says "try again": the retry must not be
+        // refused as a replay.
+        shared.used_states.release(key);
+    }
+    claimed
 }
 
 /// The answer to a failed code exchange. A code is never retried: whatever the class,

@@ -56,7 +56,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_value = match &shared.logins {
         // The whole login travels sealed in the cookie: nothing is kept here.
         Logins::Sealed(keys) => {
-            let sealer = match sealed::sealer(shared, keys).await {
+            let sealer = match sealed::sealer(shared, keys, sealed::Recheck::Yes).await {
                 Ok(sealer) => sealer,
                 Err(err) => {
                     tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");
@@ -73,7 +73,18 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 created_at: now,
             };
             let plain = serde_json::to_vec(&login).expect("a login serializes");
-            sealer.seal(cookie_name.as_bytes(), &plain)
+            let sealed = sealer.seal(cookie_name.as_bytes(), &plain);
+            // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
+            if cookie_name.len() + 1 + sealed.len() > 4096 {
+                tracing::info!("hcss: login refused: return_to makes the login cookie too large");
+                return page(
+                    config,
+                    StatusCode::BAD_REQUEST,
+                    "Bad sign-in request",
+                    "The page to return to is too long.",
+                );
+            }
+            sealed
         }
         // The login is kept in the store; the cookie binds it to this browser.
         Logins::Stored(store) => {

@@ -1,5 +1,7 @@
 //! Logins in progress sealed in the browser: what the cookie holds, and the key.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -27,50 +29,128 @@ pub(crate) struct SealedLogin {
     pub(crate) created_at: u64,
 }
 
-/// The layer's sealer: the configured key, else one the token store shares between its
-/// instances, else a random key of this process. Resolved once; a store error is
-/// returned (the request answers 503) and the next login tries again.
-pub(crate) async fn sealer<'s>(
-    shared: &'s Shared,
-    keys: &'s tokio::sync::OnceCell<Sealer>,
-) -> Result<&'s Sealer, StoreError> {
-    keys.get_or_try_init(|| async {
-        let config = &shared.config;
-        if let Some(key) = &config.cookies.cookie_key {
-            return Ok(Sealer::new(
-                key,
-                config.cookies.previous_cookie_key.as_ref(),
-            ));
+/// The keys a layer seals login cookies with, as far as it knows them now.
+#[derive(Default)]
+pub(crate) struct SealKeys {
+    resolved: std::sync::RwLock<Option<Resolved>>,
+}
+
+#[derive(Clone)]
+struct Resolved {
+    sealer: Arc<Sealer>,
+    /// The secret behind the current key, when the store shares it (`None`: the
+    /// configuration's key, or one of this process only): what a recheck proposes.
+    shared_secret: Option<Vec<u8>>,
+}
+
+impl SealKeys {
+    fn get(&self) -> Option<Resolved> {
+        self.resolved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, resolved: Resolved) {
+        *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
+    }
+}
+
+/// When to ask the store again for the key it shares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recheck {
+    /// Use what this process knows (asking only the first time).
+    No,
+    /// Ask again: at each login start, and at a callback whose cookie did not open. A
+    /// store that lost its key (a Redis restart without persistence, a failover) gets
+    /// this process's back (`SET NX`), and a process whose key the store no longer holds
+    /// takes the store's, keeping its own to open cookies it sealed before, so that
+    /// instances agree again without a restart.
+    Yes,
+}
+
+/// The layer's sealer: the configured key, else the key the token store shares between
+/// its instances, else a random key of this process. A store error with nothing known yet
+/// is returned (the request answers 503); with a key known, that key serves.
+pub(crate) async fn sealer(
+    shared: &Shared,
+    keys: &SealKeys,
+    recheck: Recheck,
+) -> Result<Arc<Sealer>, StoreError> {
+    let config = &shared.config;
+    let known = keys.get();
+    if let Some(known) = &known {
+        if recheck == Recheck::No || known.shared_secret.is_none() {
+            return Ok(known.sealer.clone());
         }
-        let proposal = random_bytes::<32>();
-        let key = match shared
-            .token_store
-            .shared_secret(SHARED_KEY_NAME, proposal.to_vec())
-            .await?
-        {
-            Some(secret) if secret.len() >= MIN_KEY_BYTES => {
-                tracing::info!("hcss: login cookies are sealed with the key the store shares");
-                CookieKey::derive(&secret)
-            }
-            Some(_) => {
-                return Err(StoreError::Corrupt(
-                    "the shared cookie key is shorter than 32 bytes".into(),
-                ))
-            }
-            None => {
-                tracing::info!(
-                    "hcss: no cookie key configured: login cookies are sealed with a random key \
-                     of this process. If the app runs several instances, give them all the same \
-                     HCSS_COOKIE_KEY (or a store that shares one, such as RedisStore), or a \
-                     login started on one is refused on another"
-                );
-                CookieKey::derive(&proposal)
-            }
-        };
-        Ok(Sealer::new(
-            &key,
+    }
+    if let Some(key) = &config.cookies.cookie_key {
+        let sealer = Arc::new(Sealer::new(
+            key,
             config.cookies.previous_cookie_key.as_ref(),
-        ))
-    })
-    .await
+        ));
+        keys.set(Resolved {
+            sealer: sealer.clone(),
+            shared_secret: None,
+        });
+        return Ok(sealer);
+    }
+    let proposal = match known.as_ref().and_then(|k| k.shared_secret.clone()) {
+        Some(ours) => ours,
+        None => random_bytes::<32>().to_vec(),
+    };
+    let answer = shared
+        .token_store
+        .shared_secret(SHARED_KEY_NAME, proposal.clone())
+        .await;
+    let secret = match (answer, &known) {
+        (Ok(Some(secret)), _) if secret.len() >= MIN_KEY_BYTES => secret,
+        (Ok(Some(_)), _) => {
+            return Err(StoreError::Corrupt(
+                "the shared cookie key is shorter than 32 bytes".into(),
+            ))
+        }
+        (Ok(None), _) => {
+            tracing::info!(
+                "hcss: no cookie key configured: login cookies are sealed with a random key \
+                 of this process. If the app runs several instances, give them all the same \
+                 HCSS_COOKIE_KEY (or a store that shares one, such as RedisStore), or a \
+                 login started on one is refused on another"
+            );
+            let sealer = Arc::new(Sealer::new(&CookieKey::derive(&proposal), None));
+            keys.set(Resolved {
+                sealer: sealer.clone(),
+                shared_secret: None,
+            });
+            return Ok(sealer);
+        }
+        // The store is down: the key this process knows serves meanwhile.
+        (Err(_), Some(known)) => return Ok(known.sealer.clone()),
+        (Err(err), None) => return Err(err),
+    };
+    match &known {
+        Some(known) if known.shared_secret.as_deref() == Some(secret.as_slice()) => {
+            Ok(known.sealer.clone())
+        }
+        _ => {
+            if known.is_some() {
+                tracing::warn!(
+                    "hcss: the store holds another cookie key than this instance used; \
+                     taking the store's (cookies sealed with the old one still open)"
+                );
+            } else {
+                tracing::info!("hcss: login cookies are sealed with the key the store shares");
+            }
+            let previous = known
+                .as_ref()
+                .and_then(|k| k.shared_secret.as_deref())
+                .map(CookieKey::derive);
+            let sealer = Arc::new(Sealer::new(&CookieKey::derive(&secret), previous.as_ref()));
+            keys.set(Resolved {
+                sealer: sealer.clone(),
+                shared_secret: Some(secret),
+            });
+            Ok(sealer)
+        }
+    }
 }
