@@ -778,6 +778,8 @@ async fn instances_agree_on_the_cookie_key_again_after_redis_lost_it() {
     let b = start_instance(&mock, b, &callback, store().await);
     let seen = Browser::new().get(&format!("{b}/hcss/login")).await;
     assert_eq!(seen.status, 303, "B makes a new key");
+    // A login start asks the store again once per second at most.
+    mock.clock().advance(std::time::Duration::from_secs(2));
 
     for (from, to) in [(&a, &b), (&b, &a), (&a, &b)] {
         let browser = Browser::new();

@@ -261,7 +261,7 @@ async fn open_login(
     let mut opened = None;
     // With what this instance knows; then, if the cookie does not open, with what the
     // store shares now (another instance may have made the key after the store lost it).
-    for recheck in [sealed::Recheck::No, sealed::Recheck::Yes] {
+    for recheck in [sealed::Recheck::No, sealed::Recheck::Now] {
         let sealer = match sealed::sealer(shared, keys, recheck).await {
             Ok(sealer) => sealer,
             Err(err) => {

@@ -56,7 +56,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_value = match &shared.logins {
         // The whole login travels sealed in the cookie: nothing is kept here.
         Logins::Sealed(keys) => {
-            let sealer = match sealed::sealer(shared, keys, sealed::Recheck::Yes).await {
+            let sealer = match sealed::sealer(shared, keys, sealed::Recheck::Periodic).await {
                 Ok(sealer) => sealer,
                 Err(err) => {
                     tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");

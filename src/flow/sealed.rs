@@ -33,6 +33,11 @@ pub(crate) struct SealedLogin {
 #[derive(Default)]
 pub(crate) struct SealKeys {
     resolved: std::sync::RwLock<Option<Resolved>>,
+    /// When the store was last asked for the key it shares (Unix seconds, on the flow's
+    /// clock): a login start asks again once per second at most, often enough that
+    /// instances re-agree within a second after the store lost its key, seldom enough
+    /// that a flood of logins costs the store nothing.
+    checked: std::sync::Mutex<Option<u64>>,
 }
 
 #[derive(Clone)]
@@ -54,19 +59,30 @@ impl SealKeys {
     fn set(&self, resolved: Resolved) {
         *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
     }
+
+    /// Whether a periodic recheck is due at `now` (and, if so, marks it done).
+    fn recheck_due(&self, now: u64) -> bool {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let due = checked.is_none_or(|at| now > at);
+        if due {
+            *checked = Some(now);
+        }
+        due
+    }
 }
 
-/// When to ask the store again for the key it shares.
+/// When to ask the store again for the key it shares. A store that lost its key (a
+/// Redis restart without persistence, a failover) gets this process's back (`SET NX`),
+/// and a process whose key the store no longer holds takes the store's, keeping its own
+/// to open cookies it sealed before: instances agree again without a restart.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Recheck {
     /// Use what this process knows (asking only the first time).
     No,
-    /// Ask again: at each login start, and at a callback whose cookie did not open. A
-    /// store that lost its key (a Redis restart without persistence, a failover) gets
-    /// this process's back (`SET NX`), and a process whose key the store no longer holds
-    /// takes the store's, keeping its own to open cookies it sealed before, so that
-    /// instances agree again without a restart.
-    Yes,
+    /// At a login start: ask again if the last time was a second ago or more.
+    Periodic,
+    /// At a callback whose cookie did not open: ask now.
+    Now,
 }
 
 /// The layer's sealer: the configured key, else the key the token store shares between
@@ -80,7 +96,12 @@ pub(crate) async fn sealer(
     let config = &shared.config;
     let known = keys.get();
     if let Some(known) = &known {
-        if recheck == Recheck::No || known.shared_secret.is_none() {
+        let ask = match recheck {
+            Recheck::No => false,
+            Recheck::Periodic => keys.recheck_due(config.now()),
+            Recheck::Now => true,
+        };
+        if !ask || known.shared_secret.is_none() {
             return Ok(known.sealer.clone());
         }
     }
