@@ -2,6 +2,7 @@
 //! travel in the browser's cookie, unreadable and unforgeable, and cost the server nothing.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -96,6 +97,48 @@ impl Sealer {
             .decrypt(nonce, payload())
             .ok()
             .or_else(|| self.previous.as_ref()?.decrypt(nonce, payload()).ok())
+    }
+}
+
+/// The keys a layer seals login cookies with, as far as it knows them now.
+#[derive(Default)]
+pub(crate) struct SealKeys {
+    resolved: std::sync::RwLock<Option<Resolved>>,
+    /// When the store was last asked for the key it shares (Unix seconds, on the flow's
+    /// clock): a login start asks again once per second at most, often enough that
+    /// instances re-agree within a second after the store lost its key, seldom enough
+    /// that a flood of logins costs the store nothing.
+    checked: std::sync::Mutex<Option<u64>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub(crate) sealer: Arc<Sealer>,
+    /// The secret behind the current key, when the store shares it (`None`: the
+    /// configuration's key, or one of this process only): what a recheck proposes.
+    pub(crate) shared_secret: Option<Vec<u8>>,
+}
+
+impl SealKeys {
+    pub(crate) fn get(&self) -> Option<Resolved> {
+        self.resolved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set(&self, resolved: Resolved) {
+        *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
+    }
+
+    /// Whether a periodic recheck is due at `now` (and, if so, marks it done).
+    pub(crate) fn recheck_due(&self, now: u64) -> bool {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let due = checked.is_none_or(|at| now > at);
+        if due {
+            *checked = Some(now);
+        }
+        due
     }
 }
 

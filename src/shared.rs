@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::config::HcssConfig;
 use crate::error::SessionError;
-use crate::flow::sealed::SealKeys;
 use crate::hooks::Hooks;
+use crate::seal::SealKeys;
 use crate::secret::StoreKey;
 use crate::store::{StateStore, TokenStore};
 use crate::token::TokenSet;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::seal::{random_bytes, CookieKey, Sealer, MIN_KEY_BYTES};
+use crate::seal::{random_bytes, CookieKey, Resolved, SealKeys, Sealer, MIN_KEY_BYTES};
 use crate::shared::Shared;
 
 /// The name under which a store shares the cookie key between instances.
@@ -27,48 +27,6 @@ pub(crate) struct SealedLogin {
     /// When the login started (Unix seconds).
     #[serde(rename = "t")]
     pub(crate) created_at: u64,
-}
-
-/// The keys a layer seals login cookies with, as far as it knows them now.
-#[derive(Default)]
-pub(crate) struct SealKeys {
-    resolved: std::sync::RwLock<Option<Resolved>>,
-    /// When the store was last asked for the key it shares (Unix seconds, on the flow's
-    /// clock): a login start asks again once per second at most, often enough that
-    /// instances re-agree within a second after the store lost its key, seldom enough
-    /// that a flood of logins costs the store nothing.
-    checked: std::sync::Mutex<Option<u64>>,
-}
-
-#[derive(Clone)]
-struct Resolved {
-    sealer: Arc<Sealer>,
-    /// The secret behind the current key, when the store shares it (`None`: the
-    /// configuration's key, or one of this process only): what a recheck proposes.
-    shared_secret: Option<Vec<u8>>,
-}
-
-impl SealKeys {
-    fn get(&self) -> Option<Resolved> {
-        self.resolved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set(&self, resolved: Resolved) {
-        *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
-    }
-
-    /// Whether a periodic recheck is due at `now` (and, if so, marks it done).
-    fn recheck_due(&self, now: u64) -> bool {
-        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        let due = checked.is_none_or(|at| now > at);
-        if due {
-            *checked = Some(now);
-        }
-        due
-    }
 }
 
 /// When to ask the store again for the key it shares. A store that lost its key (a
