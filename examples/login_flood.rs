@@ -27,8 +27,12 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The Redis keys under `prefix`, and a connection to delete them with.
 #[cfg(feature = "redis")]
-async fn redis_keys(url: &str, prefix: &str) -> Result<usize, Box<dyn std::error::Error>> {
+async fn redis_keys_of(
+    url: &str,
+    prefix: &str,
+) -> Result<(Vec<String>, redis::aio::MultiplexedConnection), Box<dyn std::error::Error>> {
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
@@ -36,18 +40,17 @@ async fn redis_keys(url: &str, prefix: &str) -> Result<usize, Box<dyn std::error
         .arg(format!("{prefix}*"))
         .query_async(&mut conn)
         .await?;
-    Ok(keys.len())
+    Ok((keys, conn))
+}
+
+#[cfg(feature = "redis")]
+async fn redis_keys(url: &str, prefix: &str) -> Result<usize, Box<dyn std::error::Error>> {
+    Ok(redis_keys_of(url, prefix).await?.0.len())
 }
 
 #[cfg(feature = "redis")]
 async fn remove_redis_keys(url: &str, prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await?;
+    let (keys, mut conn) = redis_keys_of(url, prefix).await?;
     if !keys.is_empty() {
         redis::cmd("DEL")
             .arg(keys)

@@ -59,7 +59,8 @@ async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
     }))
 }
 
-async fn business_units(State(state): State<AppState>, token: HcssToken) -> Response {
+/// Calls the HeavyJob-like API with `token` and relays its answer.
+async fn relay_business_units(state: &AppState, token: &HcssToken) -> Response {
     let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
     match state.http.get(url).bearer_auth(token.secret()).send().await {
         Ok(response) => {
@@ -73,6 +74,10 @@ async fn business_units(State(state): State<AppState>, token: HcssToken) -> Resp
             (StatusCode::BAD_GATEWAY, "HeavyJob API unreachable").into_response()
         }
     }
+}
+
+async fn business_units(State(state): State<AppState>, token: HcssToken) -> Response {
+    relay_business_units(&state, &token).await
 }
 
 /// The signed-in user's company's business units, read with a token for the company
@@ -109,25 +114,7 @@ async fn company_business_units(State(state): State<AppState>, token: HcssToken)
                 .into_response();
         }
     };
-    let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
-    match state
-        .http
-        .get(url)
-        .bearer_auth(company_token.secret())
-        .send()
-        .await
-    {
-        Ok(response) => {
-            let status =
-                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let body = response.text().await.unwrap_or_default();
-            (status, [("content-type", "application/json")], body).into_response()
-        }
-        Err(err) => {
-            tracing::warn!(error = %err.without_url(), "HeavyJob API unreachable");
-            (StatusCode::BAD_GATEWAY, "HeavyJob API unreachable").into_response()
-        }
-    }
+    relay_business_units(&state, &company_token).await
 }
 
 #[cfg(feature = "redis")]

@@ -131,18 +131,10 @@ pub async fn start_app(
     mock: &MockHcssIdentity,
     configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let config = configure(
-        mock.config_builder(&format!("{url}/hcss/callback"))
-            .scopes(SCOPES),
-    )
-    .build()
-    .unwrap();
-    let store = MemoryStore::new();
-    let auth = HcssAuth::with_store(config, store.clone());
-    serve(listener, router(auth.clone(), mock.api_url()));
-    TestApp { url, auth, store }
+    start_app_as(mock, configure, |config, store| {
+        HcssAuth::with_store(config, store.clone())
+    })
+    .await
 }
 
 /// The test app with logins in progress kept in its `MemoryStore` (the server-side
@@ -150,6 +142,19 @@ pub async fn start_app(
 pub async fn start_app_stored(
     mock: &MockHcssIdentity,
     configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> TestApp {
+    start_app_as(mock, configure, |config, store| {
+        let shared = std::sync::Arc::new(store.clone());
+        HcssAuth::with_stores(config, shared.clone(), shared)
+    })
+    .await
+}
+
+/// The test app over a new `MemoryStore`, its layer made by `layer`.
+async fn start_app_as(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+    layer: impl FnOnce(hcss_auth::HcssConfig, &MemoryStore) -> HcssAuth,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -160,8 +165,7 @@ pub async fn start_app_stored(
     .build()
     .unwrap();
     let store = MemoryStore::new();
-    let shared = std::sync::Arc::new(store.clone());
-    let auth = HcssAuth::with_stores(config, shared.clone(), shared);
+    let auth = layer(config, &store);
     serve(listener, router(auth.clone(), mock.api_url()));
     TestApp { url, auth, store }
 }
