@@ -72,7 +72,12 @@ pub enum CompanyTokenError {
 #[derive(Clone)]
 pub struct HcssCompanyTokens {
     shared: Arc<Shared>,
+    on_disconnected: Option<DisconnectedHook>,
 }
+
+type DisconnectedHook = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 impl std::fmt::Debug for HcssCompanyTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +97,30 @@ impl HcssCompanyTokens {
     pub fn new(auth: &HcssAuth) -> Self {
         Self {
             shared: auth.shared.clone(),
+            on_disconnected: None,
         }
+    }
+
+    /// An async hook called with the company's id each time HCSS refuses a company
+    /// (the customer removed the app or changed its scopes), before the call returns
+    /// [`CompanyTokenError::Disconnected`]: to mark the company in the app's records, or
+    /// to end its users' sessions ([`HcssAuth::end_sessions_for_company`]). A hook that
+    /// panics is logged.
+    ///
+    /// ```
+    /// # fn run(auth: hcss_auth::HcssAuth) {
+    /// let companies = hcss_auth::HcssCompanyTokens::new(&auth).on_disconnected(|company| async move {
+    ///     tracing::warn!(%company, "a customer disconnected the app");
+    /// });
+    /// # let _ = companies; }
+    /// ```
+    pub fn on_disconnected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_disconnected = Some(Arc::new(move |company| Box::pin(hook(company))));
+        self
     }
 
     /// A live token for the customer company `company_id` (HCSS's `company` grant).
@@ -257,6 +285,14 @@ impl HcssCompanyTokens {
                 tracing::info!(reason = %err, "hcss: company token refused: the company has not connected this app");
                 if let Err(store) = self.shared.token_store.remove(key).await {
                     tracing::debug!(error = %store, "hcss: cached company token not removed");
+                }
+                if let Some(hook) = &self.on_disconnected {
+                    if let Err(err) = tokio::spawn(hook(company_id.clone())).await {
+                        tracing::error!(
+                            panicked = err.is_panic(),
+                            "hcss: the on_disconnected hook failed"
+                        );
+                    }
                 }
                 CompanyTokenError::Disconnected { company_id }
             }

@@ -128,3 +128,21 @@ async fn client_credentials_serve_the_apps_own_company() {
     let counts = mock.counts();
     assert_eq!((counts.client_credentials, counts.company_grants), (1, 0));
 }
+
+/// The `on_disconnected` hook hears of a company HCSS refused, once per refusal.
+#[tokio::test]
+async fn the_disconnected_hook_hears_of_the_company() {
+    use std::sync::{Arc, Mutex};
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let record = heard.clone();
+    let companies = HcssCompanyTokens::new(&app.auth).on_disconnected(move |company| {
+        record.lock().unwrap().push(company);
+        async {}
+    });
+    mock.disconnect_company(COMPANY);
+    assert!(companies.token(COMPANY).await.is_err());
+    assert!(companies.token("still-connected").await.is_ok());
+    assert_eq!(*heard.lock().unwrap(), vec![COMPANY.to_owned()]);
+}
