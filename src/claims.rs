@@ -55,6 +55,32 @@ impl Claims {
         }
     }
 
+    /// These claims with `id_token`'s identity claims on top (who the user is: `sub`,
+    /// name, email...), leaving out what only describes the ID token itself.
+    pub(crate) fn overlaid_with(&self, id_token: &Claims) -> Claims {
+        const ABOUT_THE_TOKEN: [&str; 12] = [
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "nonce",
+            "at_hash",
+            "c_hash",
+            "azp",
+            "auth_time",
+            "jti",
+            "sid",
+        ];
+        let mut map = (*self.0).clone();
+        for (name, value) in id_token.0.iter() {
+            if !ABOUT_THE_TOKEN.contains(&name.as_str()) {
+                map.insert(name.clone(), value.clone());
+            }
+        }
+        Claims(Arc::new(map))
+    }
+
     /// Whether there are none (the token was not a JWT).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

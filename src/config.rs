@@ -66,6 +66,8 @@ pub(crate) struct IdentityClient {
     pub(crate) scope: String,
     /// The scopes of company tokens: the configured ones without `offline_access`.
     pub(crate) company_scope: String,
+    /// `openid` is among the scopes: logins send a `nonce` and check the ID token.
+    pub(crate) openid: bool,
     pub(crate) redirect_uri: String,
     pub(crate) issuer: String,
     pub(crate) authorize_url: Url,
@@ -646,6 +648,7 @@ impl HcssConfigBuilder {
                 client_secret: self.client_secret,
                 client_auth: self.client_auth,
                 scope: self.scopes.join(" "),
+                openid: self.scopes.iter().any(|s| s == "openid"),
                 company_scope: self
                     .scopes
                     .iter()

@@ -24,16 +24,27 @@ pub(crate) fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// The URL the browser is sent to at login.
-pub(crate) fn authorize_url(client: &IdentityClient, state: &str, challenge: &str) -> String {
+pub(crate) fn authorize_url(
+    client: &IdentityClient,
+    state: &str,
+    challenge: &str,
+    nonce: Option<&str>,
+) -> String {
     let mut url = client.authorize_url.clone();
-    url.query_pairs_mut()
-        .append_pair("client_id", &client.client_id)
-        .append_pair("scope", &client.scope)
-        .append_pair("response_type", "code")
-        .append_pair("redirect_uri", &client.redirect_uri)
-        .append_pair("state", state)
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256");
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("client_id", &client.client_id)
+            .append_pair("scope", &client.scope)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", &client.redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256");
+        if let Some(nonce) = nonce {
+            query.append_pair("nonce", nonce);
+        }
+    }
     url.into()
 }
 
@@ -235,6 +246,7 @@ struct RawTokenResponse {
     expires_in: Option<serde_json::Value>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +313,10 @@ pub(crate) fn parse_token_response(
     let expires_in = expires_in.max(MIN_TOKEN_LIFETIME);
     let claims = Claims::of_access_token(&access_token);
     Ok(TokenSet {
+        id_token: raw
+            .id_token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from),
         claims,
         access_token: SecretString::from(access_token),
         expires_at: now.saturating_add(expires_in),
@@ -489,7 +505,7 @@ mod tests {
     #[test]
     fn authorize_url_carries_exactly_the_flow_parameters() {
         let c = config(ClientAuth::RequestBody, Some("s"));
-        let url = authorize_url(&c.identity, "STATE", "CHALLENGE");
+        let url = authorize_url(&c.identity, "STATE", "CHALLENGE", None);
         assert_eq!(
             url,
             "https://api.hcssapps.com/identity/connect/authorize?client_id=my+client\

@@ -49,6 +49,9 @@ pub struct TokenSet {
     /// The claims of the access token (empty when it is not a JWT), read when it arrived.
     #[serde(default, skip_serializing_if = "Claims::is_empty")]
     pub claims: Claims,
+    /// The ID token of a sign-in with `openid`, checked at the callback; never stored.
+    #[serde(skip)]
+    pub(crate) id_token: Option<SecretString>,
     /// The generation of this session's tokens: 0 at sign-in, one more at each refresh.
     /// A refresh writes its result only over the generation it refreshed, so a logout
     /// (or another instance's refresh) that happened meanwhile is never undone.
@@ -70,6 +73,7 @@ impl TokenSet {
             session_expires_at: expires_at,
             issued_at: now,
             claims: Claims::default(),
+            id_token: None,
             version: 0,
         }
     }

@@ -217,3 +217,53 @@ async fn the_user_endpoint_says_who_is_signed_in() {
 async fn sessions_end_by_subject_and_by_company() {
     common::faults::sessions_end_by_subject_and_by_company(hcss_auth::MemoryStore::new()).await;
 }
+
+/// With `openid`, the login sends a nonce, and the ID token that comes back must carry
+/// it, name this issuer and this client, and be unexpired; its identity claims are
+/// preferred. An ID token that fails any check refuses the sign-in.
+#[tokio::test]
+async fn with_openid_the_id_token_is_checked_and_preferred() {
+    use hcss_auth::testing::TokenFault;
+    let mock = MockHcssIdentity::builder()
+        .subject("oidc-user")
+        .start()
+        .await;
+    let app = start_app(&mock, |b| {
+        b.scopes(["openid", "heavyjob:read", "offline_access"])
+    })
+    .await;
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    assert_eq!(browser.get(&callback).await.status, 303);
+    let key = session_key(&browser.cookie("hcss-session").unwrap());
+    let claims = app.store.load(key).await.unwrap().unwrap().claims;
+    assert_eq!(
+        claims.name(),
+        Some("Test User (ID token)"),
+        "the ID token's identity wins"
+    );
+    assert_eq!(claims.subject(), Some("oidc-user"));
+    assert!(
+        claims.get("nonce").is_none(),
+        "not the ID token's own claims"
+    );
+
+    for claim in ["iss", "aud", "exp", "nonce"] {
+        mock.set_token_fault(Some(TokenFault::BadIdToken(claim)));
+        let browser = Browser::new();
+        let callback = browser.start_login(&app, None).await;
+        let refused = browser.get(&callback).await;
+        assert_eq!(refused.status, 400, "{claim}: {}", refused.body);
+        assert!(browser.cookie("hcss-session").is_none(), "{claim}");
+    }
+    mock.set_token_fault(None);
+
+    // Without openid: no nonce is sent, and no ID token is asked for.
+    let plain = start_app(&mock, |b| b).await;
+    let login = Browser::new()
+        .get(&format!("{}/hcss/login", plain.url))
+        .await;
+    assert!(!login.location().contains("nonce="));
+    let login = Browser::new().get(&format!("{}/hcss/login", app.url)).await;
+    assert!(login.location().contains("nonce="));
+}

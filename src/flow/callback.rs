@@ -12,6 +12,7 @@ use super::{
     cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
     FlowResponse,
 };
+use crate::claims::Claims;
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
@@ -113,6 +114,21 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     if tokens.scope.is_empty() {
         tokens.scope = Arc::from(config.identity.scope.as_str());
     }
+    if let Some(id_token) = tokens.id_token.take() {
+        match check_id_token(config, id_token.expose_secret(), login.nonce.as_deref()) {
+            // Its identity claims win over the access token's.
+            Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "hcss: callback refused: the ID token does not check out"
+                );
+                return bad(
+                    "HCSS's answer to this sign-in could not be verified. Please sign in again.",
+                );
+            }
+        }
+    }
 
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = SessionId::generate();
@@ -188,11 +204,46 @@ async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Optio
     Some(refused)
 }
 
+/// The claims of an ID token from the token endpoint, once its `iss`, `aud`, `exp` and
+/// `nonce` check out (OpenID Connect Core §3.1.3.7; the signature is not checked: the
+/// token came from the token endpoint over verified TLS).
+fn check_id_token(
+    config: &crate::HcssConfig,
+    id_token: &str,
+    nonce: Option<&str>,
+) -> Result<Claims, &'static str> {
+    let claims = Claims::of_access_token(id_token);
+    if claims.is_empty() {
+        return Err("not a JWT");
+    }
+    if claims.get_str("iss") != Some(config.identity.issuer.as_str()) {
+        return Err("iss is not the configured issuer");
+    }
+    let client = config.identity.client_id.as_str();
+    let audience = match claims.get("aud") {
+        Some(serde_json::Value::String(aud)) => aud == client,
+        Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(client)),
+        _ => false,
+    };
+    if !audience {
+        return Err("aud does not name this client");
+    }
+    let expires = claims.get("exp").and_then(serde_json::Value::as_u64);
+    if expires.is_none_or(|exp| exp <= config.now()) {
+        return Err("expired");
+    }
+    if claims.get_str("nonce") != nonce {
+        return Err("nonce is not the login's");
+    }
+    Ok(claims)
+}
+
 /// A login in progress, opened from its cookie or taken from the store.
 struct Login {
     verifier: SecretString,
     return_to: String,
     created_at: u64,
+    nonce: Option<String>,
 }
 
 /// The login that `state` names, checked to belong to this browser: opened from its
@@ -243,6 +294,7 @@ async fn open_login(
                 verifier: transaction.verifier,
                 return_to: transaction.return_to,
                 created_at: transaction.created_at,
+                nonce: transaction.nonce,
             });
         }
     };
@@ -298,6 +350,7 @@ async fn open_login(
         verifier: SecretString::from(login.verifier),
         return_to: login.return_to,
         created_at: login.created_at,
+        nonce: login.nonce,
     })
 }
 

@@ -51,6 +51,8 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let state = random_token(32);
     let verifier = random_token(32);
     let challenge = pkce_challenge(&verifier);
+    // With `openid`, a nonce the ID token must carry back.
+    let nonce = config.identity.openid.then(|| random_token(16));
     let cookie_name = config.binding_cookie_name(&state);
     let now = config.now();
     let cookie_value = match &shared.logins {
@@ -71,6 +73,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 verifier,
                 return_to,
                 created_at: now,
+                nonce: nonce.clone(),
             };
             let plain = serde_json::to_vec(&login).expect("a login serializes");
             let sealed = sealer.seal(cookie_name.as_bytes(), &plain);
@@ -90,7 +93,8 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Logins::Stored(store) => {
             let binding = random_token(32);
             let transaction =
-                LoginTransaction::new(verifier, return_to, StoreKey::of(&binding).as_str(), now);
+                LoginTransaction::new(verifier, return_to, StoreKey::of(&binding).as_str(), now)
+                    .with_nonce(nonce.clone());
             if let Err(err) = store
                 .put_transaction(
                     StoreKey::of(&state),
@@ -125,7 +129,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Some(config.lifetimes.transaction_ttl),
     );
     see_other(
-        &authorize_url(&config.identity, &state, &challenge),
+        &authorize_url(&config.identity, &state, &challenge, nonce.as_deref()),
         std::iter::once(login_cookie).chain(cleared),
     )
 }

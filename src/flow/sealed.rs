@@ -27,6 +27,9 @@ pub(crate) struct SealedLogin {
     /// When the login started (Unix seconds).
     #[serde(rename = "t")]
     pub(crate) created_at: u64,
+    /// The OpenID Connect `nonce`, with `openid` among the scopes.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) nonce: Option<String>,
 }
 
 /// When to ask the store again for the key it shares. A store that lost its key (a

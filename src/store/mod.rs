@@ -40,6 +40,9 @@ pub struct LoginTransaction {
     pub binding_hash: String,
     /// When the login started (Unix seconds).
     pub created_at: u64,
+    /// The OpenID Connect `nonce` sent with the login, when `openid` is among the scopes.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 impl LoginTransaction {
@@ -55,7 +58,14 @@ impl LoginTransaction {
             return_to: return_to.into(),
             binding_hash: binding_hash.into(),
             created_at,
+            nonce: None,
         }
+    }
+
+    /// The same, with the OpenID Connect `nonce` the login sent.
+    pub fn with_nonce(mut self, nonce: Option<String>) -> Self {
+        self.nonce = nonce;
+        self
     }
 }
 

@@ -7,6 +7,7 @@ pub(super) struct PendingCode {
     pub(super) redirect_uri: String,
     pub(super) challenge: String,
     pub(super) scope: String,
+    pub(super) nonce: Option<String>,
     pub(super) expires: Instant,
 }
 
@@ -94,6 +95,43 @@ impl Grants {
         };
         self.issue(&company_options, issuer, grant, scope, false)
     }
+}
+
+/// An OpenID Connect ID token for the mock's user (unsigned, as the crate reads ID
+/// tokens only from the token endpoint): `iss`, `aud`, `exp`, the `nonce` of the
+/// authorize request, and the user's identity claims. `fault` names a claim to get wrong.
+pub(super) fn id_token(
+    options: &MockHcssIdentityBuilder,
+    issuer: &str,
+    nonce: Option<&str>,
+    fault: Option<&str>,
+) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = crate::token::unix_now();
+    let mut claims = json!({
+        "iss": issuer,
+        "aud": options.client_id,
+        "iat": now,
+        "exp": now + 300,
+        "sub": options.subject,
+        "name": "Test User (ID token)",
+        "email": options.user,
+    });
+    if let Some(nonce) = nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    match fault {
+        Some("iss") => claims["iss"] = json!("https://elsewhere.example/identity"),
+        Some("aud") => claims["aud"] = json!(["another-client"]),
+        Some("exp") => claims["exp"] = json!(now.saturating_sub(60)),
+        Some("nonce") => claims["nonce"] = json!("not-the-nonce"),
+        _ => {}
+    }
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
 }
 
 /// An access token as HCSS issues them: a JWT with the user's `sub` and `CompanyId`,

@@ -68,6 +68,9 @@ pub enum TokenFault {
     /// wait this long before answering: an answer that comes late, or never reaches a
     /// client that gave up.
     SlowAfterRotating(Duration),
+    /// With `openid` among the scopes, an ID token whose named claim is wrong (`"iss"`,
+    /// `"aud"`, `"exp"` or `"nonce"`); the rest of the answer is right.
+    BadIdToken(&'static str),
 }
 
 /// Counts of calls the mock has answered, per endpoint.

@@ -1,7 +1,7 @@
 //! The mock's HTTP endpoints: authorize and consent, token, revocation, discovery, and
 //! the HeavyJob-like API.
 
-use super::grants::PendingCode;
+use super::grants::{id_token, PendingCode};
 use super::*;
 
 pub(super) type Params = HashMap<String, String>;
@@ -69,6 +69,7 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
             redirect_uri: redirect.to_owned(),
             challenge: p["code_challenge"].clone(),
             scope: p["scope"].clone(),
+            nonce: p.get("nonce").cloned(),
             expires: Instant::now() + Duration::from_secs(300),
         },
     );
@@ -263,6 +264,8 @@ pub(super) async fn token(
             tokio::time::sleep(delay).await;
             return response;
         }
+        // The grant itself is right; only its ID token is not.
+        Some(TokenFault::BadIdToken(_)) => {}
     }
     grant(&state, &headers, &p)
 }
@@ -292,8 +295,20 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             grants.next += 1;
             let grant = grants.next;
             let offline = pending.scope.split(' ').any(|s| s == "offline_access");
-            Json(grants.issue(options, &state.issuer, grant, &pending.scope, offline))
-                .into_response()
+            let mut body = grants.issue(options, &state.issuer, grant, &pending.scope, offline);
+            if pending.scope.split(' ').any(|s| s == "openid") {
+                let fault = match lock(&state.fault).clone() {
+                    Some(TokenFault::BadIdToken(claim)) => Some(claim),
+                    _ => None,
+                };
+                body["id_token"] = json!(id_token(
+                    options,
+                    &state.issuer,
+                    pending.nonce.as_deref(),
+                    fault
+                ));
+            }
+            Json(body).into_response()
         }
         "refresh_token" => {
             let presented = get("refresh_token").to_owned();
