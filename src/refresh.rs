@@ -216,6 +216,17 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
     }
 }
 
+/// The session is over: its tokens (and any set kept in memory) are dropped.
+async fn signed_out(shared: &Shared, key: StoreKey) -> Outcome {
+    shared.pending.take(key);
+    shared
+        .token_store
+        .remove(key)
+        .await
+        .map_err(|err| store_unavailable(&shared.config, err))?;
+    Err(SessionError::NotSignedIn)
+}
+
 /// Releases the refresh lock `owner` took; one that stays expires by itself.
 async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
     if let Err(err) = shared
@@ -258,15 +269,7 @@ async fn refresh_turns(
         }
         match state {
             Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
-            Freshness::Over => {
-                shared.pending.take(key);
-                shared
-                    .token_store
-                    .remove(key)
-                    .await
-                    .map_err(|err| store_unavailable(config, err))?;
-                return Err(SessionError::NotSignedIn);
-            }
+            Freshness::Over => return signed_out(shared, key).await,
             Freshness::Refresh if *locked => return refresh_with(shared, key, owner, tokens).await,
             Freshness::Refresh => {}
         }
@@ -397,13 +400,7 @@ async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet
         ErrorClass::GrantGone => {
             tracing::warn!(session, reason = %err,
                 "hcss: refresh refused, session ended; the user must log in again");
-            shared.pending.take(key);
-            shared
-                .token_store
-                .remove(key)
-                .await
-                .map_err(|err| store_unavailable(config, err))?;
-            return Err(SessionError::NotSignedIn);
+            return signed_out(shared, key).await;
         }
         ErrorClass::Configuration => tracing::error!(session, reason = %err,
             "hcss: refresh refused because of this app's configuration: check the client id, \

@@ -156,17 +156,8 @@ async fn start_app_as(
     configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
     layer: impl FnOnce(hcss_auth::HcssConfig, &MemoryStore) -> HcssAuth,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let config = configure(
-        mock.config_builder(&format!("{url}/hcss/callback"))
-            .scopes(SCOPES),
-    )
-    .build()
-    .unwrap();
     let store = MemoryStore::new();
-    let auth = layer(config, &store);
-    serve(listener, router(auth.clone(), mock.api_url()));
+    let (url, auth) = serve_app(mock, configure, |config| layer(config, &store)).await;
     TestApp { url, auth, store }
 }
 
@@ -180,6 +171,19 @@ pub async fn start_app_with_store<S>(
 where
     S: StateStore + TokenStore,
 {
+    serve_app(mock, configure, |config| {
+        HcssAuth::with_store(config, store)
+    })
+    .await
+}
+
+/// Binds a loopback port, builds the config for it against `mock`, and serves the test
+/// app behind the layer `layer` makes; returns its URL and layer.
+async fn serve_app(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+    layer: impl FnOnce(hcss_auth::HcssConfig) -> HcssAuth,
+) -> (String, HcssAuth) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = configure(
@@ -188,7 +192,7 @@ where
     )
     .build()
     .unwrap();
-    let auth = HcssAuth::with_store(config, store);
+    let auth = layer(config);
     serve(listener, router(auth.clone(), mock.api_url()));
     (url, auth)
 }
