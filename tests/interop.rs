@@ -1,6 +1,7 @@
 //! Interop with a certified OpenID provider: node `oidc-provider`, laid out like HCSS's
 //! identity service (`tests/interop/provider.mjs`), PKCE required, refresh tokens rotated
-//! with reuse detection.
+//! with reuse detection, JWT access tokens carrying `CompanyId`, `client_credentials` and
+//! HCSS's custom `company` grant.
 //!
 //! Needs Node.js and npm; the harness installs `oidc-provider` into `tests/interop/`
 //! (git ignores its `node_modules`). Without `node` every case says it was skipped.
@@ -12,9 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hcss_auth::{ClientAuth, HcssAuth, MemoryStore, TokenStore};
+use hcss_auth::{
+    ClientAuth, CompanyTokenError, HcssAuth, HcssCompanyTokens, MemoryStore, TokenStore,
+};
 
 const SESSION: &str = "hcss-session";
+/// The company of the provider's user `interop-user` (its `CompanyId` claim).
+const USER_COMPANY: &str = "6d1b4a5e-2c1f-4b7e-9a3d-0c5e8f7a1b2c";
+/// Another company that has connected the app at the provider.
+const OTHER_COMPANY: &str = "0b9e7c4d-8a6f-4e2b-b1c3-5d7f9a2e4c6b";
 
 fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "{test}: skipped ({why})");
@@ -91,6 +98,14 @@ impl Provider {
             .unwrap()
     }
 
+    /// Makes the provider refuse (`disconnect`) or accept again (`reconnect`) a company.
+    async fn control_company(&self, what: &str, company: &str) {
+        let answer = reqwest::get(format!("{}/test/{what}?company={company}", self.base()))
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+
     /// A refresh grant sent straight to the provider: does it still accept this token?
     async fn refresh_accepted(&self, client_id: &str, secret: &str, refresh_token: &str) -> bool {
         let request = reqwest::Client::new().post(format!("{}/connect/token", self.issuer));
@@ -124,13 +139,23 @@ async fn interop(
     secret: Option<&str>,
     auth: ClientAuth,
 ) -> Option<Interop> {
+    interop_with_scopes(test, client_id, secret, auth, &SCOPES).await
+}
+
+async fn interop_with_scopes(
+    test: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    auth: ClientAuth,
+    scopes: &[&str],
+) -> Option<Interop> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let callback = format!("{url}/hcss/callback");
     let provider = start_provider(test, &callback)?;
     let mut builder = hcss_auth::HcssConfig::builder()
         .client_id(client_id)
-        .scopes(SCOPES)
+        .scopes(scopes.iter().copied())
         .redirect_uri(&callback)
         .identity_url(&provider.issuer)
         .client_auth(auth)
@@ -396,4 +421,198 @@ async fn a_wrong_client_secret_is_invalid_client_and_a_502() {
     assert_eq!(seen.status, 502, "{}", seen.body);
     assert!(browser.cookie(SESSION).is_none());
     assert_eq!(env.provider.counts().await["token"], 1);
+}
+
+/// What the test app's `/whoami` says for the signed-in user.
+async fn whoami(browser: &Browser, env: &Interop) -> serde_json::Value {
+    let seen = browser.get(&format!("{}/whoami", env.app.url)).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    serde_json::from_str(&seen.body).unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_reads_the_subject_and_company_of_the_jwt_access_token() {
+    let test = "sign_in_reads_the_subject_and_company_of_the_jwt_access_token";
+    let Some(env) = body_client(test).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    let me = whoami(&browser, &env).await;
+    assert_eq!(me["subject"], "interop-user");
+    assert_eq!(me["company_id"], USER_COMPANY);
+
+    // The refreshed access token's claims replace the first one's, and say the same.
+    let id = browser.cookie(SESSION).unwrap();
+    expire_session(&env.app.store, &id).await;
+    let me = whoami(&browser, &env).await;
+    assert_eq!(env.provider.counts().await["refresh"], 1);
+    assert_eq!(me["subject"], "interop-user");
+    assert_eq!(me["company_id"], USER_COMPANY);
+}
+
+#[tokio::test]
+async fn with_openid_the_id_token_is_checked_and_the_claims_kept() {
+    let test = "with_openid_the_id_token_is_checked_and_the_claims_kept";
+    let Some(env) = interop_with_scopes(
+        test,
+        "secret-basic",
+        Some("basic-secret"),
+        ClientAuth::BasicAuth,
+        &["openid", "heavyjob:read", "offline_access"],
+    )
+    .await
+    else {
+        return;
+    };
+    let browser = Browser::new();
+    let callback = authorize(&browser, &env.app).await;
+    let done = browser.get(&callback).await;
+    assert_eq!(
+        done.status, 303,
+        "the provider's ID token passed: {}",
+        done.body
+    );
+    let me = whoami(&browser, &env).await;
+    assert_eq!(me["subject"], "interop-user");
+    assert_eq!(me["company_id"], USER_COMPANY, "from the access token");
+    assert!(me["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&"heavyjob:read".into()));
+}
+
+/// The partner flow: a user signs in, the app reads their `CompanyId`, and then gets a
+/// token for that company with the `company` grant, with no user present.
+async fn company_token_for_the_signed_in_users_company(
+    test: &str,
+    client_id: &str,
+    secret: &str,
+    auth: ClientAuth,
+) {
+    let Some(env) = interop(test, client_id, Some(secret), auth).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    let company = whoami(&browser, &env).await["company_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let companies = HcssCompanyTokens::new(&env.app.auth);
+    let token = companies.token(&company).await.unwrap();
+    let claims = token.claims();
+    assert_eq!(claims.company_id().as_deref(), Some(USER_COMPANY));
+    assert_eq!(claims.client_id(), Some(client_id));
+    assert_eq!(token.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
+    assert!(token.expires_in() > Duration::from_secs(3000));
+    assert_eq!(env.provider.counts().await["company"], 1);
+
+    let again = companies.token(&company).await.unwrap();
+    assert_eq!(again.secret(), token.secret(), "cached");
+    let other = companies.token(OTHER_COMPANY).await.unwrap();
+    assert_eq!(other.claims().company_id().as_deref(), Some(OTHER_COMPANY));
+    assert_eq!(env.provider.counts().await["company"], 2);
+}
+
+#[tokio::test]
+async fn the_company_grant_with_the_secret_in_the_body() {
+    company_token_for_the_signed_in_users_company(
+        "the_company_grant_with_the_secret_in_the_body",
+        "secret-body",
+        "body-secret",
+        ClientAuth::RequestBody,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_company_grant_with_http_basic() {
+    company_token_for_the_signed_in_users_company(
+        "the_company_grant_with_http_basic",
+        "secret-basic",
+        "basic-secret",
+        ClientAuth::BasicAuth,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_disconnected_company_is_disconnected() {
+    let test = "an_unknown_or_disconnected_company_is_disconnected";
+    let Some(env) = body_client(test).await else {
+        return;
+    };
+    let companies = HcssCompanyTokens::new(&env.app.auth);
+    match companies.token("no-such-company").await {
+        Err(CompanyTokenError::Disconnected { company_id }) => {
+            assert_eq!(company_id, "no-such-company")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    env.provider
+        .control_company("disconnect", OTHER_COMPANY)
+        .await;
+    assert!(matches!(
+        companies.token(OTHER_COMPANY).await,
+        Err(CompanyTokenError::Disconnected { .. })
+    ));
+    env.provider
+        .control_company("reconnect", OTHER_COMPANY)
+        .await;
+    let token = companies.token(OTHER_COMPANY).await.unwrap();
+    assert_eq!(token.claims().company_id().as_deref(), Some(OTHER_COMPANY));
+    assert_eq!(env.provider.counts().await["company"], 3);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_for_company_tokens_is_misconfigured() {
+    let test = "a_wrong_client_secret_for_company_tokens_is_misconfigured";
+    let Some(env) = interop(
+        test,
+        "secret-basic",
+        Some("not-the-secret"),
+        ClientAuth::BasicAuth,
+    )
+    .await
+    else {
+        return;
+    };
+    let companies = HcssCompanyTokens::new(&env.app.auth);
+    assert!(matches!(
+        companies.token(USER_COMPANY).await,
+        Err(CompanyTokenError::Misconfigured { .. })
+    ));
+    assert!(matches!(
+        companies.own_token().await,
+        Err(CompanyTokenError::Misconfigured { .. })
+    ));
+}
+
+#[tokio::test]
+async fn client_credentials_give_the_apps_own_token() {
+    let test = "client_credentials_give_the_apps_own_token";
+    let Some(env) = interop(
+        test,
+        "secret-basic",
+        Some("basic-secret"),
+        ClientAuth::BasicAuth,
+    )
+    .await
+    else {
+        return;
+    };
+    let companies = HcssCompanyTokens::new(&env.app.auth);
+    let token = companies.own_token().await.unwrap();
+    let claims = token.claims();
+    assert_eq!(claims.client_id(), Some("secret-basic"));
+    assert_eq!(claims.company_id(), None, "no customer company");
+    assert_eq!(token.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
+    let again = companies.own_token().await.unwrap();
+    assert_eq!(again.secret(), token.secret(), "cached");
+    let counts = env.provider.counts().await;
+    assert_eq!(counts["client_credentials"], 1);
+    assert_eq!(counts["company"], 0);
 }

@@ -1,16 +1,39 @@
 // oidc-provider (a certified OpenID provider) laid out like HCSS's identity service:
 // /identity/connect/{authorize,token,revocation}, PKCE S256 required, refresh tokens
 // rotated with reuse detection. Interactions finish at once: the user signs in as
-// `interop-user` and consents, or, with `?deny=1` on the login URL's return, denies.
+// `interop-user` and consents, or, after `GET /test/deny-next`, denies.
+//
+// Access tokens are JWTs for the HCSS API (a resource server, by resource indicators)
+// carrying `sub`, `client_id`, `scope` and `CompanyId`, as HCSS's are. Besides the code
+// and refresh grants: `client_credentials` (the app's own company) and HCSS's custom
+// `company` grant (a token for a customer company given by `CompanyId`; `invalid_grant`
+// for a company that is unknown or has disconnected the app).
 //
 // Environment: PORT (0 for any), REDIRECT_URIS (space-separated). Prints
 // `ready http://127.0.0.1:PORT/identity` on stdout when listening.
+//
+// Test controls: `GET /test/counts`, `GET /test/deny-next`,
+// `GET /test/disconnect?company=ID` and `GET /test/reconnect?company=ID`.
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.PORT || 0);
 const redirectUris = (process.env.REDIRECT_URIS || '').split(' ').filter(Boolean);
 let denyNext = false;
+
+// The HCSS API, the one resource server: every access token is a JWT for it.
+const API = 'https://api.hcss.test';
+const API_SCOPES = 'heavyjob:read';
+const apiServer = { scope: API_SCOPES, audience: API, accessTokenFormat: 'jwt', accessTokenTTL: 3600 };
+// Each user's company, and the companies that have connected the app.
+const USER_COMPANY = { 'interop-user': '6d1b4a5e-2c1f-4b7e-9a3d-0c5e8f7a1b2c' };
+const companies = new Set([
+  ...Object.values(USER_COMPANY),
+  '0b9e7c4d-8a6f-4e2b-b1c3-5d7f9a2e4c6b',
+]);
+const disconnected = new Set();
+// The company of each token the `company` grant issues (read by extraTokenClaims).
+const companyOf = new WeakMap();
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -19,7 +42,7 @@ const issuer = `http://127.0.0.1:${server.address().port}/identity`;
 const client = (client_id, extra) => ({
   client_id,
   redirect_uris: redirectUris,
-  grant_types: ['authorization_code', 'refresh_token'],
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials', 'company'],
   response_types: ['code'],
   scope: 'openid offline_access heavyjob:read',
   ...extra,
@@ -29,13 +52,31 @@ const provider = new Provider(issuer, {
   clients: [
     client('secret-body', { client_secret: 'body-secret', token_endpoint_auth_method: 'client_secret_post' }),
     client('secret-basic', { client_secret: 'basic-secret', token_endpoint_auth_method: 'client_secret_basic' }),
-    client('public', { token_endpoint_auth_method: 'none' }),
+    client('public', {
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+    }),
   ],
   scopes: ['openid', 'offline_access', 'heavyjob:read'],
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => {
+        if (resource !== API) throw new errors.InvalidTarget();
+        return apiServer;
+      },
+    },
+  },
+  extraTokenClaims: (ctx, token) => {
+    if (companyOf.has(token)) return { CompanyId: companyOf.get(token) };
+    const company = token.accountId && USER_COMPANY[token.accountId];
+    return company ? { CompanyId: company } : undefined;
   },
   routes: {
     authorization: '/identity/connect/authorize',
@@ -49,20 +90,49 @@ const provider = new Provider(issuer, {
   // HCSS (IdentityServer) issues a refresh token for offline_access without prompt=consent.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
-  ttl: { AccessToken: 3600, AuthorizationCode: 300, RefreshToken: 86400, Grant: 86400, Interaction: 600, Session: 86400 },
+  ttl: { AccessToken: 3600, ClientCredentials: 3600, AuthorizationCode: 300, RefreshToken: 86400, Grant: 86400, Interaction: 600, Session: 86400 },
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
 });
 provider.proxy = false;
 
-const counts = { token: 0, refresh: 0, revocation: 0 };
-provider.on('grant.success', (ctx) => {
+// HCSS's `company` grant: like client_credentials, plus a required `CompanyId`.
+provider.registerGrantType('company', async (ctx) => {
+  const { client, params } = ctx.oidc;
+  const companyId = params.CompanyId;
+  if (!companyId) throw new errors.InvalidRequest("missing required parameter 'CompanyId'");
+  if (!companies.has(companyId) || disconnected.has(companyId)) {
+    throw new errors.InvalidGrant('the company has not connected this app');
+  }
+  const allowed = new Set(client.scope.split(' '));
+  const requested = (params.scope || '').split(' ').filter(Boolean);
+  const refused = requested.find((scope) => !allowed.has(scope));
+  if (refused) throw new errors.InvalidScope('requested scope is not allowed', refused);
+  const served = new Set(API_SCOPES.split(' '));
+  const token = new provider.ClientCredentials({
+    client,
+    scope: requested.filter((scope) => served.has(scope)).join(' ') || undefined,
+  });
+  token.resourceServer = new provider.ResourceServer(API, apiServer);
+  companyOf.set(token, companyId);
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    expires_in: token.expiration,
+    token_type: token.tokenType,
+    scope: token.scope,
+  };
+}, ['CompanyId', 'scope']);
+
+const counts = { token: 0, refresh: 0, revocation: 0, company: 0, client_credentials: 0 };
+const count = (ctx) => {
   counts.token += 1;
-  if (ctx.oidc.params.grant_type === 'refresh_token') counts.refresh += 1;
-});
-provider.on('grant.error', (ctx, err) => {
-  counts.token += 1;
-  if (ctx.oidc.params.grant_type === 'refresh_token') counts.refresh += 1;
-});
+  const grantType = ctx.oidc.params.grant_type;
+  if (grantType === 'refresh_token') counts.refresh += 1;
+  if (grantType === 'company' || grantType === 'client_credentials') counts[grantType] += 1;
+};
+provider.on('grant.success', count);
+provider.on('grant.error', count);
 
 const callback = provider.callback();
 server.on('request', async (req, res) => {
@@ -76,6 +146,13 @@ server.on('request', async (req, res) => {
     }
     if (url.pathname === '/test/deny-next') {
       denyNext = true;
+      res.end('ok');
+      return;
+    }
+    if (url.pathname === '/test/disconnect' || url.pathname === '/test/reconnect') {
+      const company = url.searchParams.get('company');
+      if (url.pathname === '/test/disconnect') disconnected.add(company);
+      else disconnected.delete(company);
       res.end('ok');
       return;
     }
@@ -93,6 +170,8 @@ server.on('request', async (req, res) => {
       const accountId = 'interop-user';
       const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
       grant.addOIDCScope(details.params.scope);
+      // The API's scopes, granted for the resource the request was given by default.
+      if (details.params.resource) grant.addResourceScope(details.params.resource, details.params.scope);
       const grantId = await grant.save();
       await provider.interactionFinished(req, res, {
         login: { accountId },
