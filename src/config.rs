@@ -64,7 +64,8 @@ pub(crate) struct IdentityClient {
     pub(crate) client_secret: Option<SecretString>,
     pub(crate) client_auth: ClientAuth,
     pub(crate) scope: String,
-    /// The scopes of company tokens: the configured ones without `offline_access`.
+    /// The scopes of company tokens: the configured ones without `offline_access` and
+    /// the OpenID identity scopes, which a token with no user cannot have.
     pub(crate) company_scope: String,
     /// `openid` is among the scopes: logins send a `nonce` and check the ID token.
     pub(crate) openid: bool,
@@ -79,6 +80,18 @@ pub(crate) struct IdentityClient {
     pub(crate) max_response_bytes: usize,
     pub(crate) retry_after: Duration,
 }
+
+/// Scopes that only a user's sign-in can be granted: `offline_access` and OpenID
+/// Connect's identity scopes. Company tokens (no user present) leave them out, as
+/// IdentityServer refuses them for `client_credentials`.
+const USER_ONLY_SCOPES: [&str; 6] = [
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+    "address",
+    "phone",
+];
 
 /// What the service routes by: the flow's paths, where users land, the app's origin.
 #[derive(Clone, Debug)]
@@ -652,7 +665,7 @@ impl HcssConfigBuilder {
                 company_scope: self
                     .scopes
                     .iter()
-                    .filter(|s| *s != "offline_access")
+                    .filter(|s| !USER_ONLY_SCOPES.contains(&s.as_str()))
                     .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(" "),

@@ -146,3 +146,23 @@ async fn the_disconnected_hook_hears_of_the_company() {
     assert!(companies.token("still-connected").await.is_ok());
     assert_eq!(*heard.lock().unwrap(), vec![COMPANY.to_owned()]);
 }
+
+/// HCSS (IdentityServer) refuses OpenID scopes for a token with no user: with `openid`,
+/// `profile` and `email` among the app's scopes, company tokens ask for none of them.
+#[tokio::test]
+async fn company_tokens_ask_for_no_openid_scopes() {
+    let mock = MockHcssIdentity::start().await;
+    let scopes = [
+        "openid",
+        "profile",
+        "email",
+        "heavyjob:read",
+        "offline_access",
+    ];
+    let app = start_app(&mock, |b| b.scopes(scopes)).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    let token = companies.token(COMPANY).await.unwrap();
+    assert_eq!(token.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
+    let own = companies.own_token().await.unwrap();
+    assert_eq!(own.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
+}
