@@ -87,18 +87,32 @@ async fn two_instances(
     redis: &str,
     prefix: &str,
 ) -> (String, String, RedisStore) {
-    let store = RedisStore::connect(redis)
-        .await
-        .unwrap()
-        .with_prefix(prefix);
+    let (a, b, store, _) = two_stores(mock, redis, prefix).await;
+    (a, b, store)
+}
+
+/// Two instances, each with its own `RedisStore` (its own connections and near cache),
+/// as two machines have; their stores, A's first.
+async fn two_stores(
+    mock: &MockHcssIdentity,
+    redis: &str,
+    prefix: &str,
+) -> (String, String, RedisStore, RedisStore) {
+    let connect = || async {
+        RedisStore::connect(redis)
+            .await
+            .unwrap()
+            .with_prefix(prefix)
+    };
+    let (store_a, store_b) = (connect().await, connect().await);
     let (a, b) = (
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
     );
     let callback = format!("http://{}/hcss/callback", a.local_addr().unwrap());
-    let a = start_instance(mock, a, &callback, store.clone());
-    let b = start_instance(mock, b, &callback, store.clone());
-    (a, b, store)
+    let a = start_instance(mock, a, &callback, store_a.clone());
+    let b = start_instance(mock, b, &callback, store_b.clone());
+    (a, b, store_a, store_b)
 }
 
 #[tokio::test]
@@ -111,7 +125,16 @@ async fn conformance_suite_passes_for_redis_store() {
         .await
         .unwrap()
         .with_prefix(&prefix);
+    // With the near cache tracking, so that the suite runs through it.
+    store.near_cache_tracking(0).await.expect("a near cache");
     store_conformance(Arc::new(store)).await;
+    let uncached = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(format!("{prefix}uncached:"))
+        .without_near_cache();
+    assert!(uncached.near_cache_tracking(0).await.is_none());
+    store_conformance(Arc::new(uncached)).await;
     remove_keys(&redis, &prefix).await;
 }
 
@@ -531,25 +554,48 @@ impl Drop for OwnRedis {
 
 async fn own_redis() -> Option<OwnRedis> {
     let port = free_port();
-    let server = std::process::Command::new("redis-server")
+    let own = OwnRedis {
+        server: redis_server(port)?,
+        url: format!("redis://127.0.0.1:{port}"),
+    };
+    own.wait_until_up(port).await;
+    Some(own)
+}
+
+fn redis_server(port: u16) -> Option<std::process::Child> {
+    std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
         .spawn()
-        .ok()?;
-    let own = OwnRedis {
-        server,
-        url: format!("redis://127.0.0.1:{port}"),
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while redis_cli(&["-p", &port.to_string(), "ping"]).trim() != "PONG" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        .ok()
+}
+
+impl OwnRedis {
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
-    Some(own)
+
+    /// Polls with `PING` until the server answers: a process starting, not an event.
+    async fn wait_until_up(&self, port: u16) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while redis_cli(&["-p", &port.to_string(), "ping"]).trim() != "PONG" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server and starts another on the same port, empty.
+    async fn restart(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let port = self.port();
+        self.server = redis_server(port).expect("redis-server restarts");
+        self.wait_until_up(port).await;
+    }
 }
 
 #[tokio::test]
@@ -793,4 +839,160 @@ async fn instances_agree_on_the_cookie_key_again_after_redis_lost_it() {
         );
     }
     remove_keys(&redis, &prefix).await;
+}
+
+/// Signs in at A, then makes B serve the session once, so that B's near cache holds it.
+async fn signed_in_and_cached_on_b(
+    browser: &Browser,
+    a: &str,
+    b: &str,
+    store_b: &RedisStore,
+) -> String {
+    store_b.near_cache_tracking(0).await.expect("a near cache");
+    browser.login_at(a).await;
+    let id = browser.cookie(SESSION).unwrap();
+    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 200);
+    assert!(
+        store_b.near_cache_holds(session_key(&id)),
+        "B serves the session from its near cache"
+    );
+    id
+}
+
+#[tokio::test]
+async fn near_cache_a_logout_on_one_instance_is_refused_on_the_other_at_once() {
+    let Some(redis) =
+        redis_url("near_cache_a_logout_on_one_instance_is_refused_on_the_other_at_once")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _, store_b) = two_stores(&mock, &redis, &prefix).await;
+    for _ in 0..10 {
+        let browser = Browser::new();
+        let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+        let logout = browser
+            .request("POST", &format!("{a}/hcss/logout"), &[])
+            .await;
+        assert_eq!(logout.status, 303);
+        // The very next request, on B, with the old cookie.
+        browser.set_cookie(SESSION, &id);
+        assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 401);
+    }
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn near_cache_a_refresh_on_one_instance_is_used_by_the_other() {
+    let Some(redis) = redis_url("near_cache_a_refresh_on_one_instance_is_used_by_the_other") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, store_a, store_b) = two_stores(&mock, &redis, &prefix).await;
+    let browser = Browser::new();
+    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+    mock.expire_access_tokens();
+    assert_eq!(
+        browser.get(&format!("{a}/business-units")).await.status,
+        200
+    );
+    assert_eq!(mock.counts().refreshes, 1);
+    // B's copy was of the old tokens: it now uses A's, which the mock's API accepts.
+    assert!(!store_b.near_cache_holds(session_key(&id)));
+    assert_eq!(
+        browser.get(&format!("{b}/business-units")).await.status,
+        200
+    );
+    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 1, "B refreshed nothing");
+    assert_eq!(counts.reuse_detected, 0);
+    let stored = store_a.load(session_key(&id)).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn near_cache_a_session_ended_on_one_instance_is_over_on_the_other() {
+    let Some(redis) = redis_url("near_cache_a_session_ended_on_one_instance_is_over_on_the_other")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _, store_b) = two_stores(&mock, &redis, &prefix).await;
+    let browser = Browser::new();
+    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+    // HCSS refuses the access token early and the grant is gone: A's refresh ends the
+    // session. B's copy still looks live by its times.
+    mock.revoke_access_tokens();
+    mock.set_token_fault(Some(TokenFault::InvalidGrant));
+    let ended = browser.get(&format!("{a}/business-units-retrying")).await;
+    assert_eq!(ended.status, 401, "{}", ended.body);
+    browser.set_cookie(SESSION, &id);
+    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 401);
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn near_cache_a_lost_tracking_connection_serves_nothing_stale() {
+    let Some(redis) = redis_url("near_cache_a_lost_tracking_connection_serves_nothing_stale")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _, store_b) = two_stores(&mock, &redis, &prefix).await;
+    let browser = Browser::new();
+    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+    let (connection, client) = store_b.near_cache_tracking(0).await.unwrap();
+    // The connection drops, and the session is deleted before B is tracking again:
+    // Redis has no one to tell.
+    let mut conn = redis_conn(&redis).await;
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(client)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("DEL")
+        .arg(format!("{prefix}tok:{}", session_key(&id)))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    store_b.near_cache_tracking(connection).await.unwrap();
+    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 401);
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn near_cache_after_redis_restarts_nothing_stale_is_served() {
+    let Some(_) = redis_url("near_cache_after_redis_restarts_nothing_stale_is_served") else {
+        return;
+    };
+    let Some(mut own) = own_redis().await else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "near_cache_after_redis_restarts: skipped (no redis-server)"
+        );
+        return;
+    };
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _, store_b) = two_stores(&mock, &own.url, "hcss:").await;
+    let browser = Browser::new();
+    signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+    let (connection, _) = store_b.near_cache_tracking(0).await.unwrap();
+    // A restart without persistence: every session is gone.
+    own.restart().await;
+    store_b.near_cache_tracking(connection).await.unwrap();
+    // The first request may find the data connection broken (503, as in any outage);
+    // none is served the session.
+    for instance in [&b, &a] {
+        let first = browser.get(&format!("{instance}/whoami")).await.status;
+        assert!(first == 401 || first == 503, "{instance}: {first}");
+        assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
+    }
 }

@@ -242,6 +242,10 @@ impl Inner {
 }
 
 impl TokenStore for MemoryStore {
+    fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+        self.inner.tokens.get(key)
+    }
+
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         let tokens = self.inner.tokens.get(key);
         Box::pin(async move { Ok(tokens) })

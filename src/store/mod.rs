@@ -17,6 +17,8 @@ use crate::token::TokenSet;
 
 mod memory;
 #[cfg(feature = "redis")]
+mod near_cache;
+#[cfg(feature = "redis")]
 mod redis;
 
 pub use crate::secret::StoreKey;
@@ -202,6 +204,19 @@ impl SessionOwner {
 pub trait TokenStore: Send + Sync + 'static {
     /// The token set of a session, or `None` (never stored, removed or expired).
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>>;
+
+    /// The token set of a session if this store holds a copy in process that it can
+    /// hand out at once, without waiting; `None` means "ask [`load`](Self::load)".
+    ///
+    /// Signed-in requests ask here first, so a store with an in-process copy saves them
+    /// a boxed future and a round trip (`MemoryStore` answers from its map, `RedisStore`
+    /// from its near cache). A copy given here must be one `load` could give at this
+    /// moment: never one that was removed or replaced, never one past its TTL. The
+    /// default holds nothing.
+    fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+        let _ = key;
+        None
+    }
 
     /// Stores (or replaces) the token set of a session for `ttl`.
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()>;

@@ -7,6 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
+use super::near_cache::{self, NearCache};
 use super::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
 use crate::error::StoreError;
 use crate::token::TokenSet;
@@ -48,6 +49,22 @@ return 1";
 /// endpoints and the extractor answer 503. A Redis Cluster works too
 /// ([`connect_cluster`](Self::connect_cluster)): every operation touches one key.
 ///
+/// # The near cache
+///
+/// A store made by [`connect`](Self::connect) or [`lazy`](Self::lazy) keeps the token
+/// sets it reads in process, so that a signed-in request costs no Redis round trip, and
+/// lets Redis keep that copy true (Redis 6 or later, server-assisted client-side caching:
+/// one extra RESP3 connection per store with `CLIENT TRACKING ON BCAST` on the token
+/// keys). A logout, a refresh or an ended session on any instance is pushed by Redis to
+/// every other instance as it happens, and the copy is dropped before the next request
+/// can use it. While that connection is down (Redis restarting, a network cut, a Redis
+/// without client tracking) nothing is served from the cache, which is emptied at once;
+/// a heartbeat `PING` each second finds a silent loss, and no copy is trusted longer than
+/// its maximum age (30 s by default) whatever happens. Only the hot path reads it: the
+/// refresh and logout machinery always asks Redis. Tune it with
+/// [`with_near_cache`](Self::with_near_cache), turn it off with
+/// [`without_near_cache`](Self::without_near_cache); a cluster store has none.
+///
 /// ```no_run
 /// use hcss_auth::{HcssAuth, HcssConfig, store::RedisStore};
 ///
@@ -60,7 +77,50 @@ return 1";
 pub struct RedisStore {
     conn: Connection,
     prefix: Arc<str>,
+    near: Option<Arc<Near>>,
 }
+
+/// A store's near cache and what it needs to start tracking (on first use, once the
+/// prefix is final and a runtime is at hand).
+struct Near {
+    cache: Arc<NearCache>,
+    client: redis::Client,
+    started: std::sync::atomic::AtomicBool,
+    max_age: Duration,
+}
+
+impl Near {
+    fn new(client: redis::Client, max_age: Duration) -> Self {
+        Self {
+            cache: Arc::new(NearCache::new(max_age, NEAR_CACHE_CAPACITY)),
+            client,
+            started: std::sync::atomic::AtomicBool::new(false),
+            max_age,
+        }
+    }
+
+    /// The cache, its tracking task started if it was not yet.
+    fn cache(&self, token_prefix: impl FnOnce() -> String) -> &NearCache {
+        use std::sync::atomic::Ordering;
+        if !self.started.load(Ordering::Relaxed) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                if !self.started.swap(true, Ordering::AcqRel) {
+                    runtime.spawn(near_cache::track(
+                        Arc::downgrade(&self.cache),
+                        self.client.clone(),
+                        Arc::from(token_prefix()),
+                    ));
+                }
+            }
+        }
+        &self.cache
+    }
+}
+
+/// Token sets a near cache holds at most.
+const NEAR_CACHE_CAPACITY: usize = 100_000;
+/// How long a near cache trusts a copy at most, by default.
+const NEAR_CACHE_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// One Redis server (or a primary behind a proxy), or a cluster.
 #[derive(Clone)]
@@ -83,6 +143,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("near_cache", &self.near.as_ref().map(|near| &*near.cache))
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +179,7 @@ impl RedisStore {
         let store = Self {
             conn: Connection::Cluster(conn),
             prefix: Arc::from("hcss:"),
+            near: None,
         };
         store.conn.query::<String>(&redis::cmd("PING")).await?;
         Ok(store)
@@ -140,10 +202,12 @@ impl RedisStore {
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
+        let near = Near::new(client.clone(), NEAR_CACHE_MAX_AGE);
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
             conn: Connection::Single(conn),
             prefix: Arc::from("hcss:"),
+            near: Some(Arc::new(near)),
         })
     }
 
@@ -151,7 +215,73 @@ impl RedisStore {
     /// Redis.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
+        self.near = self
+            .near
+            .map(|near| Arc::new(Near::new(near.client.clone(), near.max_age)));
         self
+    }
+
+    /// Keeps the near cache (on by default, see [above](Self#the-near-cache)) with
+    /// copies trusted for `max_age` at most (rounded to whole seconds, at least one)
+    /// should an invalidation ever be lost. No effect on a cluster store.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hcss_auth::StoreError> {
+    /// use std::time::Duration;
+    /// use hcss_auth::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_near_cache(Duration::from_secs(10));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_near_cache(mut self, max_age: Duration) -> Self {
+        if let Connection::Single(_) = self.conn {
+            let client = self.near.as_ref().map(|near| near.client.clone());
+            if let Some(client) = client {
+                self.near = Some(Arc::new(Near::new(client, max_age)));
+            }
+        }
+        self
+    }
+
+    /// Turns the near cache off: every signed-in request reads Redis.
+    pub fn without_near_cache(mut self) -> Self {
+        self.near = None;
+        self
+    }
+
+    /// Waits until the near cache tracks invalidations over a connection numbered above
+    /// `after`: its number and its Redis `CLIENT ID`, for tests that cut it. `None`
+    /// without a near cache.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub async fn near_cache_tracking(&self, after: u64) -> Option<(u64, i64)> {
+        Some(self.near()?.tracking(after).await)
+    }
+
+    /// Whether the near cache would serve the session under `key` now, without Redis.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn near_cache_holds(&self, key: StoreKey) -> bool {
+        self.near().is_some_and(|near| near.holds(key))
+    }
+
+    fn token_prefix(&self) -> String {
+        format!("{}tok:", self.prefix)
+    }
+
+    fn near(&self) -> Option<&NearCache> {
+        self.near
+            .as_deref()
+            .map(|near| near.cache(|| self.token_prefix()))
+    }
+
+    /// Drops the near cache's copy of `key`.
+    fn forget(&self, key: StoreKey) {
+        if let Some(near) = self.near() {
+            near.forget(key);
+        }
     }
 
     fn key(&self, kind: &str, key: StoreKey) -> String {
@@ -194,7 +324,7 @@ impl RedisStore {
 }
 
 /// How long one Redis operation may take before the request gets a 503.
-const TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
 
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -235,35 +365,58 @@ impl StateStore for RedisStore {
 }
 
 impl TokenStore for RedisStore {
+    fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+        self.near()?.get(key)
+    }
+
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let key = self.key("tok", key);
+        let stored = self.key("tok", key);
         Box::pin(async move {
-            let text: Option<String> = self.conn.query(redis::cmd("GET").arg(key)).await?;
-            from_json(text)
+            let near = self.near();
+            let ticket = near.and_then(|near| near.begin(key));
+            let read = async {
+                let text: Option<String> = self.conn.query(redis::cmd("GET").arg(stored)).await?;
+                from_json::<TokenSet>(text)
+            }
+            .await;
+            if let (Some(near), Some(ticket)) = (near, ticket) {
+                near.finish(key, ticket, read.as_ref().ok().and_then(Option::as_ref));
+            }
+            read
         })
     }
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         let owners = SessionOwner::of(&tokens);
         let stored = self.key("tok", key);
+        self.forget(key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
-            self.set_px(&stored, value, ttl).await?;
+            let written = self.set_px(&stored, value, ttl).await;
+            self.forget(key);
+            written?;
             self.index(key, owners, ttl).await;
             Ok(())
         })
     }
 
     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        let key = self.key("tok", key);
-        Box::pin(async move { self.conn.query::<()>(redis::cmd("DEL").arg(key)).await })
+        let stored = self.key("tok", key);
+        self.forget(key);
+        Box::pin(async move {
+            let removed = self.conn.query::<()>(redis::cmd("DEL").arg(stored)).await;
+            self.forget(key);
+            removed
+        })
     }
 
     fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let key = self.key("tok", key);
+        let stored = self.key("tok", key);
+        self.forget(key);
         Box::pin(async move {
-            let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
-            from_json(text)
+            let text = self.conn.query(redis::cmd("GETDEL").arg(stored)).await;
+            self.forget(key);
+            from_json(text?)
         })
     }
 
@@ -286,7 +439,10 @@ impl TokenStore for RedisStore {
                 .arg(expected_version.to_string())
                 .arg(value)
                 .arg(millis(ttl));
-            let replaced = self.conn.query::<i64>(&script).await? == 1;
+            self.forget(key);
+            let replaced = self.conn.query::<i64>(&script).await;
+            self.forget(key);
+            let replaced = replaced? == 1;
             if replaced {
                 self.index(key, owners, ttl).await;
             }
@@ -349,19 +505,21 @@ impl TokenStore for RedisStore {
         owner: String,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
-        let key = self.key("lock", key);
+        let lock = self.key("lock", key);
         Box::pin(async move {
             let set: Option<String> = self
                 .conn
                 .query(
                     redis::cmd("SET")
-                        .arg(key)
+                        .arg(lock)
                         .arg(owner)
                         .arg("NX")
                         .arg("PX")
                         .arg(millis(ttl)),
                 )
                 .await?;
+            // Whoever refreshes reads the session from Redis, never from a copy.
+            self.forget(key);
             Ok(set.is_some())
         })
     }

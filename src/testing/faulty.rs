@@ -95,6 +95,13 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
 }
 
 impl<S: TokenStore> TokenStore for FaultyStore<S> {
+    fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+        if self.unreadable().contains(&key) {
+            return None;
+        }
+        self.inner.cached(key)
+    }
+
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
         if self.unreadable().contains(&key) {
             return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });

@@ -350,6 +350,37 @@ where
     assert_eq!(store.load(key).await.expect("load"), Some(v2.clone()));
     store.remove(key).await.expect("remove");
 
+    // An in-process copy (`cached`, optional) is only ever what `load` gives at that
+    // moment: never a replaced, removed or taken set.
+    let cached_agrees = |key: StoreKey, now: Option<&TokenSet>, what: &str| {
+        if let Some(copy) = store.cached(key) {
+            assert_eq!(Some(&copy), now, "cached must not give {what}");
+        }
+    };
+    let key = fresh_key();
+    let mut v3 = tokens.clone();
+    v3.version = 3;
+    store.store(key, v1.clone(), minute).await.expect("store");
+    assert_eq!(store.load(key).await.expect("load"), Some(v1.clone()));
+    cached_agrees(key, Some(&v1), "another set than the one stored");
+    store.store(key, v2.clone(), minute).await.expect("store");
+    cached_agrees(key, Some(&v2), "a set replaced by store");
+    assert_eq!(store.load(key).await.expect("load"), Some(v2.clone()));
+    assert!(store
+        .replace_if_version(key, 2, v3.clone(), minute)
+        .await
+        .expect("replace_if_version"));
+    cached_agrees(key, Some(&v3), "a set replaced by replace_if_version");
+    assert_eq!(store.load(key).await.expect("load"), Some(v3.clone()));
+    store.remove(key).await.expect("remove");
+    cached_agrees(key, None, "a removed set");
+    store.store(key, v1.clone(), minute).await.expect("store");
+    assert_eq!(store.load(key).await.expect("load"), Some(v1.clone()));
+    assert_eq!(store.take(key).await.expect("take"), Some(v1.clone()));
+    cached_agrees(key, None, "a taken set");
+    assert_eq!(store.load(key).await.expect("load"), None);
+    cached_agrees(key, None, "a missing set");
+
     // Sessions by owner: an optional index; a store that keeps one finds every session
     // of a user and of a company, and no removed one.
     let owned = |sub: &str, company: &str| {

@@ -1,0 +1,530 @@
+//! The near cache of a [`RedisStore`](super::RedisStore): token sets read from Redis,
+//! kept in process and invalidated by Redis itself.
+//!
+//! One RESP3 connection per store asks Redis to track every key under the store's token
+//! prefix (`CLIENT TRACKING ON BCAST PREFIX ...`). Redis then pushes an invalidation for
+//! each write, expiry or deletion of such a key, whichever instance made it; the push is
+//! applied in the connection's reader, before any reply that follows it. An entry is
+//! served only while that connection is up:
+//!
+//! - a read fills the cache only if no invalidation of its key and no loss of the
+//!   connection came between the moment it was sent and the moment it returned (a
+//!   `Reading` slot with a ticket, replaced only if still there);
+//! - a lost connection (a disconnection, or a heartbeat `PING` unanswered) empties the
+//!   cache at once, and nothing is cached again until tracking is back;
+//! - an entry is trusted for `max_age` at most (counted in heartbeats), a bound on the
+//!   harm of an invalidation lost some other way;
+//! - the store's own writes and deletes drop the local copy before and after they reach
+//!   Redis, so an instance never serves its own stale copy.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::watch;
+
+use crate::secret::StoreKey;
+use crate::token::TokenSet;
+
+/// How often the tracking connection is checked, and the unit of `max_age`.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+pub(crate) struct NearCache {
+    entries: DashMap<StoreKey, Slot>,
+    /// `generation * 2 + live`: live while the tracking connection is up; the
+    /// generation moves on each time it is lost, so entries of an earlier one are void.
+    state: AtomicU64,
+    /// Heartbeats so far, the clock of `max_age` (no clock is read on a hit).
+    ticks: AtomicU64,
+    tickets: AtomicU64,
+    /// The tracking connection in use (its number), so that a late disconnection of an
+    /// earlier one does not turn the cache off.
+    connection: AtomicU64,
+    max_age_ticks: u64,
+    capacity: usize,
+    /// The tracking connection's number and Redis `CLIENT ID` while it is up.
+    tracking: watch::Sender<Option<(u64, i64)>>,
+}
+
+enum Slot {
+    Reading {
+        ticket: u64,
+    },
+    Held {
+        tokens: TokenSet,
+        state: u64,
+        tick: u64,
+    },
+}
+
+/// A read in flight that may fill the cache when it returns.
+pub(crate) struct Ticket {
+    ticket: u64,
+    state: u64,
+}
+
+impl std::fmt::Debug for NearCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache")
+            .field("entries", &self.entries.len())
+            .field("live", &self.is_live())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NearCache {
+    pub(crate) fn new(max_age: Duration, capacity: usize) -> Self {
+        let max_age_ticks = (max_age.as_millis() / HEARTBEAT.as_millis()).max(1);
+        Self {
+            entries: DashMap::new(),
+            state: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            tickets: AtomicU64::new(0),
+            connection: AtomicU64::new(0),
+            max_age_ticks: u64::try_from(max_age_ticks).unwrap_or(u64::MAX),
+            capacity: capacity.max(1),
+            tracking: watch::Sender::new(None),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.state.load(Ordering::Acquire) & 1 == 1
+    }
+
+    /// The copy held for `key`, if it may be served.
+    pub(crate) fn get(&self, key: StoreKey) -> Option<TokenSet> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & 1 == 0 {
+            return None;
+        }
+        let entry = self.entries.get(&key)?;
+        match &*entry {
+            Slot::Held {
+                tokens,
+                state: held,
+                tick,
+            } if *held == state
+                && self.ticks.load(Ordering::Relaxed).saturating_sub(*tick)
+                    < self.max_age_ticks =>
+            {
+                Some(tokens.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks a read of `key` about to be sent to Redis; `None` while tracking is down.
+    pub(crate) fn begin(&self, key: StoreKey) -> Option<Ticket> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & 1 == 0 {
+            return None;
+        }
+        if self.entries.len() >= self.capacity {
+            self.make_room();
+        }
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        self.entries.insert(key, Slot::Reading { ticket });
+        Some(Ticket { ticket, state })
+    }
+
+    /// Keeps what the read of `ticket` returned, unless the key was invalidated or the
+    /// connection lost meanwhile.
+    pub(crate) fn finish(&self, key: StoreKey, ticket: Ticket, tokens: Option<&TokenSet>) {
+        let tick = self.ticks.load(Ordering::Relaxed);
+        if let dashmap::Entry::Occupied(mut slot) = self.entries.entry(key) {
+            let ours = matches!(slot.get(), Slot::Reading { ticket: t } if *t == ticket.ticket);
+            if !ours {
+                return;
+            }
+            // Checked under the entry's lock: an invalidation or a loss of the
+            // connection either came before (nothing is kept) or comes after (and
+            // removes what is kept here).
+            match tokens {
+                Some(tokens) if self.state.load(Ordering::Acquire) == ticket.state => {
+                    slot.insert(Slot::Held {
+                        tokens: tokens.clone(),
+                        state: ticket.state,
+                        tick,
+                    });
+                }
+                _ => {
+                    slot.remove();
+                }
+            }
+        }
+    }
+
+    /// Drops the local copy of `key` (a write or delete through this store).
+    pub(crate) fn forget(&self, key: StoreKey) {
+        self.entries.remove(&key);
+    }
+
+    fn make_room(&self) {
+        let now = self.ticks.load(Ordering::Relaxed);
+        self.entries.retain(|_, slot| match slot {
+            Slot::Held { tick, .. } => now.saturating_sub(*tick) < self.max_age_ticks,
+            Slot::Reading { .. } => true,
+        });
+        if self.entries.len() >= self.capacity {
+            self.entries.clear();
+        }
+    }
+
+    /// Applies one push message of tracking connection `connection`.
+    fn on_push(&self, connection: u64, prefix: &[u8], push: PushInfo) {
+        match push.kind {
+            PushKind::Invalidate => {
+                let mut keys = Vec::new();
+                let mut all = push.data.is_empty();
+                for value in &push.data {
+                    match value {
+                        Value::Array(list) | Value::Set(list) => keys.extend(list.iter()),
+                        Value::Nil => all = true,
+                        other => keys.push(other),
+                    }
+                }
+                if all {
+                    self.entries.clear();
+                }
+                for key in keys {
+                    match stored_key(key, prefix) {
+                        Some(key) => {
+                            self.entries.remove(&key);
+                        }
+                        // A key this cache cannot name (it never should): drop everything.
+                        None => self.entries.clear(),
+                    }
+                }
+            }
+            PushKind::Disconnection => self.lost(connection),
+            _ => {}
+        }
+    }
+
+    /// The tracking connection `connection` is gone: nothing is served from here on.
+    pub(crate) fn lost(&self, connection: u64) {
+        let current = self.connection.load(Ordering::Acquire) == connection;
+        // A new generation voids every entry, whichever connection this was; only the
+        // loss of the connection in use turns the cache off.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                let live = if current { 0 } else { s & 1 };
+                Some((((s >> 1) + 1) << 1) | live)
+            });
+        self.entries.clear();
+        if current {
+            self.tracking.send_replace(None);
+        }
+    }
+
+    /// The state before a tracking connection is set up.
+    fn before_connecting(&self, connection: u64) -> u64 {
+        self.connection.store(connection, Ordering::Release);
+        self.state.load(Ordering::Acquire) & !1
+    }
+
+    /// Tracking is on for `connection`: serve again, unless it was lost meanwhile.
+    fn live(&self, before: u64, connection: u64, client_id: i64) -> bool {
+        let went_live = self
+            .state
+            .compare_exchange(before, before | 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if went_live {
+            self.tracking.send_replace(Some((connection, client_id)));
+        }
+        went_live
+    }
+
+    fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits until tracking is on over a connection numbered above `after`; its number
+    /// and Redis `CLIENT ID`.
+    #[cfg(feature = "test-util")]
+    pub(crate) async fn tracking(&self, after: u64) -> (u64, i64) {
+        let mut rx = self.tracking.subscribe();
+        let up = rx
+            .wait_for(|up| up.is_some_and(|(n, _)| n > after))
+            .await
+            .map(|up| *up);
+        // The sender lives as long as `self`, which this borrow keeps.
+        up.ok().flatten().unwrap_or_default()
+    }
+
+    /// Whether a copy of `key` may be served now.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn holds(&self, key: StoreKey) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+/// The store key in a Redis key `{prefix}{hex}`.
+fn stored_key(value: &Value, prefix: &[u8]) -> Option<StoreKey> {
+    let bytes = match value {
+        Value::BulkString(bytes) => bytes.as_slice(),
+        Value::SimpleString(text) => text.as_bytes(),
+        _ => return None,
+    };
+    let hex = bytes.strip_prefix(prefix)?;
+    StoreKey::from_stored(std::str::from_utf8(hex).ok()?)
+}
+
+/// Keeps `cache` true for as long as it lives: connects, turns tracking on, checks the
+/// connection every heartbeat, and starts again after a loss.
+///
+/// `prefix` is the whole prefix of the tracked keys (the store's, then `tok:`).
+pub(crate) async fn track(cache: Weak<NearCache>, client: redis::Client, prefix: Arc<str>) {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = match redis::Client::open(info.set_redis_settings(settings)) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(error = ?err.kind(), "hcss: the Redis near cache is off");
+            return;
+        }
+    };
+    let mut connection = 0_u64;
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        connection += 1;
+        let Some(near) = cache.upgrade() else { return };
+        let before = near.before_connecting(connection);
+        let weak = Arc::downgrade(&near);
+        let token_prefix: Arc<[u8]> = Arc::from(prefix.as_bytes());
+        drop(near);
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(super::redis::TIMEOUT))
+            .set_response_timeout(Some(super::redis::TIMEOUT))
+            .set_push_sender(move |push: PushInfo| {
+                let Some(near) = weak.upgrade() else {
+                    return Err(());
+                };
+                near.on_push(connection, &token_prefix, push);
+                Ok(())
+            });
+        let setup = async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg("hcss-near-cache")
+                .query_async::<()>(&mut conn)
+                .await?;
+            let id: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(prefix.as_bytes())
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok::<_, redis::RedisError>((conn, id))
+        };
+        match setup.await {
+            Ok((mut conn, id)) => {
+                let Some(near) = cache.upgrade() else { return };
+                if near.live(before, connection, id) {
+                    if warned {
+                        tracing::info!("hcss: the Redis near cache is on again");
+                    }
+                    warned = false;
+                    backoff = Duration::from_millis(100);
+                }
+                drop(near);
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    let Some(near) = cache.upgrade() else { return };
+                    let answered = tokio::time::timeout(
+                        HEARTBEAT,
+                        redis::cmd("PING").query_async::<()>(&mut conn),
+                    )
+                    .await;
+                    if !matches!(answered, Ok(Ok(()))) || !near.is_live() {
+                        near.lost(connection);
+                        break;
+                    }
+                    near.tick();
+                }
+            }
+            Err(err) => {
+                if !warned {
+                    tracing::warn!(
+                        error = ?err.kind(),
+                        "hcss: the Redis near cache is off until Redis answers with client \
+                         tracking (Redis 6 or later); every read goes to Redis meanwhile"
+                    );
+                    warned = true;
+                }
+                if let Some(near) = cache.upgrade() {
+                    near.lost(connection);
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &[u8] = b"app:tok:";
+
+    fn live_cache() -> NearCache {
+        let cache = NearCache::new(Duration::from_secs(3), 4);
+        let before = cache.before_connecting(1);
+        assert!(cache.live(before, 1, 7));
+        cache
+    }
+
+    fn invalidate(cache: &NearCache, key: StoreKey) {
+        let name = format!("app:tok:{key}");
+        cache.on_push(
+            1,
+            PREFIX,
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Array(vec![Value::BulkString(name.into_bytes())])],
+            },
+        );
+    }
+
+    fn read(cache: &NearCache, key: StoreKey, tokens: &TokenSet) {
+        let ticket = cache.begin(key).expect("live");
+        cache.finish(key, ticket, Some(tokens));
+    }
+
+    #[test]
+    fn a_read_is_served_until_its_key_is_invalidated() {
+        let cache = live_cache();
+        let (key, tokens) = (StoreKey::random(), TokenSet::new("a", 60));
+        read(&cache, key, &tokens);
+        assert_eq!(cache.get(key), Some(tokens));
+        invalidate(&cache, key);
+        assert_eq!(cache.get(key), None);
+    }
+
+    #[test]
+    fn an_invalidation_during_a_read_keeps_nothing() {
+        let cache = live_cache();
+        let (key, old) = (StoreKey::random(), TokenSet::new("old", 60));
+        let ticket = cache.begin(key).unwrap();
+        invalidate(&cache, key);
+        cache.finish(key, ticket, Some(&old));
+        assert_eq!(cache.get(key), None);
+    }
+
+    #[test]
+    fn a_flush_invalidates_everything() {
+        let cache = live_cache();
+        let key = StoreKey::random();
+        read(&cache, key, &TokenSet::new("a", 60));
+        cache.on_push(
+            1,
+            PREFIX,
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+        );
+        assert_eq!(cache.get(key), None);
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_once_the_connection_is_lost() {
+        let cache = live_cache();
+        let (key, tokens) = (StoreKey::random(), TokenSet::new("a", 60));
+        read(&cache, key, &tokens);
+        let ticket = cache.begin(StoreKey::random()).unwrap();
+        cache.on_push(
+            1,
+            PREFIX,
+            PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            },
+        );
+        assert_eq!(cache.get(key), None);
+        assert!(cache.begin(key).is_none(), "no read is cached while down");
+        cache.finish(key, ticket, Some(&tokens));
+        assert_eq!(cache.get(key), None);
+        // Back: a new generation, and an empty cache.
+        let before = cache.before_connecting(2);
+        assert!(cache.live(before, 2, 8));
+        assert_eq!(cache.get(key), None);
+        read(&cache, key, &tokens);
+        assert_eq!(cache.get(key), Some(tokens));
+    }
+
+    #[test]
+    fn a_late_loss_of_an_earlier_connection_voids_entries_but_not_the_new_connection() {
+        let cache = live_cache();
+        cache.lost(1);
+        let before = cache.before_connecting(2);
+        assert!(cache.live(before, 2, 8));
+        let (key, tokens) = (StoreKey::random(), TokenSet::new("a", 60));
+        read(&cache, key, &tokens);
+        // Connection 1's reader says so too, late (the heartbeat said it first).
+        cache.lost(1);
+        assert_eq!(cache.get(key), None);
+        assert!(cache.is_live());
+    }
+
+    #[test]
+    fn a_connection_lost_while_it_was_being_set_up_does_not_go_live() {
+        let cache = NearCache::new(Duration::from_secs(3), 4);
+        let before = cache.before_connecting(1);
+        cache.lost(1);
+        assert!(!cache.live(before, 1, 7));
+        assert!(cache.begin(StoreKey::random()).is_none());
+    }
+
+    #[test]
+    fn a_copy_is_trusted_for_max_age_at_most() {
+        let cache = live_cache();
+        let (key, tokens) = (StoreKey::random(), TokenSet::new("a", 60));
+        read(&cache, key, &tokens);
+        cache.tick();
+        cache.tick();
+        assert!(cache.get(key).is_some());
+        cache.tick();
+        assert_eq!(cache.get(key), None);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = live_cache();
+        for _ in 0..100 {
+            read(&cache, StoreKey::random(), &TokenSet::new("a", 60));
+            assert!(cache.entries.len() <= 4);
+        }
+    }
+
+    #[test]
+    fn keys_outside_the_prefix_are_not_misread() {
+        assert_eq!(
+            stored_key(&Value::BulkString(b"other:tok:ab".to_vec()), PREFIX),
+            None
+        );
+        let key = StoreKey::random();
+        let name = format!("app:tok:{key}");
+        assert_eq!(
+            stored_key(&Value::BulkString(name.into_bytes()), PREFIX),
+            Some(key)
+        );
+    }
+}
