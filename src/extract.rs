@@ -149,16 +149,6 @@ impl IntoResponse for HcssRejection {
     }
 }
 
-/// Whether the client accepts an HTML answer: a browser's navigation does, `fetch`,
-/// XHR, curl and API clients usually do not.
-fn accepts_html(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
-}
-
 /// An HTML form's submission: a POST of form data from a browser.
 fn is_form_post(parts: &Parts) -> bool {
     let form = parts
@@ -169,7 +159,7 @@ fn is_form_post(parts: &Parts) -> bool {
             t.starts_with(b"application/x-www-form-urlencoded")
                 || t.starts_with(b"multipart/form-data")
         });
-    parts.method == Method::POST && form && accepts_html(parts)
+    parts.method == Method::POST && form && http_rules::accepts_html(&parts.headers)
 }
 
 /// Where a form's page was: the `Referer`'s path, when it is on this app's origin.
@@ -183,9 +173,7 @@ fn form_page<'p>(parts: &'p Parts, origin: &str) -> Option<&'p str> {
 /// accepts `text/html`) is sent to log in and back to where it was; an HTML form's POST
 /// is sent to log in and back to the page that had the form; anything else gets 401.
 fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
-    let page_load =
-        (parts.method == Method::GET || parts.method == Method::HEAD) && accepts_html(parts);
-    let back_to = if page_load {
+    let back_to = if http_rules::is_page_load(&parts.method, &parts.headers) {
         // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
         session
             .here()

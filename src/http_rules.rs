@@ -1,10 +1,26 @@
 //! The HTTP rules every answer of the crate follows, one helper each: answers that carry
-//! a session decision are never cached, a wait is told in whole seconds, and text from
-//! outside reaches a page or a log line printable and short.
+//! a session decision are never cached, a wait is told in whole seconds, text from
+//! outside reaches a page or a log line printable and short, and what a page load is.
 
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::Method;
+
+/// Whether the client accepts an HTML answer: a browser's navigation does, `fetch`,
+/// XHR, curl and API clients usually do not.
+pub(crate) fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
+}
+
+/// A page load: a `GET` or `HEAD` that accepts `text/html`, what a browser sends for its
+/// address bar, links and redirects; it is sent to log in and back, not given a 401.
+pub(crate) fn is_page_load(method: &Method, headers: &HeaderMap) -> bool {
+    (*method == Method::GET || *method == Method::HEAD) && accepts_html(headers)
+}
 
 /// `Cache-Control: no-store` and, for HTTP/1.0 caches, `Pragma: no-cache`.
 pub(crate) fn no_store(headers: &mut HeaderMap) {

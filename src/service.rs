@@ -12,9 +12,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use crate::flow::{self, cookie_value, FlowResponse};
+use crate::flow::{self, session_cookie, FlowResponse};
 use crate::layer::HcssAuth;
-use crate::secret::SessionId;
 use crate::session::HcssSession;
 use crate::shared::Shared;
 
@@ -116,9 +115,11 @@ where
             None
         };
         let Some((endpoint, method)) = endpoint else {
-            let id = cookie_value(req.headers(), config.session_cookie_name())
-                .and_then(SessionId::parse);
-            let here = req.uri().path_and_query().cloned();
+            let id = session_cookie(req.headers(), config.session_cookie_name());
+            // Kept for a page load only, the one request sent back here after a login.
+            let here = crate::http_rules::is_page_load(req.method(), req.headers())
+                .then(|| req.uri().path_and_query().cloned())
+                .flatten();
             req.extensions_mut()
                 .insert(HcssSession::new(self.shared.clone(), id, here));
             return ResponseFuture::inner(self.inner.call(req));

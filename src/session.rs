@@ -146,7 +146,7 @@ impl HcssSession {
             shared.config.now(),
             shared.config.lifetimes.refresh_skew,
         ) {
-            Freshness::Fresh | Freshness::LastUse => Ok(HcssToken::from_set(&tokens)),
+            Freshness::Fresh | Freshness::LastUse => Ok(HcssToken::from_owned(tokens)),
             Freshness::Over => {
                 shared
                     .token_store

@@ -143,6 +143,17 @@ pub struct HcssToken {
 }
 
 impl HcssToken {
+    /// The token of a set, its fields moved rather than shared (the hot path's way).
+    pub(crate) fn from_owned(set: TokenSet) -> Self {
+        Self {
+            access_token: set.access_token,
+            expires_at: set.expires_at,
+            session_expires_at: set.session_expires_at,
+            claims: set.claims,
+            scope: set.scope,
+        }
+    }
+
     pub(crate) fn from_set(set: &TokenSet) -> Self {
         Self {
             access_token: set.access_token.clone(),

@@ -3,9 +3,8 @@
 use http::request::Parts;
 use http::{header, StatusCode};
 
-use super::{cookie_value, page, see_other, set_cookie, unavailable, FlowResponse};
+use super::{page, see_other, session_cookie, set_cookie, unavailable, FlowResponse};
 use crate::refresh;
-use crate::secret::SessionId;
 use crate::shared::Shared;
 
 /// A logout must come from this app's own pages, or a third-party site could sign users
@@ -34,7 +33,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
         );
     }
     let cookie_name = config.session_cookie_name();
-    if let Some(id) = cookie_value(&parts.headers, cookie_name).and_then(SessionId::parse) {
+    if let Some(id) = session_cookie(&parts.headers, cookie_name) {
         let key = id.key();
         if let Err(err) = refresh::end_session(shared, key).await {
             tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");

@@ -13,6 +13,7 @@ use crate::config::HcssConfig;
 use crate::http_rules::{no_store, retry_after};
 use crate::return_path::percent_decode;
 pub(crate) use crate::return_path::valid_return_path;
+use crate::secret::SessionId;
 
 pub(crate) mod callback;
 pub(crate) mod login;
@@ -100,25 +101,41 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
         })
 }
 
-/// One of our cookie values (43 base64url characters), or `None`.
-fn our_value(value: &[u8]) -> Option<&str> {
-    let value = value
-        .strip_prefix(b"\"")
-        .and_then(|v| v.strip_suffix(b"\""))
-        .unwrap_or(value);
-    let ours = value.len() == 43
-        && value
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
-    ours.then(|| std::str::from_utf8(value).ok()).flatten()
+/// The raw value of the first cookie named `name`, read as `cookie_pairs` reads them,
+/// without the surrounding quotes a cookie value may have. Every request runs this once,
+/// so it is a plain scan rather than `cookie_pairs`' chain of iterators.
+fn first_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    let name = name.as_bytes();
+    for header in headers.get_all(header::COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if pair[..eq].trim_ascii() == name {
+                let value = pair[eq + 1..].trim_ascii();
+                return Some(
+                    value
+                        .strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
+                        .unwrap_or(value),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// The value of the named cookie, if it is one of ours (43 base64url characters). The
 /// first cookie of that name counts; a malformed one counts as none.
 pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    cookie_pairs(headers)
-        .find(|(n, _)| *n == name.as_bytes())
-        .and_then(|(_, value)| our_value(value))
+    let value = first_cookie(headers, name)?;
+    SessionId::from_bytes(value)?;
+    std::str::from_utf8(value).ok()
+}
+
+/// The session id in the named cookie, if it is one of ours.
+pub(crate) fn session_cookie(headers: &HeaderMap, name: &str) -> Option<SessionId> {
+    first_cookie(headers, name).and_then(SessionId::from_bytes)
 }
 
 /// The value of the named cookie if it looks like a sealed login (base64url, at most

@@ -9,10 +9,9 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 
-use super::{cookie_value, FlowResponse};
+use super::{session_cookie, FlowResponse};
 use crate::error::SessionError;
 use crate::http_rules::{no_store, retry_after};
-use crate::secret::SessionId;
 use crate::session::HcssSession;
 use crate::shared::Shared;
 
@@ -34,7 +33,7 @@ fn unix(time: std::time::SystemTime) -> u64 {
 
 pub(crate) async fn user(shared: &Arc<Shared>, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
-    let id = cookie_value(&parts.headers, config.session_cookie_name()).and_then(SessionId::parse);
+    let id = session_cookie(&parts.headers, config.session_cookie_name());
     let session = HcssSession::new(shared.clone(), id, None);
     match session.token().await {
         Ok(token) => {
