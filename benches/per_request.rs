@@ -1,8 +1,10 @@
 //! The per-request cost of the layer, side by side with the same route without it and
-//! with an equivalent built on tower-sessions; the login redirect; the callback with its
+//! with an equivalent built on tower-sessions, and over `RedisStore` with and without
+//! its near cache (with `--features redis`; Redis at `HCSS_TEST_REDIS_URL`, or on
+//! 127.0.0.1:6379); the login redirect; the callback with its
 //! token call; and 100 concurrent requests on a session that needs a refresh.
 //!
-//! `cargo bench --bench per_request`
+//! `cargo bench --features redis --bench per_request`
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ fn config() -> HcssConfig {
         .client_id("bench-client")
         .scopes(["heavyjob:read", "offline_access"])
         .redirect_uri("https://app.example.com/hcss/callback")
+        // Sessions seeded in Redis are gone ten minutes after a run.
+        .max_session_age(Duration::from_secs(600))
         .build()
         .expect("valid config")
 }
@@ -99,6 +103,26 @@ fn protected_route(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| sessions.clone().oneshot(request("/jobs", &sessions_cookie)))
     });
+    // RedisStore, with its near cache and without: each a signed-in request on one
+    // instance, Redis on loopback.
+    match runtime.block_on(redis_routes()) {
+        Some(routes) => {
+            for (name, router, cookie) in routes {
+                let response = runtime
+                    .block_on(router.clone().oneshot(request("/jobs", &cookie)))
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{name}");
+                group.bench_function(name, |b| {
+                    b.to_async(&runtime)
+                        .iter(|| router.clone().oneshot(request("/jobs", &cookie)))
+                });
+            }
+        }
+        None => eprintln!(
+            "protected_route/redis_*: skipped (needs --features redis, and Redis at \
+             HCSS_TEST_REDIS_URL or redis://127.0.0.1:6379)"
+        ),
+    }
     group.finish();
 
     c.bench_function("login_redirect", |b| {
@@ -108,6 +132,49 @@ fn protected_route(c: &mut Criterion) {
                 .oneshot(request("/hcss/login?return_to=%2Fjobs", ""))
         })
     });
+}
+
+/// The protected route over `RedisStore` with its near cache (tracking Redis before the
+/// first request) and without it, each with a session seeded in Redis and its cookie;
+/// `None` when Redis does not answer.
+#[cfg(feature = "redis")]
+async fn redis_routes() -> Option<Vec<(&'static str, Router, String)>> {
+    use hcss_auth::store::RedisStore;
+    let url = std::env::var("HCSS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let prefix = format!("hcss-bench:{}:", std::process::id());
+    let cached = RedisStore::connect(&url).await.ok()?.with_prefix(&prefix);
+    cached.near_cache_tracking(0).await?;
+    let uncached = RedisStore::connect(&url)
+        .await
+        .ok()?
+        .with_prefix(&prefix)
+        .without_near_cache();
+    let mut routes = Vec::new();
+    for (name, store) in [
+        ("redis_near_cache", cached),
+        ("redis_without_cache", uncached),
+    ] {
+        let auth = HcssAuth::with_store(config(), store);
+        let session = seed_session(
+            &auth,
+            TokenSet::new("access-token", 3600).with_refresh_token("refresh-token"),
+        )
+        .await
+        .ok()?;
+        let router = Router::new()
+            .route("/jobs", get(|_token: HcssToken| async { "ok" }))
+            .layer(auth);
+        routes.push((name, router, session.cookie_header()));
+    }
+    Some(routes)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_routes() -> Option<Vec<(&'static str, Router, String)>> {
+    None
 }
 
 /// `name=value` of the first cookie a response sets.

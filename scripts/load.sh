@@ -1,16 +1,46 @@
 #!/usr/bin/env bash
-# Requests per second on loopback, side by side: the example server's public /healthz
-# and its protected /whoami (HcssAuth + HcssToken from MemoryStore), with wrk.
-# Usage: bash scripts/load.sh [seconds]   (needs wrk, curl and python3)
+# Requests per second on loopback, in one run: the example server's public /healthz and
+# its signed-in /whoami (HcssAuth + HcssToken), and the same two routes hand-rolled with
+# tower-sessions (examples/tower_sessions_peer.rs), in alternating rounds, with wrk.
+#
+# Usage: bash scripts/load.sh [--redis URL] [--seconds N] [--rounds N]
+#   --redis URL   the example built with --features redis and HCSS_REDIS_URL=URL
+#                 (RedisStore and its near cache) instead of MemoryStore
+#   --seconds N   each wrk run (default 5)
+#   --rounds N    rounds of the four runs (default 3); the table gives the median
+# Needs wrk, curl and python3. Prints each run, then the requests/s and the ratio of
+# /whoami to /healthz for each server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs="${1:-10}"
-addr=127.0.0.1:3055
-cargo build -q --release --example server
-HCSS_EXAMPLE_ADDR=$addr RUST_LOG=warn target/release/examples/server >/tmp/hcss-load-server.log 2>&1 &
+secs=5 rounds=3 redis=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --redis) redis="$2"; shift 2 ;;
+    --seconds) secs="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    [0-9]*) secs="$1"; shift ;; # the old form: bash scripts/load.sh SECONDS
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "load.sh needs $tool" >&2; exit 2; }
+done
+addr=127.0.0.1:3055 peer=127.0.0.1:3056
+target="${CARGO_TARGET_DIR:-target}"
+features=() store=MemoryStore
+if [ -n "$redis" ]; then features=(--features redis) store="RedisStore ($redis)"; fi
+cargo build -q --release "${features[@]}" --example server --example tower_sessions_peer
+log=$(mktemp -d)
+HCSS_EXAMPLE_ADDR=$addr HCSS_REDIS_URL="$redis" RUST_LOG=warn \
+  "$target/release/examples/server" >"$log/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 1 100); do curl -sf "http://$addr/healthz" >/dev/null && break; sleep 0.1; done
+HCSS_EXAMPLE_ADDR=$peer "$target/release/examples/tower_sessions_peer" >"$log/peer.log" 2>&1 &
+peer_pid=$!
+trap 'kill $server $peer_pid 2>/dev/null' EXIT
+for url in "http://$addr/healthz" "http://$peer/healthz"; do
+  for _ in $(seq 1 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
+  curl -sf "$url" >/dev/null || { echo "no answer at $url; see $log" >&2; exit 1; }
+done
 
 # Sign in through the embedded mock identity service (its consent page: press Allow).
 jar=$(mktemp)
@@ -21,8 +51,41 @@ callback=$(curl -s -o /dev/null -w '%{redirect_url}' -d "$consent" "${authorize%
 curl -s -c "$jar" -b "$jar" -o /dev/null "$callback"
 cookie=$(awk '$6 == "hcss-session" { print $6 "=" $7 }' "$jar")
 test "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "http://$addr/whoami")" = 200
+peer_jar=$(mktemp)
+curl -sf -c "$peer_jar" -o /dev/null "http://$peer/seed"
+peer_cookie=$(awk '$6 == "id" { print $6 "=" $7 }' "$peer_jar")
+test "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $peer_cookie" "http://$peer/whoami")" = 200
 
-for path in /healthz /whoami; do
-  printf '\n== GET %s\n' "$path"
-  wrk -t2 -c32 -d"${secs}s" -H "Cookie: $cookie" "http://$addr$path" | grep -E 'Requests/sec|Latency|Non-2xx'
+results="$log/results"
+: >"$results"
+run() { # name url cookie
+  local out
+  out=$(wrk -t2 -c32 -d"${secs}s" -H "Cookie: $3" "$2")
+  if grep -q 'Non-2xx' <<<"$out"; then echo "$1: answers other than 2xx" >&2; echo "$out" >&2; exit 1; fi
+  local rps
+  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  printf '%-32s %12s requests/s\n' "$1" "$rps"
+  echo "$1 $rps" >>"$results"
+}
+echo "example server with $store; tower-sessions peer with its MemoryStore; wrk -t2 -c32 -d${secs}s"
+for round in $(seq 1 "$rounds"); do
+  echo "== round $round"
+  run hcss_auth:/healthz "http://$addr/healthz" "$cookie"
+  run hcss_auth:/whoami "http://$addr/whoami" "$cookie"
+  run tower_sessions:/healthz "http://$peer/healthz" "$peer_cookie"
+  run tower_sessions:/whoami "http://$peer/whoami" "$peer_cookie"
 done
+python3 - "$results" "$store" <<'EOF'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, rps = line.split()
+    runs.setdefault(name, []).append(float(rps))
+med = {name: statistics.median(v) for name, v in runs.items()}
+print(f"\nmedian of {len(runs['hcss_auth:/healthz'])} rounds")
+print("| server | /healthz | /whoami | /whoami ÷ /healthz |")
+print("|---|---|---|---|")
+for server, label in (("hcss_auth", f"hcss-auth, {sys.argv[2]}"), ("tower_sessions", "tower-sessions peer, MemoryStore")):
+    h, w = med[f"{server}:/healthz"], med[f"{server}:/whoami"]
+    print(f"| {label} | {h:,.0f} | {w:,.0f} | {w / h:.2f} |")
+EOF
