@@ -66,14 +66,20 @@ fn protected_route(c: &mut Criterion) {
         .unwrap();
     let cookie = session.cookie_header();
 
-    let bare = Router::new().route("/jobs", get(|| async { "ok" }));
+    // Each router as `axum::serve` runs it: with its state given (`with_state`), which
+    // turns its handlers into services once rather than at every request.
+    let bare = Router::new()
+        .route("/jobs", get(|| async { "ok" }))
+        .with_state(());
     let protected = Router::new()
         .route("/jobs", get(|_token: HcssToken| async { "ok" }))
-        .layer(auth.clone());
+        .layer(auth.clone())
+        .with_state(());
     let sessions = Router::new()
         .route("/jobs", get(tower_sessions_route))
         .route("/seed", get(tower_sessions_seed))
-        .layer(SessionManagerLayer::new(SessionsMemoryStore::default()).with_secure(false));
+        .layer(SessionManagerLayer::new(SessionsMemoryStore::default()).with_secure(false))
+        .with_state(());
     let seeded = runtime
         .block_on(sessions.clone().oneshot(request("/seed", "")))
         .unwrap();
@@ -166,7 +172,8 @@ async fn redis_routes() -> Option<Vec<(&'static str, Router, String)>> {
         .ok()?;
         let router = Router::new()
             .route("/jobs", get(|_token: HcssToken| async { "ok" }))
-            .layer(auth);
+            .layer(auth)
+            .with_state(());
         routes.push((name, router, session.cookie_header()));
     }
     Some(routes)

@@ -8,6 +8,7 @@ use crate::error::{SessionError, StoreError};
 use crate::refresh::{self, Freshness};
 use crate::secret::SessionId;
 use crate::shared::Shared;
+use crate::store::StoreKey;
 use crate::token::HcssToken;
 
 /// The HCSS session of one request, put in the request's extensions by the layer.
@@ -120,10 +121,33 @@ impl HcssSession {
             return Err(SessionError::NotSignedIn);
         };
         let key = id.key();
+        // The hot path awaits nothing: a live set the store holds in process.
+        if let Some(token) = self.fresh_in_process(key) {
+            return Ok(token);
+        }
+        // Boxed: loading, refreshing and ending are larger futures, kept out of the
+        // state of every request that never needs them.
+        Box::pin(self.token_from_store(key)).await
+    }
+
+    /// The token of a live set the store can give at once (`TokenStore::cached`), unless
+    /// the session has a set kept in memory by a refresh (its own path).
+    fn fresh_in_process(&self, key: StoreKey) -> Option<HcssToken> {
         let shared = &self.shared;
-        // Boxed: the refresh machinery is a large future, and keeping it out of
-        // `token()`'s own state keeps every other request's future small.
-        let settle = || Box::pin(refresh::settle(shared, key, None));
+        if shared.pending.has(key) {
+            return None;
+        }
+        let tokens = shared.token_store.cached(key)?;
+        let lifetimes = &shared.config.lifetimes;
+        match refresh::freshness(&tokens, shared.config.now(), lifetimes.refresh_skew) {
+            Freshness::Fresh | Freshness::LastUse => Some(HcssToken::from_owned(tokens)),
+            Freshness::Refresh | Freshness::Over => None,
+        }
+    }
+
+    async fn token_from_store(&self, key: StoreKey) -> Result<HcssToken, SessionError> {
+        let shared = &self.shared;
+        let settle = || refresh::settle(shared, key, None);
         if shared.pending.has(key) {
             return settle().await.map(|tokens| HcssToken::from_set(&tokens));
         }
