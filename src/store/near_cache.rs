@@ -13,11 +13,15 @@
 //! - a lost connection (a disconnection, or a heartbeat `PING` unanswered) empties the
 //!   cache at once, and nothing is cached again until tracking is back;
 //! - an entry is trusted for `max_age` at most (counted in heartbeats), a bound on the
-//!   harm of an invalidation lost some other way;
+//!   harm of an invalidation lost some other way, and dropped by the heartbeat once past
+//!   it (so are the slots of reads that never finished);
+//! - the tracking task runs on the runtime of the store's first use; if it ends with that
+//!   runtime (no disconnection is then reported, no heartbeat counts), the cache is off
+//!   until the next use starts another;
 //! - the store's own writes and deletes drop the local copy before and after they reach
 //!   Redis, so an instance never serves its own stale copy.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -42,6 +46,11 @@ pub(crate) struct NearCache {
     /// The tracking connection in use (its number), so that a late disconnection of an
     /// earlier one does not turn the cache off.
     connection: AtomicU64,
+    /// Tracking connections so far, whichever task made them.
+    connections: AtomicU64,
+    /// Whether a tracking task is running (or spawned), so that one is started again if
+    /// it ended with its runtime.
+    running: AtomicBool,
     max_age_ticks: u64,
     capacity: usize,
     /// The tracking connection's number and Redis `CLIENT ID` while it is up.
@@ -51,6 +60,7 @@ pub(crate) struct NearCache {
 enum Slot {
     Reading {
         ticket: u64,
+        tick: u64,
     },
     Held {
         tokens: TokenSet,
@@ -83,6 +93,8 @@ impl NearCache {
             ticks: AtomicU64::new(0),
             tickets: AtomicU64::new(0),
             connection: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            running: AtomicBool::new(false),
             max_age_ticks: u64::try_from(max_age_ticks).unwrap_or(u64::MAX),
             capacity: capacity.max(1),
             tracking: watch::Sender::new(None),
@@ -125,7 +137,8 @@ impl NearCache {
             self.make_room();
         }
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        self.entries.insert(key, Slot::Reading { ticket });
+        let tick = self.ticks.load(Ordering::Relaxed);
+        self.entries.insert(key, Slot::Reading { ticket, tick });
         Some(Ticket { ticket, state })
     }
 
@@ -134,7 +147,7 @@ impl NearCache {
     pub(crate) fn finish(&self, key: StoreKey, ticket: Ticket, tokens: Option<&TokenSet>) {
         let tick = self.ticks.load(Ordering::Relaxed);
         if let dashmap::Entry::Occupied(mut slot) = self.entries.entry(key) {
-            let ours = matches!(slot.get(), Slot::Reading { ticket: t } if *t == ticket.ticket);
+            let ours = matches!(slot.get(), Slot::Reading { ticket: t, .. } if *t == ticket.ticket);
             if !ours {
                 return;
             }
@@ -162,14 +175,24 @@ impl NearCache {
     }
 
     fn make_room(&self) {
-        let now = self.ticks.load(Ordering::Relaxed);
-        self.entries.retain(|_, slot| match slot {
-            Slot::Held { tick, .. } => now.saturating_sub(*tick) < self.max_age_ticks,
-            Slot::Reading { .. } => true,
-        });
+        self.sweep(self.ticks.load(Ordering::Relaxed));
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
+    }
+
+    /// Drops what can no longer be served: copies past their max age or of an earlier
+    /// connection, and slots of reads begun as long ago (a request cancelled mid-load
+    /// leaves its slot; a read still in flight then keeps nothing, as after an
+    /// invalidation).
+    fn sweep(&self, now: u64) {
+        let state = self.state.load(Ordering::Acquire);
+        self.entries.retain(|_, slot| match slot {
+            Slot::Held {
+                state: held, tick, ..
+            } => *held == state && now.saturating_sub(*tick) < self.max_age_ticks,
+            Slot::Reading { tick, .. } => now.saturating_sub(*tick) < self.max_age_ticks,
+        });
     }
 
     /// Applies one push message of tracking connection `connection`.
@@ -238,8 +261,22 @@ impl NearCache {
         went_live
     }
 
+    /// Whether no tracking task runs.
+    pub(crate) fn stopped(&self) -> bool {
+        !self.running.load(Ordering::Acquire)
+    }
+
+    /// Whether a tracking task must be started now: `true` once, until that task ends.
+    pub(crate) fn start(&self) -> bool {
+        !self.running.swap(true, Ordering::AcqRel)
+    }
+
+    /// One heartbeat: copies age, and once per max age what they outlived is dropped.
     fn tick(&self) {
-        self.ticks.fetch_add(1, Ordering::Relaxed);
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if now.is_multiple_of(self.max_age_ticks) {
+            self.sweep(now);
+        }
     }
 
     /// Waits until tracking is on over a connection numbered above `after`; its number
@@ -274,10 +311,43 @@ fn stored_key(value: &Value, prefix: &[u8]) -> Option<StoreKey> {
 }
 
 /// Keeps `cache` true for as long as it lives: connects, turns tracking on, checks the
-/// connection every heartbeat, and starts again after a loss.
+/// connection every heartbeat, and starts again after a loss. Spawned once
+/// [`NearCache::start`] said so; dropped unfinished (its runtime shut down), it turns the
+/// cache off and lets the next use start another.
 ///
 /// `prefix` is the whole prefix of the tracked keys (the store's, then `tok:`).
-pub(crate) async fn track(cache: Weak<NearCache>, client: redis::Client, prefix: Arc<str>) {
+pub(crate) fn track(
+    cache: Weak<NearCache>,
+    client: redis::Client,
+    prefix: Arc<str>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Made here, not in the task, so that a task dropped before it first ran says so too.
+    let mut ended = Ended(cache.clone());
+    async move {
+        if !keep_tracking(cache, client, prefix).await {
+            // Given up for good: not to be started again at every request.
+            ended.0 = Weak::new();
+        }
+        drop(ended);
+    }
+}
+
+/// Dropped with the tracking task, however it ends.
+struct Ended(Weak<NearCache>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(near) = self.0.upgrade() {
+            // Nothing invalidates or ages the cache any more: off, entries void.
+            near.lost(near.connection.load(Ordering::Acquire));
+            near.running.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Returns when the cache is gone (`true`), or at once if tracking can never be set up
+/// with this client (`false`).
+async fn keep_tracking(cache: Weak<NearCache>, client: redis::Client, prefix: Arc<str>) -> bool {
     let info = client.get_connection_info().clone();
     let settings = info
         .redis_settings()
@@ -287,15 +357,16 @@ pub(crate) async fn track(cache: Weak<NearCache>, client: redis::Client, prefix:
         Ok(client) => client,
         Err(err) => {
             tracing::warn!(error = ?err.kind(), "hcss: the Redis near cache is off");
-            return;
+            return false;
         }
     };
-    let mut connection = 0_u64;
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     loop {
-        connection += 1;
-        let Some(near) = cache.upgrade() else { return };
+        let Some(near) = cache.upgrade() else {
+            return true;
+        };
+        let connection = near.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let before = near.before_connecting(connection);
         let weak = Arc::downgrade(&near);
         let token_prefix: Arc<[u8]> = Arc::from(prefix.as_bytes());
@@ -335,7 +406,9 @@ pub(crate) async fn track(cache: Weak<NearCache>, client: redis::Client, prefix:
         };
         match setup.await {
             Ok((mut conn, id)) => {
-                let Some(near) = cache.upgrade() else { return };
+                let Some(near) = cache.upgrade() else {
+                    return true;
+                };
                 if near.live(before, connection, id) {
                     if warned {
                         tracing::info!("hcss: the Redis near cache is on again");
@@ -346,7 +419,9 @@ pub(crate) async fn track(cache: Weak<NearCache>, client: redis::Client, prefix:
                 drop(near);
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
-                    let Some(near) = cache.upgrade() else { return };
+                    let Some(near) = cache.upgrade() else {
+                        return true;
+                    };
                     let answered = tokio::time::timeout(
                         HEARTBEAT,
                         redis::cmd("PING").query_async::<()>(&mut conn),
@@ -503,6 +578,39 @@ mod tests {
         assert!(cache.get(key).is_some());
         cache.tick();
         assert_eq!(cache.get(key), None);
+    }
+
+    /// Copies too old to be served, and the slots of reads that never finished (a
+    /// request cancelled mid-load), are dropped by the heartbeat, not kept (with their
+    /// access and refresh tokens) until the cache is full.
+    #[test]
+    fn what_can_no_longer_be_served_is_not_kept() {
+        let cache = live_cache();
+        let key = StoreKey::random();
+        read(&cache, key, &TokenSet::new("a", 60));
+        let _cancelled = cache.begin(StoreKey::random()).unwrap();
+        assert_eq!(cache.entries.len(), 2);
+        for _ in 0..3 {
+            cache.tick();
+        }
+        assert_eq!(cache.get(key), None);
+        assert_eq!(cache.entries.len(), 0, "kept past their max age");
+        // Nor a copy of an earlier generation (a read that finished as a late loss of an
+        // earlier connection came).
+        let earlier = cache.state.load(Ordering::Acquire);
+        cache.lost(0);
+        let tick = cache.ticks.load(Ordering::Relaxed);
+        let tokens = TokenSet::new("a", 60);
+        cache.entries.insert(
+            key,
+            Slot::Held {
+                tokens,
+                state: earlier,
+                tick,
+            },
+        );
+        cache.sweep(tick);
+        assert_eq!(cache.entries.len(), 0, "void entries kept");
     }
 
     #[test]

@@ -85,7 +85,6 @@ pub struct RedisStore {
 struct Near {
     cache: Arc<NearCache>,
     client: redis::Client,
-    started: std::sync::atomic::AtomicBool,
     max_age: Duration,
 }
 
@@ -94,17 +93,16 @@ impl Near {
         Self {
             cache: Arc::new(NearCache::new(max_age, NEAR_CACHE_CAPACITY)),
             client,
-            started: std::sync::atomic::AtomicBool::new(false),
             max_age,
         }
     }
 
-    /// The cache, its tracking task started if it was not yet.
+    /// The cache, its tracking task started if none runs (not yet, or it ended with the
+    /// runtime it ran on).
     fn cache(&self, token_prefix: impl FnOnce() -> String) -> &NearCache {
-        use std::sync::atomic::Ordering;
-        if !self.started.load(Ordering::Relaxed) {
+        if self.cache.stopped() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                if !self.started.swap(true, Ordering::AcqRel) {
+                if self.cache.start() {
                     runtime.spawn(near_cache::track(
                         Arc::downgrade(&self.cache),
                         self.client.clone(),
