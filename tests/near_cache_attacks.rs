@@ -285,7 +285,7 @@ async fn a_flush_empties_the_near_cache() {
             .query_async::<()>(&mut redis_conn(&own.url).await)
             .await
             .unwrap();
-        within(Duration::from_secs(1), flush, || b.cached(key).is_none()).await;
+        within(Duration::from_secs(3), flush, || b.cached(key).is_none()).await;
     }
 }
 
@@ -293,8 +293,6 @@ async fn a_flush_empties_the_near_cache() {
 /// active expiry cycle, which samples keys and may lag on a large keyspace), and only then
 /// tells the trackers. `cached` promises never to give a set past its TTL.
 #[tokio::test]
-#[ignore = "known gap: a copy is served past its TTL until Redis expires the key (harmless \
-            to sessions, whose TTL is their own end, which `token` checks)"]
 async fn a_copy_is_not_served_past_its_ttl() {
     let Some(_) = redis_url("a_copy_is_not_served_past_its_ttl") else {
         return;
@@ -341,11 +339,9 @@ async fn nothing_from_before_a_restart_is_served() {
     // The server starts again in place (same process, same port), its data gone.
     redis_cli(own.port, &["debug", "crash-and-recover", "100"]);
     // The disconnection is read at once; no heartbeat needed.
-    within(
-        Duration::from_millis(500),
-        "held after the server died",
-        || b.cached(key).is_none(),
-    )
+    within(Duration::from_secs(3), "held after the server died", || {
+        b.cached(key).is_none()
+    })
     .await;
     while redis_cli(own.port, &["ping"]).trim() != "PONG" {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -517,7 +513,7 @@ async fn reads_racing_writes_on_another_instance_keep_nothing_stale() {
         a.store(key, tokens(v), Duration::from_secs(60))
             .await
             .unwrap();
-        within(Duration::from_secs(1), "B never caught up", || {
+        within(Duration::from_secs(3), "B never caught up", || {
             b.cached(key).is_none_or(|seen| seen.version == v)
         })
         .await;
@@ -624,4 +620,26 @@ async fn a_silently_stalled_tracking_connection_is_noticed_by_the_heartbeat() {
         .stalled
         .store(false, std::sync::atomic::Ordering::SeqCst);
     remove_keys(&redis, &prefix).await;
+}
+
+/// Turned off, then on again: the near cache is on (it was silently left off).
+#[tokio::test]
+async fn a_near_cache_turned_off_can_be_turned_on_again() {
+    let Some(redis) = redis_url("a_near_cache_turned_off_can_be_turned_on_again") else {
+        return;
+    };
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix())
+        .without_near_cache()
+        .with_near_cache(Duration::from_secs(5));
+    assert!(store.near_cache_tracking(0).await.is_some());
+}
+
+/// Outside a Tokio runtime, `lazy` is an error, not a panic.
+#[test]
+fn lazy_outside_a_runtime_is_an_error() {
+    let err = RedisStore::lazy("redis://127.0.0.1:6379").unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
 }

@@ -552,49 +552,61 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A Redis server of this test's own, started by its full path (so that `DEBUG
+/// CRASH-AND-RECOVER` can start it again in place), on a port no other test's server
+/// took first (checked by its process id).
 async fn own_redis() -> Option<OwnRedis> {
-    let port = free_port();
-    let own = OwnRedis {
-        server: redis_server(port)?,
-        url: format!("redis://127.0.0.1:{port}"),
-    };
-    own.wait_until_up(port).await;
-    Some(own)
-}
-
-fn redis_server(port: u16) -> Option<std::process::Child> {
-    std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .ok()
-}
-
-impl OwnRedis {
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    /// Polls with `PING` until the server answers: a process starting, not an event.
-    async fn wait_until_up(&self, port: u16) {
+    let path = std::env::var_os("PATH")?;
+    let binary = std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|path| path.is_file())?;
+    loop {
+        let port = free_port();
+        let server = std::process::Command::new(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut own = OwnRedis {
+            server,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        // Polls a process starting, not an event.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while redis_cli(&["-p", &port.to_string(), "ping"]).trim() != "PONG" {
+        let port = port.to_string();
+        while redis_cli(&["-p", &port, "ping"]).trim() != "PONG" {
+            if own.server.try_wait().ok().flatten().is_some() {
+                break; // it could not bind: another test's server took the port
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "redis-server did not start"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let pid = format!("process_id:{}", own.server.id());
+        if redis_cli(&["-p", &port, "info", "server"]).contains(&pid) {
+            return Some(own);
+        }
     }
+}
 
-    /// Stops the server and starts another on the same port, empty.
-    async fn restart(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let port = self.port();
-        self.server = redis_server(port).expect("redis-server restarts");
-        self.wait_until_up(port).await;
+impl OwnRedis {
+    /// The server starts again in place (same process, same port), its data gone; waits
+    /// until it answers.
+    async fn restart(&self) {
+        let port = self.url.rsplit(':').next().unwrap();
+        redis_cli(&["-p", port, "debug", "crash-and-recover", "100"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while redis_cli(&["-p", port, "ping"]).trim() != "PONG" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -973,7 +985,7 @@ async fn near_cache_after_redis_restarts_nothing_stale_is_served() {
     let Some(_) = redis_url("near_cache_after_redis_restarts_nothing_stale_is_served") else {
         return;
     };
-    let Some(mut own) = own_redis().await else {
+    let Some(own) = own_redis().await else {
         let _ = writeln!(
             std::io::stderr(),
             "near_cache_after_redis_restarts: skipped (no redis-server)"

@@ -12,7 +12,8 @@
 //!   `Reading` slot with a ticket, replaced only if still there);
 //! - a lost connection (a disconnection, or a heartbeat `PING` unanswered) empties the
 //!   cache at once, and nothing is cached again until tracking is back;
-//! - an entry is trusted for `max_age` at most (counted in heartbeats), a bound on the
+//! - an entry is served until the key's TTL in Redis runs out (read with it) and for
+//!   `max_age` at most, both from the moment its read was sent, a bound on the
 //!   harm of an invalidation lost some other way, and dropped by the heartbeat once past
 //!   it (so are the slots of reads that never finished);
 //! - the tracking task runs on the runtime of the store's first use; if it ends with that
@@ -23,7 +24,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use redis::{PushInfo, PushKind, Value};
@@ -52,6 +53,7 @@ pub(crate) struct NearCache {
     /// it ended with its runtime.
     running: AtomicBool,
     max_age_ticks: u64,
+    max_age: Duration,
     capacity: usize,
     /// The tracking connection's number and Redis `CLIENT ID` while it is up.
     tracking: watch::Sender<Option<(u64, i64)>>,
@@ -64,14 +66,18 @@ enum Slot {
     },
     Held {
         tokens: TokenSet,
+        /// When it may no longer be served: the key's TTL or the max age, whichever is
+        /// first, from when its read was sent.
+        until: Instant,
         state: u64,
-        tick: u64,
     },
 }
 
 /// A read in flight that may fill the cache when it returns.
 pub(crate) struct Ticket {
     ticket: u64,
+    /// When the read was sent, which the key's TTL and the max age count from.
+    sent: Instant,
     state: u64,
 }
 
@@ -96,6 +102,7 @@ impl NearCache {
             connections: AtomicU64::new(0),
             running: AtomicBool::new(false),
             max_age_ticks: u64::try_from(max_age_ticks).unwrap_or(u64::MAX),
+            max_age,
             capacity: capacity.max(1),
             tracking: watch::Sender::new(None),
         }
@@ -116,13 +123,9 @@ impl NearCache {
             Slot::Held {
                 tokens,
                 state: held,
-                tick,
-            } if *held == state
-                && self.ticks.load(Ordering::Relaxed).saturating_sub(*tick)
-                    < self.max_age_ticks =>
-            {
-                Some(tokens.clone())
-            }
+                until,
+                ..
+            } if *held == state && Instant::now() < *until => Some(tokens.clone()),
             _ => None,
         }
     }
@@ -139,13 +142,25 @@ impl NearCache {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let tick = self.ticks.load(Ordering::Relaxed);
         self.entries.insert(key, Slot::Reading { ticket, tick });
-        Some(Ticket { ticket, state })
+        Some(Ticket {
+            ticket,
+            state,
+            sent: Instant::now(),
+        })
     }
 
-    /// Keeps what the read of `ticket` returned, unless the key was invalidated or the
-    /// connection lost meanwhile.
-    pub(crate) fn finish(&self, key: StoreKey, ticket: Ticket, tokens: Option<&TokenSet>) {
-        let tick = self.ticks.load(Ordering::Relaxed);
+    /// Keeps what the read of `ticket` returned, with the key's TTL as Redis gave it with
+    /// the value (`None`: none), unless the key was invalidated or the connection lost
+    /// meanwhile.
+    pub(crate) fn finish(
+        &self,
+        key: StoreKey,
+        ticket: Ticket,
+        tokens: Option<&TokenSet>,
+        ttl: Option<Duration>,
+    ) {
+        let trusted = ttl.map_or(self.max_age, |ttl| ttl.min(self.max_age));
+        let until = ticket.sent + trusted;
         if let dashmap::Entry::Occupied(mut slot) = self.entries.entry(key) {
             let ours = matches!(slot.get(), Slot::Reading { ticket: t, .. } if *t == ticket.ticket);
             if !ours {
@@ -158,8 +173,8 @@ impl NearCache {
                 Some(tokens) if self.state.load(Ordering::Acquire) == ticket.state => {
                     slot.insert(Slot::Held {
                         tokens: tokens.clone(),
+                        until,
                         state: ticket.state,
-                        tick,
                     });
                 }
                 _ => {
@@ -187,10 +202,11 @@ impl NearCache {
     /// invalidation).
     fn sweep(&self, now: u64) {
         let state = self.state.load(Ordering::Acquire);
+        let instant = Instant::now();
         self.entries.retain(|_, slot| match slot {
             Slot::Held {
-                state: held, tick, ..
-            } => *held == state && now.saturating_sub(*tick) < self.max_age_ticks,
+                state: held, until, ..
+            } => *held == state && instant < *until,
             Slot::Reading { tick, .. } => now.saturating_sub(*tick) < self.max_age_ticks,
         });
     }
@@ -480,7 +496,14 @@ mod tests {
 
     fn read(cache: &NearCache, key: StoreKey, tokens: &TokenSet) {
         let ticket = cache.begin(key).expect("live");
-        cache.finish(key, ticket, Some(tokens));
+        cache.finish(key, ticket, Some(tokens), None);
+    }
+
+    /// A read sent `ago`, of a key with `ttl` left then.
+    fn read_sent(cache: &NearCache, key: StoreKey, ago: Duration, ttl: Option<Duration>) {
+        let mut ticket = cache.begin(key).expect("live");
+        ticket.sent -= ago;
+        cache.finish(key, ticket, Some(&TokenSet::new("a", 60)), ttl);
     }
 
     #[test]
@@ -499,7 +522,7 @@ mod tests {
         let (key, old) = (StoreKey::random(), TokenSet::new("old", 60));
         let ticket = cache.begin(key).unwrap();
         invalidate(&cache, key);
-        cache.finish(key, ticket, Some(&old));
+        cache.finish(key, ticket, Some(&old), None);
         assert_eq!(cache.get(key), None);
     }
 
@@ -535,7 +558,7 @@ mod tests {
         );
         assert_eq!(cache.get(key), None);
         assert!(cache.begin(key).is_none(), "no read is cached while down");
-        cache.finish(key, ticket, Some(&tokens));
+        cache.finish(key, ticket, Some(&tokens), None);
         assert_eq!(cache.get(key), None);
         // Back: a new generation, and an empty cache.
         let before = cache.before_connecting(2);
@@ -569,15 +592,24 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_trusted_for_max_age_at_most() {
-        let cache = live_cache();
-        let (key, tokens) = (StoreKey::random(), TokenSet::new("a", 60));
-        read(&cache, key, &tokens);
-        cache.tick();
-        cache.tick();
+    fn a_copy_is_trusted_for_max_age_at_most_and_never_past_its_ttl() {
+        let cache = live_cache(); // max age 3 s
+        let key = StoreKey::random();
+        read_sent(&cache, key, Duration::from_millis(2900), None);
         assert!(cache.get(key).is_some());
-        cache.tick();
-        assert_eq!(cache.get(key), None);
+        read_sent(&cache, key, Duration::from_millis(3000), None);
+        assert_eq!(cache.get(key), None, "past its max age");
+        read_sent(&cache, key, Duration::ZERO, Some(Duration::from_secs(60)));
+        assert!(cache.get(key).is_some());
+        // A key whose TTL had 1 s left when it was read, 1 s ago: Redis may not have
+        // deleted it yet (its expiry samples keys), and no invalidation has come.
+        read_sent(
+            &cache,
+            key,
+            Duration::from_secs(1),
+            Some(Duration::from_secs(1)),
+        );
+        assert_eq!(cache.get(key), None, "past its TTL");
     }
 
     /// Copies too old to be served, and the slots of reads that never finished (a
@@ -587,7 +619,7 @@ mod tests {
     fn what_can_no_longer_be_served_is_not_kept() {
         let cache = live_cache();
         let key = StoreKey::random();
-        read(&cache, key, &TokenSet::new("a", 60));
+        read_sent(&cache, key, Duration::from_secs(3), None);
         let _cancelled = cache.begin(StoreKey::random()).unwrap();
         assert_eq!(cache.entries.len(), 2);
         for _ in 0..3 {
@@ -605,8 +637,8 @@ mod tests {
             key,
             Slot::Held {
                 tokens,
+                until: Instant::now() + Duration::from_secs(60),
                 state: earlier,
-                tick,
             },
         );
         cache.sweep(tick);

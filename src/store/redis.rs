@@ -59,8 +59,9 @@ return 1";
 /// every other instance as it happens, and the copy is dropped before the next request
 /// can use it. While that connection is down (Redis restarting, a network cut, a Redis
 /// without client tracking) nothing is served from the cache, which is emptied at once;
-/// a heartbeat `PING` each second finds a silent loss, and no copy is trusted longer than
-/// its maximum age (30 s by default) whatever happens. Only the hot path reads it: the
+/// a heartbeat `PING` each second finds a silent loss within about two seconds, and no
+/// copy is served past its key's TTL or longer than its maximum age (30 s by default)
+/// after it was read, whatever happens. Only the hot path reads it: the
 /// refresh and logout machinery always asks Redis. Tune it with
 /// [`with_near_cache`](Self::with_near_cache), turn it off with
 /// [`without_near_cache`](Self::without_near_cache); a cluster store has none.
@@ -78,6 +79,9 @@ pub struct RedisStore {
     conn: Connection,
     prefix: Arc<str>,
     near: Option<Arc<Near>>,
+    /// The client of a single server, which a near cache connects with (none for a
+    /// cluster).
+    client: Option<redis::Client>,
 }
 
 /// A store's near cache and what it needs to start tracking (on first use, once the
@@ -135,6 +139,17 @@ impl Connection {
         }
         .map_err(unavailable)
     }
+
+    async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        match self {
+            Connection::Single(conn) => pipe.query_async(&mut conn.clone()).await,
+            Connection::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+        }
+        .map_err(unavailable)
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -178,6 +193,7 @@ impl RedisStore {
             conn: Connection::Cluster(conn),
             prefix: Arc::from("hcss:"),
             near: None,
+            client: None,
         };
         store.conn.query::<String>(&redis::cmd("PING")).await?;
         Ok(store)
@@ -187,8 +203,14 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] when the URL is invalid.
+    /// [`StoreError::Unavailable`] when the URL is invalid, or when called outside a
+    /// Tokio runtime (the connection's tasks need one).
     pub fn lazy(url: &str) -> Result<Self, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Unavailable(
+                "RedisStore::lazy must be called within a Tokio runtime".into(),
+            ));
+        }
         let client = redis::Client::open(url).map_err(|e| {
             StoreError::Unavailable(format!(
                 "invalid redis URL: {}",
@@ -201,11 +223,13 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let near = Near::new(client.clone(), NEAR_CACHE_MAX_AGE);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         Ok(Self {
             conn: Connection::Single(conn),
             prefix: Arc::from("hcss:"),
             near: Some(Arc::new(near)),
+            client: Some(client),
         })
     }
 
@@ -220,7 +244,7 @@ impl RedisStore {
     }
 
     /// Keeps the near cache (on by default, see [above](Self#the-near-cache)) with
-    /// copies trusted for `max_age` at most (rounded to whole seconds, at least one)
+    /// copies served for `max_age` at most after they were read
     /// should an invalidation ever be lost. No effect on a cluster store.
     ///
     /// ```no_run
@@ -234,11 +258,8 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub fn with_near_cache(mut self, max_age: Duration) -> Self {
-        if let Connection::Single(_) = self.conn {
-            let client = self.near.as_ref().map(|near| near.client.clone());
-            if let Some(client) = client {
-                self.near = Some(Arc::new(Near::new(client, max_age)));
-            }
+        if let Some(client) = &self.client {
+            self.near = Some(Arc::new(Near::new(client.clone(), max_age)));
         }
         self
     }
@@ -372,15 +393,25 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let near = self.near();
             let ticket = near.and_then(|near| near.begin(key));
-            let read = async {
+            let Some((near, ticket)) = near.zip(ticket) else {
                 let text: Option<String> = self.conn.query(redis::cmd("GET").arg(stored)).await?;
-                from_json::<TokenSet>(text)
+                return from_json::<TokenSet>(text);
+            };
+            // With its TTL, so that the copy is never served past it (Redis deletes an
+            // expired key, and says so, only when its expiry cycle finds it).
+            let mut read = redis::pipe();
+            read.cmd("GET").arg(&stored).cmd("PTTL").arg(&stored);
+            let read = async {
+                let (text, ttl): (Option<String>, i64) = self.conn.query_pipe(&read).await?;
+                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
+                Ok((from_json::<TokenSet>(text)?, ttl))
             }
             .await;
-            if let (Some(near), Some(ticket)) = (near, ticket) {
-                near.finish(key, ticket, read.as_ref().ok().and_then(Option::as_ref));
+            match &read {
+                Ok((tokens, ttl)) => near.finish(key, ticket, tokens.as_ref(), *ttl),
+                Err(_) => near.finish(key, ticket, None, None),
             }
-            read
+            read.map(|(tokens, _)| tokens)
         })
     }
 
