@@ -121,8 +121,10 @@ async fn company_business_units(State(state): State<AppState>, token: HcssToken)
 async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error>> {
     match std::env::var("HCSS_REDIS_URL") {
         Ok(url) if !url.is_empty() => {
-            let store = hcss_auth::store::RedisStore::connect(&url).await?;
-            tracing::info!("storing logins and sessions in Redis");
+            let store = hcss_auth::store::RedisStore::connect(&url)
+                .await
+                .map_err(|err| format!("cannot use Redis at HCSS_REDIS_URL: {err}"))?;
+            tracing::info!("storing sessions in Redis");
             Ok(HcssAuth::with_store(config, store))
         }
         _ => Ok(HcssAuth::new(config)),
@@ -131,6 +133,12 @@ async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error
 
 #[cfg(not(feature = "redis"))]
 async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error>> {
+    if std::env::var("HCSS_REDIS_URL").is_ok_and(|url| !url.is_empty()) {
+        tracing::warn!(
+            "HCSS_REDIS_URL is set, but this build has no Redis store: sessions stay in \
+             memory. Build with `--features redis` to use it"
+        );
+    }
     Ok(HcssAuth::new(config))
 }
 

@@ -15,9 +15,10 @@ cd "$(dirname "$0")/.."
 secs=5 rounds=3 redis=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --redis) redis="$2"; shift 2 ;;
-    --seconds) secs="$2"; shift 2 ;;
-    --rounds) rounds="$2"; shift 2 ;;
+    --redis|--seconds|--rounds)
+      [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }
+      case "$1" in --redis) redis="$2" ;; --seconds) secs="$2" ;; --rounds) rounds="$2" ;; esac
+      shift 2 ;;
     [0-9]*) secs="$1"; shift ;; # the old form: bash scripts/load.sh SECONDS
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -29,21 +30,40 @@ addr=127.0.0.1:3055 peer=127.0.0.1:3056
 target="${CARGO_TARGET_DIR:-target}"
 features=() store=MemoryStore
 if [ -n "$redis" ]; then features=(--features redis) store="RedisStore ($redis)"; fi
+echo "building the example server and the tower-sessions peer (release)..."
 cargo build -q --release "${features[@]}" --example server --example tower_sessions_peer
 log=$(mktemp -d)
+jar="$log/jar" peer_jar="$log/peer-jar"
 HCSS_EXAMPLE_ADDR=$addr HCSS_REDIS_URL="$redis" RUST_LOG=warn \
   "$target/release/examples/server" >"$log/server.log" 2>&1 &
 server=$!
 HCSS_EXAMPLE_ADDR=$peer "$target/release/examples/tower_sessions_peer" >"$log/peer.log" 2>&1 &
 peer_pid=$!
-trap 'kill $server $peer_pid 2>/dev/null' EXIT
+cookie=""
+cleanup() {
+  # Sign out (the session leaves Redis), stop both servers, and drop the logs.
+  if [ -n "$cookie" ]; then
+    curl -s -o /dev/null -X POST -H "Cookie: $cookie" "http://$addr/hcss/logout" || true
+  fi
+  kill $server $peer_pid 2>/dev/null || true
+  rm -rf "$log"
+}
+trap cleanup EXIT
+# Polls two processes starting; gives up as soon as one exits.
 for url in "http://$addr/healthz" "http://$peer/healthz"; do
-  for _ in $(seq 1 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
-  curl -sf "$url" >/dev/null || { echo "no answer at $url; see $log" >&2; exit 1; }
+  for _ in $(seq 1 100); do
+    curl -sf "$url" >/dev/null && break
+    if ! kill -0 $server 2>/dev/null || ! kill -0 $peer_pid 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if ! curl -sf "$url" >/dev/null; then
+    echo "no answer at $url:" >&2
+    cat "$log/server.log" "$log/peer.log" >&2
+    exit 1
+  fi
 done
 
 # Sign in through the embedded mock identity service (its consent page: press Allow).
-jar=$(mktemp)
 authorize=$(curl -s -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "http://$addr/hcss/login")
 consent=$(python3 -c 'import sys, urllib.parse as u
 q = dict(u.parse_qsl(u.urlparse(sys.argv[1]).query)); q["decision"] = "allow"; print(u.urlencode(q))' "$authorize")
@@ -51,7 +71,6 @@ callback=$(curl -s -o /dev/null -w '%{redirect_url}' -d "$consent" "${authorize%
 curl -s -c "$jar" -b "$jar" -o /dev/null "$callback"
 cookie=$(awk '$6 == "hcss-session" { print $6 "=" $7 }' "$jar")
 test "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "http://$addr/whoami")" = 200
-peer_jar=$(mktemp)
 curl -sf -c "$peer_jar" -o /dev/null "http://$peer/seed"
 peer_cookie=$(awk '$6 == "id" { print $6 "=" $7 }' "$peer_jar")
 test "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $peer_cookie" "http://$peer/whoami")" = 200

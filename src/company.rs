@@ -53,7 +53,7 @@ pub enum CompanyTokenError {
 /// Each token is cached in the layer's token store (so instances sharing a `RedisStore`
 /// share it) and asked for again before it expires, once however many calls want it at
 /// the same moment (and once across instances, through the store's lock). The request
-/// carries the configured scopes without `offline_access` and the OpenID identity scopes
+/// carries the configured scopes without `offline_access` or the OpenID identity scopes
 /// (`openid`, `profile`, `email`...), and the client's credentials as configured (body or
 /// HTTP Basic).
 ///

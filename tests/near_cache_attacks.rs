@@ -643,3 +643,15 @@ fn lazy_outside_a_runtime_is_an_error() {
     let err = RedisStore::lazy("redis://127.0.0.1:6379").unwrap_err();
     assert!(err.to_string().contains("Tokio runtime"), "{err}");
 }
+
+/// A Redis that cannot be reached says why, and never shows the URL's password.
+#[tokio::test]
+async fn an_unreachable_redis_says_why_without_the_password() {
+    let port = free_port();
+    let err = RedisStore::connect(&format!("redis://app:s3cret-pw@127.0.0.1:{port}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}

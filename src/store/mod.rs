@@ -160,7 +160,7 @@ impl SessionOwner {
 /// session once between them. A store used by one process only can keep their defaults:
 /// the layer already refreshes each session once at a time within a process.
 ///
-/// A store over a SQL table or a key-value service writes the four required methods
+/// A store over a SQL table or a key-value service writes the three required methods
 /// around its client; for example, one over an async key-value client:
 ///
 /// ```
@@ -212,7 +212,16 @@ pub trait TokenStore: Send + Sync + 'static {
     /// a boxed future and a round trip (`MemoryStore` answers from its map, `RedisStore`
     /// from its near cache). A copy given here must be one `load` could give at this
     /// moment: never one that was removed or replaced, never one past its TTL. The
-    /// default holds nothing.
+    /// default holds nothing, which is always correct.
+    ///
+    /// Override it only where that holds **across every process sharing the backend**:
+    /// a store living in this process alone, or one told of every other process's writes
+    /// as they happen (as `RedisStore` is, by Redis's client tracking). A read-through
+    /// cache that drops its copy on its own writes and after a while is **not** enough:
+    /// a logout on another instance would be ignored here until the copy ages out.
+    /// [`store_conformance`](crate::testing::store_conformance) checks what one store
+    /// can show (removed, replaced, taken and expired sets); it cannot see other
+    /// processes.
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {
         let _ = key;
         None

@@ -162,7 +162,18 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {}", format_args!("{:?}", err.kind())))
+    // The kind, and for a network error what happened: never the URL, which may carry
+    // a password.
+    let what = if err.is_connection_refusal() {
+        ": connection refused"
+    } else if err.is_timeout() {
+        ": timed out"
+    } else if err.is_connection_dropped() {
+        ": connection dropped"
+    } else {
+        ""
+    };
+    StoreError::Unavailable(format!("redis: {:?}{what}", err.kind()))
 }
 
 impl RedisStore {

@@ -214,11 +214,13 @@ fn random_label() -> String {
 }
 
 /// The store conformance suite: runs every behaviour the layer relies on against `store`
-/// and panics, naming the broken rule, at the first failure.
+/// and panics, naming the broken rule, at the first failure. For a store that serves as
+/// both [`StateStore`] and [`TokenStore`] (`HcssAuth::with_stores`); a token store alone
+/// runs [`token_store_conformance`].
 ///
 /// Run it from an async test of your own store. Concurrency checks issue their calls
 /// together, as a busy app does. Keys are random, so it can share a backend with other
-/// data; it waits about a second in all for TTLs to lapse.
+/// data; it waits about a second and a half in all for TTLs to lapse.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -232,35 +234,25 @@ pub async fn store_conformance<S>(store: Arc<S>)
 where
     S: StateStore + TokenStore,
 {
+    state_store_checks(store.as_ref()).await;
+    token_store_conformance(store).await;
+}
+
+/// The [`TokenStore`] half of [`store_conformance`], for a store that keeps sessions only
+/// (`HcssAuth::with_store`): every rule the layer relies on, `cached` included, panicking
+/// at the first broken one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use hcss_auth::{store::MemoryStore, testing::token_store_conformance};
+///
+/// # #[tokio::main] async fn main() {
+/// token_store_conformance(Arc::new(MemoryStore::new())).await;
+/// # }
+/// ```
+pub async fn token_store_conformance<S: TokenStore>(store: Arc<S>) {
     let store = store.as_ref();
     let minute = Duration::from_secs(60);
-
-    // Transactions: put, take once.
-    let key = fresh_key();
-    let tx = LoginTransaction::new("verifier", "/jobs?id=1", "binding-hash", 1_700_000_000);
-    store
-        .put_transaction(key, tx.clone(), minute)
-        .await
-        .expect("put_transaction");
-    let taken = store.take_transaction(key).await.expect("take_transaction");
-    assert_eq!(
-        taken,
-        Some(tx),
-        "take_transaction must return what was put, every field"
-    );
-    assert_eq!(
-        store.take_transaction(key).await.expect("take_transaction"),
-        None,
-        "a transaction can be taken only once"
-    );
-    assert_eq!(
-        store
-            .take_transaction(fresh_key())
-            .await
-            .expect("take_transaction"),
-        None,
-        "taking a missing key gives None"
-    );
 
     // Tokens: round trip of every field, replace, remove.
     let key = fresh_key();
@@ -446,46 +438,28 @@ where
         store.remove(key).await.expect("remove");
     }
 
-    // TTLs lapse.
-    let (tx_key, tok_key) = (fresh_key(), fresh_key());
+    // TTLs lapse, for `cached` too.
+    let tok_key = fresh_key();
     let short = Duration::from_millis(200);
-    store
-        .put_transaction(tx_key, LoginTransaction::new("v", "/", "b", 0), short)
-        .await
-        .expect("put_transaction");
     store
         .store(tok_key, tokens.clone(), short)
         .await
         .expect("store");
+    assert_eq!(
+        store.load(tok_key).await.expect("load"),
+        Some(tokens.clone())
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        store
-            .take_transaction(tx_key)
-            .await
-            .expect("take_transaction"),
+        store.cached(tok_key),
         None,
-        "a transaction must expire with its TTL"
+        "cached must not give a set past its TTL"
     );
     assert_eq!(
         store.load(tok_key).await.expect("load"),
         None,
         "tokens must expire with their TTL"
     );
-
-    // Take is atomic: of 50 concurrent takes, exactly one wins.
-    let key = fresh_key();
-    store
-        .put_transaction(key, LoginTransaction::new("v", "/", "b", 0), minute)
-        .await
-        .expect("put_transaction");
-    let takes = (0..50).map(|_| store.take_transaction(key));
-    let winners = join_all(takes)
-        .await
-        .into_iter()
-        .map(|r| r.expect("take_transaction"))
-        .filter(Option::is_some)
-        .count();
-    assert_eq!(winners, 1, "of 50 concurrent takes exactly one must win");
 
     // Refresh coordination: either a real lock, or the single-process default.
     let key = fresh_key();
@@ -549,6 +523,69 @@ where
         .count();
         assert_eq!(winners, 1, "of 50 concurrent lockers exactly one must win");
     }
+}
+
+async fn state_store_checks<S: StateStore + ?Sized>(store: &S) {
+    let minute = Duration::from_secs(60);
+
+    // Transactions: put, take once.
+    let key = fresh_key();
+    let tx = LoginTransaction::new("verifier", "/jobs?id=1", "binding-hash", 1_700_000_000);
+    store
+        .put_transaction(key, tx.clone(), minute)
+        .await
+        .expect("put_transaction");
+    let taken = store.take_transaction(key).await.expect("take_transaction");
+    assert_eq!(
+        taken,
+        Some(tx),
+        "take_transaction must return what was put, every field"
+    );
+    assert_eq!(
+        store.take_transaction(key).await.expect("take_transaction"),
+        None,
+        "a transaction can be taken only once"
+    );
+    assert_eq!(
+        store
+            .take_transaction(fresh_key())
+            .await
+            .expect("take_transaction"),
+        None,
+        "taking a missing key gives None"
+    );
+
+    // A transaction lapses with its TTL.
+    let tx_key = fresh_key();
+    let short = Duration::from_millis(200);
+    store
+        .put_transaction(tx_key, LoginTransaction::new("v", "/", "b", 0), short)
+        .await
+        .expect("put_transaction");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store
+            .take_transaction(tx_key)
+            .await
+            .expect("take_transaction"),
+        None,
+        "a transaction must expire with its TTL"
+    );
+
+    // Take is atomic: of 50 concurrent takes, exactly one wins.
+    let key = fresh_key();
+    store
+        .put_transaction(key, LoginTransaction::new("v", "/", "b", 0), minute)
+        .await
+        .expect("put_transaction");
+    let takes = (0..50).map(|_| store.take_transaction(key));
+    let winners = join_all(takes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("take_transaction"))
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(winners, 1, "of 50 concurrent takes exactly one must win");
 }
 
 /// Polls every future together until all are done (a small `join_all`).
