@@ -36,6 +36,10 @@ fn request(uri: &str, cookie: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// What the floor's layer hands its handler.
+#[derive(Clone)]
+struct Handle(#[allow(dead_code)] std::sync::Arc<()>);
+
 /// The same handler logic over tower-sessions: session cookie -> stored token -> handler.
 async fn tower_sessions_route(session: Session) -> StatusCode {
     match session.get::<String>("access_token").await {
@@ -75,6 +79,21 @@ fn protected_route(c: &mut Criterion) {
         .route("/jobs", get(|_token: HcssToken| async { "ok" }))
         .layer(auth.clone())
         .with_state(());
+    // The floor of any layer + extractor design: a layer that only puts a shared handle
+    // in the request's extensions, and a handler that takes it out.
+    let floor = Router::new()
+        .route(
+            "/jobs",
+            get(|_handle: axum::Extension<Handle>| async { "ok" }),
+        )
+        .layer(tower::util::MapRequestLayer::new({
+            let handle = Handle(std::sync::Arc::new(()));
+            move |mut req: Request<Body>| {
+                req.extensions_mut().insert(handle.clone());
+                req
+            }
+        }))
+        .with_state(());
     let sessions = Router::new()
         .route("/jobs", get(tower_sessions_route))
         .route("/seed", get(tower_sessions_seed))
@@ -87,6 +106,7 @@ fn protected_route(c: &mut Criterion) {
     // Both baselines answer 200 with their cookie, as the layer does with its own.
     for (router, cookie) in [
         (&bare, cookie.as_str()),
+        (&floor, cookie.as_str()),
         (&protected, cookie.as_str()),
         (&sessions, sessions_cookie.as_str()),
     ] {
@@ -100,6 +120,10 @@ fn protected_route(c: &mut Criterion) {
     group.bench_function("bare_axum", |b| {
         b.to_async(&runtime)
             .iter(|| bare.clone().oneshot(request("/jobs", &cookie)))
+    });
+    group.bench_function("noop_layer_and_extension", |b| {
+        b.to_async(&runtime)
+            .iter(|| floor.clone().oneshot(request("/jobs", &cookie)))
     });
     group.bench_function("hcss_auth", |b| {
         b.to_async(&runtime)
