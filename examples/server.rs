@@ -49,14 +49,25 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "subject": token.claims().subject(),
-        "company_id": token.claims().company_id(),
-        "token_type": token.token_type(),
-        "scopes": token.scopes().collect::<Vec<_>>(),
-        "expires_in": token.expires_in().as_secs(),
-    }))
+/// What `/whoami` answers: borrowed from the token, serialized as it is.
+#[derive(serde::Serialize)]
+struct WhoAmI<'t> {
+    subject: Option<&'t str>,
+    company_id: Option<String>,
+    token_type: &'static str,
+    scopes: Vec<&'t str>,
+    expires_in: u64,
+}
+
+async fn whoami(token: HcssToken) -> Response {
+    Json(WhoAmI {
+        subject: token.claims().subject(),
+        company_id: token.claims().company_id(),
+        token_type: token.token_type(),
+        scopes: token.scopes().collect(),
+        expires_in: token.expires_in().as_secs(),
+    })
+    .into_response()
 }
 
 /// Calls the HeavyJob-like API with `token` and relays its answer.

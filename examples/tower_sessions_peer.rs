@@ -45,15 +45,25 @@ async fn seed(session: Session) -> StatusCode {
     }
 }
 
+/// What `/whoami` answers, as the example server's.
+#[derive(Serialize)]
+struct WhoAmI<'s> {
+    subject: &'s str,
+    company_id: Option<&'s str>,
+    token_type: &'static str,
+    scopes: Vec<&'s str>,
+    expires_in: u64,
+}
+
 async fn whoami(session: Session) -> Response {
     match session.get::<Signed>("hcss").await {
-        Ok(Some(signed)) if signed.expires_at > now() => Json(serde_json::json!({
-            "subject": signed.subject,
-            "company_id": signed.company_id,
-            "token_type": "Bearer",
-            "scopes": signed.scope.split_ascii_whitespace().collect::<Vec<_>>(),
-            "expires_in": signed.expires_at.saturating_sub(now()),
-        }))
+        Ok(Some(signed)) if signed.expires_at > now() => Json(WhoAmI {
+            subject: &signed.subject,
+            company_id: signed.company_id.as_deref(),
+            token_type: "Bearer",
+            scopes: signed.scope.split_ascii_whitespace().collect(),
+            expires_in: signed.expires_at.saturating_sub(now()),
+        })
         .into_response(),
         _ => StatusCode::UNAUTHORIZED.into_response(),
     }
