@@ -11,55 +11,10 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use common::free_port;
+use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
 use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::{TokenSet, TokenStore};
 use tokio::time::Instant;
-
-fn redis_url(test: &str) -> Option<String> {
-    let url = std::env::var("HCSS_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "{test}: skipped (set HCSS_TEST_REDIS_URL to run it)"
-        );
-    }
-    url
-}
-
-/// A key prefix of its own for each test.
-fn prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("hcss-attack:{}:{nanos}:", std::process::id())
-}
-
-async fn remove_keys(redis: &str, prefix: &str) {
-    let mut conn = redis_conn(redis).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async::<()>(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-async fn redis_conn(redis: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
 
 fn tokens(version: u64) -> TokenSet {
     let mut set = TokenSet::new(format!("access-{version}"), 3600);
@@ -140,6 +95,36 @@ async fn own_redis(test: &str, extra: &[&str]) -> Option<OwnRedis> {
         let pid = format!("process_id:{}", own.server.id());
         if redis_cli(port, &["info", "server"]).contains(&pid) {
             return Some(own);
+        }
+    }
+}
+
+/// Four tasks loading `key` through `store` in a loop, as busy requests would.
+struct Readers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Readers {
+    fn start(store: &RedisStore, key: StoreKey) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..4)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = store.load(key).await;
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
         }
     }
 }
@@ -447,17 +432,7 @@ async fn own_writes_win_over_reads_in_flight() {
         .unwrap()
         .with_prefix(&prefix);
     let key = cached_copy(&b, &b, 0).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let (b, stop) = (b.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = b.load(key).await;
-                }
-            })
-        })
-        .collect();
+    let readers = Readers::start(&b, key);
     for v in 1..1000 {
         if v % 3 == 0 {
             b.remove(key).await.unwrap();
@@ -473,10 +448,7 @@ async fn own_writes_win_over_reads_in_flight() {
             assert_eq!(seen.version, v, "an older set served after a write");
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for reader in readers {
-        reader.await.unwrap();
-    }
+    readers.stop().await;
     remove_keys(&redis, &prefix).await;
 }
 
@@ -498,17 +470,7 @@ async fn reads_racing_writes_on_another_instance_keep_nothing_stale() {
     };
     let (a, b) = (connect().await, connect().await);
     let key = cached_copy(&b, &a, 0).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let (b, stop) = (b.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = b.load(key).await;
-                }
-            })
-        })
-        .collect();
+    let readers = Readers::start(&b, key);
     for v in 1..300 {
         a.store(key, tokens(v), Duration::from_secs(60))
             .await
@@ -518,10 +480,7 @@ async fn reads_racing_writes_on_another_instance_keep_nothing_stale() {
         })
         .await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for reader in readers {
-        reader.await.unwrap();
-    }
+    readers.stop().await;
     remove_keys(&redis, &prefix).await;
 }
 

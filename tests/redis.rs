@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
 use common::*;
 use hcss_auth::store::RedisStore;
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
@@ -19,47 +20,6 @@ use hcss_auth::{HcssAuth, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
 const SESSION: &str = "hcss-session";
-
-fn redis_url(test: &str) -> Option<String> {
-    let url = std::env::var("HCSS_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        // Written to the process's stderr directly, past the test harness's capture.
-        let _ = writeln!(
-            std::io::stderr(),
-            "{test}: skipped (set HCSS_TEST_REDIS_URL to run it)"
-        );
-    }
-    url
-}
-
-/// A key prefix of its own for each test run.
-fn prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("hcss-test:{}:{nanos}:", std::process::id())
-}
-
-/// Deletes what a test left under its prefix.
-async fn remove_keys(redis: &str, prefix: &str) {
-    let client = redis::Client::open(redis).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async::<()>(&mut conn)
-            .await
-            .unwrap();
-    }
-}
 
 /// Starts one app instance on `listener` with `store`; every instance shares the public
 /// callback URL, as they would behind a load balancer.
@@ -447,14 +407,6 @@ async fn fault_store(redis: &str) -> (RedisStore, String) {
         .unwrap()
         .with_prefix(prefix.clone());
     (store, prefix)
-}
-
-async fn redis_conn(redis: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -871,6 +823,51 @@ async fn signed_in_and_cached_on_b(
     id
 }
 
+/// Two instances on one Redis, signed in at A and served once by B (so that B's near
+/// cache holds the session); `None` when the test is skipped.
+struct CachedOnB {
+    redis: String,
+    prefix: String,
+    mock: MockHcssIdentity,
+    a: String,
+    b: String,
+    store_a: RedisStore,
+    store_b: RedisStore,
+    browser: Browser,
+    id: String,
+}
+
+impl CachedOnB {
+    async fn start(test: &str) -> Option<Self> {
+        let redis = redis_url(test)?;
+        let prefix = prefix();
+        let mock = MockHcssIdentity::start().await;
+        let (a, b, store_a, store_b) = two_stores(&mock, &redis, &prefix).await;
+        let browser = Browser::new();
+        let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
+        Some(Self {
+            redis,
+            prefix,
+            mock,
+            a,
+            b,
+            store_a,
+            store_b,
+            browser,
+            id,
+        })
+    }
+
+    async fn whoami_on_b(&self) -> u16 {
+        self.browser.set_cookie(SESSION, &self.id);
+        self.browser.get(&format!("{}/whoami", self.b)).await.status
+    }
+
+    async fn clean_up(self) {
+        remove_keys(&self.redis, &self.prefix).await;
+    }
+}
+
 #[tokio::test]
 async fn near_cache_a_logout_on_one_instance_is_refused_on_the_other_at_once() {
     let Some(redis) =
@@ -897,72 +894,57 @@ async fn near_cache_a_logout_on_one_instance_is_refused_on_the_other_at_once() {
 
 #[tokio::test]
 async fn near_cache_a_refresh_on_one_instance_is_used_by_the_other() {
-    let Some(redis) = redis_url("near_cache_a_refresh_on_one_instance_is_used_by_the_other") else {
+    let Some(t) =
+        CachedOnB::start("near_cache_a_refresh_on_one_instance_is_used_by_the_other").await
+    else {
         return;
     };
-    let prefix = prefix();
-    let mock = MockHcssIdentity::start().await;
-    let (a, b, store_a, store_b) = two_stores(&mock, &redis, &prefix).await;
-    let browser = Browser::new();
-    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
-    mock.expire_access_tokens();
-    assert_eq!(
-        browser.get(&format!("{a}/business-units")).await.status,
-        200
-    );
-    assert_eq!(mock.counts().refreshes, 1);
+    t.mock.expire_access_tokens();
+    let refreshed = t.browser.get(&format!("{}/business-units", t.a)).await;
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(t.mock.counts().refreshes, 1);
     // B's copy was of the old tokens: it now uses A's, which the mock's API accepts.
-    assert!(!store_b.near_cache_holds(session_key(&id)));
-    assert_eq!(
-        browser.get(&format!("{b}/business-units")).await.status,
-        200
-    );
-    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 200);
-    let counts = mock.counts();
+    assert!(!t.store_b.near_cache_holds(session_key(&t.id)));
+    let on_b = t.browser.get(&format!("{}/business-units", t.b)).await;
+    assert_eq!(on_b.status, 200);
+    assert_eq!(t.whoami_on_b().await, 200);
+    let counts = t.mock.counts();
     assert_eq!(counts.refreshes, 1, "B refreshed nothing");
     assert_eq!(counts.reuse_detected, 0);
-    let stored = store_a.load(session_key(&id)).await.unwrap().unwrap();
+    let stored = t.store_a.load(session_key(&t.id)).await.unwrap().unwrap();
     assert_eq!(stored.version, 1);
-    remove_keys(&redis, &prefix).await;
+    t.clean_up().await;
 }
 
 #[tokio::test]
 async fn near_cache_a_session_ended_on_one_instance_is_over_on_the_other() {
-    let Some(redis) = redis_url("near_cache_a_session_ended_on_one_instance_is_over_on_the_other")
-    else {
+    let test = "near_cache_a_session_ended_on_one_instance_is_over_on_the_other";
+    let Some(t) = CachedOnB::start(test).await else {
         return;
     };
-    let prefix = prefix();
-    let mock = MockHcssIdentity::start().await;
-    let (a, b, _, store_b) = two_stores(&mock, &redis, &prefix).await;
-    let browser = Browser::new();
-    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
     // HCSS refuses the access token early and the grant is gone: A's refresh ends the
     // session. B's copy still looks live by its times.
-    mock.revoke_access_tokens();
-    mock.set_token_fault(Some(TokenFault::InvalidGrant));
-    let ended = browser.get(&format!("{a}/business-units-retrying")).await;
+    t.mock.revoke_access_tokens();
+    t.mock.set_token_fault(Some(TokenFault::InvalidGrant));
+    let ended = t
+        .browser
+        .get(&format!("{}/business-units-retrying", t.a))
+        .await;
     assert_eq!(ended.status, 401, "{}", ended.body);
-    browser.set_cookie(SESSION, &id);
-    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 401);
-    remove_keys(&redis, &prefix).await;
+    assert_eq!(t.whoami_on_b().await, 401);
+    t.clean_up().await;
 }
 
 #[tokio::test]
 async fn near_cache_a_lost_tracking_connection_serves_nothing_stale() {
-    let Some(redis) = redis_url("near_cache_a_lost_tracking_connection_serves_nothing_stale")
-    else {
+    let test = "near_cache_a_lost_tracking_connection_serves_nothing_stale";
+    let Some(t) = CachedOnB::start(test).await else {
         return;
     };
-    let prefix = prefix();
-    let mock = MockHcssIdentity::start().await;
-    let (a, b, _, store_b) = two_stores(&mock, &redis, &prefix).await;
-    let browser = Browser::new();
-    let id = signed_in_and_cached_on_b(&browser, &a, &b, &store_b).await;
-    let (connection, client) = store_b.near_cache_tracking(0).await.unwrap();
+    let (connection, client) = t.store_b.near_cache_tracking(0).await.unwrap();
     // The connection drops, and the session is deleted before B is tracking again:
     // Redis has no one to tell.
-    let mut conn = redis_conn(&redis).await;
+    let mut conn = redis_conn(&t.redis).await;
     redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
@@ -971,13 +953,13 @@ async fn near_cache_a_lost_tracking_connection_serves_nothing_stale() {
         .await
         .unwrap();
     redis::cmd("DEL")
-        .arg(format!("{prefix}tok:{}", session_key(&id)))
+        .arg(format!("{}tok:{}", t.prefix, session_key(&t.id)))
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    store_b.near_cache_tracking(connection).await.unwrap();
-    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 401);
-    remove_keys(&redis, &prefix).await;
+    t.store_b.near_cache_tracking(connection).await.unwrap();
+    assert_eq!(t.whoami_on_b().await, 401);
+    t.clean_up().await;
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod faults;
+#[cfg(feature = "redis")]
+pub mod redis_help;
 
 use std::sync::{Arc, Mutex};
 
