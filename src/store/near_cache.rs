@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::secret::StoreKey;
 use crate::token::TokenSet;
 
-/// How often the tracking connection is checked, and the unit of `max_age`.
+/// How often the tracking connection is checked, and the clock of the sweep.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub(crate) struct NearCache {
@@ -41,7 +41,8 @@ pub(crate) struct NearCache {
     /// `generation * 2 + live`: live while the tracking connection is up; the
     /// generation moves on each time it is lost, so entries of an earlier one are void.
     state: AtomicU64,
-    /// Heartbeats so far, the clock of `max_age` (no clock is read on a hit).
+    /// Heartbeats so far: the sweep's clock (a hit reads the real one, for TTL and max
+    /// age).
     ticks: AtomicU64,
     tickets: AtomicU64,
     /// The tracking connection in use (its number), so that a late disconnection of an

@@ -254,9 +254,10 @@ impl RedisStore {
         self
     }
 
-    /// Keeps the near cache (on by default, see [above](Self#the-near-cache)) with
-    /// copies served for `max_age` at most after they were read
-    /// should an invalidation ever be lost. No effect on a cluster store.
+    /// Keeps the near cache (on by default, see [above](Self#the-near-cache)), each copy
+    /// served for `max_age` at most after it was read, a bound should an invalidation
+    /// ever be lost. Turns it back on after [`without_near_cache`](Self::without_near_cache);
+    /// no effect on a cluster store.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), hcss_auth::StoreError> {
