@@ -151,12 +151,7 @@ impl HcssSession {
         if shared.pending.has(key) {
             return settle().await.map(|tokens| HcssToken::from_set(&tokens));
         }
-        let cached = shared.token_store.cached(key);
-        let loaded = match cached {
-            Some(tokens) => Ok(Some(tokens)),
-            None => shared.token_store.load(key).await,
-        };
-        let tokens = match loaded {
+        let tokens = match shared.token_store.load(key).await {
             Ok(Some(tokens)) => tokens,
             Ok(None) => return Err(SessionError::NotSignedIn),
             Err(StoreError::Corrupt(_)) => {

@@ -109,6 +109,11 @@ impl NearCache {
         }
     }
 
+    /// How long a copy is served at most after its read.
+    pub(crate) fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) & 1 == 1
     }

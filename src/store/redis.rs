@@ -78,45 +78,12 @@ return 1";
 pub struct RedisStore {
     conn: Connection,
     prefix: Arc<str>,
-    near: Option<Arc<Near>>,
-    /// The client of a single server, which a near cache connects with (none for a
+    /// The near cache; its tracking task starts at first use, once the prefix is final
+    /// and a runtime is at hand.
+    near: Option<Arc<NearCache>>,
+    /// The client of a single server, which the near cache connects with (none for a
     /// cluster).
     client: Option<redis::Client>,
-}
-
-/// A store's near cache and what it needs to start tracking (on first use, once the
-/// prefix is final and a runtime is at hand).
-struct Near {
-    cache: Arc<NearCache>,
-    client: redis::Client,
-    max_age: Duration,
-}
-
-impl Near {
-    fn new(client: redis::Client, max_age: Duration) -> Self {
-        Self {
-            cache: Arc::new(NearCache::new(max_age, NEAR_CACHE_CAPACITY)),
-            client,
-            max_age,
-        }
-    }
-
-    /// The cache, its tracking task started if none runs (not yet, or it ended with the
-    /// runtime it ran on).
-    fn cache(&self, token_prefix: impl FnOnce() -> String) -> &NearCache {
-        if self.cache.stopped() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                if self.cache.start() {
-                    runtime.spawn(near_cache::track(
-                        Arc::downgrade(&self.cache),
-                        self.client.clone(),
-                        Arc::from(token_prefix()),
-                    ));
-                }
-            }
-        }
-        &self.cache
-    }
 }
 
 /// Token sets a near cache holds at most.
@@ -156,7 +123,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("near_cache", &self.near.as_ref().map(|near| &*near.cache))
+            .field("near_cache", &self.near.as_deref())
             .finish_non_exhaustive()
     }
 }
@@ -233,7 +200,7 @@ impl RedisStore {
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let near = Near::new(client.clone(), NEAR_CACHE_MAX_AGE);
+        let near = NearCache::new(NEAR_CACHE_MAX_AGE, NEAR_CACHE_CAPACITY);
         let conn =
             ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         Ok(Self {
@@ -250,7 +217,7 @@ impl RedisStore {
         self.prefix = Arc::from(prefix.into());
         self.near = self
             .near
-            .map(|near| Arc::new(Near::new(near.client.clone(), near.max_age)));
+            .map(|near| Arc::new(NearCache::new(near.max_age(), NEAR_CACHE_CAPACITY)));
         self
     }
 
@@ -270,8 +237,8 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub fn with_near_cache(mut self, max_age: Duration) -> Self {
-        if let Some(client) = &self.client {
-            self.near = Some(Arc::new(Near::new(client.clone(), max_age)));
+        if self.client.is_some() {
+            self.near = Some(Arc::new(NearCache::new(max_age, NEAR_CACHE_CAPACITY)));
         }
         self
     }
@@ -302,10 +269,24 @@ impl RedisStore {
         format!("{}tok:", self.prefix)
     }
 
+    /// The near cache, its tracking task started if none runs (not yet, or it ended
+    /// with the runtime it ran on).
     fn near(&self) -> Option<&NearCache> {
-        self.near
-            .as_deref()
-            .map(|near| near.cache(|| self.token_prefix()))
+        let near = self.near.as_ref()?;
+        if near.stopped() {
+            if let (Ok(runtime), Some(client)) =
+                (tokio::runtime::Handle::try_current(), &self.client)
+            {
+                if near.start() {
+                    runtime.spawn(near_cache::track(
+                        Arc::downgrade(near),
+                        client.clone(),
+                        Arc::from(self.token_prefix()),
+                    ));
+                }
+            }
+        }
+        Some(near)
     }
 
     /// Drops the near cache's copy of `key`.
