@@ -108,18 +108,21 @@ async fn expires_in_zero_does_not_refresh_on_every_request() {
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
     browser.login(&app).await;
+    let started = std::time::Instant::now();
     for _ in 0..20 {
         assert_eq!(
             browser.get(&format!("{}/whoami", app.url)).await.status,
             200
         );
     }
-    // Twenty local requests take well under a second; the two-second floor lets at most
-    // one second boundary cross the refresh point.
+    // The two-second floor refreshes at half its life: at most once per second that the
+    // requests took, however slow the machine (before the fix: all twenty refreshed).
+    let allowed = started.elapsed().as_secs() + 1;
     assert!(
-        mock.counts().refreshes <= 1,
-        "refreshes: {}",
-        mock.counts().refreshes
+        mock.counts().refreshes <= allowed,
+        "refreshes: {} in {:?}",
+        mock.counts().refreshes,
+        started.elapsed()
     );
 }
 

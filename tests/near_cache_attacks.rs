@@ -16,8 +16,14 @@ use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::{TokenSet, TokenStore};
 use tokio::time::Instant;
 
+/// The set of one version, the same whenever it is built: its times are fixed, not read
+/// from the clock, so a set built a second later still equals the one stored.
 fn tokens(version: u64) -> TokenSet {
+    const ISSUED_AT: u64 = 4_000_000_000;
     let mut set = TokenSet::new(format!("access-{version}"), 3600);
+    set.issued_at = ISSUED_AT;
+    set.expires_at = ISSUED_AT + 3600;
+    set.session_expires_at = ISSUED_AT + 3600;
     set.version = version;
     set
 }
