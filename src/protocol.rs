@@ -328,6 +328,8 @@ pub(crate) fn parse_token_response(
         session_expires_at: now.saturating_add(max),
         issued_at: now,
         version: 0,
+        spent_by: None,
+        written_by: None,
     })
 }
 

@@ -174,35 +174,59 @@ async fn fly(
     shared.flights.remove_if(&key, |_, flight| flight.id == id);
 }
 
+/// How long the refresh lock is leased for: the token call with its patience, the write
+/// and its retries, and a revocation. Renewed while refreshed tokens wait in memory.
+fn lease_ttl(config: &crate::HcssConfig) -> Duration {
+    config.identity.http_timeout * (protocol::REFRESH_PATIENCE + 2)
+}
+
+/// How long a refresher that finds the stored refresh token spent by another refresh
+/// waits for that refresh's result before it takes over. It gets here only once the
+/// other's lease has lapsed (it died, or lost the store for longer than its lease); a
+/// refresher still alive writes its result within a few seconds of reaching the store.
+fn takeover_grace(config: &crate::HcssConfig) -> Duration {
+    lease_ttl(config).max(Duration::from_secs(5))
+}
+
+/// The refresh lock, as this refresh holds it (or not yet).
+struct Lease {
+    owner: String,
+    held: bool,
+}
+
 /// Refreshes under the store's lock, or waits for the instance that holds it.
 async fn locked_refresh(
     shared: &Arc<Shared>,
     key: StoreKey,
     rejected: Option<&SecretString>,
 ) -> Outcome {
-    // A set kept in memory still holds the lock its refresh took: this process has it.
-    let (owner, mut locked) = match shared.pending.get(key) {
-        Some(pending) => (pending.lock_owner, true),
-        None => (random_token(16), false),
+    // A set kept in memory still holds the lease its refresh took: this process has it.
+    let kept_before = shared.pending.get(key);
+    let mut lease = Lease {
+        held: kept_before.is_some(),
+        owner: kept_before.map_or_else(|| random_token(16), |kept| kept.lock_owner),
     };
-    let kept_before = shared.pending.has(key);
-    let outcome = refresh_turns(shared, key, &owner, &mut locked, rejected).await;
+    let was_kept = lease.held;
+    let outcome = refresh_turns(shared, key, &mut lease, rejected).await;
     if !shared.pending.has(key) {
-        if locked {
-            unlock(shared, key, &owner).await;
+        if lease.held {
+            unlock(shared, key, &lease.owner).await;
         }
-    } else if !kept_before {
-        // A refreshed set the store did not take keeps the lock, so that no instance
-        // refreshes from the spent set the store still holds, and is written as soon as
-        // the store takes it (which releases the lock).
+    } else if !was_kept {
+        // A refreshed set the store did not take keeps the lease (renewed while it
+        // waits), so that no instance refreshes from the spent set the store still
+        // holds, and is written as soon as the store takes it (which releases the lock).
         tokio::spawn(write_kept(shared.clone(), key));
     }
     outcome
 }
 
 /// Writes a set kept in memory once the store takes it, trying again with backoff until
-/// it is written, dropped (a logout) or past its session's end.
+/// it is written, dropped (a logout) or past its session's end, and renews its lease
+/// meanwhile.
 async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
+    let lease = lease_ttl(&shared.config);
+    let longest_pause = (lease / 3).min(Duration::from_secs(2));
     let mut pause = Duration::from_millis(50);
     while let Some(pending) = shared.pending.get(key) {
         if pending.tokens.session_expires_at <= shared.config.now() {
@@ -211,8 +235,23 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
             return;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-        let _ = current(&shared, key).await;
+        pause = (pause * 2).min(longest_pause);
+        match shared
+            .token_store
+            .renew_refresh_lock(key, pending.lock_owner.clone(), lease)
+            .await
+        {
+            Ok(true) => {}
+            // Lapsed: the stored set is still marked as spent by this refresh, so another
+            // refresher waits for this write before it would take over.
+            Ok(false) => tracing::debug!(
+                session = key.short(),
+                "the lease of refreshed tokens kept in memory lapsed; writing them still"
+            ),
+            Err(err) => tracing::debug!(session = key.short(), error = %err,
+                "the lease of refreshed tokens kept in memory could not be renewed"),
+        }
+        let _ = session_tokens(&shared, key).await;
     }
 }
 
@@ -239,23 +278,22 @@ async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
     }
 }
 
-/// The turns of [`locked_refresh`]; sets `locked` once the store's lock is held, so that
-/// it is released whatever this returns. Every turn reloads first: the lock's previous
-/// holder may have refreshed already.
+/// The turns of [`locked_refresh`]; sets `lease.held` once the store's lock is held, so
+/// that it is released whatever this returns. Every turn reloads first: the lock's
+/// previous holder may have refreshed already.
 async fn refresh_turns(
     shared: &Shared,
     key: StoreKey,
-    owner: &str,
-    locked: &mut bool,
+    lease: &mut Lease,
     rejected: Option<&SecretString>,
 ) -> Outcome {
     let config = &shared.config;
-    // The lock outlives the token call, the write and its retries, and a revocation.
-    let lock_ttl = config.identity.http_timeout * (protocol::REFRESH_PATIENCE + 2);
-    let deadline = Instant::now() + lock_ttl;
+    let deadline = Instant::now() + lease_ttl(config);
     let mut pause = Duration::from_millis(10);
+    // The spent set this refresher found, and when: it waits for that refresh's write.
+    let mut spent_seen: Option<(u64, Instant)> = None;
     loop {
-        let tokens = current(shared, key)
+        let tokens = session_tokens(shared, key)
             .await?
             .ok_or(SessionError::NotSignedIn)?;
         let mut state = freshness(&tokens, config.now(), config.lifetimes.refresh_skew);
@@ -270,33 +308,74 @@ async fn refresh_turns(
         match state {
             Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
             Freshness::Over => return signed_out(shared, key).await,
-            Freshness::Refresh if *locked => return refresh_with(shared, key, owner, tokens).await,
-            Freshness::Refresh => {}
+            Freshness::Refresh if lease.held => {}
+            Freshness::Refresh => {
+                if shared
+                    .token_store
+                    .try_lock_refresh(key, lease.owner.clone(), lease_ttl(config))
+                    .await
+                    .map_err(|err| store_unavailable(config, err))?
+                {
+                    lease.held = true;
+                    continue;
+                }
+                if Instant::now() >= deadline {
+                    return Err(SessionError::Unavailable {
+                        reason: "another instance has been refreshing this session for too long"
+                            .into(),
+                        retry_after: config.identity.retry_after,
+                    });
+                }
+                // Another instance is refreshing: wait for its result.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+                continue;
+            }
         }
-        if shared
-            .token_store
-            .try_lock_refresh(key, owner.to_owned(), lock_ttl)
-            .await
-            .map_err(|err| store_unavailable(config, err))?
-        {
-            *locked = true;
-            continue;
+        // Its refresh token was spent by a refresh whose lease lapsed: that refresh may
+        // hold the new tokens in memory and write them as soon as it reaches the store.
+        // Spending the token again would be a reuse, which ends the session at HCSS.
+        let spent_by_another = tokens
+            .spent_by
+            .as_deref()
+            .is_some_and(|by| by != lease.owner);
+        if spent_by_another && !shared.pending.has(key) {
+            let since = match spent_seen {
+                Some((version, since)) if version == tokens.version => since,
+                _ => Instant::now(),
+            };
+            spent_seen = Some((tokens.version, since));
+            if since.elapsed() < takeover_grace(config) {
+                let _ = shared
+                    .token_store
+                    .renew_refresh_lock(key, lease.owner.clone(), lease_ttl(config))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            tracing::warn!(
+                session = key.short(),
+                "a refresh that spent this session's refresh token never stored its result; \
+                 refreshing again"
+            );
         }
-        if Instant::now() >= deadline {
-            return Err(SessionError::Unavailable {
-                reason: "another instance has been refreshing this session for too long".into(),
-                retry_after: config.identity.retry_after,
-            });
-        }
-        // Another instance is refreshing: wait for its result.
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        // A set kept in memory is this process's alone, written over the version the
+        // store holds; a stored set is first marked as spent by this refresh.
+        let base = match shared.pending.get(key) {
+            Some(kept) if kept.tokens.version == tokens.version => kept.base_version,
+            _ => match mark_spent(shared, key, &lease.owner, &tokens).await? {
+                Some(base) => base,
+                // The session moved on meanwhile: look again.
+                None => continue,
+            },
+        };
+        return refresh_with(shared, key, &lease.owner, tokens, base).await;
     }
 }
 
 /// The session's token set as this process knows it: the store's, or a refreshed set
 /// that the store has not taken yet (which it then tries to write again).
-async fn current(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, SessionError> {
+async fn session_tokens(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, SessionError> {
     let stored = match shared.token_store.load(key).await {
         Ok(stored) => stored,
         Err(StoreError::Corrupt(_)) => {
@@ -320,19 +399,22 @@ async fn current(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, Ses
         return Ok(stored);
     };
     match stored {
-        // The write landed meanwhile, or the session moved on without it.
-        Some(stored) if stored.version >= pending.version => {
+        // The write landed meanwhile (a retry whose reply was lost, or another request's).
+        Some(stored) if same_write(&stored, &pending) => {
             shared.pending.take(key);
             unlock(shared, key, &lock_owner).await;
             Ok(Some(stored))
         }
+        // The session moved on without it: another refresher took over.
+        Some(stored) if stored.version >= pending.version => {
+            if let Some(orphan) = shared.pending.take(key) {
+                revoke_orphan(shared, key, &orphan.tokens).await;
+                unlock(shared, key, &lock_owner).await;
+            }
+            Ok(Some(stored))
+        }
         Some(_) => {
-            let ttl = pending.store_ttl(shared.config.now());
-            match shared
-                .token_store
-                .replace_if_version(key, base_version, pending.clone(), ttl)
-                .await
-            {
+            match write_over(shared, key, base_version, &pending, Instant::now()).await {
                 Ok(true) => {
                     shared.pending.take(key);
                     tracing::info!(
@@ -341,7 +423,11 @@ async fn current(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, Ses
                     );
                     unlock(shared, key, &lock_owner).await;
                 }
-                Ok(false) => {}
+                Ok(false) => tracing::warn!(
+                    session = key.short(),
+                    "refreshed tokens kept in memory do not fit the stored set; serving them \
+                     from memory"
+                ),
                 Err(err) => tracing::debug!(session = key.short(), error = %err,
                     "hcss: refreshed tokens still cannot be stored; serving them from memory"),
             }
@@ -369,8 +455,81 @@ pub(crate) async fn discard_unreadable(shared: &Shared, key: StoreKey) {
     }
 }
 
-/// Spends the refresh token and writes (or keeps) what comes back.
-async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet) -> Outcome {
+/// Whether `stored` is the very write `written`: the same version, marked by the same
+/// refresh. A write retried after its reply was lost finds itself this way.
+fn same_write(stored: &TokenSet, written: &TokenSet) -> bool {
+    stored.version == written.version
+        && stored.spent_by == written.spent_by
+        && stored.written_by == written.written_by
+}
+
+/// Writes `set` over `from_version`, retrying a failing store with backoff until
+/// `give_up`. A compare that fails reads the store: a set that is this very write (its
+/// reply was lost, and it was applied) counts as written, never as superseded.
+async fn write_over(
+    shared: &Shared,
+    key: StoreKey,
+    from_version: u64,
+    set: &TokenSet,
+    give_up: Instant,
+) -> Result<bool, StoreError> {
+    let store = &shared.token_store;
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let ttl = set.store_ttl(shared.config.now());
+        let attempt = match store
+            .replace_if_version(key, from_version, set.clone(), ttl)
+            .await
+        {
+            Ok(true) => return Ok(true),
+            Ok(false) => store
+                .load(key)
+                .await
+                .map(|stored| stored.is_some_and(|stored| same_write(&stored, set))),
+            Err(err) => Err(err),
+        };
+        match attempt {
+            Err(err) if Instant::now() + pause < give_up => {
+                tracing::debug!(session = key.short(), error = %err,
+                    "storing a token set failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Marks the stored set as spent by this refresh (one version up) before its refresh
+/// token is sent to HCSS, so that no other refresher sends it too: the version the
+/// refreshed set is to be written over, or `None` when the session moved on meanwhile.
+async fn mark_spent(
+    shared: &Shared,
+    key: StoreKey,
+    owner: &str,
+    old: &TokenSet,
+) -> Result<Option<u64>, SessionError> {
+    let mut marked = old.clone();
+    marked.version = old.version.wrapping_add(1);
+    marked.spent_by = Some(owner.into());
+    marked.written_by = None;
+    let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
+    match write_over(shared, key, old.version, &marked, give_up).await {
+        Ok(true) => Ok(Some(marked.version)),
+        Ok(false) => Ok(None),
+        Err(err) => Err(store_unavailable(&shared.config, err)),
+    }
+}
+
+/// Spends the refresh token of `old`, marked as this refresh's at version `base`, and
+/// writes (or keeps) what comes back over that version.
+async fn refresh_with(
+    shared: &Shared,
+    key: StoreKey,
+    owner: &str,
+    old: TokenSet,
+    base: u64,
+) -> Outcome {
     let config = &shared.config;
     let Some(refresh_token) = old.refresh_token.clone() else {
         return Err(SessionError::NotSignedIn);
@@ -387,9 +546,10 @@ async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet
                 new.scope = old.scope.clone();
             }
             new.session_expires_at = old.session_expires_at;
-            new.version = old.version.wrapping_add(1);
+            new.version = base.max(old.version).wrapping_add(1);
+            new.written_by = Some(owner.into());
             tracing::debug!(session = key.short(), "hcss: access token refreshed");
-            return write_or_keep(shared, key, owner, old.version, new).await;
+            return write_or_keep(shared, key, owner, base, new).await;
         }
         Err(err) => err,
     };
@@ -411,10 +571,28 @@ async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet
         ErrorClass::Failed => tracing::warn!(session, reason = %err,
             "hcss: refresh failed; the session is kept"),
     }
+    unmark(shared, key, base, &old).await;
     Err(SessionError::Unavailable {
         reason,
         retry_after,
     })
+}
+
+/// Gives a stored set marked as spent by a refresh that failed back to the next
+/// refresher, so that it need not wait for a write that will never come. Best effort:
+/// a mark left behind is taken over after [`takeover_grace`].
+async fn unmark(shared: &Shared, key: StoreKey, marked_version: u64, old: &TokenSet) {
+    if shared.pending.has(key) {
+        return;
+    }
+    let mut restored = old.clone();
+    restored.version = marked_version.wrapping_add(1);
+    restored.spent_by = None;
+    restored.written_by = None;
+    if let Err(err) = write_over(shared, key, marked_version, &restored, Instant::now()).await {
+        tracing::debug!(session = key.short(), error = %err,
+            "a failed refresh's mark stays; the next refresh takes it over later");
+    }
 }
 
 /// Writes a refreshed set over the version it came from. A store that fails is retried
@@ -428,47 +606,27 @@ async fn write_or_keep(
     from_version: u64,
     new: TokenSet,
 ) -> Outcome {
-    let store = &shared.token_store;
-    // A refresh of a set kept in memory is written over what the store holds.
-    let from_version = shared
-        .pending
-        .get(key)
-        .filter(|pending| pending.tokens.version == from_version)
-        .map_or(from_version, |pending| pending.base_version);
     // Half an HTTP timeout: a request waiting on this refresh still gets its outcome.
     let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
-    let mut pause = Duration::from_millis(25);
-    loop {
-        let ttl = new.store_ttl(shared.config.now());
-        match store
-            .replace_if_version(key, from_version, new.clone(), ttl)
-            .await
-        {
-            Ok(true) => {
-                shared.pending.take(key);
-                return Ok(new);
-            }
-            Ok(false) => return superseded(shared, key, new).await,
-            Err(err) if Instant::now() + pause >= give_up => {
-                tracing::error!(session = key.short(), error = %err,
-                    "hcss: refreshed tokens could not be stored; this instance keeps them in \
-                     memory and stores them once the store accepts writes again");
-                shared.pending.keep(
-                    key,
-                    PendingSet {
-                        tokens: new.clone(),
-                        base_version: from_version,
-                        lock_owner: owner.to_owned(),
-                    },
-                );
-                return Ok(new);
-            }
-            Err(err) => {
-                tracing::debug!(session = key.short(), error = %err,
-                    "hcss: storing refreshed tokens failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
+    match write_over(shared, key, from_version, &new, give_up).await {
+        Ok(true) => {
+            shared.pending.take(key);
+            Ok(new)
+        }
+        Ok(false) => superseded(shared, key, new).await,
+        Err(err) => {
+            tracing::error!(session = key.short(), error = %err,
+                "hcss: refreshed tokens could not be stored; this instance keeps them in \
+                 memory and stores them once the store accepts writes again");
+            shared.pending.keep(
+                key,
+                PendingSet {
+                    tokens: new.clone(),
+                    base_version: from_version,
+                    lock_owner: owner.to_owned(),
+                },
+            );
+            Ok(new)
         }
     }
 }
@@ -534,6 +692,12 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
     let config = &shared.config;
     let store = &shared.token_store;
     let on_sign_out = shared.hooks().on_sign_out;
+    // Read first, so that a take whose reply is lost (applied, but answered with an
+    // error) still knows what it removed: the retried logout finds nothing to take.
+    let before = match config.identity.revoke_on_logout {
+        true => store.load(key).await.ok().flatten(),
+        false => None,
+    };
     let taken = if config.identity.revoke_on_logout || on_sign_out.is_some() {
         store.take(key).await
     } else {
@@ -545,7 +709,16 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
             discard_unreadable(shared, key).await;
             None
         }
-        Err(err) => return Err(err),
+        Err(err) => {
+            // The user asked to sign out: whether or not the take was applied, the
+            // refresh token read before is revoked now (a session left behind can no
+            // longer refresh, and the retried logout removes it).
+            let known = shared.pending.get(key).map(|p| p.tokens).or(before);
+            if let Some(tokens) = known {
+                revoke_ended(config, &tokens).await;
+            }
+            return Err(err);
+        }
     };
     // A refreshed set this process could not store yet is newer than the store's: its
     // refresh token is the live one.
@@ -566,18 +739,24 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
         }
     }
     if let Some(tokens) = tokens.filter(|_| config.identity.revoke_on_logout) {
-        let (token, hint) = match &tokens.refresh_token {
-            Some(refresh) => (refresh, "refresh_token"),
-            None => (&tokens.access_token, "access_token"),
-        };
-        match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
-            Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
-            Err(err) => {
-                tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
-            }
-        }
+        revoke_ended(config, &tokens).await;
     }
     Ok(())
+}
+
+/// Revokes the live token of an ended session at HCSS: its refresh token, or its access
+/// token when it has none.
+async fn revoke_ended(config: &crate::HcssConfig, tokens: &TokenSet) {
+    let (token, hint) = match &tokens.refresh_token {
+        Some(refresh) => (refresh, "refresh_token"),
+        None => (&tokens.access_token, "access_token"),
+    };
+    match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
+        Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
+        Err(err) => {
+            tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -52,11 +52,21 @@ pub struct TokenSet {
     /// The ID token of a sign-in with `openid`, checked at the callback; never stored.
     #[serde(skip)]
     pub(crate) id_token: Option<SecretString>,
-    /// The generation of this session's tokens: 0 at sign-in, one more at each refresh.
-    /// A refresh writes its result only over the generation it refreshed, so a logout
-    /// (or another instance's refresh) that happened meanwhile is never undone.
+    /// The generation of this session's tokens: 0 at sign-in, one more at each change
+    /// (a refresh marks the set as being refreshed, then writes its result: two). A
+    /// refresh writes only over the generation it marked, so a logout (or another
+    /// instance's refresh) that happened meanwhile is never undone.
     #[serde(default)]
     pub version: u64,
+    /// The refresh that spent (or is spending) this set's refresh token: the owner of the
+    /// refresh lock that marked it before asking HCSS. Another refresher does not spend
+    /// the same token while that refresh may still hold its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) spent_by: Option<Box<str>>,
+    /// The refresh that wrote this set (its lock owner), so that a write retried after a
+    /// lost reply recognises its own write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) written_by: Option<Box<str>>,
 }
 
 impl TokenSet {
@@ -75,6 +85,8 @@ impl TokenSet {
             claims: Claims::default(),
             id_token: None,
             version: 0,
+            spent_by: None,
+            written_by: None,
         }
     }
 

@@ -178,3 +178,27 @@ async fn refreshing_a_kept_set_keeps_the_session() {
 async fn logout_of_an_unreadable_session_signs_out() {
     faults::logout_of_an_unreadable_session_signs_out(FaultyStore::new(MemoryStore::new())).await;
 }
+
+#[tokio::test]
+async fn a_lost_reply_to_the_refresh_write_keeps_the_session() {
+    faults::a_lost_reply_to_the_refresh_write_keeps_the_session(FaultyStore::new(
+        MemoryStore::new(),
+    ))
+    .await;
+}
+
+/// Two instances over one `MemoryStore` (no lock between them): only the mark on the
+/// stored set keeps the second from spending the token the first spent.
+#[tokio::test]
+async fn a_kept_set_is_not_spent_again_by_another_instance() {
+    faults::a_kept_set_is_not_spent_again_after_its_lease_lapsed(
+        FaultyStore::new(MemoryStore::new()),
+        async |_| {},
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_logout_whose_reply_is_lost_still_revokes() {
+    faults::a_logout_whose_reply_is_lost_still_revokes(FaultyStore::new(MemoryStore::new())).await;
+}

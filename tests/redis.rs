@@ -691,12 +691,18 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
     browser.login_at(&a).await;
     let key = session_key(&browser.cookie(SESSION).unwrap());
     common::faults::age(&store, key).await;
+    // The store refuses writes once HCSS has rotated the token.
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, a) = (browser.clone(), a.clone());
+        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
     store.refuse_writes(true);
-    assert_eq!(
-        browser.get(&format!("{a}/whoami")).await.status,
-        200,
-        "served from A's memory"
-    );
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200, "served from A's memory");
     store.refuse_writes(false);
     // B may have to wait for A's write (a 503 while A holds the lock); it never refreshes
     // from the spent set.
@@ -912,7 +918,10 @@ async fn near_cache_a_refresh_on_one_instance_is_used_by_the_other() {
     assert_eq!(counts.refreshes, 1, "B refreshed nothing");
     assert_eq!(counts.reuse_detected, 0);
     let stored = t.store_a.load(session_key(&t.id)).await.unwrap().unwrap();
-    assert_eq!(stored.version, 1);
+    assert_eq!(
+        stored.version, 2,
+        "marked as being refreshed, then refreshed"
+    );
     t.clean_up().await;
 }
 
@@ -989,4 +998,56 @@ async fn near_cache_after_redis_restarts_nothing_stale_is_served() {
         assert!(first == 401 || first == 503, "{instance}: {first}");
         assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
     }
+}
+
+#[tokio::test]
+async fn fault_a_lost_reply_to_the_refresh_write_keeps_the_session() {
+    let Some(redis) = redis_url("fault_a_lost_reply_to_the_refresh_write_keeps_the_session") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::a_lost_reply_to_the_refresh_write_keeps_the_session(
+        common::faults::FaultyStore::new(store),
+    )
+    .await;
+    remove_keys(&redis, &prefix).await;
+}
+
+/// The lease of A's kept set lapses (its lock key is gone, as after an outage longer
+/// than the lease); B takes the free lock and must still not spend the token.
+#[tokio::test]
+async fn fault_a_kept_set_is_not_spent_again_after_its_lease_lapsed() {
+    let Some(redis) = redis_url("fault_a_kept_set_is_not_spent_again_after_its_lease_lapsed")
+    else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let lock_prefix = format!("{prefix}lock:");
+    let conn_url = redis.clone();
+    common::faults::a_kept_set_is_not_spent_again_after_its_lease_lapsed(
+        common::faults::FaultyStore::new(store),
+        async |key| {
+            let removed: i64 = redis::cmd("DEL")
+                .arg(format!("{lock_prefix}{key}"))
+                .query_async(&mut redis_conn(&conn_url).await)
+                .await
+                .unwrap();
+            assert_eq!(removed, 1, "A's refresh lock was held");
+        },
+    )
+    .await;
+    remove_keys(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn fault_a_logout_whose_reply_is_lost_still_revokes() {
+    let Some(redis) = redis_url("fault_a_logout_whose_reply_is_lost_still_revokes") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::a_logout_whose_reply_is_lost_still_revokes(common::faults::FaultyStore::new(
+        store,
+    ))
+    .await;
+    remove_keys(&redis, &prefix).await;
 }

@@ -310,6 +310,21 @@ pub trait TokenStore: Send + Sync + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// Extends the refresh lock to `ttl` from now if `owner` still holds it; returns
+    /// whether it does. A refresh whose new tokens wait in memory for the store to take
+    /// them renews its lock this way, so that no other instance refreshes from the spent
+    /// set the store still holds. Must not take a free lock (a lapsed lease stays lapsed).
+    /// The default, for single-process stores, always succeeds.
+    fn renew_refresh_lock(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let _ = (key, owner, ttl);
+        Box::pin(async { Ok(true) })
+    }
+
     /// Releases the refresh lock if `owner` still holds it.
     fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
         let _ = (key, owner);

@@ -19,6 +19,14 @@ else
   return 0
 end";
 
+/// Extends a lock only for the owner that holds it: KEYS[1] the lock; ARGV[1] the owner,
+/// ARGV[2] the new TTL in ms.
+const RENEW: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+else
+  return 0
+end";
+
 /// Replaces a token set only over the version it was refreshed from: KEYS[1] the token
 /// key; ARGV[1] the expected version, ARGV[2] the new value, ARGV[3] its TTL in ms.
 const REPLACE_IF_VERSION: &str = r"local current = redis.call('get', KEYS[1])
@@ -543,6 +551,20 @@ impl TokenStore for RedisStore {
             // Whoever refreshes reads the session from Redis, never from a copy.
             self.forget(key);
             Ok(set.is_some())
+        })
+    }
+
+    fn renew_refresh_lock(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let key = self.key("lock", key);
+        Box::pin(async move {
+            let mut renew = redis::cmd("EVAL");
+            renew.arg(RENEW).arg(1).arg(key).arg(owner).arg(millis(ttl));
+            Ok(self.conn.query::<i64>(&renew).await? == 1)
         })
     }
 

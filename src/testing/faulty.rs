@@ -1,7 +1,7 @@
 //! `FaultyStore`: a store wrapper whose faults a test switches on and off.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use crate::store::{LoginTransaction, SessionOwner, StateStore, StoreFuture, Stor
 use crate::token::TokenSet;
 
 /// Any store, with faults a test switches on and off: a store that refuses writes (as
-/// Redis at `maxmemory` does, or a database in read-only mode) and values that no longer
-/// parse. Every method passes through to the inner store otherwise, the refresh lock and
+/// Redis at `maxmemory` does, or a database in read-only mode), writes whose replies are
+/// lost after they were applied, and values that no longer parse. Every method passes through to the inner store otherwise, the refresh lock and
 /// shared secrets included. Clones share the switches.
 ///
 /// ```
@@ -35,6 +35,7 @@ use crate::token::TokenSet;
 pub struct FaultyStore<S> {
     inner: S,
     refuse_writes: Arc<AtomicBool>,
+    lose_replies: Arc<AtomicUsize>,
     unreadable: Arc<Mutex<HashSet<StoreKey>>>,
 }
 
@@ -44,6 +45,7 @@ impl<S> FaultyStore<S> {
         Self {
             inner,
             refuse_writes: Arc::default(),
+            lose_replies: Arc::default(),
             unreadable: Arc::default(),
         }
     }
@@ -58,6 +60,29 @@ impl<S> FaultyStore<S> {
     /// refresh lock and shared secrets work, as in a store whose lock lives elsewhere.
     pub fn refuse_writes(&self, on: bool) {
         self.refuse_writes.store(on, Ordering::SeqCst);
+    }
+
+    /// The next `count` writes of token sets (`store`, `replace_if_version`, `take`,
+    /// `remove`) are carried out by the inner store, but their answer is lost: each fails
+    /// with [`StoreError::Unavailable`] after it was applied, as when Redis's reply times
+    /// out or the connection drops after the command ran.
+    pub fn lose_next_replies(&self, count: usize) {
+        self.lose_replies.store(count, Ordering::SeqCst);
+    }
+
+    /// `write`, applied, then its answer lost while replies are to be lost.
+    fn answered<'a, T: Send + 'a>(&self, write: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        let lost = self
+            .lose_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !lost {
+            return write;
+        }
+        Box::pin(async move {
+            let _applied = write.await;
+            Err(StoreError::Unavailable("test: reply lost".into()))
+        })
     }
 
     /// Makes the value under `key` unreadable ([`StoreError::Corrupt`]) until it is
@@ -111,12 +136,12 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         self.refused()
-            .unwrap_or_else(|| self.inner.store(key, tokens, ttl))
+            .unwrap_or_else(|| self.answered(self.inner.store(key, tokens, ttl)))
     }
 
     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
         self.unreadable().remove(&key);
-        self.inner.remove(key)
+        self.answered(self.inner.remove(key))
     }
 
     fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
@@ -131,7 +156,7 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
                 Err(StoreError::Corrupt("test: unreadable".into()))
             });
         }
-        self.inner.take(key)
+        self.answered(self.inner.take(key))
     }
 
     fn replace_if_version(
@@ -142,8 +167,10 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
         self.refused().unwrap_or_else(|| {
-            self.inner
-                .replace_if_version(key, expected_version, tokens, ttl)
+            self.answered(
+                self.inner
+                    .replace_if_version(key, expected_version, tokens, ttl),
+            )
         })
     }
 
@@ -162,6 +189,15 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
         self.inner.try_lock_refresh(key, owner, ttl)
+    }
+
+    fn renew_refresh_lock(
+        &self,
+        key: StoreKey,
+        owner: String,
+        ttl: Duration,
+    ) -> StoreFuture<'_, bool> {
+        self.inner.renew_refresh_lock(key, owner, ttl)
     }
 
     fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {

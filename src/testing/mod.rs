@@ -486,10 +486,31 @@ pub async fn token_store_conformance<S: TokenStore>(store: Arc<S>) {
                 .expect("try_lock_refresh"),
             "only the owner may release a refresh lock"
         );
+        assert!(
+            store
+                .renew_refresh_lock(key, "owner-a".to_owned(), minute)
+                .await
+                .expect("renew_refresh_lock"),
+            "the owner of a refresh lock must be able to renew it"
+        );
+        assert!(
+            !store
+                .renew_refresh_lock(key, "owner-b".to_owned(), minute)
+                .await
+                .expect("renew_refresh_lock"),
+            "only the owner may renew a refresh lock"
+        );
         store
             .unlock_refresh(key, "owner-a".to_owned())
             .await
             .expect("unlock_refresh");
+        assert!(
+            !store
+                .renew_refresh_lock(key, "owner-a".to_owned(), minute)
+                .await
+                .expect("renew_refresh_lock"),
+            "renewing must not take a free refresh lock"
+        );
         assert!(
             store
                 .try_lock_refresh(key, "owner-b".to_owned(), short)

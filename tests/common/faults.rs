@@ -309,8 +309,19 @@ where
     })
     .await;
     let whoami = format!("{url}/whoami");
+    // The store starts refusing once HCSS has rotated the token (a refresh that cannot
+    // record that it spends the token does not spend it).
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, whoami) = (browser.clone(), whoami.clone());
+        tokio::spawn(async move { browser.get(&whoami).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
     store.refuse_writes(true);
-    assert_eq!(browser.get(&whoami).await.status, 200);
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200);
     assert_eq!(mock.counts().refreshes, 1);
     // An hour later the set kept in memory is due itself; the store still refuses.
     clock.advance(Duration::from_secs(3600));
@@ -322,11 +333,12 @@ where
     let counts = mock.counts();
     assert_eq!(counts.revocations, 0, "the live refresh token was revoked");
     assert_eq!(counts.reuse_detected, 0);
-    assert_eq!(
-        store.inner().load(key).await.unwrap().unwrap().version,
-        2,
-        "the store holds the newest set"
-    );
+    // The store holds the newest set: refreshing from it spends a live token.
+    age(&store, key).await;
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 3);
+    assert_eq!(counts.reuse_detected, 0, "the store held a spent set");
     key
 }
 
@@ -391,4 +403,140 @@ where
         "another company's user is not touched"
     );
     assert_eq!(auth.end_sessions_for_company("co-1").await.unwrap(), 0);
+}
+
+/// A refreshed set whose write was applied but whose reply was lost (a Redis reply
+/// timeout, a dropped connection): the retry finds its own write and takes it as written,
+/// not as a session that moved on. Nothing is revoked, and the next refresh spends the
+/// rotated token (before: the retry's `false` revoked the refresh token just stored).
+pub async fn a_lost_reply_to_the_refresh_write_keeps_the_session<S>(
+    store: FaultyStore<S>,
+) -> StoreKey
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, browser, key, store) =
+        expired_session(&mock, store, |b| b.http_timeout(Duration::from_secs(2))).await;
+    let whoami = format!("{url}/whoami");
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, whoami) = (browser.clone(), whoami.clone());
+        tokio::spawn(async move { browser.get(&whoami).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    // HCSS has rotated the token; the write of the new set loses its reply.
+    store.lose_next_replies(1);
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200);
+    assert_eq!(
+        mock.counts().revocations,
+        0,
+        "its own write was taken for a supersession and the live token revoked"
+    );
+    age(&store, key).await;
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 2);
+    assert_eq!(counts.reuse_detected, 0);
+    key
+}
+
+/// A refreshed set kept in memory (the store refused its write) whose lease lapsed: the
+/// other instance, which finds the lock free, must not refresh from the spent set the
+/// store still holds (a reuse: HCSS ends the session). It waits for the kept set, which
+/// is written once the store takes writes, and both instances go on with it.
+pub async fn a_kept_set_is_not_spent_again_after_its_lease_lapsed<S>(
+    store: FaultyStore<S>,
+    lapse_lease: impl AsyncFn(StoreKey),
+) -> StoreKey
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let configure = |b: hcss_auth::HcssConfigBuilder| {
+        b.http_timeout(Duration::from_millis(300))
+            .retry_after(Duration::ZERO)
+    };
+    let (a, browser, key, store) = expired_session(&mock, store, configure).await;
+    let (b, _auth) = start_app_with_store(&mock, configure, store.clone()).await;
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, a) = (browser.clone(), a.clone());
+        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    store.refuse_writes(true);
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200, "A serves the set it keeps");
+    lapse_lease(key).await;
+    // B finds the lock free and the spent set in the store.
+    let seen = browser.get(&format!("{b}/whoami")).await;
+    assert_eq!(
+        mock.counts().reuse_detected,
+        0,
+        "B spent the refresh token A had spent (B answered {})",
+        seen.status
+    );
+    assert_eq!(mock.counts().refreshes, 1);
+    store.refuse_writes(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = browser.get(&format!("{b}/whoami")).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "B waits, it does not sign out");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never got A's set"
+        );
+        // Polled: A writes on its own schedule, with nothing here to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.reuse_detected, 0);
+    assert_eq!(counts.refreshes, 1, "A's refresh served both instances");
+    key
+}
+
+/// A logout whose take was applied but whose reply was lost answers 503; the refresh
+/// token it removed is revoked all the same (before: the retried logout found nothing to
+/// take, and the live refresh token was never revoked).
+pub async fn a_logout_whose_reply_is_lost_still_revokes<S>(store: FaultyStore<S>) -> StoreKey
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let (url, _auth) = start_app_with_store(&mock, |b| b, store.clone()).await;
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let key = session_key(&browser.cookie(SESSION).unwrap());
+    let refresh = store
+        .load(key)
+        .await
+        .unwrap()
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    store.lose_next_replies(1);
+    let logout = browser
+        .request("POST", &format!("{url}/hcss/logout"), &[])
+        .await;
+    assert_eq!(logout.status, 503, "the store's answer was lost");
+    let retried = browser
+        .request("POST", &format!("{url}/hcss/logout"), &[])
+        .await;
+    assert_eq!(retried.status, 303);
+    assert!(
+        mock.is_revoked(refresh.expose_secret()),
+        "the refresh token the logout removed was never revoked"
+    );
+    assert!(store.load(key).await.unwrap().is_none());
+    key
 }
