@@ -1051,3 +1051,132 @@ async fn fault_a_logout_whose_reply_is_lost_still_revokes() {
     .await;
     remove_keys(&redis, &prefix).await;
 }
+
+/// Sets `maxmemory` on a server of the test's own: `true` makes it refuse writes (with
+/// `noeviction`), `false` lifts the limit.
+async fn refuse_writes_on(url: &str, refuse: bool) {
+    let mut conn = redis_conn(url).await;
+    for (name, value) in [
+        ("maxmemory-policy", "noeviction"),
+        ("maxmemory", if refuse { "1" } else { "0" }),
+    ] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// A real Redis whose writes are paused past the client's reply timeout while the
+/// refreshed set is written: the write is applied when the pause ends, after its reply
+/// was given up on, and the retry finds it. Nothing is revoked, and the next refresh
+/// spends the rotated token (before: the retry's `false` revoked the token just stored).
+#[tokio::test]
+async fn fault_real_redis_a_write_answered_after_its_timeout_keeps_the_session() {
+    let test = "fault_real_redis_a_write_answered_after_its_timeout_keeps_the_session";
+    let Some(_) = redis_url(test) else {
+        return;
+    };
+    let Some(own) = own_redis().await else {
+        let _ = writeln!(std::io::stderr(), "{test}: skipped (no redis-server)");
+        return;
+    };
+    let store = RedisStore::connect(&own.url).await.unwrap();
+    let mock = MockHcssIdentity::start().await;
+    // The write is retried for half the HTTP timeout: longer than the pause.
+    let (url, browser, key, store) =
+        common::faults::expired_session(&mock, store, |b| b.http_timeout(Duration::from_secs(8)))
+            .await;
+    let whoami = format!("{url}/whoami");
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        300,
+    ))));
+    let request = {
+        let (browser, whoami) = (browser.clone(), whoami.clone());
+        tokio::spawn(async move { browser.get(&whoami).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    let port = own.url.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        redis_cli(&["-p", &port, "client", "pause", "2600", "write"]).trim(),
+        "OK"
+    );
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200);
+    assert_eq!(
+        mock.counts().revocations,
+        0,
+        "the write that landed late was taken for a supersession, its token revoked"
+    );
+    common::faults::age(&store, key).await;
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(counts.refreshes, 2);
+    assert_eq!(counts.reuse_detected, 0);
+}
+
+/// A real Redis out of memory for longer than the refresh lock's lease, right after HCSS
+/// rotated a session's token on instance A (which keeps the new set in memory); the next
+/// request goes to instance B as soon as Redis takes writes again. B must not refresh
+/// from the spent set Redis still holds (a reuse, which ends the session at HCSS): it
+/// waits for A's set.
+#[tokio::test]
+async fn fault_real_redis_out_of_memory_past_the_lease_spends_no_token_twice() {
+    let test = "fault_real_redis_out_of_memory_past_the_lease_spends_no_token_twice";
+    let Some(_) = redis_url(test) else {
+        return;
+    };
+    let Some(own) = own_redis().await else {
+        let _ = writeln!(std::io::stderr(), "{test}: skipped (no redis-server)");
+        return;
+    };
+    let mock = MockHcssIdentity::start().await;
+    let http_timeout = Duration::from_millis(300);
+    let configure =
+        |b: hcss_auth::HcssConfigBuilder| b.http_timeout(http_timeout).retry_after(Duration::ZERO);
+    let store_a = RedisStore::connect(&own.url).await.unwrap();
+    let store_b = RedisStore::connect(&own.url).await.unwrap();
+    let (a, browser, key, store_a) =
+        common::faults::expired_session(&mock, store_a, configure).await;
+    let (b, _) = start_app_with_store(&mock, configure, store_b).await;
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, a) = (browser.clone(), a.clone());
+        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    refuse_writes_on(&own.url, true).await;
+    mock.set_token_fault(None);
+    assert_eq!(request.await.unwrap(), 200, "A serves the set it keeps");
+    // The fault lasts longer than the lease (five HTTP timeouts): a duration of the
+    // fault, not a wait for an event.
+    tokio::time::sleep(http_timeout * 5 + Duration::from_millis(1800)).await;
+    refuse_writes_on(&own.url, false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = browser.get(&format!("{b}/whoami")).await.status;
+        assert_eq!(
+            mock.counts().reuse_detected,
+            0,
+            "B spent the token A had spent (B answered {status})"
+        );
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "B waits, it does not sign out");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never got A's set"
+        );
+        // Polled: A writes on its own schedule, with nothing here to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
+    assert_eq!(mock.counts().refreshes, 1, "A's refresh served both");
+    assert!(store_a.load(key).await.unwrap().is_some());
+}
