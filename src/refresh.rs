@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::error::{SessionError, StoreError};
 use crate::hooks::SignOut;
 use crate::protocol::{self, ErrorClass, Grant};
-use crate::secret::{random_token, SecretString, StoreKey};
+use crate::secret::{SecretString, StoreKey};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
 use crate::token::TokenSet;
 
@@ -201,12 +201,11 @@ async fn locked_refresh(
     rejected: Option<&SecretString>,
 ) -> Outcome {
     // A set kept in memory still holds the lease its refresh took: this process has it.
-    let kept_before = shared.pending.get(key);
+    let was_kept = shared.pending.has(key);
     let mut lease = Lease {
-        held: kept_before.is_some(),
-        owner: kept_before.map_or_else(|| random_token(16), |kept| kept.lock_owner),
+        held: was_kept,
+        owner: shared.refresher.clone(),
     };
-    let was_kept = lease.held;
     let outcome = refresh_turns(shared, key, &mut lease, rejected).await;
     if !shared.pending.has(key) {
         if lease.held {
@@ -332,9 +331,11 @@ async fn refresh_turns(
                 continue;
             }
         }
-        // Its refresh token was spent by a refresh whose lease lapsed: that refresh may
-        // hold the new tokens in memory and write them as soon as it reaches the store.
-        // Spending the token again would be a reuse, which ends the session at HCSS.
+        // Its refresh token was spent by another instance's refresh whose lease lapsed:
+        // that refresh may hold the new tokens in memory and write them as soon as it
+        // reaches the store. Spending the token again would be a reuse, which ends the
+        // session at HCSS. (A mark of this instance's own is a refresh that failed: the
+        // token was not spent, or its result is kept here.)
         let spent_by_another = tokens
             .spent_by
             .as_deref()

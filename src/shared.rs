@@ -35,6 +35,10 @@ pub(crate) struct Shared {
     /// Token sets refreshed but not yet written, because the store refused the write:
     /// this process serves and refreshes them, never the spent set the store still has.
     pub(crate) pending: Pending,
+    /// Who refreshes for this layer: the owner of its refresh locks and of the marks it
+    /// leaves on the sets it spends. One per layer, so that a mark this instance left
+    /// (a refresh that failed before it could clear it) does not make it wait for itself.
+    pub(crate) refresher: String,
 }
 
 impl Shared {
@@ -58,6 +62,7 @@ impl Shared {
             company_turns: DashMap::new(),
             flights: DashMap::new(),
             pending: Pending::default(),
+            refresher: crate::secret::random_token(16),
         }
     }
 }

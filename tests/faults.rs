@@ -202,3 +202,23 @@ async fn a_kept_set_is_not_spent_again_by_another_instance() {
 async fn a_logout_whose_reply_is_lost_still_revokes() {
     faults::a_logout_whose_reply_is_lost_still_revokes(FaultyStore::new(MemoryStore::new())).await;
 }
+
+/// A refresh whose mark reached the store but whose replies were all lost gives up
+/// (503, nothing spent); the instance's next refresh does not wait for its own mark.
+#[tokio::test]
+async fn a_mark_left_by_this_instance_does_not_make_it_wait() {
+    let mock = MockHcssIdentity::start().await;
+    let store = FaultyStore::new(MemoryStore::new());
+    let (url, browser, _key, store) = faults::expired_session(&mock, store, |b| {
+        b.http_timeout(Duration::from_secs(1))
+            .retry_after(Duration::ZERO)
+    })
+    .await;
+    let whoami = format!("{url}/whoami");
+    store.lose_next_replies(1000);
+    assert_eq!(browser.get(&whoami).await.status, 503);
+    assert_eq!(mock.counts().refreshes, 0, "nothing spent without its mark");
+    store.lose_next_replies(0);
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    assert_eq!(mock.counts().refreshes, 1);
+}
