@@ -147,8 +147,10 @@ impl HcssCompanyTokens {
     async fn get(&self, source: Source<'_>) -> Result<HcssToken, CompanyTokenError> {
         let shared = &self.shared;
         let key = match source {
-            Source::Company(id) => StoreKey::of(&format!("company-token\0company\0{id}")),
-            Source::Own => StoreKey::of("company-token\0client_credentials"),
+            Source::Company(id) => {
+                StoreKey::of_company_token(&format!("company-token\0company\0{id}"))
+            }
+            Source::Own => StoreKey::of_company_token("company-token\0client_credentials"),
         };
         if let Some(tokens) = self.cached(key).await? {
             return Ok(HcssToken::from_set(&tokens));

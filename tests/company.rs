@@ -166,3 +166,27 @@ async fn company_tokens_ask_for_no_openid_scopes() {
     let own = companies.own_token().await.unwrap();
     assert_eq!(own.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
 }
+
+/// A cached company token is no session: ending a company's (or the app client's)
+/// sessions neither counts it, nor calls `on_sign_out`, nor revokes it, and it stays
+/// cached.
+#[tokio::test]
+async fn cached_company_tokens_are_not_sessions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let signed_out = Arc::new(AtomicUsize::new(0));
+    let count = signed_out.clone();
+    let auth = app.auth.clone().on_sign_out(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    company_tokens_are_not_sessions(&mock, &auth).await;
+    assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
+    assert_eq!(
+        app.store.session_count(),
+        0,
+        "company tokens counted as sessions"
+    );
+}

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
 use common::*;
-use hcss_auth::store::RedisStore;
+use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, TokenStore};
+use hcss_auth::{HcssAuth, TokenSet, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
 const SESSION: &str = "hcss-session";
@@ -989,4 +989,116 @@ async fn near_cache_after_redis_restarts_nothing_stale_is_served() {
         assert!(first == 401 || first == 503, "{instance}: {first}");
         assert_eq!(browser.get(&format!("{instance}/whoami")).await.status, 401);
     }
+}
+
+/// Every member of every `{prefix}own:` index, with the index it is in.
+async fn owner_index_members(redis: &str, prefix: &str) -> Vec<(String, String)> {
+    let mut conn = redis_conn(redis).await;
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}own:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for index in indexes {
+        let of: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&index)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        members.extend(of.into_iter().map(|m| (index.clone(), m)));
+    }
+    members
+}
+
+/// Company tokens cached in Redis are no sessions: ending the sessions of their
+/// companies ends none, and they live apart from sessions (not under `tok:`, in no `own:`
+/// index).
+#[tokio::test]
+async fn company_tokens_in_redis_are_not_sessions() {
+    let Some(redis) = redis_url("company_tokens_in_redis_are_not_sessions") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    let (_url, auth) = start_app_with_store(&mock, |b| b, store).await;
+    let signed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = signed_out.clone();
+    let auth = auth.on_sign_out(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    company_tokens_are_not_sessions(&mock, &auth).await;
+    assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
+    let mut conn = redis_conn(&redis).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let sessions: Vec<_> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}tok:")))
+        .collect();
+    assert!(
+        sessions.is_empty(),
+        "company tokens under tok: {sessions:?}"
+    );
+    let companies = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}co:")))
+        .count();
+    assert_eq!(companies, 2, "company tokens under co: {keys:?}");
+    let indexed = owner_index_members(&redis, &prefix).await;
+    assert!(indexed.is_empty(), "company tokens indexed: {indexed:?}");
+    remove_keys(&redis, &prefix).await;
+}
+
+/// A session that ends leaves its owners' indexes at once: after `take` (a logout) and
+/// `remove` (a session that ran out), no `own:` set lists it; a live one stays listed.
+#[tokio::test]
+async fn ended_sessions_leave_the_owner_indexes() {
+    let Some(redis) = redis_url("ended_sessions_leave_the_owner_indexes") else {
+        return;
+    };
+    let prefix = prefix();
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    // A session of ann at co-1, as a sign-in stores it.
+    let mut session = serde_json::to_value(TokenSet::new("at", 3600)).unwrap();
+    session["claims"] = serde_json::json!({ "sub": "ann", "CompanyId": "co-1" });
+    let session: TokenSet = serde_json::from_value(session).unwrap();
+    let minute = Duration::from_secs(60);
+    let (taken, removed, live) = (StoreKey::random(), StoreKey::random(), StoreKey::random());
+    for key in [taken, removed, live] {
+        store.store(key, session.clone(), minute).await.unwrap();
+    }
+    let listed = |members: &[(String, String)], key: StoreKey| {
+        members.iter().filter(|(_, m)| *m == key.as_str()).count()
+    };
+    let members = owner_index_members(&redis, &prefix).await;
+    for key in [taken, removed, live] {
+        assert_eq!(listed(&members, key), 2, "by subject and by company");
+    }
+    assert!(store.take(taken).await.unwrap().is_some());
+    store.remove(removed).await.unwrap();
+    let members = owner_index_members(&redis, &prefix).await;
+    assert_eq!(
+        listed(&members, taken),
+        0,
+        "a taken session indexed: {members:?}"
+    );
+    assert_eq!(
+        listed(&members, removed),
+        0,
+        "a removed session indexed: {members:?}"
+    );
+    assert_eq!(listed(&members, live), 2, "a live session unindexed");
+    remove_keys(&redis, &prefix).await;
 }
