@@ -1102,3 +1102,47 @@ async fn ended_sessions_leave_the_owner_indexes() {
     assert_eq!(listed(&members, live), 2, "a live session unindexed");
     remove_keys(&redis, &prefix).await;
 }
+
+/// A company-token call cancelled while it holds the store's lock (its caller dropped)
+/// stalls no one: the fetch goes on by itself, releases the lock and caches the token,
+/// so another instance gets it at once instead of waiting out the lock's lease (here a
+/// minute: twice an HTTP timeout of 30 s).
+#[tokio::test]
+async fn a_cancelled_company_token_call_stalls_no_instance() {
+    let Some(redis) = redis_url("a_cancelled_company_token_call_stalls_no_instance") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let instance = || async {
+        let store = RedisStore::connect(&redis)
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        let configure = |b: hcss_auth::HcssConfigBuilder| b.http_timeout(Duration::from_secs(30));
+        let (_url, auth) = start_app_with_store(&mock, configure, store).await;
+        hcss_auth::HcssCompanyTokens::new(&auth)
+    };
+    let (a, b) = (instance().await, instance().await);
+    mock.set_token_fault(Some(TokenFault::Slow(Duration::from_millis(500))));
+    let cancelled = tokio::spawn(async move { a.token("customer-co-1").await });
+    // A holds the lock and asks HCSS; its caller goes away.
+    mock.wait_for(|c| c.company_grants == 1).await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    mock.set_token_fault(None);
+    let token = tokio::time::timeout(Duration::from_secs(10), b.token("customer-co-1"))
+        .await
+        .expect("B waited for the lock of A's cancelled call")
+        .unwrap();
+    assert_eq!(
+        token.claims().company_id().as_deref(),
+        Some("customer-co-1")
+    );
+    assert_eq!(
+        mock.counts().company_grants,
+        1,
+        "B got the token A's fetch asked for"
+    );
+    remove_keys(&redis, &prefix).await;
+}
