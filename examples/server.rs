@@ -120,7 +120,7 @@ async fn company_business_units(State(state): State<AppState>, token: HcssToken)
             tracing::error!(error = %other, "company token refused");
             return (
                 StatusCode::BAD_GATEWAY,
-                "HCSS refused this app's credentials.",
+                "HCSS refused this app's request as configured.",
             )
                 .into_response();
         }

@@ -5,45 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::mapref::entry::Entry;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::error::CompanyTokenError;
 use crate::layer::HcssAuth;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
 use crate::refresh::{freshness, Freshness};
 use crate::secret::{random_token, StoreKey};
-use crate::shared::Shared;
+use crate::shared::{CompanyFlight, Shared};
 use crate::token::{HcssToken, TokenSet};
-
-/// Why [`HcssCompanyTokens`] gave no token.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CompanyTokenError {
-    /// HCSS refused to issue tokens for this company (`invalid_grant`, or another
-    /// refusal of the grant): the customer removed the app in the HCSS Marketplace or
-    /// changed its scopes. Ask them to connect the app again; the next call asks HCSS
-    /// afresh, so a reconnected company works at once.
-    #[error(
-        "the company {company_id} has not connected this app: ask it to connect the app again"
-    )]
-    Disconnected {
-        /// The company.
-        company_id: String,
-    },
-    /// HCSS or the store cannot be reached, or is failing: try again after `retry_after`.
-    #[error("HCSS cannot issue company tokens right now ({reason}); retry later")]
-    Unavailable {
-        /// What failed, without secrets.
-        reason: String,
-        /// When to try again.
-        retry_after: Duration,
-    },
-    /// HCSS refused this app's credentials (`invalid_client`): fix the configuration.
-    #[error("HCSS refused this app's credentials ({reason}): check the client id and secret")]
-    Misconfigured {
-        /// What HCSS said.
-        reason: String,
-    },
-}
 
 /// Tokens for HCSS companies, with no user present: [`token`](Self::token) asks HCSS's
 /// `company` grant for a customer company's token (the `CompanyId` a user's claims
@@ -51,8 +23,11 @@ pub enum CompanyTokenError {
 /// company.
 ///
 /// Each token is cached in the layer's token store (so instances sharing a `RedisStore`
-/// share it) and asked for again before it expires, once however many calls want it at
-/// the same moment (and once across instances, through the store's lock). The request
+/// share it, apart from sessions: it is never ended or revoked as one) and asked for
+/// again before it expires, once however many calls want it at the same moment (and once
+/// across instances, through the store's lock). The asking runs as a task of its own: a
+/// call that is cancelled (its caller dropped, a timeout) stops neither it nor the other
+/// calls waiting for it, and the lock is always released. The request
 /// carries the configured scopes without `offline_access` or the OpenID identity scopes
 /// (`openid`, `profile`, `email`...), and the client's credentials as configured (body or
 /// HTTP Basic).
@@ -87,10 +62,38 @@ impl std::fmt::Debug for HcssCompanyTokens {
 }
 
 /// Which grant a company token comes from.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    Company(&'a str),
+#[derive(Clone)]
+enum Source {
+    Company(String),
     Own,
+}
+
+impl Source {
+    /// Where the token is cached.
+    fn key(&self) -> StoreKey {
+        match self {
+            Source::Company(id) => {
+                StoreKey::of_company_token(&format!("company-token\0company\0{id}"))
+            }
+            Source::Own => StoreKey::of_company_token("company-token\0client_credentials"),
+        }
+    }
+}
+
+/// A fetch's turn in `Shared::company_turns`, given back when the fetch ends, however it
+/// ends (a panic included).
+struct Turn<'a> {
+    shared: &'a Shared,
+    key: StoreKey,
+    flight: CompanyFlight,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .company_turns
+            .remove_if(&self.key, |_, flight| flight.same_channel(&self.flight));
+    }
 }
 
 impl HcssCompanyTokens {
@@ -102,10 +105,13 @@ impl HcssCompanyTokens {
         }
     }
 
-    /// An async hook called with the company's id each time HCSS refuses a company
-    /// (the customer removed the app or changed its scopes), before the call returns
-    /// [`CompanyTokenError::Disconnected`]: to mark the company in the app's records, or
-    /// to end its users' sessions ([`HcssAuth::end_sessions_for_company`]). A hook that
+    /// An async hook called with the company's id each time HCSS refuses a company with
+    /// `invalid_grant` (the customer removed the app or changed its scopes), before the
+    /// call returns [`CompanyTokenError::Disconnected`]: to mark the company in the app's
+    /// records, or to end its users' sessions ([`HcssAuth::end_sessions_for_company`]).
+    /// Never for a configuration error ([`CompanyTokenError::Misconfigured`]) or a passing
+    /// failure. Once per refusal: calls that wait for the same answer share one call of
+    /// the hook (that of the `HcssCompanyTokens` whose call asked HCSS). A hook that
     /// panics is logged.
     ///
     /// ```
@@ -128,11 +134,11 @@ impl HcssCompanyTokens {
     ///
     /// # Errors
     ///
-    /// [`CompanyTokenError::Disconnected`] when HCSS refuses the company,
-    /// [`CompanyTokenError::Unavailable`] (retry later) and
-    /// [`CompanyTokenError::Misconfigured`].
+    /// [`CompanyTokenError::Disconnected`] when HCSS refuses the company
+    /// (`invalid_grant`), [`CompanyTokenError::Misconfigured`] when it refuses the app's
+    /// request as configured, [`CompanyTokenError::Unavailable`] (retry later) otherwise.
     pub async fn token(&self, company_id: &str) -> Result<HcssToken, CompanyTokenError> {
-        self.get(Source::Company(company_id)).await
+        self.get(Source::Company(company_id.to_owned())).await
     }
 
     /// A live token for the app's own company (`client_credentials`).
@@ -144,33 +150,67 @@ impl HcssCompanyTokens {
         self.get(Source::Own).await
     }
 
-    async fn get(&self, source: Source<'_>) -> Result<HcssToken, CompanyTokenError> {
-        let shared = &self.shared;
-        let key = match source {
-            Source::Company(id) => StoreKey::of(&format!("company-token\0company\0{id}")),
-            Source::Own => StoreKey::of("company-token\0client_credentials"),
-        };
-        if let Some(tokens) = self.cached(key).await? {
-            return Ok(HcssToken::from_set(&tokens));
+    async fn get(&self, source: Source) -> Result<HcssToken, CompanyTokenError> {
+        let key = source.key();
+        if let Some(tokens) = self.cached(key).await {
+            return Ok(HcssToken::from_owned(tokens));
         }
-        // One call at a time per company in this process; the others find its token.
-        let turn = shared.company_turns.entry(key).or_default().clone();
-        let result = {
-            let _turn = turn.lock().await;
-            self.fetch_locked(key, source).await
+        // One fetch per company in this process, in a task of its own: the calls that
+        // want it wait for its outcome, and one that goes away cancels nothing, so the
+        // fetch always releases the store's lock and its turn.
+        let mut settled = match self.shared.company_turns.entry(key) {
+            Entry::Occupied(flight) => flight.get().clone(),
+            Entry::Vacant(vacant) => {
+                let (publish, settled) = watch::channel(None);
+                vacant.insert(settled.clone());
+                tokio::spawn(self.clone().fetch(key, source, publish));
+                settled
+            }
         };
+        let outcome = match settled.wait_for(Option::is_some).await {
+            Ok(settled) => settled.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(outcome) => outcome.map(HcssToken::from_owned),
+            // The task ended without an outcome: it panicked.
+            None => Err(CompanyTokenError::Unavailable {
+                reason: "the company token fetch failed".into(),
+                retry_after: self.retry_after(None),
+            }),
+        }
+    }
+
+    /// The fetch task: asks for the token, gives back its turn, publishes the outcome.
+    async fn fetch(
+        self,
+        key: StoreKey,
+        source: Source,
+        publish: watch::Sender<Option<Result<TokenSet, CompanyTokenError>>>,
+    ) {
+        let turn = Turn {
+            shared: &self.shared,
+            key,
+            flight: publish.subscribe(),
+        };
+        let outcome = self.fetch_locked(key, &source).await;
+        // The turn goes first: a call after the outcome starts afresh (and finds the
+        // cached token), never waits on a settled fetch.
         drop(turn);
-        shared
-            .company_turns
-            .remove_if(&key, |_, turn| Arc::strong_count(turn) == 1);
-        result.map(|tokens| HcssToken::from_set(&tokens))
+        publish.send_replace(Some(outcome));
+    }
+
+    /// When to try again after a passing failure: HCSS's `Retry-After`, or the
+    /// configured wait; a second at least.
+    fn retry_after(&self, said: Option<Duration>) -> Duration {
+        said.unwrap_or(self.shared.config.identity.retry_after)
+            .max(Duration::from_secs(1))
     }
 
     /// The cached token if it is good beyond the refresh skew.
-    async fn cached(&self, key: StoreKey) -> Result<Option<TokenSet>, CompanyTokenError> {
+    async fn cached(&self, key: StoreKey) -> Option<TokenSet> {
         let config = &self.shared.config;
-        Ok(self
-            .shared
+        self.shared
             .token_store
             .load(key)
             .await
@@ -180,7 +220,7 @@ impl HcssCompanyTokens {
             })
             .filter(|tokens| {
                 freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
-            }))
+            })
     }
 
     /// Under the store's lock (other instances), asks HCSS unless the cache has a fresh
@@ -188,7 +228,7 @@ impl HcssCompanyTokens {
     async fn fetch_locked(
         &self,
         key: StoreKey,
-        source: Source<'_>,
+        source: &Source,
     ) -> Result<TokenSet, CompanyTokenError> {
         let shared = &self.shared;
         let config = &shared.config;
@@ -198,10 +238,10 @@ impl HcssCompanyTokens {
         let mut pause = Duration::from_millis(10);
         let unavailable = |reason: String| CompanyTokenError::Unavailable {
             reason,
-            retry_after: config.identity.retry_after.max(Duration::from_secs(1)),
+            retry_after: self.retry_after(None),
         };
         loop {
-            if let Some(tokens) = self.cached(key).await? {
+            if let Some(tokens) = self.cached(key).await {
                 return Ok(tokens);
             }
             match shared
@@ -228,11 +268,11 @@ impl HcssCompanyTokens {
     async fn ask_hcss(
         &self,
         key: StoreKey,
-        source: Source<'_>,
+        source: &Source,
     ) -> Result<TokenSet, CompanyTokenError> {
         let shared = &self.shared;
         let config = &shared.config;
-        if let Some(tokens) = self.cached(key).await? {
+        if let Some(tokens) = self.cached(key).await {
             return Ok(tokens);
         }
         let grant = match source {
@@ -254,35 +294,20 @@ impl HcssCompanyTokens {
         }
     }
 
+    /// What a refusal or failure means for the caller, by the table refreshes use
+    /// ([`TokenError::class`]): only `invalid_grant` says the company is gone.
     async fn classify(
         &self,
         key: StoreKey,
-        source: Source<'_>,
+        source: &Source,
         err: &TokenError,
     ) -> CompanyTokenError {
-        let config = &self.shared.config;
-        let company_id = match source {
-            Source::Company(id) => id.to_owned(),
-            Source::Own => "(this app's own)".to_owned(),
-        };
-        match (err.class(), err) {
-            (ErrorClass::Transient, _) | (ErrorClass::Failed, TokenError::InvalidResponse(_)) => {
-                tracing::warn!(reason = %err, "hcss: company token unavailable for now");
-                CompanyTokenError::Unavailable {
-                    reason: err.to_string(),
-                    retry_after: err
-                        .retry_after()
-                        .unwrap_or(config.identity.retry_after)
-                        .max(Duration::from_secs(1)),
-                }
-            }
-            (_, TokenError::Rejected { error, .. }) if error == "invalid_client" => {
-                tracing::error!(reason = %err, "hcss: company token refused: this app's credentials are wrong");
-                CompanyTokenError::Misconfigured {
-                    reason: err.to_string(),
-                }
-            }
-            _ => {
+        match err.class() {
+            ErrorClass::GrantGone => {
+                let company_id = match source {
+                    Source::Company(id) => id.clone(),
+                    Source::Own => "(this app's own)".to_owned(),
+                };
                 tracing::info!(reason = %err, "hcss: company token refused: the company has not connected this app");
                 if let Err(store) = self.shared.token_store.remove(key).await {
                     tracing::debug!(error = %store, "hcss: cached company token not removed");
@@ -297,6 +322,87 @@ impl HcssCompanyTokens {
                 }
                 CompanyTokenError::Disconnected { company_id }
             }
+            ErrorClass::Configuration => {
+                tracing::error!(reason = %err, "company token refused: this app's client id, secret, allowed grants or scopes are wrong");
+                CompanyTokenError::Misconfigured {
+                    reason: err.to_string(),
+                }
+            }
+            ErrorClass::Transient | ErrorClass::Failed => {
+                tracing::warn!(reason = %err, "hcss: company token unavailable for now");
+                CompanyTokenError::Unavailable {
+                    reason: err.to_string(),
+                    retry_after: self.retry_after(err.retry_after()),
+                }
+            }
         }
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use super::*;
+    use crate::testing::{MockHcssIdentity, TokenFault};
+
+    async fn companies(mock: &MockHcssIdentity) -> (HcssAuth, HcssCompanyTokens) {
+        let config = mock
+            .config_builder("http://127.0.0.1:9/hcss/callback")
+            .scopes(["heavyjob:read"])
+            .build()
+            .unwrap();
+        let auth = HcssAuth::new(config);
+        let companies = HcssCompanyTokens::new(&auth);
+        (auth, companies)
+    }
+
+    /// A caller dropped while its call asks HCSS cancels nothing: the fetch goes on, a
+    /// later caller gets its token (no second grant), and no turn is left behind.
+    #[tokio::test]
+    async fn a_cancelled_call_leaves_the_fetch_running_and_no_turn_behind() {
+        let mock = MockHcssIdentity::start().await;
+        let (auth, companies) = companies(&mock).await;
+        mock.set_token_fault(Some(TokenFault::Slow(Duration::from_millis(300))));
+        let cancelled = tokio::spawn({
+            let companies = companies.clone();
+            async move { companies.token("co-1").await }
+        });
+        mock.wait_for(|c| c.company_grants == 1).await;
+        cancelled.abort();
+        assert!(cancelled.await.unwrap_err().is_cancelled());
+        mock.set_token_fault(None);
+        companies.token("co-1").await.unwrap();
+        assert_eq!(
+            mock.counts().company_grants,
+            1,
+            "the cancelled call's fetch served the next caller"
+        );
+        assert!(
+            auth.shared.company_turns.is_empty(),
+            "a company's turn left behind"
+        );
+    }
+
+    /// A configuration error keeps the cached token (it is no disconnection).
+    #[tokio::test]
+    async fn a_configuration_error_keeps_the_cached_token() {
+        let mock = MockHcssIdentity::start().await;
+        let (auth, companies) = companies(&mock).await;
+        companies.token("co-1").await.unwrap();
+        // Within the refresh skew of its end: asked for again.
+        mock.clock().advance(Duration::from_secs(3600 - 30));
+        mock.set_token_fault(Some(TokenFault::Error {
+            status: 400,
+            error: "unauthorized_client",
+            retry_after: None,
+        }));
+        assert!(matches!(
+            companies.token("co-1").await,
+            Err(CompanyTokenError::Misconfigured { .. })
+        ));
+        let key = Source::Company("co-1".into()).key();
+        assert!(
+            auth.shared.token_store.load(key).await.unwrap().is_some(),
+            "the cached token was removed"
+        );
     }
 }

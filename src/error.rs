@@ -89,3 +89,41 @@ impl From<StoreError> for SessionError {
         }
     }
 }
+
+/// Why [`HcssCompanyTokens`](crate::HcssCompanyTokens) gave no token. HCSS's answers
+/// are read with the table refreshes use: only `invalid_grant` says the company is gone.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompanyTokenError {
+    /// HCSS refused the grant for this company (`invalid_grant`): the customer removed
+    /// the app in the HCSS Marketplace or changed its scopes. Ask them to connect the app
+    /// again; the next call asks HCSS afresh, so a reconnected company works at once.
+    #[error(
+        "the company {company_id} has not connected this app: ask it to connect the app again"
+    )]
+    Disconnected {
+        /// The company.
+        company_id: String,
+    },
+    /// HCSS or the store cannot be reached or is failing, or HCSS gave an answer this
+    /// crate cannot use (a refusal with an error code it does not know, a malformed
+    /// response): try again after `retry_after`. The cached token, if any, is kept.
+    #[error("HCSS cannot issue company tokens right now ({reason}); retry later")]
+    Unavailable {
+        /// What failed, without secrets.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// HCSS refused this app's request as configured (`invalid_client`,
+    /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`): fix the client
+    /// id or secret, the grants the client may use (`company`, `client_credentials`) or
+    /// its scopes. The company is not reported disconnected and its cached token is kept.
+    #[error(
+        "HCSS refused this app's request ({reason}): check its client id and secret, the grants it may use and its scopes"
+    )]
+    Misconfigured {
+        /// What HCSS said.
+        reason: String,
+    },
+}

@@ -68,9 +68,9 @@ mod token;
 pub mod testing;
 
 pub use claims::Claims;
-pub use company::{CompanyTokenError, HcssCompanyTokens};
+pub use company::HcssCompanyTokens;
 pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
-pub use error::{ConfigError, SessionError, StoreError};
+pub use error::{CompanyTokenError, ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
 pub use layer::HcssAuth;

@@ -67,26 +67,54 @@ pub(crate) fn random_token(n: usize) -> String {
 }
 
 /// The key under which a store keeps what a secret names (a session, a login in
-/// progress): the lowercase hex SHA-256 of the secret, never the secret itself, so a dump
-/// of a store hands out no live cookie. Only this crate makes one from a secret, so a raw
+/// progress) or a company token: the lowercase hex SHA-256 of the secret (or of the
+/// company's name for its token), never the secret itself, so a dump of a store hands out
+/// no live cookie, and its [`KeyKind`]. Only this crate makes one from a secret, so a raw
 /// cookie value never reaches a store. It is `Copy`, so a store's `async move` block
 /// can own it. Its `Debug` shows the first 8 characters, as log lines do.
 ///
+/// Two keys are equal when both their digests and their kinds are: a store that keeps
+/// keys of both kinds in one table may key it by [`as_str`](Self::as_str) alone (the
+/// digests of a session and of a company token never meet), but indexes only
+/// [`KeyKind::Session`] keys by owner.
+///
 /// ```
-/// use hcss_auth::store::StoreKey;
+/// use hcss_auth::store::{KeyKind, StoreKey};
 ///
 /// let key = StoreKey::of_session_cookie("the-session-cookie-value");
 /// assert_eq!(key.as_str().len(), 64);
+/// assert_eq!(key.kind(), KeyKind::Session);
 /// assert_ne!(key, StoreKey::random());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct StoreKey([u8; 64]);
+pub struct StoreKey {
+    hex: [u8; 64],
+    kind: KeyKind,
+}
+
+/// What a [`StoreKey`] names: a signed-in session's token set, or a cached company token.
+///
+/// A token store keeps both through the same methods; it files only sessions under their
+/// owners ([`TokenStore::sessions_of`](crate::store::TokenStore::sessions_of)), so that
+/// ending a user's or a company's sessions never touches a company token. `RedisStore`
+/// also keeps them under different key prefixes, and serves only sessions from its near
+/// cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// A signed-in session (its key comes from the session cookie).
+    Session,
+    /// A company token cached by [`HcssCompanyTokens`](crate::HcssCompanyTokens): a
+    /// customer company's (`company` grant) or the app's own (`client_credentials`).
+    CompanyToken,
+}
 
 /// Hashes the first 16 hex digits (64 bits of a SHA-256 digest, evenly spread): a
-/// quarter of the bytes for in-process maps, which still compare all 64 for equality.
+/// quarter of the bytes for in-process maps, which still compare all 64 (and the kind)
+/// for equality.
 impl std::hash::Hash for StoreKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write(&self.0[..16]);
+        state.write(&self.hex[..16]);
     }
 }
 
@@ -96,13 +124,29 @@ impl StoreKey {
         Self::of_bytes(secret.as_bytes())
     }
 
+    /// The key of a company token, named by what it is for (its grant and company).
+    pub(crate) fn of_company_token(name: &str) -> Self {
+        Self {
+            kind: KeyKind::CompanyToken,
+            ..Self::of(name)
+        }
+    }
+
     fn of_bytes(secret: &[u8]) -> Self {
         let digest = Sha256::digest(secret);
-        let mut out = [0u8; 64];
-        for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
             pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
         }
-        Self(out)
+        Self {
+            hex,
+            kind: KeyKind::Session,
+        }
+    }
+
+    /// What the key names: a session or a company token.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
     }
 
     /// The key of a session cookie's value, as the layer derives it: for tests and for
@@ -111,23 +155,25 @@ impl StoreKey {
         Self::of(value)
     }
 
-    /// A key as a store wrote it (64 lowercase hex characters), read back.
+    /// A session's key as a store wrote it (64 lowercase hex characters), read back.
     pub fn from_stored(text: &str) -> Option<Self> {
-        let bytes: [u8; 64] = text.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
+        let hex: [u8; 64] = text.as_bytes().try_into().ok()?;
+        hex.iter()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-            .then_some(Self(bytes))
+            .then_some(Self {
+                hex,
+                kind: KeyKind::Session,
+            })
     }
 
-    /// A random key, for a store's own tests.
+    /// A random session key, for a store's own tests.
     pub fn random() -> Self {
         Self::of(&random_token(32))
     }
 
     /// The key as text: 64 lowercase hex characters.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(&self.hex).unwrap_or_default()
     }
 
     /// Its first 8 characters: enough to follow one session through log lines.
@@ -232,6 +278,23 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(format!("{:?}", StoreKey::of("abc")), "StoreKey(ba7816bf…)");
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_other_keys() {
+        let (session, company) = (StoreKey::of("abc"), StoreKey::of_company_token("abc"));
+        assert_eq!(session.as_str(), company.as_str());
+        assert_eq!(
+            (session.kind(), company.kind()),
+            (KeyKind::Session, KeyKind::CompanyToken)
+        );
+        assert_ne!(session, company);
+        assert_eq!(StoreKey::from_stored(session.as_str()), Some(session));
+        assert_eq!(
+            std::mem::size_of::<StoreKey>(),
+            65,
+            "a digest and a kind, no more"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::HcssConfig;
-use crate::error::SessionError;
+use crate::error::{CompanyTokenError, SessionError};
 use crate::hooks::Hooks;
 use crate::seal::SealKeys;
 use crate::secret::StoreKey;
@@ -28,8 +28,9 @@ pub(crate) struct Shared {
     pub(crate) placement: Placement,
     /// The app's hooks.
     pub(crate) hooks: std::sync::RwLock<Hooks>,
-    /// One company-token call at a time per company, within this process.
-    pub(crate) company_turns: DashMap<StoreKey, Arc<tokio::sync::Mutex<()>>>,
+    /// The company-token fetch in flight per company, within this process, watched by
+    /// every call that waits for it.
+    pub(crate) company_turns: DashMap<StoreKey, CompanyFlight>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -66,6 +67,9 @@ impl Shared {
         }
     }
 }
+
+/// A company-token fetch: its outcome once settled.
+pub(crate) type CompanyFlight = watch::Receiver<Option<Result<TokenSet, CompanyTokenError>>>;
 
 /// Signs of a misplaced layer: browsers sent to the login path that never reaches it.
 #[derive(Default)]

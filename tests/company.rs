@@ -166,3 +166,78 @@ async fn company_tokens_ask_for_no_openid_scopes() {
     let own = companies.own_token().await.unwrap();
     assert_eq!(own.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
 }
+
+/// Only `invalid_grant` says a company disconnected the app. The configuration errors of
+/// the refresh table (`unauthorized_client`, `unsupported_grant_type`, `invalid_scope`)
+/// are `Misconfigured`, a refusal the crate does not know and an unusable answer are
+/// `Unavailable`; none of them calls the `on_disconnected` hook.
+#[tokio::test]
+async fn configuration_errors_and_unknown_refusals_are_no_disconnection() {
+    use std::sync::{Arc, Mutex};
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let record = heard.clone();
+    let companies = HcssCompanyTokens::new(&app.auth).on_disconnected(move |company| {
+        record.lock().unwrap().push(company);
+        async {}
+    });
+    let error = |status, error| TokenFault::Error {
+        status,
+        error,
+        retry_after: None,
+    };
+    for fault in [
+        error(400, "unauthorized_client"),
+        error(400, "unsupported_grant_type"),
+        error(400, "invalid_scope"),
+        error(401, "unauthorized_client"),
+    ] {
+        mock.set_token_fault(Some(fault.clone()));
+        match companies.token(COMPANY).await {
+            Err(CompanyTokenError::Misconfigured { .. }) => {}
+            other => panic!("{fault:?}: {other:?}"),
+        }
+    }
+    for fault in [
+        error(400, "an_error_no_one_documented"),
+        TokenFault::MalformedBody,
+    ] {
+        mock.set_token_fault(Some(fault.clone()));
+        match companies.token(COMPANY).await {
+            Err(CompanyTokenError::Unavailable { .. }) => {}
+            other => panic!("{fault:?}: {other:?}"),
+        }
+    }
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "on_disconnected called for {:?}",
+        heard.lock().unwrap()
+    );
+    mock.set_token_fault(None);
+    assert!(companies.token(COMPANY).await.is_ok());
+}
+
+/// A cached company token is no session: ending a company's (or the app client's)
+/// sessions neither counts it, nor calls `on_sign_out`, nor revokes it, and it stays
+/// cached.
+#[tokio::test]
+async fn cached_company_tokens_are_not_sessions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let signed_out = Arc::new(AtomicUsize::new(0));
+    let count = signed_out.clone();
+    let auth = app.auth.clone().on_sign_out(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    company_tokens_are_not_sessions(&mock, &auth).await;
+    assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
+    assert_eq!(
+        app.store.session_count(),
+        0,
+        "company tokens counted as sessions"
+    );
+}

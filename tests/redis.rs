@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
 use common::*;
-use hcss_auth::store::RedisStore;
+use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, TokenStore};
+use hcss_auth::{HcssAuth, TokenSet, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
 const SESSION: &str = "hcss-session";
@@ -1179,4 +1179,160 @@ async fn fault_real_redis_out_of_memory_past_the_lease_spends_no_token_twice() {
     assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
     assert_eq!(mock.counts().refreshes, 1, "A's refresh served both");
     assert!(store_a.load(key).await.unwrap().is_some());
+}
+
+/// Every member of every `{prefix}own:` index, with the index it is in.
+async fn owner_index_members(redis: &str, prefix: &str) -> Vec<(String, String)> {
+    let mut conn = redis_conn(redis).await;
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}own:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for index in indexes {
+        let of: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&index)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        members.extend(of.into_iter().map(|m| (index.clone(), m)));
+    }
+    members
+}
+
+/// Company tokens cached in Redis are no sessions: ending the sessions of their
+/// companies ends none, and they live apart from sessions (not under `tok:`, in no `own:`
+/// index).
+#[tokio::test]
+async fn company_tokens_in_redis_are_not_sessions() {
+    let Some(redis) = redis_url("company_tokens_in_redis_are_not_sessions") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    let (_url, auth) = start_app_with_store(&mock, |b| b, store).await;
+    let signed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = signed_out.clone();
+    let auth = auth.on_sign_out(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    company_tokens_are_not_sessions(&mock, &auth).await;
+    assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
+    let mut conn = redis_conn(&redis).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let sessions: Vec<_> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}tok:")))
+        .collect();
+    assert!(
+        sessions.is_empty(),
+        "company tokens under tok: {sessions:?}"
+    );
+    let companies = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}co:")))
+        .count();
+    assert_eq!(companies, 2, "company tokens under co: {keys:?}");
+    let indexed = owner_index_members(&redis, &prefix).await;
+    assert!(indexed.is_empty(), "company tokens indexed: {indexed:?}");
+    remove_keys(&redis, &prefix).await;
+}
+
+/// A session that ends leaves its owners' indexes at once: after `take` (a logout) and
+/// `remove` (a session that ran out), no `own:` set lists it; a live one stays listed.
+#[tokio::test]
+async fn ended_sessions_leave_the_owner_indexes() {
+    let Some(redis) = redis_url("ended_sessions_leave_the_owner_indexes") else {
+        return;
+    };
+    let prefix = prefix();
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    // A session of ann at co-1, as a sign-in stores it.
+    let mut session = serde_json::to_value(TokenSet::new("at", 3600)).unwrap();
+    session["claims"] = serde_json::json!({ "sub": "ann", "CompanyId": "co-1" });
+    let session: TokenSet = serde_json::from_value(session).unwrap();
+    let minute = Duration::from_secs(60);
+    let (taken, removed, live) = (StoreKey::random(), StoreKey::random(), StoreKey::random());
+    for key in [taken, removed, live] {
+        store.store(key, session.clone(), minute).await.unwrap();
+    }
+    let listed = |members: &[(String, String)], key: StoreKey| {
+        members.iter().filter(|(_, m)| *m == key.as_str()).count()
+    };
+    let members = owner_index_members(&redis, &prefix).await;
+    for key in [taken, removed, live] {
+        assert_eq!(listed(&members, key), 2, "by subject and by company");
+    }
+    assert!(store.take(taken).await.unwrap().is_some());
+    store.remove(removed).await.unwrap();
+    let members = owner_index_members(&redis, &prefix).await;
+    assert_eq!(
+        listed(&members, taken),
+        0,
+        "a taken session indexed: {members:?}"
+    );
+    assert_eq!(
+        listed(&members, removed),
+        0,
+        "a removed session indexed: {members:?}"
+    );
+    assert_eq!(listed(&members, live), 2, "a live session unindexed");
+    remove_keys(&redis, &prefix).await;
+}
+
+/// A company-token call cancelled while it holds the store's lock (its caller dropped)
+/// stalls no one: the fetch goes on by itself, releases the lock and caches the token,
+/// so another instance gets it at once instead of waiting out the lock's lease (here a
+/// minute: twice an HTTP timeout of 30 s).
+#[tokio::test]
+async fn a_cancelled_company_token_call_stalls_no_instance() {
+    let Some(redis) = redis_url("a_cancelled_company_token_call_stalls_no_instance") else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let instance = || async {
+        let store = RedisStore::connect(&redis)
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        let configure = |b: hcss_auth::HcssConfigBuilder| b.http_timeout(Duration::from_secs(30));
+        let (_url, auth) = start_app_with_store(&mock, configure, store).await;
+        hcss_auth::HcssCompanyTokens::new(&auth)
+    };
+    let (a, b) = (instance().await, instance().await);
+    mock.set_token_fault(Some(TokenFault::Slow(Duration::from_millis(500))));
+    let cancelled = tokio::spawn(async move { a.token("customer-co-1").await });
+    // A holds the lock and asks HCSS; its caller goes away.
+    mock.wait_for(|c| c.company_grants == 1).await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    mock.set_token_fault(None);
+    let token = tokio::time::timeout(Duration::from_secs(10), b.token("customer-co-1"))
+        .await
+        .expect("B waited for the lock of A's cancelled call")
+        .unwrap();
+    assert_eq!(
+        token.claims().company_id().as_deref(),
+        Some("customer-co-1")
+    );
+    assert_eq!(
+        mock.counts().company_grants,
+        1,
+        "B got the token A's fetch asked for"
+    );
+    remove_keys(&redis, &prefix).await;
 }

@@ -8,13 +8,17 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
+use super::{
+    owners_of, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey,
+    TokenStore,
+};
 use crate::token::TokenSet;
 
 /// The default store: login transactions and token sets in this process's memory.
 ///
 /// Entries expire with their TTL, and each kind is bounded: past its capacity, expired
-/// entries are dropped first, then the oldest. So a flood of `/hcss/login` requests (which
+/// entries are dropped first, then the oldest. Company tokens are kept apart from
+/// sessions (as many at most), and are never counted or indexed as sessions. So a flood of `/hcss/login` requests (which
 /// anyone on the internet can send) costs a bounded amount of memory; at worst it pushes
 /// out logins that were still in progress, never signed-in sessions.
 ///
@@ -37,7 +41,10 @@ pub struct MemoryStore {
 struct Inner {
     transactions: Bounded<LoginTransaction>,
     tokens: Bounded<TokenSet>,
-    /// Sessions by owner (user or company), for ending them all; stale keys are dropped
+    /// Cached company tokens, apart from sessions.
+    company_tokens: Bounded<TokenSet>,
+    /// Sessions by owner (user or company), for ending them all. A session leaves it when
+    /// it is removed or taken; keys of sessions that expired or were evicted are dropped
     /// when read, and all at once when they outnumber the sessions held.
     owners: Mutex<HashMap<StoreKey, HashSet<StoreKey>>>,
 }
@@ -68,6 +75,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 transactions: Bounded::new(transactions.max(1)),
                 tokens: Bounded::new(sessions.max(1)),
+                company_tokens: Bounded::new(sessions.max(1)),
                 owners: Mutex::default(),
             }),
         }
@@ -184,12 +192,14 @@ impl<V: Clone> Bounded<V> {
     }
 
     fn take(&self, key: StoreKey) -> Option<V> {
-        let (_, entry) = self.map.remove(&key)?;
-        (entry.expires > Instant::now()).then_some(entry.value)
+        let (value, live) = self.remove(key)?;
+        live.then_some(value)
     }
 
-    fn remove(&self, key: StoreKey) {
-        self.map.remove(&key);
+    /// Removes the entry under `key`: its value, and whether it was live.
+    fn remove(&self, key: StoreKey) -> Option<(V, bool)> {
+        let (_, entry) = self.map.remove(&key)?;
+        Some((entry.value, entry.expires > Instant::now()))
     }
 }
 
@@ -222,7 +232,15 @@ impl Inner {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Files `key` under the owners its tokens name.
+    /// Where the token sets of `key`'s kind live.
+    fn tokens(&self, key: StoreKey) -> &Bounded<TokenSet> {
+        match key.kind() {
+            KeyKind::Session => &self.tokens,
+            KeyKind::CompanyToken => &self.company_tokens,
+        }
+    }
+
+    /// Files `key` under `owners`.
     fn index(&self, key: StoreKey, owners: Vec<SessionOwner>) {
         if owners.is_empty() {
             return;
@@ -239,31 +257,55 @@ impl Inner {
             index.retain(|_, keys| !keys.is_empty());
         }
     }
+
+    /// Takes an ended session's `key` out of the index of the owners its tokens named.
+    fn unindex(&self, key: StoreKey, ended: Option<&TokenSet>) {
+        let owners = ended
+            .map(|tokens| owners_of(key, tokens))
+            .unwrap_or_default();
+        if owners.is_empty() {
+            return;
+        }
+        let mut index = self.owners();
+        for owner in owners {
+            let filed = owner.index_key();
+            if let Some(keys) = index.get_mut(&filed) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    index.remove(&filed);
+                }
+            }
+        }
+    }
 }
 
 impl TokenStore for MemoryStore {
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {
-        self.inner.tokens.get(key)
+        self.inner.tokens(key).get(key)
     }
 
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let tokens = self.inner.tokens.get(key);
+        let tokens = self.inner.tokens(key).get(key);
         Box::pin(async move { Ok(tokens) })
     }
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        self.inner.index(key, SessionOwner::of(&tokens));
-        self.inner.tokens.put(key, tokens, ttl);
+        self.inner.index(key, owners_of(key, &tokens));
+        self.inner.tokens(key).put(key, tokens, ttl);
         Box::pin(async { Ok(()) })
     }
 
     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        self.inner.tokens.remove(key);
+        let removed = self.inner.tokens(key).remove(key);
+        self.inner
+            .unindex(key, removed.as_ref().map(|(tokens, _)| tokens));
         Box::pin(async { Ok(()) })
     }
 
     fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let taken = self.inner.tokens.take(key);
+        let (taken, live) = self.inner.tokens(key).remove(key).unzip();
+        self.inner.unindex(key, taken.as_ref());
+        let taken = taken.filter(|_| live == Some(true));
         Box::pin(async move { Ok(taken) })
     }
 
@@ -274,10 +316,10 @@ impl TokenStore for MemoryStore {
         tokens: TokenSet,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
-        let owners = SessionOwner::of(&tokens);
+        let owners = owners_of(key, &tokens);
         let replaced =
             self.inner
-                .tokens
+                .tokens(key)
                 .replace_if(key, |t| t.version == expected_version, tokens, ttl);
         if replaced {
             self.inner.index(key, owners);
@@ -444,6 +486,42 @@ mod tests {
             .await
             .unwrap();
         assert!(store.load(k("s")).await.unwrap().is_some());
+    }
+
+    fn owned(sub: &str, company: &str) -> TokenSet {
+        let mut set = serde_json::to_value(TokenSet::new("a", 60)).unwrap();
+        set["claims"] = serde_json::json!({ "sub": sub, "CompanyId": company });
+        serde_json::from_value(set).unwrap()
+    }
+
+    fn indexed(store: &MemoryStore, key: StoreKey) -> usize {
+        store
+            .inner
+            .owners()
+            .values()
+            .filter(|keys| keys.contains(&key))
+            .count()
+    }
+
+    /// An ended session leaves its owners' index at once (not when the index is next
+    /// read or swept).
+    #[tokio::test]
+    async fn ended_sessions_leave_the_owner_index() {
+        let store = MemoryStore::new();
+        let minute = Duration::from_secs(60);
+        let (taken, removed, live) = (k("taken"), k("removed"), k("live"));
+        for key in [taken, removed, live] {
+            store
+                .store(key, owned("ann", "co-1"), minute)
+                .await
+                .unwrap();
+            assert_eq!(indexed(&store, key), 2);
+        }
+        assert!(store.take(taken).await.unwrap().is_some());
+        store.remove(removed).await.unwrap();
+        assert_eq!(indexed(&store, taken), 0, "a taken session indexed");
+        assert_eq!(indexed(&store, removed), 0, "a removed session indexed");
+        assert_eq!(indexed(&store, live), 2);
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! Keys handed to a store are [`StoreKey`]s: lowercase hex SHA-256 digests of the state
 //! or session id, never the secret values themselves, so a dump of a store hands out no
-//! live cookie.
+//! live cookie. A token store's keys have a [`KeyKind`]: a signed-in session's, or a
+//! cached company token's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,7 @@ mod near_cache;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use crate::secret::StoreKey;
+pub use crate::secret::{KeyKind, StoreKey};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -154,7 +155,19 @@ impl SessionOwner {
     }
 }
 
-/// Keeps the token sets of signed-in sessions.
+/// The owners a set stored under `key` is filed under: those its claims name for a
+/// session, none for a company token.
+pub(crate) fn owners_of(key: StoreKey, tokens: &TokenSet) -> Vec<SessionOwner> {
+    match key.kind() {
+        KeyKind::Session => SessionOwner::of(tokens),
+        KeyKind::CompanyToken => Vec::new(),
+    }
+}
+
+/// Keeps the token sets of signed-in sessions, and the company tokens that
+/// [`HcssCompanyTokens`](crate::HcssCompanyTokens) caches: [`StoreKey::kind`] tells
+/// them apart. Only sessions are indexed by owner
+/// ([`sessions_of`](Self::sessions_of)).
 ///
 /// The refresh-lock methods let several app instances that share the store refresh a
 /// session once between them. A store used by one process only can keep their defaults:
@@ -286,8 +299,11 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The sessions of a user or a company, for ending them all (a customer disconnecting
     /// the app, an administrator's "log out everywhere"). A store that offers it indexes
-    /// every token set it writes by [`SessionOwner::of`], and may return keys of sessions
-    /// that ended since (the layer skips those). The default says it is unsupported.
+    /// every token set it writes under a [`KeyKind::Session`] key by
+    /// [`SessionOwner::of`] (never a [`KeyKind::CompanyToken`]: a company token carries
+    /// its `CompanyId` but is no session), takes a session out of its owners' index when
+    /// it is removed or taken, and may return keys of sessions that ended since (the
+    /// layer skips those). The default says it is unsupported.
     fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
         let _ = owner;
         Box::pin(async {

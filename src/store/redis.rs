@@ -8,7 +8,10 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
 use super::near_cache::{self, NearCache};
-use super::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
+use super::{
+    owners_of, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey,
+    TokenStore,
+};
 use crate::error::StoreError;
 use crate::token::TokenSet;
 
@@ -49,10 +52,14 @@ return 1";
 /// between all of them (a per-session lock, `SET NX PX` with a random owner, released by
 /// a compare-and-delete script, expiring by itself if its holder dies).
 ///
-/// Keys are `{prefix}tx:{hash}`, `{prefix}tok:{hash}` and `{prefix}lock:{hash}`, each with
-/// a TTL, and `{prefix}secret:cookie-key`, the key that seals login cookies when the
-/// configuration gives none, shared by every instance (created once with `SET NX`, kept
-/// without TTL); values are JSON. Login transactions are taken with `GETDEL` (Redis 6.2 or later).
+/// Keys, each with a TTL: `{prefix}tx:{hash}` (logins in progress), `{prefix}tok:{hash}`
+/// (sessions' token sets), `{prefix}co:{hash}` (cached company tokens, apart from
+/// sessions), `{prefix}lock:{hash}` (refresh locks) and `{prefix}own:{hash}` (the sets of
+/// session keys of a user or a company, for ending them all; a session leaves them when
+/// it ends, and company tokens are never in them); and `{prefix}secret:cookie-key`, the
+/// key that seals login cookies when the configuration gives none, shared by every
+/// instance (created once with `SET NX`, kept without TTL). Values are JSON. Logins and
+/// ended sessions are taken with `GETDEL` (Redis 6.2 or later).
 /// The connection reconnects by itself after an outage; while Redis is down the flow
 /// endpoints and the extractor answer 503. A Redis Cluster works too
 /// ([`connect_cluster`](Self::connect_cluster)): every operation touches one key.
@@ -65,7 +72,7 @@ return 1";
 /// one extra RESP3 connection per store with `CLIENT TRACKING ON BCAST` on the token
 /// keys). A logout, a refresh or an ended session on any instance is pushed by Redis to
 /// every other instance as it happens, and the copy is dropped before the next request
-/// can use it. While that connection is down (Redis restarting, a network cut, a Redis
+/// can use it. It holds sessions only: company tokens are always read from Redis. While that connection is down (Redis restarting, a network cut, a Redis
 /// without client tracking) nothing is served from the cache, which is emptied at once;
 /// a heartbeat `PING` each second finds a silent loss within about two seconds, and no
 /// copy is served past its key's TTL or longer than its maximum age (30 s by default)
@@ -297,8 +304,11 @@ impl RedisStore {
         Some(near)
     }
 
-    /// Drops the near cache's copy of `key`.
+    /// Drops the near cache's copy of `key` (which holds sessions only).
     fn forget(&self, key: StoreKey) {
+        if key.kind() != KeyKind::Session {
+            return;
+        }
         if let Some(near) = self.near() {
             near.forget(key);
         }
@@ -306,6 +316,15 @@ impl RedisStore {
 
     fn key(&self, kind: &str, key: StoreKey) -> String {
         format!("{}{kind}:{}", self.prefix, key.as_str())
+    }
+
+    /// Where the token set of `key` lives: `tok:` for a session, `co:` for a company
+    /// token.
+    fn tokens_key(&self, key: StoreKey) -> String {
+        match key.kind() {
+            KeyKind::Session => self.key("tok", key),
+            KeyKind::CompanyToken => self.key("co", key),
+        }
     }
 
     /// Files a session under the owners its tokens name (`SADD`), the index living as
@@ -331,6 +350,21 @@ impl RedisStore {
             };
             if let Err(err) = filed.await {
                 tracing::warn!(error = %err, "hcss: a session was not indexed by its owner");
+            }
+        }
+    }
+
+    /// Takes an ended session out of the indexes of the owners its tokens named (`SREM`).
+    /// Best effort: a failure is logged, and the index drops the key when next read.
+    async fn unindex(&self, key: StoreKey, ended: Option<&TokenSet>) {
+        for owner in ended.map(|t| owners_of(key, t)).unwrap_or_default() {
+            let index = self.key("own", owner.index_key());
+            let removed = self
+                .conn
+                .query::<i64>(redis::cmd("SREM").arg(&index).arg(key.as_str()))
+                .await;
+            if let Err(err) = removed {
+                tracing::debug!(error = %err, "an ended session stays in its owner's index until it is next read");
             }
         }
     }
@@ -386,13 +420,17 @@ impl StateStore for RedisStore {
 
 impl TokenStore for RedisStore {
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+        if key.kind() != KeyKind::Session {
+            return None;
+        }
         self.near()?.get(key)
     }
 
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let stored = self.key("tok", key);
+        let stored = self.tokens_key(key);
         Box::pin(async move {
-            let near = self.near();
+            // The near cache tracks `tok:` keys alone: it holds sessions only.
+            let near = self.near().filter(|_| key.kind() == KeyKind::Session);
             let ticket = near.and_then(|near| near.begin(key));
             let Some((near, ticket)) = near.zip(ticket) else {
                 let text: Option<String> = self.conn.query(redis::cmd("GET").arg(stored)).await?;
@@ -417,8 +455,8 @@ impl TokenStore for RedisStore {
     }
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
-        let owners = SessionOwner::of(&tokens);
-        let stored = self.key("tok", key);
+        let owners = owners_of(key, &tokens);
+        let stored = self.tokens_key(key);
         self.forget(key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
@@ -431,22 +469,30 @@ impl TokenStore for RedisStore {
     }
 
     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        let stored = self.key("tok", key);
+        let stored = self.tokens_key(key);
         self.forget(key);
         Box::pin(async move {
-            let removed = self.conn.query::<()>(redis::cmd("DEL").arg(stored)).await;
+            // GETDEL, not DEL: the claims say which owners' indexes list the session.
+            let removed = self
+                .conn
+                .query::<Option<String>>(redis::cmd("GETDEL").arg(stored))
+                .await;
             self.forget(key);
-            removed
+            let ended = from_json::<TokenSet>(removed?).ok().flatten();
+            self.unindex(key, ended.as_ref()).await;
+            Ok(())
         })
     }
 
     fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let stored = self.key("tok", key);
+        let stored = self.tokens_key(key);
         self.forget(key);
         Box::pin(async move {
             let text = self.conn.query(redis::cmd("GETDEL").arg(stored)).await;
             self.forget(key);
-            from_json(text?)
+            let taken = from_json::<TokenSet>(text?)?;
+            self.unindex(key, taken.as_ref()).await;
+            Ok(taken)
         })
     }
 
@@ -457,8 +503,8 @@ impl TokenStore for RedisStore {
         tokens: TokenSet,
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
-        let owners = SessionOwner::of(&tokens);
-        let stored = self.key("tok", key);
+        let owners = owners_of(key, &tokens);
+        let stored = self.tokens_key(key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
             let mut script = redis::cmd("EVAL");

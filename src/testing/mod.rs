@@ -426,17 +426,48 @@ pub async fn token_store_conformance<S: TokenStore>(store: Arc<S>) {
             store.remove(a).await.expect("remove");
             assert_eq!(
                 store
-                    .sessions_of(SessionOwner::Subject(sub))
+                    .sessions_of(SessionOwner::Subject(sub.clone()))
                     .await
                     .expect("sessions_of"),
                 vec![b],
                 "sessions_of must not return a removed session"
             );
+            // A company token carries its company's claims, but is no session.
+            let company_token = StoreKey::of_company_token(&random_label());
+            store
+                .store(company_token, owned(&sub, &company), minute)
+                .await
+                .expect("store");
+            for owner in [SessionOwner::Subject(sub), SessionOwner::Company(company)] {
+                assert!(
+                    !store
+                        .sessions_of(owner)
+                        .await
+                        .expect("sessions_of")
+                        .contains(&company_token),
+                    "sessions_of must not return a company token (KeyKind::CompanyToken)"
+                );
+            }
+            store.remove(company_token).await.expect("remove");
         }
     }
     for key in [a, b, c] {
         store.remove(key).await.expect("remove");
     }
+
+    // A company token round-trips as a session does.
+    let company_token = StoreKey::of_company_token(&random_label());
+    store
+        .store(company_token, tokens.clone(), minute)
+        .await
+        .expect("store");
+    assert_eq!(
+        store.load(company_token).await.expect("load"),
+        Some(tokens.clone()),
+        "load must return the company token stored"
+    );
+    store.remove(company_token).await.expect("remove");
+    assert_eq!(store.load(company_token).await.expect("load"), None);
 
     // TTLs lapse, for `cached` too.
     let tok_key = fresh_key();

@@ -495,3 +495,37 @@ impl Capture {
         String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
     }
 }
+
+/// Caches a company token and the app's own token through `auth`, then ends the sessions
+/// of both companies and of the app's client: none of them is a session (0 ended, no
+/// revocation), and both stay cached (no new grant).
+pub async fn company_tokens_are_not_sessions(mock: &MockHcssIdentity, auth: &HcssAuth) {
+    let companies = hcss_auth::HcssCompanyTokens::new(auth);
+    let company = "customer-co-1";
+    companies.token(company).await.unwrap();
+    companies.own_token().await.unwrap();
+    let client = format!("client:{}", mock.client_id());
+    for (what, ended) in [
+        (company, auth.end_sessions_for_company(company).await),
+        (
+            MockHcssIdentity::OWN_COMPANY,
+            auth.end_sessions_for_company(MockHcssIdentity::OWN_COMPANY)
+                .await,
+        ),
+        (
+            client.as_str(),
+            auth.end_sessions_for_subject(&client).await,
+        ),
+    ] {
+        assert_eq!(ended.unwrap(), 0, "sessions of {what} ended");
+    }
+    assert_eq!(mock.counts().revocations, 0, "a company token revoked");
+    companies.token(company).await.unwrap();
+    companies.own_token().await.unwrap();
+    let counts = mock.counts();
+    assert_eq!(
+        (counts.company_grants, counts.client_credentials),
+        (1, 1),
+        "the cached company tokens were removed"
+    );
+}
