@@ -387,6 +387,7 @@ async fn refresh_with(shared: &Shared, key: StoreKey, owner: &str, old: TokenSet
                 new.scope = old.scope.clone();
             }
             new.session_expires_at = old.session_expires_at;
+            new.keep_identity_from(&old, config);
             new.version = old.version.wrapping_add(1);
             tracing::debug!(session = key.short(), "hcss: access token refreshed");
             return write_or_keep(shared, key, owner, old.version, new).await;

@@ -267,3 +267,37 @@ async fn with_openid_the_id_token_is_checked_and_preferred() {
     let login = Browser::new().get(&format!("{}/hcss/login", app.url)).await;
     assert!(login.location().contains("nonce="));
 }
+
+/// The ID token's identity claims outlive refreshes (before, the first refresh replaced
+/// them with the new access token's: the handler saw another name).
+#[tokio::test]
+async fn the_id_tokens_identity_claims_survive_refreshes() {
+    let mock = MockHcssIdentity::builder()
+        .subject("oidc-user")
+        .start()
+        .await;
+    let app = start_app(&mock, |b| {
+        b.scopes(["openid", "heavyjob:read", "offline_access"])
+    })
+    .await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let whoami = || async {
+        let seen = browser.get(&format!("{}/whoami", app.url)).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        serde_json::from_str::<serde_json::Value>(&seen.body).unwrap()
+    };
+    assert_eq!(whoami().await["name"], "Test User (ID token)");
+    let id = browser.cookie("hcss-session").unwrap();
+    for refreshes in 1..=2 {
+        expire_session(&app.store, &id).await;
+        let me = whoami().await;
+        assert_eq!(mock.counts().refreshes, refreshes);
+        assert_eq!(
+            me["name"], "Test User (ID token)",
+            "after refresh {refreshes}: the ID token's name, not the access token's"
+        );
+        assert_eq!(me["email"], "test.user@example.com");
+        assert_eq!(me["subject"], "oidc-user");
+    }
+}
