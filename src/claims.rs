@@ -236,8 +236,16 @@ mod tests {
         assert!(check(&ok(r#"["app","api"]"#, r#","azp":"app""#), login).is_ok());
         assert!(check(&ok(r#""app""#, r#","azp":"app""#), login).is_ok());
         for (aud, azp, why) in [
-            (r#"["app","api"]"#, "", "several audiences and there is no azp"),
-            (r#"["app","api"]"#, r#","azp":"api""#, "azp is not this client"),
+            (
+                r#"["app","api"]"#,
+                "",
+                "several audiences and there is no azp",
+            ),
+            (
+                r#"["app","api"]"#,
+                r#","azp":"api""#,
+                "azp is not this client",
+            ),
             (r#""app""#, r#","azp":"other""#, "azp is not this client"),
             (r#""app""#, r#","azp":7"#, "azp is not this client"),
             (r#"["api"]"#, "", "aud does not name this client"),
@@ -246,8 +254,7 @@ mod tests {
             assert!(err.contains(why), "{aud} {azp}: {err}");
         }
         // The nonce: the login's at a sign-in, not checked at a refresh.
-        let with_nonce =
-            r#"{"iss":"https://id.example","aud":"app","exp":2000,"nonce":"n1"}"#;
+        let with_nonce = r#"{"iss":"https://id.example","aud":"app","exp":2000,"nonce":"n1"}"#;
         assert!(check(with_nonce, Nonce::Login(Some("n1"))).is_ok());
         assert!(check(with_nonce, Nonce::Login(Some("n2"))).is_err());
         assert!(check(with_nonce, Nonce::Login(None)).is_err());

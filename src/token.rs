@@ -128,7 +128,12 @@ impl TokenSet {
             config.now(),
             Nonce::Refresh,
         ) {
-            Ok(fresh) if old.claims.subject().is_none_or(|sub| fresh.subject() == Some(sub)) => {
+            Ok(fresh)
+                if old
+                    .claims
+                    .subject()
+                    .is_none_or(|sub| fresh.subject() == Some(sub)) =>
+            {
                 self.claims = self.claims.overlaid_with(&fresh);
             }
             Ok(_) => tracing::warn!(
@@ -323,7 +328,10 @@ mod tests {
         new.id_token = Some(id_token("u", "new ID name").into());
         new.keep_identity_from(&old, &config);
         assert_eq!(new.claims.name(), Some("new ID name"));
-        assert!(new.claims.get("iss").is_none(), "not the ID token's own claims");
+        assert!(
+            new.claims.get("iss").is_none(),
+            "not the ID token's own claims"
+        );
         assert!(new.id_token.is_none());
 
         // One for another user, or that does not check out: ignored.
