@@ -55,6 +55,69 @@ impl Claims {
         }
     }
 
+    /// The claims of an ID token that came from the token endpoint, once they check out
+    /// (OpenID Connect Core §3.1.3.7 and §12.2): `iss` is the configured issuer, `aud`
+    /// names this client, `azp` names it when present and is present when `aud` names
+    /// several audiences, `exp` is in the future, and the `nonce` is what `nonce` says.
+    /// The signature is not checked: the token came from the token endpoint over
+    /// verified TLS. The error says which check failed (no claim values, for logs).
+    pub(crate) fn of_id_token(
+        id_token: &str,
+        issuer: &str,
+        client_id: &str,
+        now: u64,
+        nonce: Nonce<'_>,
+    ) -> Result<Claims, &'static str> {
+        let claims = Claims::of_access_token(id_token);
+        if claims.is_empty() {
+            return Err("not a JWT");
+        }
+        if claims.get_str("iss") != Some(issuer) {
+            return Err("iss is not the configured issuer");
+        }
+        let (ours, several) = match claims.get("aud") {
+            Some(serde_json::Value::String(aud)) => (aud == client_id, false),
+            Some(serde_json::Value::Array(auds)) => (
+                auds.iter().any(|a| a.as_str() == Some(client_id)),
+                auds.len() > 1,
+            ),
+            _ => (false, false),
+        };
+        if !ours {
+            return Err("aud does not name this client");
+        }
+        match claims.get("azp") {
+            Some(azp) if azp.as_str() != Some(client_id) => {
+                return Err("azp is not this client");
+            }
+            None if several => return Err("aud names several audiences and there is no azp"),
+            _ => {}
+        }
+        let expires = claims.get("exp").and_then(serde_json::Value::as_u64);
+        if expires.is_none_or(|exp| exp <= now) {
+            return Err("expired");
+        }
+        if let Nonce::Login(nonce) = nonce {
+            if claims.get_str("nonce") != nonce {
+                return Err("nonce is not the login's");
+            }
+        }
+        Ok(claims)
+    }
+
+    /// What these claims (a session's) hold beyond those of its access token `access`:
+    /// the claims its ID token brought, that the access token lacks or says otherwise.
+    /// Nothing when the two agree; everything when the access token is not a JWT.
+    pub(crate) fn beyond(&self, access: &Claims) -> Claims {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .filter(|(name, value)| access.get(name) != Some(*value))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        Claims(Arc::new(map))
+    }
+
     /// These claims with `id_token`'s identity claims on top (who the user is: `sub`,
     /// name, email...), leaving out what only describes the ID token itself.
     pub(crate) fn overlaid_with(&self, id_token: &Claims) -> Claims {
@@ -131,6 +194,16 @@ impl Claims {
     }
 }
 
+/// What the `nonce` of an ID token must be.
+#[derive(Clone, Copy)]
+pub(crate) enum Nonce<'a> {
+    /// At a sign-in: the login's, or none when the login sent none.
+    Login(Option<&'a str>),
+    /// At a refresh: not checked (OpenID Connect Core §12.2: a refreshed ID token
+    /// answers no authorization request).
+    Refresh,
+}
+
 impl fmt::Debug for Claims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
@@ -147,6 +220,62 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
             URL_SAFE_NO_PAD.encode(payload)
         )
+    }
+
+    #[test]
+    fn an_id_token_must_name_this_client_in_aud_and_azp() {
+        let check = |claims: &str, nonce| {
+            Claims::of_id_token(&jwt(claims), "https://id.example", "app", 1_000, nonce)
+        };
+        let ok = |aud: &str, azp: &str| {
+            format!(r#"{{"iss":"https://id.example","aud":{aud}{azp},"exp":2000,"sub":"u"}}"#)
+        };
+        let login = Nonce::Login(None);
+        assert!(check(&ok(r#""app""#, ""), login).is_ok());
+        assert!(check(&ok(r#"["app"]"#, ""), login).is_ok());
+        assert!(check(&ok(r#"["app","api"]"#, r#","azp":"app""#), login).is_ok());
+        assert!(check(&ok(r#""app""#, r#","azp":"app""#), login).is_ok());
+        for (aud, azp, why) in [
+            (
+                r#"["app","api"]"#,
+                "",
+                "several audiences and there is no azp",
+            ),
+            (
+                r#"["app","api"]"#,
+                r#","azp":"api""#,
+                "azp is not this client",
+            ),
+            (r#""app""#, r#","azp":"other""#, "azp is not this client"),
+            (r#""app""#, r#","azp":7"#, "azp is not this client"),
+            (r#"["api"]"#, "", "aud does not name this client"),
+        ] {
+            let err = check(&ok(aud, azp), login).unwrap_err();
+            assert!(err.contains(why), "{aud} {azp}: {err}");
+        }
+        // The nonce: the login's at a sign-in, not checked at a refresh.
+        let with_nonce = r#"{"iss":"https://id.example","aud":"app","exp":2000,"nonce":"n1"}"#;
+        assert!(check(with_nonce, Nonce::Login(Some("n1"))).is_ok());
+        assert!(check(with_nonce, Nonce::Login(Some("n2"))).is_err());
+        assert!(check(with_nonce, Nonce::Login(None)).is_err());
+        assert!(check(with_nonce, Nonce::Refresh).is_ok());
+        let expired = r#"{"iss":"https://id.example","aud":"app","exp":1000}"#;
+        assert_eq!(check(expired, Nonce::Refresh).unwrap_err(), "expired");
+    }
+
+    #[test]
+    fn what_a_session_holds_beyond_its_access_token() {
+        let access = Claims::of_access_token(&jwt(r#"{"sub":"u","name":"A","jti":"1"}"#));
+        let session = access.overlaid_with(&Claims::of_access_token(&jwt(
+            r#"{"sub":"u","name":"A (ID)","email":"a@x","nonce":"n"}"#,
+        )));
+        let beyond = session.beyond(&access);
+        assert_eq!(beyond.name(), Some("A (ID)"));
+        assert_eq!(beyond.email(), Some("a@x"));
+        assert!(beyond.get("sub").is_none() && beyond.get("jti").is_none());
+        assert!(beyond.get("nonce").is_none());
+        assert!(access.beyond(&access).is_empty());
+        assert_eq!(session.beyond(&Claims::default()), session);
     }
 
     #[test]

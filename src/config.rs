@@ -16,6 +16,11 @@ pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";
 /// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
 pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Code exchanges one process makes at once by default.
+pub(crate) const DEFAULT_MAX_CODE_EXCHANGES: usize = 64;
+/// The largest bound on code exchanges in flight that a configuration may set.
+const MAX_CODE_EXCHANGES: usize = 65_536;
+
 /// The longest wait after a transient failure: the bound of `retry_after` and of a
 /// `Retry-After` sent by the identity service.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -79,6 +84,8 @@ pub(crate) struct IdentityClient {
     pub(crate) http_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     pub(crate) retry_after: Duration,
+    /// Code exchanges one process makes at once, at most.
+    pub(crate) max_code_exchanges: usize,
 }
 
 /// Scopes that only a user's sign-in can be granted: `offline_access` and OpenID
@@ -278,6 +285,7 @@ pub struct HcssConfigBuilder {
     clock: Option<crate::clock::TestClock>,
     http_client: Option<reqwest::ClientBuilder>,
     max_response_bytes: usize,
+    max_code_exchanges: usize,
 }
 
 impl Default for HcssConfigBuilder {
@@ -307,6 +315,7 @@ impl Default for HcssConfigBuilder {
             clock: None,
             http_client: None,
             max_response_bytes: 64 * 1024,
+            max_code_exchanges: DEFAULT_MAX_CODE_EXCHANGES,
         }
     }
 }
@@ -487,6 +496,34 @@ impl HcssConfigBuilder {
         self
     }
 
+    /// How many code exchanges (the token calls that end a sign-in) one process makes at
+    /// once, at most (default 64, at most 65,536). A callback past the bound answers 503 with
+    /// `Retry-After` before any token call and keeps its login, so the browser can retry.
+    ///
+    /// Anyone can start a login and call the callback with its state, its cookie and a
+    /// made-up code, and each such call costs one call to HCSS's token endpoint. Starting
+    /// logins is free, so no bound per login or per client stops a flood of them; this
+    /// bound caps what a flood can make the app ask of HCSS at any moment, and the
+    /// sockets and tasks it holds, whatever the number of clients. A real sign-in holds a
+    /// place for one round trip to HCSS, so the default serves hundreds a second.
+    ///
+    /// ```
+    /// use hcss_auth::HcssConfig;
+    ///
+    /// let config = HcssConfig::builder()
+    ///     .client_id("my-client")
+    ///     .scopes(["heavyjob:read"])
+    ///     .redirect_uri("https://app.example.com/hcss/callback")
+    ///     .max_code_exchanges(16)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn max_code_exchanges(mut self, exchanges: usize) -> Self {
+        self.max_code_exchanges = exchanges;
+        self
+    }
+
     /// **Development only.** Allows `http://` identity and redirect URIs whose host is a
     /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
     /// and the `__Host-` prefix when the redirect URI is `http://`.
@@ -582,6 +619,15 @@ impl HcssConfigBuilder {
                     format!("{user:?} must be a path of its own on this site"),
                 ));
             }
+        }
+        if !(1..=MAX_CODE_EXCHANGES).contains(&self.max_code_exchanges) {
+            return Err(ConfigError::invalid(
+                "max_code_exchanges",
+                format!(
+                    "{} is not between 1 (or no one can sign in) and {MAX_CODE_EXCHANGES}",
+                    self.max_code_exchanges
+                ),
+            ));
         }
         if self.transaction_ttl.is_zero()
             || self.max_session_age.is_zero()
@@ -679,6 +725,7 @@ impl HcssConfigBuilder {
                 http_timeout: self.http_timeout,
                 max_response_bytes: self.max_response_bytes,
                 retry_after: self.retry_after,
+                max_code_exchanges: self.max_code_exchanges,
             },
             routes: Routes {
                 app_origin: redirect.origin().ascii_serialization(),

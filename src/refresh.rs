@@ -547,6 +547,7 @@ async fn refresh_with(
                 new.scope = old.scope.clone();
             }
             new.session_expires_at = old.session_expires_at;
+            new.keep_identity_from(&old, config);
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(owner.into());
             tracing::debug!(session = key.short(), "hcss: access token refreshed");

@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     /// States of sealed logins whose callback has been answered, so a replay is refused
     /// before any token call.
     pub(crate) used_states: UsedStates,
+    /// Places for code exchanges in flight (`max_code_exchanges`): a callback past them
+    /// answers 503 before any token call.
+    pub(crate) code_exchanges: tokio::sync::Semaphore,
     /// What tells a misplaced layer.
     pub(crate) placement: Placement,
     /// The app's hooks.
@@ -54,6 +57,7 @@ impl Shared {
         token_store: Arc<dyn TokenStore>,
     ) -> Self {
         Self {
+            code_exchanges: tokio::sync::Semaphore::new(config.identity.max_code_exchanges),
             config,
             logins,
             token_store,

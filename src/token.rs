@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, Nonce};
+use crate::config::HcssConfig;
 use crate::secret::SecretString;
 
 /// Seconds since the Unix epoch, as the stores keep time.
@@ -114,6 +115,47 @@ impl TokenSet {
     pub fn with_expires_at(mut self, expires_at: u64) -> Self {
         self.expires_at = expires_at;
         self
+    }
+
+    /// Keeps, in this set just refreshed from `old`, the identity claims that `old` got
+    /// from its ID token (a refresh answers with a new access token, whose claims would
+    /// otherwise replace them): the claims of `old` that its own access token lacks or
+    /// says otherwise go on top of this set's. When the refresh brought an ID token that
+    /// checks out (issuer, audience, `azp`, expiry, and the same `sub`), its identity
+    /// claims go on top of those; one that does not check out is ignored and logged.
+    pub(crate) fn keep_identity_from(&mut self, old: &TokenSet, config: &HcssConfig) {
+        let old_access = Claims::of_access_token(old.access_token.expose_secret());
+        let kept = old.claims.beyond(&old_access);
+        if !kept.is_empty() {
+            self.claims = self.claims.overlaid_with(&kept);
+        }
+        let Some(id_token) = self.id_token.take() else {
+            return;
+        };
+        let identity = &config.identity;
+        match Claims::of_id_token(
+            id_token.expose_secret(),
+            &identity.issuer,
+            &identity.client_id,
+            config.now(),
+            Nonce::Refresh,
+        ) {
+            Ok(fresh)
+                if old
+                    .claims
+                    .subject()
+                    .is_none_or(|sub| fresh.subject() == Some(sub)) =>
+            {
+                self.claims = self.claims.overlaid_with(&fresh);
+            }
+            Ok(_) => tracing::warn!(
+                "the ID token of a refresh names another user; its claims are ignored"
+            ),
+            Err(why) => tracing::warn!(
+                why,
+                "the ID token of a refresh does not check out; its claims are ignored"
+            ),
+        }
     }
 
     /// How long the store should keep this set from `now`: until the session can no
@@ -249,6 +291,74 @@ mod tests {
             .with_scope("heavyjob:read");
         let json = serde_json::to_string(&set).unwrap();
         assert_eq!(serde_json::from_str::<TokenSet>(&json).unwrap(), set);
+    }
+
+    /// A refresh keeps the identity claims the old set's ID token brought, unless it
+    /// brings a new ID token that checks out (same issuer, client and user).
+    #[test]
+    fn a_refresh_keeps_the_id_tokens_identity() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        let jwt = |payload: &str| format!("h.{}.s", URL_SAFE_NO_PAD.encode(payload));
+        let config = HcssConfig::builder()
+            .client_id("app")
+            .scopes(["openid"])
+            .redirect_uri("https://app.example.com/hcss/callback")
+            .build()
+            .unwrap();
+        let issuer = config.issuer().to_owned();
+        let access = |name: &str| {
+            let token = jwt(&format!(r#"{{"sub":"u","name":"{name}"}}"#));
+            let mut set = TokenSet::new(token.as_str(), 60);
+            set.claims = Claims::of_access_token(&token);
+            set
+        };
+        let id_token = |sub: &str, name: &str| {
+            let exp = unix_now() + 300;
+            jwt(&format!(
+                r#"{{"iss":"{issuer}","aud":"app","exp":{exp},"sub":"{sub}","name":"{name}","email":"u@x"}}"#
+            ))
+        };
+        let mut old = access("AT name");
+        old.claims = old
+            .claims
+            .overlaid_with(&Claims::of_access_token(&id_token("u", "ID name")));
+
+        // No ID token in the refresh: the old one's claims stay, the access token's own
+        // claims are the new one's.
+        let mut new = access("new AT name");
+        new.keep_identity_from(&old, &config);
+        assert_eq!(new.claims.name(), Some("ID name"));
+        assert_eq!(new.claims.email(), Some("u@x"));
+        // And again from that set.
+        let mut newer = access("newest AT name");
+        newer.keep_identity_from(&new, &config);
+        assert_eq!(newer.claims.name(), Some("ID name"));
+
+        // A new ID token that checks out: its claims win.
+        let mut new = access("new AT name");
+        new.id_token = Some(id_token("u", "new ID name").into());
+        new.keep_identity_from(&old, &config);
+        assert_eq!(new.claims.name(), Some("new ID name"));
+        assert!(
+            new.claims.get("iss").is_none(),
+            "not the ID token's own claims"
+        );
+        assert!(new.id_token.is_none());
+
+        // One for another user, or that does not check out: ignored.
+        for bad in [id_token("someone-else", "X"), jwt(r#"{"iss":"elsewhere"}"#)] {
+            let mut new = access("new AT name");
+            new.id_token = Some(bad.into());
+            new.keep_identity_from(&old, &config);
+            assert_eq!(new.claims.name(), Some("ID name"));
+        }
+
+        // Without an ID token at sign-in, the new access token's claims are all there is.
+        let plain = access("AT name");
+        let mut new = access("new AT name");
+        new.keep_identity_from(&plain, &config);
+        assert_eq!(new.claims.name(), Some("new AT name"));
     }
 
     #[test]

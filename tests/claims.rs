@@ -267,3 +267,86 @@ async fn with_openid_the_id_token_is_checked_and_preferred() {
     let login = Browser::new().get(&format!("{}/hcss/login", app.url)).await;
     assert!(login.location().contains("nonce="));
 }
+
+/// The ID token's identity claims outlive refreshes (before, the first refresh replaced
+/// them with the new access token's: the handler saw another name).
+#[tokio::test]
+async fn the_id_tokens_identity_claims_survive_refreshes() {
+    let mock = MockHcssIdentity::builder()
+        .subject("oidc-user")
+        .start()
+        .await;
+    let app = start_app(&mock, |b| {
+        b.scopes(["openid", "heavyjob:read", "offline_access"])
+    })
+    .await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let whoami = || async {
+        let seen = browser.get(&format!("{}/whoami", app.url)).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        serde_json::from_str::<serde_json::Value>(&seen.body).unwrap()
+    };
+    assert_eq!(whoami().await["name"], "Test User (ID token)");
+    let id = browser.cookie("hcss-session").unwrap();
+    for refreshes in 1..=2 {
+        expire_session(&app.store, &id).await;
+        let me = whoami().await;
+        assert_eq!(mock.counts().refreshes, refreshes);
+        assert_eq!(
+            me["name"], "Test User (ID token)",
+            "after refresh {refreshes}: the ID token's name, not the access token's"
+        );
+        assert_eq!(me["email"], "test.user@example.com");
+        assert_eq!(me["subject"], "oidc-user");
+    }
+}
+
+/// With `openid`, a token response without an ID token skips every check of the ID
+/// token: it is refused (a 502, the identity service's answer is incomplete), no session
+/// starts, and the refresh token that came back is revoked.
+#[tokio::test]
+async fn with_openid_an_answer_without_an_id_token_is_refused() {
+    use hcss_auth::testing::TokenFault;
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| {
+        b.scopes(["openid", "heavyjob:read", "offline_access"])
+    })
+    .await;
+    mock.set_token_fault(Some(TokenFault::NoIdToken));
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(browser.cookie("hcss-session").is_none(), "no session");
+    assert_eq!(mock.counts().code_exchanges, 1);
+    assert_eq!(
+        mock.counts().revocations,
+        1,
+        "the refresh token was revoked"
+    );
+}
+
+/// An ID token with several audiences must name this client in `azp`; one with an `azp`
+/// must name this client there. Refused otherwise (a 400, no session, the refresh token
+/// revoked).
+#[tokio::test]
+async fn with_openid_an_id_token_for_several_audiences_needs_azp() {
+    use hcss_auth::testing::TokenFault;
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| {
+        b.scopes(["openid", "heavyjob:read", "offline_access"])
+    })
+    .await;
+    mock.set_token_fault(Some(TokenFault::BadIdToken("azp")));
+    let browser = Browser::new();
+    let callback = browser.start_login(&app, None).await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(browser.cookie("hcss-session").is_none(), "no session");
+    assert_eq!(
+        mock.counts().revocations,
+        1,
+        "the refresh token was revoked"
+    );
+}

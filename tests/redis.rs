@@ -1336,3 +1336,75 @@ async fn a_cancelled_company_token_call_stalls_no_instance() {
     );
     remove_keys(&redis, &prefix).await;
 }
+
+/// Forged callbacks (a login started, then its callback called with a junk code) leave
+/// no key in Redis once HCSS refused them: before, each left a `lock:` key for the login
+/// timeout. A successful callback's claim stays: its replay, with its cookie, on either
+/// instance, is refused before any token call.
+#[tokio::test]
+async fn forged_callbacks_leave_no_key_and_a_used_login_stays_claimed() {
+    let Some(redis) = redis_url("forged_callbacks_leave_no_key_and_a_used_login_stays_claimed")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let mock = MockHcssIdentity::start().await;
+    let (a, b, _store) = two_instances(&mock, &redis, &prefix).await;
+    let start = |browser: Browser| {
+        let a = a.clone();
+        async move {
+            let login = browser.get(&format!("{a}/hcss/login")).await;
+            assert_eq!(login.status, 303);
+            let consented = browser.get(login.location()).await;
+            consented.location().to_owned()
+        }
+    };
+    let keys = || async {
+        let mut conn = redis_conn(&redis).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut keys = keys;
+        keys.sort();
+        keys
+    };
+    let forgeries: Vec<(Browser, String)> = {
+        let mut all = Vec::new();
+        for _ in 0..6 {
+            let browser = Browser::new();
+            let callback = start(browser.clone()).await;
+            all.push((browser, callback));
+        }
+        all
+    };
+    let before = keys().await;
+    for (i, (browser, callback)) in forgeries.iter().enumerate() {
+        let instance = if i % 2 == 0 { &a } else { &b };
+        let forged = with_param(&callback.replacen(&a, instance, 1), "code", "junk");
+        let refused = browser.get(&forged).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+    }
+    assert_eq!(mock.counts().code_exchanges, 6);
+    assert_eq!(keys().await, before, "no key left by a refused exchange");
+
+    // A real sign-in; its replay, cookie and all, is refused on A and on B alike.
+    let browser = Browser::new();
+    let callback = start(browser.clone()).await;
+    let name = browser.login_cookies().remove(0);
+    let sealed = browser.cookie(&name).unwrap();
+    assert_eq!(browser.get(&callback).await.status, 303);
+    for instance in [&a, &b] {
+        browser.set_cookie(&name, &sealed);
+        let replay = browser.get(&callback.replacen(&a, instance, 1)).await;
+        assert_eq!(replay.status, 400, "{instance}: {}", replay.body);
+        assert!(replay.body.contains("already used"), "{}", replay.body);
+    }
+    assert_eq!(
+        mock.counts().code_exchanges,
+        7,
+        "no token call for a replay"
+    );
+    remove_keys(&redis, &prefix).await;
+}

@@ -339,3 +339,48 @@ async fn a_return_path_too_long_for_a_cookie_is_refused_at_login() {
     assert!(login.body.contains("too long"), "{}", login.body);
     assert_eq!(mock.counts().authorize, 0);
 }
+
+/// A callback that fails after its login cookie was read (HCSS refuses the client or the
+/// code, HCSS fails, the ID token does not check out, the login expired) answers with a
+/// `Set-Cookie` that clears the login cookie, sealed or stored, as a successful one does.
+#[tokio::test]
+async fn a_failed_callback_clears_its_login_cookie() {
+    use hcss_auth::testing::TokenFault;
+    let mock = MockHcssIdentity::start().await;
+    let sealed = instance(&mock, None, |b| b).await;
+    let stored = start_app_stored(&mock, |b| b).await;
+    let invalid_client = TokenFault::Error {
+        status: 401,
+        error: "invalid_client",
+        retry_after: None,
+    };
+    for app in [&sealed, &stored] {
+        for (fault, status) in [
+            (Some(invalid_client.clone()), 502),
+            (Some(TokenFault::ServerError), 502),
+            (Some(TokenFault::InvalidGrant), 400),
+            (None, 0),
+        ] {
+            let browser = Browser::new();
+            let callback = browser.start_login(app, None).await;
+            let name = browser.login_cookies().remove(0);
+            let (callback, status) = match fault {
+                Some(fault) => {
+                    mock.set_token_fault(Some(fault));
+                    (callback, status)
+                }
+                // A refused login: the callback's code is missing.
+                None => (with_param(&callback, "code", ""), 400),
+            };
+            let failed = browser.get(&callback).await;
+            mock.set_token_fault(None);
+            assert_eq!(failed.status, status, "{}", failed.body);
+            let cleared = failed
+                .set_cookies()
+                .into_iter()
+                .any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0"));
+            assert!(cleared, "{status}: {:?}", failed.set_cookies());
+            assert!(browser.login_cookies().is_empty());
+        }
+    }
+}

@@ -484,6 +484,8 @@ fn bar_13_config_is_validated_when_built() {
         ),
         (base().client_id(""), "client_id"),
         (base().scopes(Vec::<String>::new()), "scopes"),
+        (base().max_code_exchanges(0), "max_code_exchanges"),
+        (base().max_code_exchanges(usize::MAX), "max_code_exchanges"),
     ] {
         let err = builder.build().unwrap_err().to_string();
         assert!(err.contains(field), "{field}: {err}");
@@ -651,4 +653,46 @@ async fn raw_get_status(base: &str, target: &str) -> u16 {
     let mut head = [0u8; 12];
     socket.read_exact(&mut head).await.unwrap();
     std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+/// Code exchanges in flight are bounded per process (`max_code_exchanges`): past the
+/// bound a callback answers 503 with `Retry-After` before any token call, keeps its login
+/// cookie, and its retry completes. Before, every forged callback with a junk code made a
+/// token call at once, however many were in flight.
+#[tokio::test]
+async fn code_exchanges_in_flight_are_bounded() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.max_code_exchanges(2)).await;
+    let mut logins = Vec::new();
+    for _ in 0..5 {
+        let browser = Browser::new();
+        let callback = browser.start_login(&app, None).await;
+        logins.push((browser, callback));
+    }
+    mock.set_token_fault(Some(TokenFault::Stall));
+    let held: Vec<_> = logins
+        .drain(..2)
+        .map(|(browser, callback)| tokio::spawn(async move { browser.get(&callback).await }))
+        .collect();
+    mock.wait_for(|c| c.code_exchanges == 2).await;
+    for (browser, callback) in &logins {
+        // Answered at once, or the mock sees a third exchange (a failure either way).
+        let busy = tokio::select! {
+            busy = browser.get(callback) => busy,
+            () = mock.wait_for(|c| c.code_exchanges > 2) => panic!("a call past the bound"),
+        };
+        assert_eq!(busy.status, 503, "{}", busy.body);
+        assert!(busy.headers.contains_key("retry-after"));
+        assert_eq!(browser.login_cookies().len(), 1, "kept for the retry");
+    }
+    assert_eq!(mock.counts().code_exchanges, 2, "no call past the bound");
+    mock.set_token_fault(None);
+    for done in held {
+        assert_eq!(done.await.unwrap().status, 303);
+    }
+    for (browser, callback) in &logins {
+        let retry = browser.get(callback).await;
+        assert_eq!(retry.status, 303, "{}", retry.body);
+    }
+    assert_eq!(mock.counts().code_exchanges, 5);
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::StatusCode;
+use http::{header, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::sealed::{self, SealedLogin};
@@ -12,19 +12,57 @@ use super::{
     cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
     FlowResponse,
 };
-use crate::claims::Claims;
+use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError};
 use crate::seal::Sealer;
-use crate::secret::{SecretString, SessionId, StoreKey};
+use crate::secret::{random_token, SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
 use crate::token::TokenSet;
 
 /// Longest `state` or `code` worth looking up.
 const MAX_STATE: usize = 512;
 
+/// Answers a callback. Its login cookie is cleared whatever the outcome (a session, a
+/// refusal, a failure at HCSS), unless the answer asks to try the same login again (a
+/// 503 before its code was sent): the login is over either way, and a cookie left behind
+/// would only be replayed.
 pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
+    let mut response = answer(shared, parts).await;
+    if response.extensions_mut().remove::<LoginKept>().is_some() {
+        return response;
+    }
+    let state = query_params(parts.uri.query(), ["state"]).ok();
+    let Some(state) = state
+        .and_then(|[state]| state)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_STATE)
+    else {
+        return response;
+    };
+    let config = &shared.config;
+    let name = config.binding_cookie_name(&state);
+    let sent = super::cookie_pairs(&parts.headers).any(|(n, _)| n == name.as_bytes());
+    if sent {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie(config, name, "", None));
+    }
+    response
+}
+
+/// Marks an answer that asks the browser to try the same login again (a 503 before its
+/// code was sent): its login cookie is kept for the retry.
+#[derive(Clone, Copy)]
+struct LoginKept;
+
+/// `response`, its login cookie kept for a retry.
+fn retry_later(mut response: FlowResponse) -> FlowResponse {
+    response.extensions_mut().insert(LoginKept);
+    response
+}
+
+async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
     let bad = |message: &str| page(config, StatusCode::BAD_REQUEST, "Sign-in failed", message);
     let params = query_params(
@@ -43,6 +81,17 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
 
+    // Before the login is opened, so that a stored login is not taken for nothing.
+    let Ok(exchange) = shared.code_exchanges.try_acquire() else {
+        tracing::warn!(
+            bound = config.identity.max_code_exchanges,
+            "callback refused for now: as many code exchanges in flight as allowed"
+        );
+        return retry_later(unavailable(
+            config,
+            "The sign-in service is busy completing other sign-ins.",
+        ));
+    };
     let binding_name = config.binding_cookie_name(&state);
     let login = match open_login(shared, parts, &state, &binding_name).await {
         Ok(login) => login,
@@ -86,36 +135,55 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
 
     // A sealed login is claimed once, here and in a store that shares its claims, so a
     // replayed callback makes no token call (a stored login was taken already).
-    if matches!(shared.logins, Logins::Sealed(_)) {
-        match claim(shared, &state).await {
-            Ok(true) => {}
-            Ok(false) => {
+    let login_ends = login
+        .created_at
+        .saturating_add(config.lifetimes.transaction_ttl.as_secs());
+    let claimed = if matches!(shared.logins, Logins::Sealed(_)) {
+        match claim(shared, &state, login_ends).await {
+            Ok(Some(claimed)) => Some(claimed),
+            Ok(None) => {
                 tracing::info!("hcss: callback refused: replayed state");
                 return bad("This sign-in was already used. Please sign in again.");
             }
             Err(err) => {
                 tracing::error!(error = %err, "hcss: callback failed: the store is unavailable");
-                return unavailable(
+                return retry_later(unavailable(
                     config,
                     "The sign-in service cannot check the login right now.",
-                );
+                ));
             }
         }
-    }
+    } else {
+        None
+    };
 
     let grant = Grant::AuthorizationCode {
         code: &code,
         verifier: login.verifier.expose_secret(),
     };
-    let mut tokens = match protocol::request_tokens(config, grant).await {
+    let exchanged = protocol::request_tokens(config, grant).await;
+    drop(exchange);
+    let mut tokens = match exchanged {
         Ok(tokens) => tokens,
-        Err(err) => return exchange_failed(shared, &err),
+        Err(err) => {
+            if let Some(claimed) = claimed {
+                claimed.release(shared).await;
+            }
+            return exchange_failed(shared, &err);
+        }
     };
     if tokens.scope.is_empty() {
         tokens.scope = Arc::from(config.identity.scope.as_str());
     }
-    if let Some(id_token) = tokens.id_token.take() {
-        match check_id_token(config, id_token.expose_secret(), login.nonce.as_deref()) {
+    let identity = &config.identity;
+    match tokens.id_token.take() {
+        Some(id_token) => match Claims::of_id_token(
+            id_token.expose_secret(),
+            &identity.issuer,
+            &identity.client_id,
+            config.now(),
+            Nonce::Login(login.nonce.as_deref()),
+        ) {
             // Its identity claims win over the access token's.
             Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
             Err(why) => {
@@ -123,11 +191,26 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
                     why,
                     "hcss: callback refused: the ID token does not check out"
                 );
+                revoke_refused(config, &tokens).await;
                 return bad(
                     "HCSS's answer to this sign-in could not be verified. Please sign in again.",
                 );
             }
+        },
+        // Without it, nothing says who signed in for this login (`nonce`), or to whom.
+        None if identity.openid || login.nonce.is_some() => {
+            tracing::warn!(
+                "callback refused: openid was asked for and the token response has no ID token"
+            );
+            revoke_refused(config, &tokens).await;
+            return page(
+                config,
+                StatusCode::BAD_GATEWAY,
+                "Sign-in failed",
+                "HCSS's answer to this sign-in was incomplete. Please sign in again.",
+            );
         }
+        None => {}
     }
 
     // A new session id on every login, so a planted cookie never becomes a session.
@@ -152,12 +235,15 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         }
     }
     tracing::info!(session = key.short(), "hcss: signed in");
+    // The login cookie is cleared by `callback`, as after any outcome.
     see_other(
         &login.return_to,
-        [
-            set_cookie(config, session_cookie, session_id.as_str(), Some(ttl)),
-            set_cookie(config, binding_name, "", None),
-        ],
+        [set_cookie(
+            config,
+            session_cookie,
+            session_id.as_str(),
+            Some(ttl),
+        )],
     )
 }
 
@@ -194,6 +280,13 @@ async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Optio
             )
         }
     };
+    revoke_refused(config, tokens).await;
+    Some(refused)
+}
+
+/// Revokes the refresh token of a sign-in refused after HCSS issued its tokens, so that
+/// no grant outlives it.
+async fn revoke_refused(config: &crate::HcssConfig, tokens: &TokenSet) {
     if let Some(refresh) = &tokens.refresh_token {
         if let Err(err) =
             protocol::revoke(&config.identity, refresh.expose_secret(), "refresh_token").await
@@ -201,41 +294,6 @@ async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Optio
             tracing::warn!(reason = %err, "hcss: the refused sign-in's refresh token could not be revoked");
         }
     }
-    Some(refused)
-}
-
-/// The claims of an ID token from the token endpoint, once its `iss`, `aud`, `exp` and
-/// `nonce` check out (OpenID Connect Core §3.1.3.7; the signature is not checked: the
-/// token came from the token endpoint over verified TLS).
-fn check_id_token(
-    config: &crate::HcssConfig,
-    id_token: &str,
-    nonce: Option<&str>,
-) -> Result<Claims, &'static str> {
-    let claims = Claims::of_access_token(id_token);
-    if claims.is_empty() {
-        return Err("not a JWT");
-    }
-    if claims.get_str("iss") != Some(config.identity.issuer.as_str()) {
-        return Err("iss is not the configured issuer");
-    }
-    let client = config.identity.client_id.as_str();
-    let audience = match claims.get("aud") {
-        Some(serde_json::Value::String(aud)) => aud == client,
-        Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(client)),
-        _ => false,
-    };
-    if !audience {
-        return Err("aud does not name this client");
-    }
-    let expires = claims.get("exp").and_then(serde_json::Value::as_u64);
-    if expires.is_none_or(|exp| exp <= config.now()) {
-        return Err("expired");
-    }
-    if claims.get_str("nonce") != nonce {
-        return Err("nonce is not the login's");
-    }
-    Ok(claims)
 }
 
 /// A login in progress, opened from its cookie or taken from the store.
@@ -270,10 +328,10 @@ async fn open_login(
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "hcss: callback failed: the state store is unavailable");
-                    return Err(unavailable(
+                    return Err(retry_later(unavailable(
                         config,
                         "The sign-in service cannot read the login right now.",
-                    ));
+                    )));
                 }
             };
             let binding = cookie_value(&parts.headers, cookie_name).map(StoreKey::of);
@@ -318,10 +376,10 @@ async fn open_login(
             Ok(sealer) => sealer,
             Err(err) => {
                 tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
-                return Err(unavailable(
+                return Err(retry_later(unavailable(
                     config,
                     "The sign-in service cannot read the login right now.",
-                ));
+                )));
             }
         };
         opened = open(&sealer);
@@ -354,30 +412,61 @@ async fn open_login(
     })
 }
 
-/// Claims a sealed login's state for its callback: `false` if it was claimed before, in
-/// this process or (through the store's lock, kept until the login would expire) by
-/// another instance.
-async fn claim(shared: &Shared, state: &str) -> Result<bool, crate::error::StoreError> {
+/// A sealed login's claim on its state, held in this process and, through the store's
+/// lock, by every instance that shares the store.
+struct Claimed {
+    key: StoreKey,
+    owner: String,
+}
+
+impl Claimed {
+    /// Gives back the store's lock once HCSS refused the code or the exchange failed:
+    /// no token came of it, so there is nothing a replay could reach, and the code is
+    /// single-use at HCSS. A forged callback (a login of one's own and a made-up code)
+    /// then leaves no key in the store. This process still refuses the state, and a
+    /// lock that cannot be given back expires with the login.
+    async fn release(self, shared: &Shared) {
+        if let Err(err) = shared
+            .token_store
+            .unlock_refresh(self.key, self.owner)
+            .await
+        {
+            tracing::warn!(error = %err, "the claim of a failed sign-in could not be given back; it expires with the login");
+        }
+    }
+}
+
+/// Claims a sealed login's state for its callback, until `until` (Unix seconds, when the
+/// login expires anyway): `None` if it was claimed before, in this process or (through
+/// the store's lock) by another instance. The claim of a successful exchange stays until
+/// then: its replay is refused before any token call, on every instance.
+async fn claim(
+    shared: &Shared,
+    state: &str,
+    until: u64,
+) -> Result<Option<Claimed>, crate::error::StoreError> {
     let config = &shared.config;
     let key = StoreKey::of(&format!("used-state:{state}"));
     let now = config.now();
-    let ttl = config.lifetimes.transaction_ttl;
-    if !shared
-        .used_states
-        .claim(key, now, now.saturating_add(ttl.as_secs()))
-    {
-        return Ok(false);
+    if !shared.used_states.claim(key, now, until) {
+        return Ok(None);
     }
-    let claimed = shared
+    let owner = random_token(16);
+    let ttl = Duration::from_secs(until.saturating_sub(now).max(1));
+    match shared
         .token_store
-        .try_lock_refresh(key, "callback".to_owned(), ttl)
-        .await;
-    if claimed.is_err() {
-        // No token call was made, and the 503 says "try again": the retry must not be
-        // refused as a replay.
-        shared.used_states.release(key);
+        .try_lock_refresh(key, owner.clone(), ttl)
+        .await
+    {
+        Ok(true) => Ok(Some(Claimed { key, owner })),
+        Ok(false) => Ok(None),
+        Err(err) => {
+            // No token call was made, and the 503 says "try again": the retry must not be
+            // refused as a replay.
+            shared.used_states.release(key);
+            Err(err)
+        }
     }
-    claimed
 }
 
 /// The answer to a failed code exchange. A code is never retried: whatever the class,

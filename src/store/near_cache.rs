@@ -36,6 +36,10 @@ use crate::token::TokenSet;
 /// How often the tracking connection is checked, and the clock of the sweep.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The longest `max_age` a near cache keeps: a day (as the configuration's durations are
+/// bounded). A longer one, up to `Duration::MAX`, is taken as this.
+pub(crate) const MAX_AGE_BOUND: Duration = Duration::from_secs(24 * 3600);
+
 pub(crate) struct NearCache {
     entries: DashMap<StoreKey, Slot>,
     /// `generation * 2 + live`: live while the tracking connection is up; the
@@ -92,7 +96,9 @@ impl std::fmt::Debug for NearCache {
 }
 
 impl NearCache {
+    /// A near cache serving copies for `max_age` at most (bounded by [`MAX_AGE_BOUND`]).
     pub(crate) fn new(max_age: Duration, capacity: usize) -> Self {
+        let max_age = max_age.min(MAX_AGE_BOUND);
         let max_age_ticks = (max_age.as_millis() / HEARTBEAT.as_millis()).max(1);
         Self {
             entries: DashMap::new(),
@@ -166,7 +172,12 @@ impl NearCache {
         ttl: Option<Duration>,
     ) {
         let trusted = ttl.map_or(self.max_age, |ttl| ttl.min(self.max_age));
-        let until = ticket.sent + trusted;
+        // Bounded by MAX_AGE_BOUND, so the sum fits; a copy that cannot say until when
+        // it is good is not kept.
+        let Some(until) = ticket.sent.checked_add(trusted) else {
+            self.entries.remove(&key);
+            return;
+        };
         if let dashmap::Entry::Occupied(mut slot) = self.entries.entry(key) {
             let ours = matches!(slot.get(), Slot::Reading { ticket: t, .. } if *t == ticket.ticket);
             if !ours {
@@ -616,6 +627,23 @@ mod tests {
             Some(Duration::from_secs(1)),
         );
         assert_eq!(cache.get(key), None, "past its TTL");
+    }
+
+    /// A max age past what an `Instant` can add (`Duration::MAX`) is bounded, not a
+    /// panic in the read of a key without a TTL (PTTL -1) or with one.
+    #[test]
+    fn a_huge_max_age_is_bounded() {
+        for max_age in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+            let cache = NearCache::new(max_age, 4);
+            let before = cache.before_connecting(1);
+            assert!(cache.live(before, 1, 7));
+            assert_eq!(cache.max_age(), MAX_AGE_BOUND);
+            let key = StoreKey::random();
+            read_sent(&cache, key, Duration::ZERO, None);
+            assert!(cache.get(key).is_some());
+            read_sent(&cache, key, Duration::ZERO, Some(Duration::MAX));
+            assert!(cache.get(key).is_some());
+        }
     }
 
     /// Copies too old to be served, and the slots of reads that never finished (a

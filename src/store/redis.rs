@@ -238,8 +238,10 @@ impl RedisStore {
 
     /// Keeps the near cache (on by default, see [above](Self#the-near-cache)), each copy
     /// served for `max_age` at most after it was read, a bound should an invalidation
-    /// ever be lost. Turns it back on after [`without_near_cache`](Self::without_near_cache);
-    /// no effect on a cluster store.
+    /// ever be lost. A `max_age` longer than a day is taken as a day (up to
+    /// `Duration::MAX`, which before panicked at the first read of a key without a TTL).
+    /// Turns it back on after [`without_near_cache`](Self::without_near_cache); no effect
+    /// on a cluster store.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), hcss_auth::StoreError> {

@@ -46,6 +46,8 @@ async fn whoami(token: HcssToken) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "subject": token.claims().subject(),
         "company_id": token.claims().company_id(),
+        "name": token.claims().name(),
+        "email": token.claims().email(),
         "token_type": token.token_type(),
         "scopes": token.scopes().collect::<Vec<_>>(),
         "expires_in": token.expires_in().as_secs(),

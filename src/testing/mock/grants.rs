@@ -123,6 +123,7 @@ pub(super) fn id_token(
     match fault {
         Some("iss") => claims["iss"] = json!("https://elsewhere.example/identity"),
         Some("aud") => claims["aud"] = json!(["another-client"]),
+        Some("azp") => claims["aud"] = json!([options.client_id, "another-client"]),
         Some("exp") => claims["exp"] = json!(now.saturating_sub(60)),
         Some("nonce") => claims["nonce"] = json!("not-the-nonce"),
         _ => {}

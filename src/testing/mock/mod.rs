@@ -69,8 +69,16 @@ pub enum TokenFault {
     /// client that gave up.
     SlowAfterRotating(Duration),
     /// With `openid` among the scopes, an ID token whose named claim is wrong (`"iss"`,
-    /// `"aud"`, `"exp"` or `"nonce"`); the rest of the answer is right.
+    /// `"aud"`, `"exp"` or `"nonce"`; `"azp"`: `aud` names this client and another, and
+    /// there is no `azp`); the rest of the answer is right.
     BadIdToken(&'static str),
+    /// With `openid` among the scopes, a code exchange answered without an ID token; the
+    /// rest of the answer is right.
+    NoIdToken,
+    /// Hold every token call, unanswered, until the fault is changed with
+    /// [`set_token_fault`](MockHcssIdentity::set_token_fault); then answer it as the new
+    /// setting says. Shows how many calls an app makes at once.
+    Stall,
 }
 
 /// Counts of calls the mock has answered, per endpoint.
@@ -242,6 +250,7 @@ impl MockHcssIdentityBuilder {
             counts: Counters::default(),
             counted: tokio::sync::watch::Sender::new(()),
             fault: Mutex::new(None),
+            fault_changed: tokio::sync::watch::Sender::new(()),
             grants: Mutex::new(Grants::default()),
             disconnected: Mutex::default(),
         });
@@ -379,6 +388,7 @@ impl MockHcssIdentity {
     /// Makes the token endpoint fail in the given way from now on (`None`: work again).
     pub fn set_token_fault(&self, fault: Option<TokenFault>) {
         *lock(&self.state.fault) = fault;
+        self.state.fault_changed.send_replace(());
     }
 
     /// Makes the `company` grant refuse `company` (`invalid_grant`), as HCSS does once a
@@ -488,6 +498,8 @@ struct MockState {
     /// Bumped after every counted call, so tests can wait for one without sleeping.
     counted: tokio::sync::watch::Sender<()>,
     fault: Mutex<Option<TokenFault>>,
+    /// Bumped at every change of `fault`, so stalled calls wake up.
+    fault_changed: tokio::sync::watch::Sender<()>,
     grants: Mutex<Grants>,
     /// Companies that removed the app: the `company` grant refuses them.
     disconnected: Mutex<std::collections::HashSet<String>>,

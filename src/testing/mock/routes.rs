@@ -211,9 +211,15 @@ pub(super) async fn token(
         Some("client_credentials") => bump(&state, |c| &c.client_credentials),
         _ => {}
     }
+    let mut changed = state.fault_changed.subscribe();
+    while matches!(*lock(&state.fault), Some(TokenFault::Stall)) {
+        if changed.changed().await.is_err() {
+            break;
+        }
+    }
     let fault = lock(&state.fault).clone();
     match fault {
-        None => {}
+        None | Some(TokenFault::Stall) => {}
         Some(TokenFault::Slow(delay)) => tokio::time::sleep(delay).await,
         Some(TokenFault::ServerError) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>500</h1>")).into_response()
@@ -264,8 +270,8 @@ pub(super) async fn token(
             tokio::time::sleep(delay).await;
             return response;
         }
-        // The grant itself is right; only its ID token is not.
-        Some(TokenFault::BadIdToken(_)) => {}
+        // The grant itself is right; only its ID token is not (or is missing).
+        Some(TokenFault::BadIdToken(_) | TokenFault::NoIdToken) => {}
     }
     grant(&state, &headers, &p)
 }
@@ -296,8 +302,10 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             let grant = grants.next;
             let offline = pending.scope.split(' ').any(|s| s == "offline_access");
             let mut body = grants.issue(options, &state.issuer, grant, &pending.scope, offline);
-            if pending.scope.split(' ').any(|s| s == "openid") {
-                let fault = match lock(&state.fault).clone() {
+            let fault = lock(&state.fault).clone();
+            let with_id_token = fault != Some(TokenFault::NoIdToken);
+            if with_id_token && pending.scope.split(' ').any(|s| s == "openid") {
+                let fault = match fault {
                     Some(TokenFault::BadIdToken(claim)) => Some(claim),
                     _ => None,
                 };
