@@ -1,10 +1,19 @@
 //! The time the flow runs on: the system's, or a test's that can be moved forward.
 
+#[cfg(feature = "test-util")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "test-util")]
 use std::sync::Arc;
+#[cfg(feature = "test-util")]
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::token::unix_now;
+/// Seconds since the Unix epoch, as the stores keep time.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// A clock for tests (feature `test-util`): the system's time plus an offset the test
 /// moves forward, so that a test can let a login wait half an hour or a token expire
@@ -20,11 +29,13 @@ use crate::token::unix_now;
 /// clock.advance(Duration::from_secs(30));
 /// assert_eq!(clock.offset(), Duration::from_secs(30));
 /// ```
+#[cfg(feature = "test-util")]
 #[derive(Clone, Debug, Default)]
 pub struct TestClock {
     offset: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "test-util")]
 impl TestClock {
     /// A clock at the system's time.
     pub fn new() -> Self {

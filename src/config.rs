@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::clock::unix_now;
 use crate::error::ConfigError;
 use crate::seal::{CookieKey, MIN_KEY_BYTES};
 use crate::secret::SecretString;
-use crate::token::unix_now;
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";

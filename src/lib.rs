@@ -42,7 +42,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod claims;
-#[cfg(feature = "test-util")]
 mod clock;
 mod company;
 mod config;

@@ -6,15 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{Claims, Nonce};
+use crate::clock::unix_now;
 use crate::config::HcssConfig;
 use crate::secret::SecretString;
-
-/// Seconds since the Unix epoch, as the stores keep time.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The tokens of one signed-in session, as a [`TokenStore`](crate::TokenStore) keeps them.
 ///

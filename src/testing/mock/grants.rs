@@ -107,7 +107,7 @@ pub(super) fn id_token(
     fault: Option<&str>,
 ) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let now = crate::token::unix_now();
+    let now = crate::clock::unix_now();
     let mut claims = json!({
         "iss": issuer,
         "aud": options.client_id,
@@ -140,7 +140,7 @@ pub(super) fn id_token(
 /// it got from the token endpoint, it does not check signatures.
 fn access_jwt(options: &MockHcssIdentityBuilder, issuer: &str, scope: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let now = crate::token::unix_now();
+    let now = crate::clock::unix_now();
     let mut claims = json!({
         "iss": issuer,
         "sub": options.subject,
