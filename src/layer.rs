@@ -6,7 +6,7 @@ use std::future::Future;
 
 use tower_layer::Layer;
 
-use crate::hooks::{SignIn, SignInRefused, SignOut};
+use crate::hooks::{Hooks, SignIn, SignInRefused, SignOut};
 
 use crate::config::HcssConfig;
 use crate::error::StoreError;
@@ -47,13 +47,14 @@ pub struct HcssAuth {
 
 impl HcssAuth {
     /// The layer with tokens in a [`MemoryStore`], and logins in progress sealed in the
-    /// browser's cookies.
+    /// browser's cookies. For hooks or other stores, see [`builder`](Self::builder).
     pub fn new(config: HcssConfig) -> Self {
-        Self::with_store(config, MemoryStore::new())
+        Self::builder(config).build()
     }
 
     /// The layer with tokens in `store`, such as `RedisStore` for apps that run several
-    /// instances, and logins in progress sealed in the browser's cookies.
+    /// instances, and logins in progress sealed in the browser's cookies: the same as
+    /// `HcssAuth::builder(config).token_store(store).build()`.
     ///
     /// A login in progress costs the server nothing: its PKCE verifier, return path,
     /// start time and state travel in a cookie of its own, encrypted and authenticated
@@ -65,79 +66,34 @@ impl HcssAuth {
     where
         S: TokenStore,
     {
-        Self::build(config, Logins::Sealed(Box::default()), Arc::new(store))
+        Self::builder(config).token_store(store).build()
     }
 
-    /// The layer with logins in progress kept in `state_store` (the browser then holds
-    /// only a random binding cookie per login) and tokens in `token_store`.
-    ///
-    /// Choose this over the sealed cookies of [`with_store`](Self::with_store) when logins
-    /// in progress must live on the server; the store must then bound what a flood of
-    /// logins can make it hold (`MemoryStore` is bounded; Redis grows with the flood).
-    pub fn with_stores(
-        config: HcssConfig,
-        state_store: Arc<dyn StateStore>,
-        token_store: Arc<dyn TokenStore>,
-    ) -> Self {
-        Self::build(config, Logins::Stored(state_store), token_store)
-    }
-
-    fn build(config: HcssConfig, logins: Logins, token_store: Arc<dyn TokenStore>) -> Self {
-        Self {
-            shared: Arc::new(Shared::new(config, logins, token_store)),
-        }
-    }
-
-    /// An async hook called at each sign-in, once HCSS has issued the tokens and before
-    /// the session starts: it sees who signed in ([`SignIn::claims`]) and the session's
-    /// key, and may refuse the sign-in with a page ([`SignInRefused`]), for example when
-    /// the user's company has not connected the app. A refused sign-in stores nothing and
-    /// its refresh token is revoked. A hook that panics refuses the sign-in (500) and the
-    /// server serves on.
+    /// A layer to configure (stores, hooks) before it is built and shared. The builder
+    /// is an owned value: configuring one clone of it changes no other, and a built
+    /// layer's configuration never changes.
     ///
     /// ```
-    /// use hcss_auth::{HcssAuth, HcssConfig, SignIn, SignInRefused};
+    /// use hcss_auth::{HcssAuth, HcssConfig, MemoryStore, SignOut};
     ///
     /// # fn main() -> Result<(), hcss_auth::ConfigError> {
     /// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
     /// #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
-    /// let layer = HcssAuth::new(config).on_sign_in(|sign_in: SignIn| async move {
-    ///     match sign_in.claims().company_id() {
-    ///         Some(_company) => Ok(()), // look it up in your records here
-    ///         None => Err(SignInRefused::new("Your HCSS user belongs to no company.")),
-    ///     }
-    /// });
+    /// let layer = HcssAuth::builder(config)
+    ///     .token_store(MemoryStore::new())
+    ///     .on_sign_out(|sign_out: SignOut| async move {
+    ///         tracing::info!(session = %sign_out.session(), "signed out");
+    ///     })
+    ///     .build();
     /// # let _ = layer; Ok(()) }
     /// ```
-    pub fn on_sign_in<F, Fut>(self, hook: F) -> Self
-    where
-        F: Fn(SignIn) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), SignInRefused>> + Send + 'static,
-    {
-        self.shared
-            .hooks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_sign_in = Some(Arc::new(move |sign_in| Box::pin(hook(sign_in))));
-        self
-    }
-
-    /// An async hook called when a session ends: a logout, [`HcssSession::end`], or a
-    /// new sign-in in the same browser. It sees the session's last claims and its key.
-    /// A hook that panics is logged; the sign-out stands.
-    ///
-    /// [`HcssSession::end`]: crate::HcssSession::end
-    pub fn on_sign_out<F, Fut>(self, hook: F) -> Self
-    where
-        F: Fn(SignOut) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.shared
-            .hooks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_sign_out = Some(Arc::new(move |sign_out| Box::pin(hook(sign_out))));
-        self
+    pub fn builder(config: HcssConfig) -> HcssAuthBuilder {
+        HcssAuthBuilder {
+            config,
+            token_store: None,
+            state_store: None,
+            hooks: Hooks::default(),
+        }
     }
 
     /// Ends every session of the user with this `sub` (an administrator's "log out
@@ -180,6 +136,109 @@ impl HcssAuth {
     /// The configuration this layer runs with.
     pub fn config(&self) -> &HcssConfig {
         &self.shared.config
+    }
+}
+
+/// Configures an [`HcssAuth`] before it is built: where tokens (and, optionally, logins
+/// in progress) are stored, and the app's hooks. Made by [`HcssAuth::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct HcssAuthBuilder {
+    config: HcssConfig,
+    token_store: Option<Arc<dyn TokenStore>>,
+    state_store: Option<Arc<dyn StateStore>>,
+    hooks: Hooks,
+}
+
+impl HcssAuthBuilder {
+    /// Keeps the tokens of signed-in sessions in `store` (default: a [`MemoryStore`]),
+    /// such as `RedisStore` for apps that run several instances.
+    pub fn token_store<S: TokenStore>(mut self, store: S) -> Self {
+        self.token_store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keeps logins in progress in `store` (the browser then holds only a random binding
+    /// cookie per login) instead of sealing them in the browser's cookies (the default).
+    ///
+    /// Choose this when logins in progress must live on the server; the store must then
+    /// bound what a flood of logins can make it hold (`MemoryStore` is bounded; Redis
+    /// grows with the flood).
+    pub fn state_store<S: StateStore>(mut self, store: S) -> Self {
+        self.state_store = Some(Arc::new(store));
+        self
+    }
+
+    /// An async hook called at each sign-in, once HCSS has issued the tokens and before
+    /// the session starts: it sees who signed in ([`SignIn::claims`]) and the session's
+    /// key, and may refuse the sign-in with a page ([`SignInRefused`]), for example when
+    /// the user's company has not connected the app. A refused sign-in stores nothing and
+    /// its refresh token is revoked. A hook that panics refuses the sign-in (500) and the
+    /// server serves on.
+    ///
+    /// ```
+    /// use hcss_auth::{HcssAuth, HcssConfig, SignIn, SignInRefused};
+    ///
+    /// # fn main() -> Result<(), hcss_auth::ConfigError> {
+    /// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+    /// #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+    /// let layer = HcssAuth::builder(config)
+    ///     .on_sign_in(|sign_in: SignIn| async move {
+    ///         match sign_in.claims().company_id() {
+    ///             Some(_company) => Ok(()), // look it up in your records here
+    ///             None => Err(SignInRefused::new("Your HCSS user belongs to no company.")),
+    ///         }
+    ///     })
+    ///     .build();
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn on_sign_in<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SignIn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), SignInRefused>> + Send + 'static,
+    {
+        self.hooks.on_sign_in = Some(Arc::new(move |sign_in| Box::pin(hook(sign_in))));
+        self
+    }
+
+    /// An async hook called when a session ends: a logout, [`HcssSession::end`], a new
+    /// sign-in in the same browser, or [`HcssAuth::end_sessions_for_subject`] and its
+    /// company twin. It sees the session's last claims and its key. A hook that panics is
+    /// logged; the sign-out stands.
+    ///
+    /// [`HcssSession::end`]: crate::HcssSession::end
+    pub fn on_sign_out<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SignOut) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_sign_out = Some(Arc::new(move |sign_out| Box::pin(hook(sign_out))));
+        self
+    }
+
+    /// The layer, ready to be shared: clones of it share its stores and its refresh
+    /// state.
+    pub fn build(self) -> HcssAuth {
+        let token_store = self
+            .token_store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let logins = match self.state_store {
+            Some(store) => Logins::Stored(store),
+            None => Logins::Sealed(Box::default()),
+        };
+        HcssAuth {
+            shared: Arc::new(Shared::new(self.config, logins, token_store, self.hooks)),
+        }
+    }
+}
+
+impl std::fmt::Debug for HcssAuthBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HcssAuthBuilder")
+            .field("config", &self.config)
+            .field("state_store", &self.state_store.is_some())
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
     }
 }
 

@@ -72,7 +72,7 @@ pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
 pub use error::{CompanyTokenError, ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
-pub use layer::HcssAuth;
+pub use layer::{HcssAuth, HcssAuthBuilder};
 pub use secret::SecretString;
 pub use service::{HcssAuthService, HcssBody, ResponseFuture};
 pub use session::HcssSession;

@@ -693,7 +693,7 @@ async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &TokenSet) {
 pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), StoreError> {
     let config = &shared.config;
     let store = &shared.token_store;
-    let on_sign_out = shared.hooks().on_sign_out;
+    let on_sign_out = shared.hooks.on_sign_out.clone();
     // Read first, so that a take whose reply is lost (applied, but answered with an
     // error) still knows what it removed: the retried logout finds nothing to take.
     let before = match config.identity.revoke_on_logout {

@@ -29,8 +29,8 @@ pub(crate) struct Shared {
     pub(crate) code_exchanges: tokio::sync::Semaphore,
     /// What tells a misplaced layer.
     pub(crate) placement: Placement,
-    /// The app's hooks.
-    pub(crate) hooks: std::sync::RwLock<Hooks>,
+    /// The app's hooks, given before the layer was built.
+    pub(crate) hooks: Hooks,
     /// The company-token fetch in flight per company, within this process, watched by
     /// every call that waits for it.
     pub(crate) company_turns: DashMap<StoreKey, CompanyFlight>,
@@ -46,15 +46,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The hooks, as they are now.
-    pub(crate) fn hooks(&self) -> Hooks {
-        self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     pub(crate) fn new(
         config: HcssConfig,
         logins: Logins,
         token_store: Arc<dyn TokenStore>,
+        hooks: Hooks,
     ) -> Self {
         Self {
             code_exchanges: tokio::sync::Semaphore::new(config.identity.max_code_exchanges),
@@ -63,7 +59,7 @@ impl Shared {
             token_store,
             used_states: UsedStates::default(),
             placement: Placement::default(),
-            hooks: std::sync::RwLock::default(),
+            hooks,
             company_turns: DashMap::new(),
             flights: DashMap::new(),
             pending: Pending::default(),

@@ -205,7 +205,16 @@ async fn the_whole_flow_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    assert_eq!(status(&browser).await, "Signed out.");
+    // The click navigates: until the new page is there, the old one (signed in) is read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = status(&browser).await;
+        if now == "Signed out." {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still: {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     browser.goto(&format!("{app}/whoami")).await.unwrap();
     assert_eq!(
         browser.current_url().await.unwrap().path(),

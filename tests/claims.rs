@@ -77,16 +77,22 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
         .company_id(Some("blocked-co"))
         .start()
         .await;
-    let app = start_app(&mock, |b| b).await;
-    let _ = app.auth.clone().on_sign_in(|sign_in: SignIn| async move {
-        match sign_in.claims().company_id().as_deref() {
-            Some("blocked-co") => Err(SignInRefused::new(
-                "Your company <b>has not</b> connected this app.",
-            )
-            .with_title("Not connected")),
-            _ => Ok(()),
-        }
-    });
+    let app = start_app_built(
+        &mock,
+        |b| b,
+        |auth, _| {
+            auth.on_sign_in(|sign_in: SignIn| async move {
+                match sign_in.claims().company_id().as_deref() {
+                    Some("blocked-co") => Err(SignInRefused::new(
+                        "Your company <b>has not</b> connected this app.",
+                    )
+                    .with_title("Not connected")),
+                    _ => Ok(()),
+                }
+            })
+        },
+    )
+    .await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
     let refused = browser.get(&callback).await;
@@ -108,10 +114,12 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
         401
     );
 
-    let _ = app
-        .auth
-        .clone()
-        .on_sign_in(|_: SignIn| async move { panic!("the app's hook broke") });
+    let app = start_app_built(
+        &mock,
+        |b| b,
+        |auth, _| auth.on_sign_in(|_: SignIn| async move { panic!("the app's hook broke") }),
+    )
+    .await;
     let callback = browser.start_login(&app, None).await;
     let failed = browser.get(&callback).await;
     assert_eq!(failed.status, 500);
@@ -123,10 +131,17 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
 
     let seen = Arc::new(Mutex::new(None));
     let record = seen.clone();
-    let _ = app.auth.clone().on_sign_in(move |sign_in: SignIn| {
-        *record.lock().unwrap() = Some(sign_in.session());
-        async { Ok(()) }
-    });
+    let app = start_app_built(
+        &mock,
+        |b| b,
+        |auth, _| {
+            auth.on_sign_in(move |sign_in: SignIn| {
+                *record.lock().unwrap() = Some(sign_in.session());
+                async { Ok(()) }
+            })
+        },
+    )
+    .await;
     browser.login(&app).await;
     let key = seen.lock().unwrap().expect("the hook ran");
     assert_eq!(key, session_key(&browser.cookie("hcss-session").unwrap()));
@@ -143,16 +158,22 @@ async fn a_sign_out_hook_hears_who_signed_out() {
         .subject("leaving-user")
         .start()
         .await;
-    let app = start_app(&mock, |b| b).await;
     let heard = Arc::new(Mutex::new(Vec::new()));
     let record = heard.clone();
-    let _ = app.auth.clone().on_sign_out(move |sign_out: SignOut| {
-        record
-            .lock()
-            .unwrap()
-            .push(sign_out.claims().subject().map(str::to_owned));
-        async {}
-    });
+    let app = start_app_built(
+        &mock,
+        |b| b,
+        |auth, _| {
+            auth.on_sign_out(move |sign_out: SignOut| {
+                record
+                    .lock()
+                    .unwrap()
+                    .push(sign_out.claims().subject().map(str::to_owned));
+                async {}
+            })
+        },
+    )
+    .await;
     let browser = Browser::new();
     browser.login(&app).await;
     let logout = browser
@@ -348,5 +369,42 @@ async fn with_openid_an_id_token_for_several_audiences_needs_azp() {
         mock.counts().revocations,
         1,
         "the refresh token was revoked"
+    );
+}
+
+/// A layer is configured before it is shared: a hook given to one clone of a builder
+/// is not on the layer built from another clone (before: hooks were set through the
+/// shared state, so configuring a clone changed every layer and service made from it).
+#[tokio::test]
+async fn a_hook_given_to_one_builder_clone_is_not_on_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mock = MockHcssIdentity::start().await;
+    let heard = Arc::new(AtomicUsize::new(0));
+    let count = heard.clone();
+    let (url, _auth) = serve_app(
+        &mock,
+        |b| b,
+        |config| {
+            let builder = hcss_auth::HcssAuth::builder(config);
+            let _hooked = builder.clone().on_sign_out(move |_| {
+                count.fetch_add(1, Ordering::SeqCst);
+                async {}
+            });
+            builder.build()
+        },
+    )
+    .await;
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let logout = browser
+        .request("POST", &format!("{url}/hcss/logout"), &[])
+        .await;
+    assert_eq!(logout.status, 303);
+    assert_eq!(
+        heard.load(Ordering::SeqCst),
+        0,
+        "the other clone's hook ran"
     );
 }

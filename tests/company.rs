@@ -226,14 +226,20 @@ async fn cached_company_tokens_are_not_sessions() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let mock = MockHcssIdentity::start().await;
-    let app = start_app(&mock, |b| b).await;
     let signed_out = Arc::new(AtomicUsize::new(0));
     let count = signed_out.clone();
-    let auth = app.auth.clone().on_sign_out(move |_| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async {}
-    });
-    company_tokens_are_not_sessions(&mock, &auth).await;
+    let app = start_app_built(
+        &mock,
+        |b| b,
+        |auth, _| {
+            auth.on_sign_out(move |_| {
+                count.fetch_add(1, Ordering::SeqCst);
+                async {}
+            })
+        },
+    )
+    .await;
+    company_tokens_are_not_sessions(&mock, &app.auth).await;
     assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
     assert_eq!(
         app.store.session_count(),

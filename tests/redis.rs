@@ -1215,13 +1215,22 @@ async fn company_tokens_in_redis_are_not_sessions() {
         .await
         .unwrap()
         .with_prefix(&prefix);
-    let (_url, auth) = start_app_with_store(&mock, |b| b, store).await;
     let signed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = signed_out.clone();
-    let auth = auth.on_sign_out(move |_| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async {}
-    });
+    let (_url, auth) = common::serve_app(
+        &mock,
+        |b| b,
+        |config| {
+            HcssAuth::builder(config)
+                .token_store(store)
+                .on_sign_out(move |_| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async {}
+                })
+                .build()
+        },
+    )
+    .await;
     company_tokens_are_not_sessions(&mock, &auth).await;
     assert_eq!(signed_out.load(Ordering::SeqCst), 0, "on_sign_out called");
     let mut conn = redis_conn(&redis).await;

@@ -56,12 +56,12 @@ fn location(response: &axum::response::Response) -> String {
 async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
     // Logins kept in the store, so the test can read each verifier.
     let store = MemoryStore::new();
-    let shared = std::sync::Arc::new(store.clone());
-    let app = app_with(HcssAuth::with_stores(
-        https_config(),
-        shared.clone(),
-        shared,
-    ));
+    let app = app_with(
+        HcssAuth::builder(https_config())
+            .token_store(store.clone())
+            .state_store(store.clone())
+            .build(),
+    );
     let mut states = std::collections::HashSet::new();
     for _ in 0..200 {
         let response = call(&app, get_req("/hcss/login")).await;
@@ -352,6 +352,7 @@ async fn bar_09_redirect_uri_and_issuer_come_from_config_never_from_host() {
 }
 
 /// A store that is down.
+#[derive(Clone)]
 struct DownStore;
 
 impl StateStore for DownStore {
@@ -385,12 +386,12 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
     // Logins kept on the server (the option; by default they keep nothing there, see
     // `sealed.rs`): the store's bound holds.
     let store = MemoryStore::with_capacity(1_000, 10);
-    let shared = std::sync::Arc::new(store.clone());
-    let app = app_with(HcssAuth::with_stores(
-        https_config(),
-        shared.clone(),
-        shared,
-    ));
+    let app = app_with(
+        HcssAuth::builder(https_config())
+            .token_store(store.clone())
+            .state_store(store.clone())
+            .build(),
+    );
     for _ in 0..20_000 {
         assert_eq!(
             call(&app, get_req("/hcss/login")).await.status(),
@@ -412,8 +413,12 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
         .is_some());
 
     // Every endpoint over stores that are down: 503 with Retry-After, the server serves on.
-    let down = std::sync::Arc::new(DownStore);
-    let app = app_with(HcssAuth::with_stores(https_config(), down.clone(), down));
+    let app = app_with(
+        HcssAuth::builder(https_config())
+            .token_store(DownStore)
+            .state_store(DownStore)
+            .build(),
+    );
     let cookie = format!("__Host-hcss-session={}", "a".repeat(43));
     let binding = format!("__Host-hcss-login-ssssssss={}", "b".repeat(43));
     for (request, what) in [

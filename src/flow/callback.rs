@@ -251,7 +251,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
 /// sign-in (whose refresh token is then revoked). The hook runs as a task of its own, so
 /// that a panic in it is a 500 page, not a dropped connection.
 async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Option<FlowResponse> {
-    let hook = shared.hooks().on_sign_in?;
+    let hook = shared.hooks.on_sign_in.clone()?;
     let sign_in = SignIn {
         claims: tokens.claims.clone(),
         session: key,

@@ -147,9 +147,21 @@ pub async fn start_app_stored(
     mock: &MockHcssIdentity,
     configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
 ) -> TestApp {
+    start_app_built(mock, configure, |auth, store| {
+        auth.state_store(store.clone())
+    })
+    .await
+}
+
+/// The test app over a new `MemoryStore` (its token store), its layer configured by
+/// `build` (hooks, a state store) before it is built.
+pub async fn start_app_built(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+    build: impl FnOnce(hcss_auth::HcssAuthBuilder, &MemoryStore) -> hcss_auth::HcssAuthBuilder,
+) -> TestApp {
     start_app_as(mock, configure, |config, store| {
-        let shared = std::sync::Arc::new(store.clone());
-        HcssAuth::with_stores(config, shared.clone(), shared)
+        build(HcssAuth::builder(config).token_store(store.clone()), store).build()
     })
     .await
 }
@@ -183,7 +195,7 @@ where
 
 /// Binds a loopback port, builds the config for it against `mock`, and serves the test
 /// app behind the layer `layer` makes; returns its URL and layer.
-async fn serve_app(
+pub async fn serve_app(
     mock: &MockHcssIdentity,
     configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
     layer: impl FnOnce(hcss_auth::HcssConfig) -> HcssAuth,
