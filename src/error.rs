@@ -81,15 +81,6 @@ pub enum SessionError {
     },
 }
 
-impl From<StoreError> for SessionError {
-    fn from(err: StoreError) -> Self {
-        SessionError::Unavailable {
-            reason: err.to_string(),
-            retry_after: Duration::from_secs(5),
-        }
-    }
-}
-
 /// Why [`HcssCompanyTokens`](crate::HcssCompanyTokens) gave no token. HCSS's answers
 /// are read with the table refreshes use: only `invalid_grant` says the company is gone.
 #[derive(Clone, Debug, thiserror::Error)]

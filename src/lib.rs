@@ -56,7 +56,7 @@ mod refresh;
 mod return_path;
 mod seal;
 mod secret;
-mod service;
+pub mod service;
 mod session;
 mod shared;
 pub mod store;
@@ -74,10 +74,13 @@ pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
 pub use layer::{HcssAuth, HcssAuthBuilder};
 pub use secret::SecretString;
-pub use service::{HcssAuthService, HcssBody, ResponseFuture};
 pub use session::HcssSession;
 pub use store::{MemoryStore, StateStore, TokenStore};
 pub use token::{HcssToken, TokenSet};
+
+/// The HTTP client crate of [`HcssConfigBuilder::http_client`], re-exported so that its
+/// version always matches the one this crate uses.
+pub use reqwest;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,4 +1,7 @@
-//! `HcssAuthService<S>`: answers the flow paths, passes everything else on.
+//! The service [`HcssAuth`] makes: [`HcssAuthService`] answers the flow paths and passes
+//! everything else on; [`ResponseFuture`] and [`HcssBody`] are its future and body.
+//!
+//! [`HcssAuth`]: crate::HcssAuth
 
 use std::future::Future;
 use std::pin::Pin;
