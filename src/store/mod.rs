@@ -73,7 +73,7 @@ impl LoginTransaction {
 }
 
 /// Keeps login transactions for the few minutes between login and callback, when the
-/// layer is built with [`HcssAuth::with_stores`](crate::HcssAuth::with_stores) (by
+/// layer is built with [`HcssAuthBuilder::state_store`](crate::HcssAuthBuilder::state_store) (by
 /// default logins travel sealed in the browser's cookies and need no store).
 ///
 /// `take` must be atomic: of any number of concurrent takes of one key, exactly one gets

@@ -215,7 +215,7 @@ fn random_label() -> String {
 
 /// The store conformance suite: runs every behaviour the layer relies on against `store`
 /// and panics, naming the broken rule, at the first failure. For a store that serves as
-/// both [`StateStore`] and [`TokenStore`] (`HcssAuth::with_stores`); a token store alone
+/// both [`StateStore`] and [`TokenStore`] (`HcssAuthBuilder::state_store`); a token store alone
 /// runs [`token_store_conformance`].
 ///
 /// Run it from an async test of your own store. Concurrency checks issue their calls
