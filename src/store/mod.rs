@@ -1,4 +1,4 @@
-//! Where token sets (and, with `HcssAuth::with_stores`, login transactions) live: the
+//! Where token sets (and, with `HcssAuthBuilder::state_store`, login transactions) live: the
 //! store traits and the built-in stores.
 //!
 //! Keys handed to a store are [`StoreKey`]s: lowercase hex SHA-256 digests of the state
