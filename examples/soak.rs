@@ -33,7 +33,7 @@
 //! | token 429 | 429 `slow_down`, `Retry-After: 1` |
 //! | token slow | answers after 2 s, past the app's 500 ms HTTP timeout |
 //! | token late after rotating | rotates the refresh token, answers 1 s later (after the waiting requests gave up, within the refresh's patience) |
-//! | store refuses writes | `FaultyStore` on every instance refuses writes (locks are still taken) for the refresh lock's lease plus 1 s (3.5 s) |
+//! | store refuses writes | `FaultyStore` on every instance refuses writes (locks are still taken) for 5 s: the refresh lock's lease, plus the 2 s between two refreshes of a session (sessions signed in together refresh together, so some refresh early in the window), plus 0.5 s |
 //! | redis writes paused | own Redis only: `CLIENT PAUSE 2600 WRITE`, past `RedisStore`'s 2 s reply timeout, so a write whose writer gave up is applied afterwards |
 //! | redis connections cut | own Redis only: `CLIENT KILL TYPE normal` and `TYPE pubsub` every 250 ms for 2 s (the near cache's tracking connection included), from a connection of the soak's own |
 //! | redis outage | own Redis only: the server stopped (`SIGSTOP`) for the refresh lock's lease plus 1 s, then `SIGCONT` |
@@ -43,7 +43,7 @@
 //! soak's 500 ms HTTP timeout (src/refresh.rs).
 //!
 //! A window that began before the deadline runs to its end; the last one may outlast the
-//! load by a few seconds. One cycle takes 44 s with `--own-redis` (every window once), 25.5 s
+//! load by a few seconds. One cycle takes 45.5 s with `--own-redis` (every window once), 27 s
 //! without.
 //!
 //! The figures: requests by answer, the mock's refreshes and detected reuse, sessions
@@ -97,8 +97,13 @@ const REFRESH_LEASE: Duration = HTTP_TIMEOUT.saturating_mul(REFRESH_PATIENCE + 2
 const REDIS_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redis writes stall this long: past the reply timeout.
 const WRITE_PAUSE: Duration = REDIS_REPLY_TIMEOUT.saturating_add(Duration::from_millis(600));
-/// The store refuses writes, or is down, this long: past the refresh lock's lease.
+/// The store is down this long: past the refresh lock's lease.
 const OUTAGE: Duration = REFRESH_LEASE.saturating_add(Duration::from_secs(1));
+/// The store refuses writes this long: the locks of the refreshes made in its first
+/// refresh period (half an access token's lifetime) expire before it ends.
+const REFUSAL: Duration = REFRESH_LEASE
+    .saturating_add(Duration::from_secs(ACCESS_TOKEN_LIFETIME.as_secs() / 2))
+    .saturating_add(Duration::from_millis(500));
 /// The healthy window between two faults, and the length of most fault windows.
 const HEALTHY: Duration = Duration::from_secs(2);
 const FAULT: Duration = Duration::from_secs(2);
@@ -205,7 +210,7 @@ impl Fault {
             Fault::TokenLateAfterRotating => "token 1 s late after rotating".into(),
             Fault::StoreRefusesWrites => format!(
                 "store refuses writes {} ms (> {} ms lock lease)",
-                millis(OUTAGE),
+                millis(REFUSAL),
                 millis(REFRESH_LEASE)
             ),
             Fault::RedisWritesPaused => format!(
@@ -230,7 +235,8 @@ impl Fault {
         match self {
             Fault::Healthy => HEALTHY,
             Fault::RedisWritesPaused => WRITE_PAUSE.saturating_add(Duration::from_millis(400)),
-            Fault::StoreRefusesWrites | Fault::RedisOutage => OUTAGE,
+            Fault::StoreRefusesWrites => REFUSAL,
+            Fault::RedisOutage => OUTAGE,
             _ => FAULT,
         }
     }
