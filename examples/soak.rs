@@ -1,83 +1,715 @@
-//! A bounded soak test of session fault tolerance: signs sessions in for real through
-//! `MockHcssIdentity` (access tokens live 4 s, so they refresh every 2 s), then hammers
-//! `GET /whoami` with every session while the token endpoint and the store are switched
-//! through faults (HTTP 500, 503 and 429 with `Retry-After`, answers slower than the HTTP
-//! timeout, a refresh token rotated but answered late: after the requests waiting on it
-//! gave up, within the refresh's own patience of three HTTP timeouts, and a store that refuses
-//! writes), with about one request in ten abandoned by its client after 50 ms. At the end
-//! it checks that every session is still signed in and that the mock never saw a refresh
-//! token reused; it prints its figures and exits with 1 if either failed, 0 otherwise.
+//! A bounded soak test of session fault tolerance. It signs sessions in for real through
+//! `MockHcssIdentity`, whose access tokens live 4 s (so every session refreshes every
+//! 2 s), then sends `GET /whoami` for every session from paced request loops (two per
+//! session, about one request in ten abandoned by its client after 50 ms) while a
+//! controller switches faults on and off: 2 s healthy, then one fault window, in turn. At
+//! the end it asks every session once more on every instance, prints its figures, and
+//! exits with 1 if a session was lost (it no longer answers 200) or the mock saw a refresh
+//! token reused, 0 otherwise, 2 if it could not run (or could not cause a fault).
 //!
-//! `cargo run --example soak --features test-util,redis -- [--seconds N] [--sessions N] [--redis URL]`
+//! # Modes
 //!
-//! Defaults: 20 seconds, 60 sessions, one app instance with a `MemoryStore`. With
-//! `--redis URL`, two app instances share a `RedisStore` (under a unique key prefix,
-//! deleted at the end); sessions sign in on the first and are then used on both in turn.
-//! `RUST_LOG=hcss_auth=debug` shows the layer's own logs on stderr.
+//! - By default, one app instance with a `MemoryStore`.
+//! - `--redis URL`: two app instances share a `RedisStore` on a Redis of yours, under a
+//!   unique key prefix deleted at the end. Only the windows that touch nothing but the
+//!   soak run there: the Redis windows below would disturb everyone else on that server.
+//! - `--own-redis`: the soak starts its own `redis-server` (found on `PATH`) on a free
+//!   port of 127.0.0.1 with persistence on (`--appendonly yes --appendfsync always`, data
+//!   in a temporary folder), two app instances share it, and the Redis windows run too.
+//!   The server is stopped and its folder deleted at the end, also on an error or a panic
+//!   (Ctrl-C stops the server too, which gets the terminal's SIGINT, but leaves the folder).
+//!
+//! Sessions sign in on the first instance; each session's two loops then use the
+//! instances in turn. The loops are paced to `--rate` requests a second in all (each loop
+//! pauses loops ÷ rate between requests), so a thousand sessions load the machine no more
+//! than sixty do; refreshes (one per session every 2 s) grow with the sessions.
+//!
+//! # Fault windows
+//!
+//! | window | what happens |
+//! |---|---|
+//! | token 500 | the token endpoint answers 500 `server_error` |
+//! | token 503 | 503 `temporarily_unavailable`, `Retry-After: 1` |
+//! | token 429 | 429 `slow_down`, `Retry-After: 1` |
+//! | token slow | answers after 2 s, past the app's 500 ms HTTP timeout |
+//! | token late after rotating | rotates the refresh token, answers 1 s later (after the waiting requests gave up, within the refresh's patience) |
+//! | store refuses writes | `FaultyStore` on every instance refuses writes (locks are still taken) for 5 s: the refresh lock's lease, plus the 2 s between two refreshes of a session (sessions signed in together refresh together, so some refresh early in the window), plus 0.5 s |
+//! | redis writes paused | own Redis only: `CLIENT PAUSE 2600 WRITE`, past `RedisStore`'s 2 s reply timeout, so a write whose writer gave up is applied afterwards |
+//! | redis connections cut | own Redis only: `CLIENT KILL TYPE normal` and `TYPE pubsub` every 250 ms for 2 s (the near cache's tracking connection included), from a connection of the soak's own |
+//! | redis outage | own Redis only: the server stopped (`SIGSTOP`) for the refresh lock's lease plus 1 s, then `SIGCONT` |
+//! | redis restart | own Redis only: `kill -9` with requests in flight, started again on the same port from the same append-only file (sessions survive a crash of the process with `appendonly yes`; `appendfsync always` is for a crash of the machine, which the soak cannot cause) |
+//!
+//! The refresh lock's lease is `http_timeout × (REFRESH_PATIENCE + 2)`, 2.5 s with the
+//! soak's 500 ms HTTP timeout (src/refresh.rs).
+//!
+//! A window that began before the deadline runs to its end; the last one may outlast the
+//! load by a few seconds. One cycle takes 45.5 s with `--own-redis` (every window once), 27 s
+//! without.
+//!
+//! The figures: requests by answer, the mock's refreshes and detected reuse, sessions
+//! lost, counts by kind of window, the windows with 401s or reuse, how late the runtime
+//! woke a timer (a saturated CPU shows there first), and where the lost sessions first
+//! answered 401.
+//!
+//! # Commands
+//!
+//! ```text
+//! cargo run --release --all-features --example soak -- [--seconds N] [--sessions N] [--rate N] [--redis URL | --own-redis]
+//! cargo run --release --all-features --example soak -- --seconds 60 --sessions 100 --own-redis
+//! cargo run --release --all-features --example soak -- --seconds 600 --sessions 1000 --own-redis
+//! ```
+//!
+//! Defaults: 20 seconds, 60 sessions, 2000 requests a second. `RUST_LOG=hcss_auth=debug`
+//! shows the layer's own logs on stderr.
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use hcss_auth::testing::{FaultyStore, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenStore};
+use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, TokenStore};
 use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use own_redis::OwnRedis;
+
+// ---------------------------------------------------------------------------------------
+// Timing
+// ---------------------------------------------------------------------------------------
+
+/// How long the mock's access tokens live; a session refreshes when half is left.
+const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(4);
+/// The app's HTTP timeout towards the identity service.
+const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+/// How many HTTP timeouts a refresh waits for its token call (`REFRESH_PATIENCE` in
+/// src/protocol.rs).
+const REFRESH_PATIENCE: u32 = 3;
+/// The refresh lock's lease, as src/refresh.rs computes it from the HTTP timeout.
+const REFRESH_LEASE: Duration = HTTP_TIMEOUT.saturating_mul(REFRESH_PATIENCE + 2);
+/// How long `RedisStore` waits for a reply (`TIMEOUT` in src/store/redis.rs).
+const REDIS_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Redis writes stall this long: past the reply timeout.
+const WRITE_PAUSE: Duration = REDIS_REPLY_TIMEOUT.saturating_add(Duration::from_millis(600));
+/// The store is down this long: past the refresh lock's lease.
+const OUTAGE: Duration = REFRESH_LEASE.saturating_add(Duration::from_secs(1));
+/// The store refuses writes this long: the locks of the refreshes made in its first
+/// refresh period (half an access token's lifetime) expire before it ends.
+const REFUSAL: Duration = REFRESH_LEASE
+    .saturating_add(Duration::from_secs(ACCESS_TOKEN_LIFETIME.as_secs() / 2))
+    .saturating_add(Duration::from_millis(500));
+/// The healthy window between two faults, and the length of most fault windows.
+const HEALTHY: Duration = Duration::from_secs(2);
+const FAULT: Duration = Duration::from_secs(2);
+/// How often the connections are cut during their window.
+const CUT_EVERY: Duration = Duration::from_millis(250);
+
+// ---------------------------------------------------------------------------------------
+// Load
+// ---------------------------------------------------------------------------------------
+
 /// Concurrent request loops per session.
 const TASKS_PER_SESSION: usize = 2;
-/// Each fault cycle: this long healthy, then this long with one fault.
-const PHASE: Duration = Duration::from_secs(2);
+/// Requests a second across every loop, unless `--rate` says otherwise.
+const DEFAULT_RATE: u64 = 2000;
+/// The shortest pause between two requests of one loop.
+const MIN_PAUSE: Duration = Duration::from_millis(5);
 /// The client timeout of an abandoned request.
 const ABANDON_AFTER: Duration = Duration::from_millis(50);
 /// The client timeout of every other request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// A pause between two requests of one loop, so the loops measure the layer, not a
-/// saturated CPU.
-const PAUSE: Duration = Duration::from_millis(5);
 /// How long the final check waits for a session that answers 503.
 const FINAL_PATIENCE: Duration = Duration::from_secs(5);
+/// Sign-ins and final checks at once.
+const CONCURRENCY: usize = 64;
+/// The lag monitor's tick, and the lateness it counts as a stall.
+const LAG_TICK: Duration = Duration::from_millis(100);
+const LAG_STALL: Duration = Duration::from_millis(100);
+/// The lines of a list (windows with 401s or reuse, groups of lost sessions) printed at
+/// most, the first ones.
+const SHOWN_LINES: usize = 30;
 /// The session cookie of an app served over plain http on loopback.
 const SESSION_COOKIE: &str = "hcss-session";
 
-/// The windows of the fault cycle: index 0 is healthy, the others are faults in turn.
-const PHASES: [&str; 7] = [
-    "healthy",
-    "token 500 server_error",
-    "token 503 temporarily_unavailable (Retry-After 1)",
-    "token 429 slow_down (Retry-After 1)",
-    "token slow 2 s (> 500 ms http timeout)",
-    "token 1 s late after rotating",
-    "store refuses writes",
-];
-const REFUSED_WRITES: usize = 6;
+// ---------------------------------------------------------------------------------------
+// The fault windows
+// ---------------------------------------------------------------------------------------
 
-fn token_fault(phase: usize) -> Option<TokenFault> {
-    match phase {
-        1 => Some(TokenFault::Error {
-            status: 500,
-            error: "server_error",
-            retry_after: None,
-        }),
-        2 => Some(TokenFault::Error {
-            status: 503,
-            error: "temporarily_unavailable",
-            retry_after: Some(1),
-        }),
-        3 => Some(TokenFault::Error {
-            status: 429,
-            error: "slow_down",
-            retry_after: Some(1),
-        }),
-        4 => Some(TokenFault::Slow(Duration::from_secs(2))),
-        5 => Some(TokenFault::SlowAfterRotating(Duration::from_secs(1))),
-        _ => None,
+/// A kind of window: healthy, or one fault (see the table above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Healthy,
+    Token500,
+    Token503,
+    Token429,
+    TokenSlow,
+    TokenLateAfterRotating,
+    StoreRefusesWrites,
+    RedisWritesPaused,
+    RedisConnectionsCut,
+    RedisOutage,
+    RedisRestart,
+}
+
+impl Fault {
+    /// Every kind of window, in the order of the figures.
+    const ALL: [Fault; 11] = [
+        Fault::Healthy,
+        Fault::Token500,
+        Fault::Token503,
+        Fault::Token429,
+        Fault::TokenSlow,
+        Fault::TokenLateAfterRotating,
+        Fault::StoreRefusesWrites,
+        Fault::RedisWritesPaused,
+        Fault::RedisConnectionsCut,
+        Fault::RedisOutage,
+        Fault::RedisRestart,
+    ];
+
+    /// The faults of one cycle, the Redis ones between the others so that a short run
+    /// meets them all; each follows a healthy window.
+    fn cycle(own_redis: bool) -> Vec<Fault> {
+        [
+            Fault::Token500,
+            Fault::RedisWritesPaused,
+            Fault::Token503,
+            Fault::RedisConnectionsCut,
+            Fault::Token429,
+            Fault::RedisOutage,
+            Fault::TokenSlow,
+            Fault::RedisRestart,
+            Fault::TokenLateAfterRotating,
+            Fault::StoreRefusesWrites,
+        ]
+        .into_iter()
+        .filter(|fault| own_redis || !fault.needs_own_redis())
+        .collect()
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> String {
+        match self {
+            Fault::Healthy => "healthy".into(),
+            Fault::Token500 => "token 500 server_error".into(),
+            Fault::Token503 => "token 503 temporarily_unavailable (Retry-After 1)".into(),
+            Fault::Token429 => "token 429 slow_down (Retry-After 1)".into(),
+            Fault::TokenSlow => format!(
+                "token slow 2 s (> {} ms http timeout)",
+                millis(HTTP_TIMEOUT)
+            ),
+            Fault::TokenLateAfterRotating => "token 1 s late after rotating".into(),
+            Fault::StoreRefusesWrites => format!(
+                "store refuses writes {} ms (> {} ms lock lease)",
+                millis(REFUSAL),
+                millis(REFRESH_LEASE)
+            ),
+            Fault::RedisWritesPaused => format!(
+                "redis writes paused {} ms (> {} ms reply timeout)",
+                millis(WRITE_PAUSE),
+                millis(REDIS_REPLY_TIMEOUT)
+            ),
+            Fault::RedisConnectionsCut => {
+                format!("redis connections cut every {} ms", millis(CUT_EVERY))
+            }
+            Fault::RedisOutage => format!(
+                "redis stopped {} ms (> {} ms lock lease)",
+                millis(OUTAGE),
+                millis(REFRESH_LEASE)
+            ),
+            Fault::RedisRestart => "redis kill -9 and restart (AOF)".into(),
+        }
+    }
+
+    /// How long the window lasts from its start (a restart's own time included).
+    fn length(self) -> Duration {
+        match self {
+            Fault::Healthy => HEALTHY,
+            Fault::RedisWritesPaused => WRITE_PAUSE.saturating_add(Duration::from_millis(400)),
+            Fault::StoreRefusesWrites => REFUSAL,
+            Fault::RedisOutage => OUTAGE,
+            _ => FAULT,
+        }
+    }
+
+    fn token_fault(self) -> Option<TokenFault> {
+        match self {
+            Fault::Token500 => Some(TokenFault::Error {
+                status: 500,
+                error: "server_error",
+                retry_after: None,
+            }),
+            Fault::Token503 => Some(TokenFault::Error {
+                status: 503,
+                error: "temporarily_unavailable",
+                retry_after: Some(1),
+            }),
+            Fault::Token429 => Some(TokenFault::Error {
+                status: 429,
+                error: "slow_down",
+                retry_after: Some(1),
+            }),
+            Fault::TokenSlow => Some(TokenFault::Slow(Duration::from_secs(2))),
+            Fault::TokenLateAfterRotating => {
+                Some(TokenFault::SlowAfterRotating(Duration::from_secs(1)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the window disturbs the Redis server itself (run on the soak's own only).
+    fn needs_own_redis(self) -> bool {
+        matches!(
+            self,
+            Fault::RedisWritesPaused
+                | Fault::RedisConnectionsCut
+                | Fault::RedisOutage
+                | Fault::RedisRestart
+        )
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Turns the store's refused writes on and off, on every instance.
+type Switch = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// What the controller switches: the mock's token endpoint, the stores' refused writes,
+/// and the soak's own Redis server.
+struct Faults {
+    mock: Arc<MockHcssIdentity>,
+    refuse_writes: Switch,
+    redis: Option<Arc<OwnRedis>>,
+}
+
+impl Faults {
+    /// Turns `fault` on. A Redis fault is done here: cuts repeat until `until`, a restart
+    /// returns once the server answers again.
+    async fn begin(&self, fault: Fault, until: Instant) -> Result<(), String> {
+        self.mock.set_token_fault(fault.token_fault());
+        (self.refuse_writes)(fault == Fault::StoreRefusesWrites);
+        match &self.redis {
+            Some(redis) if fault.needs_own_redis() => redis.begin(fault, until).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Turns `fault` off.
+    async fn end(&self, fault: Fault) -> Result<(), String> {
+        self.mock.set_token_fault(None);
+        (self.refuse_writes)(false);
+        match &self.redis {
+            Some(redis) if fault.needs_own_redis() => redis.end(fault).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One window of the fault cycle, as it happened: counts between its start and end.
+struct Window {
+    from: f64,
+    to: f64,
+    fault: Fault,
+    counts: Counts,
+}
+
+/// The counts a window reports: the soak's (requests answered) and the mock's.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    requests: u64,
+    ok: u64,
+    unavailable: u64,
+    unauthorized: u64,
+    timeouts: u64,
+    refreshes: u64,
+    reuse: u64,
+}
+
+impl Counts {
+    fn now(load: &Load, mock: &MockHcssIdentity) -> Counts {
+        let (t, m) = (&load.total, mock.counts());
+        Counts {
+            requests: read(&t.requests),
+            ok: read(&t.ok),
+            unavailable: read(&t.unavailable),
+            unauthorized: read(&t.unauthorized),
+            timeouts: read(&t.timeouts),
+            refreshes: m.refreshes as u64,
+            reuse: m.reuse_detected as u64,
+        }
+    }
+
+    fn since(self, before: Counts) -> Counts {
+        Counts {
+            requests: self.requests - before.requests,
+            ok: self.ok - before.ok,
+            unavailable: self.unavailable - before.unavailable,
+            unauthorized: self.unauthorized - before.unauthorized,
+            timeouts: self.timeouts - before.timeouts,
+            refreshes: self.refreshes - before.refreshes,
+            reuse: self.reuse - before.reuse,
+        }
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.requests += other.requests;
+        self.ok += other.ok;
+        self.unavailable += other.unavailable;
+        self.unauthorized += other.unauthorized;
+        self.timeouts += other.timeouts;
+        self.refreshes += other.refreshes;
+        self.reuse += other.reuse;
+    }
+}
+
+/// Runs the windows, a healthy one before each fault, until the deadline.
+async fn controller(load: Arc<Load>, faults: Faults) -> Result<Vec<Window>, String> {
+    let cycle = Fault::cycle(faults.redis.is_some());
+    let mut windows = Vec::new();
+    for fault in cycle
+        .iter()
+        .cycle()
+        .flat_map(|&fault| [Fault::Healthy, fault])
+    {
+        if Instant::now() >= load.deadline {
+            break;
+        }
+        match window(&load, &faults, fault).await {
+            Ok(window) => windows.push(window),
+            Err(err) => {
+                // The soak cannot do what it says: the load stops too.
+                load.stopped.store(true, Ordering::SeqCst);
+                return Err(err);
+            }
+        }
+    }
+    Ok(windows)
+}
+
+/// One window: `fault` on for its length, then off.
+async fn window(load: &Load, faults: &Faults, fault: Fault) -> Result<Window, String> {
+    let start = Instant::now();
+    let before = Counts::now(load, &faults.mock);
+    load.fault.store(fault.index(), Ordering::SeqCst);
+    let begun = faults.begin(fault, start + fault.length()).await;
+    if begun.is_ok() {
+        tokio::time::sleep_until(start + fault.length()).await;
+    }
+    let ended = faults.end(fault).await;
+    load.fault.store(Fault::Healthy.index(), Ordering::SeqCst);
+    begun
+        .and(ended)
+        .map_err(|err| format!("{}: {err}", fault.name()))?;
+    Ok(Window {
+        from: start.duration_since(load.started).as_secs_f64(),
+        to: load.started.elapsed().as_secs_f64(),
+        fault,
+        counts: Counts::now(load, &faults.mock).since(before),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The soak's own Redis server
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod own_redis {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{millis, Fault, CUT_EVERY, WRITE_PAUSE};
+
+    /// How long a start or restart may take until the server answers with its data.
+    const START_PATIENCE: Duration = Duration::from_secs(20);
+    /// How long one command of the soak's own may take.
+    const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A `redis-server` of the soak's own, with an append-only file fsynced on every
+    /// write, in a folder of its own. Dropping it kills the server and deletes the folder.
+    pub(crate) struct OwnRedis {
+        binary: PathBuf,
+        dir: PathBuf,
+        port: u16,
+        server: Mutex<Option<Child>>,
+        /// Client connections cut, and restarts, for the figures.
+        cut: AtomicU64,
+        restarts: AtomicU64,
+    }
+
+    impl OwnRedis {
+        /// Starts a server on a free port of 127.0.0.1; returns once it answers.
+        pub(crate) async fn start() -> Result<Self, String> {
+            let binary = on_path("redis-server").ok_or("--own-redis needs redis-server on PATH")?;
+            let dir = std::env::temp_dir().join(format!(
+                "hcss-soak-redis-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let mut own = OwnRedis {
+                binary,
+                dir,
+                port: 0,
+                server: Mutex::new(None),
+                cut: AtomicU64::new(0),
+                restarts: AtomicU64::new(0),
+            };
+            let mut last = String::new();
+            // Another process may take the free port before the server binds it.
+            for _ in 0..5 {
+                own.port = free_port()?;
+                own.spawn()?;
+                match own.wait_until_ready().await {
+                    Ok(()) => return Ok(own),
+                    Err(err) => {
+                        own.kill();
+                        last = err;
+                    }
+                }
+            }
+            Err(format!("redis-server did not start: {last}"))
+        }
+
+        pub(crate) fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        pub(crate) fn describe(&self) -> String {
+            format!(
+                "own redis-server on 127.0.0.1:{}, appendonly yes, appendfsync always",
+                self.port
+            )
+        }
+
+        /// Connections cut and restarts so far.
+        pub(crate) fn disturbances(&self) -> (u64, u64) {
+            (
+                self.cut.load(Ordering::Relaxed),
+                self.restarts.load(Ordering::Relaxed),
+            )
+        }
+
+        pub(crate) async fn begin(&self, fault: Fault, until: Instant) -> Result<(), String> {
+            match fault {
+                Fault::RedisWritesPaused => {
+                    self.admin(
+                        redis::cmd("CLIENT")
+                            .arg("PAUSE")
+                            .arg(millis(WRITE_PAUSE))
+                            .arg("WRITE"),
+                    )
+                    .await
+                }
+                Fault::RedisConnectionsCut => self.cut_connections(until).await,
+                Fault::RedisOutage => self.signal("STOP"),
+                Fault::RedisRestart => self.restart().await,
+                _ => Ok(()),
+            }
+        }
+
+        pub(crate) async fn end(&self, fault: Fault) -> Result<(), String> {
+            match fault {
+                // The pause has run out by now; this only makes sure.
+                Fault::RedisWritesPaused => self.admin(redis::cmd("CLIENT").arg("UNPAUSE")).await,
+                Fault::RedisOutage => self.signal("CONT"),
+                _ => Ok(()),
+            }
+        }
+
+        /// Cuts every client connection (the soak's own excepted: `SKIPME yes`) every
+        /// `CUT_EVERY` until `until`.
+        async fn cut_connections(&self, until: Instant) -> Result<(), String> {
+            loop {
+                for kind in ["normal", "pubsub"] {
+                    let cut: u64 = self
+                        .admin(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg(kind))
+                        .await?;
+                    self.cut.fetch_add(cut, Ordering::Relaxed);
+                }
+                if Instant::now() + CUT_EVERY >= until {
+                    return Ok(());
+                }
+                tokio::time::sleep(CUT_EVERY).await;
+            }
+        }
+
+        /// `kill -9`, then the server again on the same port from the same folder.
+        async fn restart(&self) -> Result<(), String> {
+            self.kill();
+            self.spawn()?;
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            self.wait_until_ready().await
+        }
+
+        fn spawn(&self) -> Result<(), String> {
+            let server = Command::new(&self.binary)
+                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("--logfile")
+                .arg(self.dir.join("redis.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("redis-server: {e}"))?;
+            *self.server() = Some(server);
+            Ok(())
+        }
+
+        /// Polls a process starting (not an event): until this server answers with its
+        /// data loaded.
+        async fn wait_until_ready(&self) -> Result<(), String> {
+            let deadline = Instant::now() + START_PATIENCE;
+            let pid = format!("process_id:{}", self.pid()?);
+            loop {
+                if self.exited() {
+                    return Err(format!("it exited (port {} taken?)", self.port));
+                }
+                if let Ok(info) = self.admin::<String>(&redis::cmd("INFO")).await {
+                    let line = |want: &str| info.lines().any(|l| l.trim() == want);
+                    if !line(&pid) {
+                        return Err(format!("another server answers on port {}", self.port));
+                    }
+                    if line("loading:0") {
+                        return Ok(());
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("no answer within {} s", START_PATIENCE.as_secs()));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// One command on a fresh connection of the soak's own.
+        async fn admin<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+            let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;
+            let reply = tokio::time::timeout(ADMIN_TIMEOUT, async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                cmd.query_async(&mut conn).await
+            })
+            .await;
+            match reply {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err(format!("no answer within {} s", ADMIN_TIMEOUT.as_secs())),
+            }
+        }
+
+        fn signal(&self, signal: &str) -> Result<(), String> {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(self.pid()?.to_string())
+                .status()
+                .map_err(|e| format!("kill -{signal}: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("kill -{signal}: {status}"))
+            }
+        }
+
+        fn server(&self) -> MutexGuard<'_, Option<Child>> {
+            self.server.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn pid(&self) -> Result<u32, String> {
+            self.server()
+                .as_ref()
+                .map(Child::id)
+                .ok_or_else(|| "redis-server is not running".to_owned())
+        }
+
+        fn exited(&self) -> bool {
+            self.server()
+                .as_mut()
+                .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))))
+        }
+
+        /// SIGKILL (which ends a stopped server too), and the exit reaped.
+        fn kill(&self) {
+            if let Some(mut server) = self.server().take() {
+                let _ = server.kill();
+                let _ = server.wait();
+            }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn on_path(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    }
+
+    fn free_port() -> Result<u16, String> {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|e| format!("no free port: {e}"))
+    }
+}
+
+/// Without the `redis` feature there is no Redis to start (`main` refuses `--own-redis`).
+#[cfg(not(feature = "redis"))]
+mod own_redis {
+    use super::{Fault, Instant};
+
+    pub(crate) enum OwnRedis {}
+
+    impl OwnRedis {
+        pub(crate) async fn start() -> Result<Self, String> {
+            Err("--own-redis needs the `redis` feature".into())
+        }
+        pub(crate) fn url(&self) -> String {
+            match *self {}
+        }
+        pub(crate) fn describe(&self) -> String {
+            match *self {}
+        }
+        pub(crate) fn disturbances(&self) -> (u64, u64) {
+            match *self {}
+        }
+        pub(crate) async fn begin(&self, _: Fault, _: Instant) -> Result<(), String> {
+            match *self {}
+        }
+        pub(crate) async fn end(&self, _: Fault) -> Result<(), String> {
+            match *self {}
+        }
     }
 }
 
@@ -88,36 +720,37 @@ fn token_fault(phase: usize) -> Option<TokenFault> {
 struct Args {
     seconds: u64,
     sessions: usize,
+    rate: u64,
     redis: Option<String>,
+    own_redis: bool,
 }
+
+const USAGE: &str =
+    "usage: soak [--seconds N] [--sessions N] [--rate N] [--redis redis://HOST:PORT | --own-redis]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         seconds: 20,
         sessions: 60,
+        rate: DEFAULT_RATE,
         redis: None,
+        own_redis: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} takes a whole number"))
+        };
         match flag.as_str() {
-            "--seconds" => {
-                args.seconds = value()?
-                    .parse()
-                    .map_err(|_| "--seconds takes a whole number".to_owned())?;
-            }
-            "--sessions" => {
-                args.sessions = value()?
-                    .parse()
-                    .map_err(|_| "--sessions takes a whole number".to_owned())?;
-            }
+            "--seconds" => args.seconds = number(value()?)?,
+            "--sessions" => args.sessions = number(value()?)? as usize,
+            "--rate" => args.rate = number(value()?)?,
             "--redis" => args.redis = Some(value()?),
-            "-h" | "--help" => {
-                return Err(
-                    "usage: soak [--seconds N] [--sessions N] [--redis redis://HOST:PORT]".into(),
-                )
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+            "--own-redis" => args.own_redis = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     if args.seconds == 0 || args.seconds > 3600 {
@@ -126,15 +759,19 @@ fn parse_args() -> Result<Args, String> {
     if args.sessions == 0 || args.sessions > 10_000 {
         return Err("--sessions must be between 1 and 10000".into());
     }
+    if args.rate == 0 || args.rate > 100_000 {
+        return Err("--rate must be between 1 and 100000".into());
+    }
+    if args.redis.is_some() && args.own_redis {
+        return Err("--redis and --own-redis exclude each other".into());
+    }
+    if cfg!(not(feature = "redis")) && (args.redis.is_some() || args.own_redis) {
+        return Err("--redis and --own-redis need the `redis` feature: \
+                    cargo run --example soak --all-features -- ..."
+            .into());
+    }
     Ok(args)
 }
-
-// ---------------------------------------------------------------------------------------
-// The store wrapper: delegates everything, refuses writes on demand
-// ---------------------------------------------------------------------------------------
-
-/// Turns the store's refused writes on and off, on every instance.
-type Switch = Arc<dyn Fn(bool) + Send + Sync>;
 
 // ---------------------------------------------------------------------------------------
 // The app
@@ -147,7 +784,7 @@ async fn whoami(_token: HcssToken) -> &'static str {
 fn app_config(mock: &MockHcssIdentity, url: &str) -> Result<HcssConfig, hcss_auth::ConfigError> {
     mock.config_builder(&format!("{url}/hcss/callback"))
         .scopes(["heavyjob:read", "offline_access"])
-        .http_timeout(Duration::from_millis(500))
+        .http_timeout(HTTP_TIMEOUT)
         .retry_after(Duration::from_secs(1))
         .build()
 }
@@ -169,11 +806,51 @@ where
     Ok(url)
 }
 
-#[cfg(feature = "redis")]
-async fn redis_store(url: &str, prefix: &str) -> Result<hcss_auth::store::RedisStore, StoreError> {
-    Ok(hcss_auth::store::RedisStore::connect(url)
-        .await?
-        .with_prefix(prefix))
+/// The app instances, what they run on, and how their store's writes are refused.
+struct Apps {
+    urls: Vec<String>,
+    mode: String,
+    refuse_writes: Switch,
+}
+
+/// One instance on a `MemoryStore`, or two sharing a `RedisStore` at `redis_url`.
+async fn start_apps(
+    mock: &MockHcssIdentity,
+    redis_url: Option<&str>,
+    prefix: &str,
+) -> Result<Apps, Box<dyn Error>> {
+    let Some(url) = redis_url else {
+        let store = FaultyStore::new(MemoryStore::new());
+        let switch = store.clone();
+        return Ok(Apps {
+            urls: vec![start_app(mock, store).await?],
+            mode: "memory (1 instance)".into(),
+            refuse_writes: Arc::new(move |on| switch.refuse_writes(on)),
+        });
+    };
+    #[cfg(feature = "redis")]
+    {
+        let (mut urls, mut stores) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let store = FaultyStore::new(
+                hcss_auth::store::RedisStore::connect(url)
+                    .await?
+                    .with_prefix(prefix),
+            );
+            stores.push(store.clone());
+            urls.push(start_app(mock, store).await?);
+        }
+        Ok(Apps {
+            urls,
+            mode: format!("redis (2 instances, prefix {prefix})"),
+            refuse_writes: Arc::new(move |on| stores.iter().for_each(|s| s.refuse_writes(on))),
+        })
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (url, prefix);
+        Err("the redis modes need the `redis` feature".into())
+    }
 }
 
 /// Deletes every key under `prefix`; returns how many.
@@ -284,8 +961,31 @@ async fn sign_in(client: &reqwest::Client, app: &str) -> Result<String, String> 
     Ok(format!("{SESSION_COOKIE}={}", session.1))
 }
 
+/// Signs `sessions` sessions in on `app`, `CONCURRENCY` at a time; returns their cookies.
+async fn sign_in_all(
+    client: &reqwest::Client,
+    app: &str,
+    sessions: usize,
+) -> Result<Vec<String>, Box<dyn Error>> {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut logins = JoinSet::new();
+    for i in 0..sessions {
+        let (client, app, limit) = (client.clone(), app.to_owned(), limit.clone());
+        logins.spawn(async move {
+            let _turn = limit.acquire().await;
+            (i, sign_in(&client, &app).await)
+        });
+    }
+    let mut cookies = vec![String::new(); sessions];
+    while let Some(joined) = logins.join_next().await {
+        let (i, signed_in) = joined?;
+        cookies[i] = signed_in.map_err(|e| format!("session {i} could not sign in: {e}"))?;
+    }
+    Ok(cookies)
+}
+
 // ---------------------------------------------------------------------------------------
-// Counting
+// The load
 // ---------------------------------------------------------------------------------------
 
 #[derive(Default)]
@@ -341,7 +1041,7 @@ impl Tally {
 #[derive(Clone, Copy)]
 struct Loss {
     at: f64,
-    phase: usize,
+    fault: Fault,
     instance: usize,
 }
 
@@ -351,10 +1051,14 @@ struct Load {
     cookies: Vec<String>,
     started: Instant,
     deadline: Instant,
-    phase: AtomicUsize,
+    /// The pause between two requests of one loop.
+    pause: Duration,
+    /// The current window's `Fault::index`.
+    fault: AtomicUsize,
     total: Tally,
-    by_phase: Vec<Tally>,
     first_401: Mutex<Vec<Option<Loss>>>,
+    /// Set when a fault window failed: the loops stop before the deadline.
+    stopped: AtomicBool,
 }
 
 fn xorshift(state: &mut u64) -> u64 {
@@ -366,119 +1070,125 @@ fn xorshift(state: &mut u64) -> u64 {
     x
 }
 
-/// One request loop of one session, until the deadline. In Redis mode it uses the app
-/// instances in turn.
+/// `pause` scaled by a random factor between 0.5 and 1.5, so that the loops spread out.
+fn jittered(pause: Duration, rng: &mut u64) -> Duration {
+    pause.mul_f64(0.5 + (xorshift(rng) % 1024) as f64 / 1024.0)
+}
+
+/// One request loop of one session, until the deadline; with two instances it uses them
+/// in turn.
 async fn worker(load: Arc<Load>, session: usize, task: usize) {
     let mut rng =
         ((session * TASKS_PER_SESSION + task + 1) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    tokio::time::sleep(jittered(load.pause, &mut rng) / 2).await;
     let mut turn = task;
-    while Instant::now() < load.deadline {
+    while Instant::now() < load.deadline && !load.stopped.load(Ordering::SeqCst) {
         let instance = turn % load.apps.len();
         turn += 1;
         let abandoned = xorshift(&mut rng).is_multiple_of(10);
-        let timeout = if abandoned {
-            ABANDON_AFTER
-        } else {
-            REQUEST_TIMEOUT
-        };
-        let phase = load.phase.load(Ordering::SeqCst);
-        let sent = load
-            .client
-            .get(format!("{}/whoami", load.apps[instance]))
-            .header(COOKIE, &load.cookies[session])
-            .timeout(timeout)
-            .send()
-            .await;
-        let answer = match sent {
-            Ok(response) => {
-                let status = response.status();
-                match response.bytes().await {
-                    Err(e) if e.is_timeout() => Answer::Timeout,
-                    _ => Answer::Status(status),
-                }
-            }
-            Err(e) if e.is_timeout() => Answer::Timeout,
-            Err(_) => Answer::Transport,
-        };
+        let fault = Fault::ALL[load.fault.load(Ordering::SeqCst)];
+        let answer = get_whoami(&load, session, instance, abandoned).await;
         load.total.record(abandoned, &answer);
-        load.by_phase[phase].record(abandoned, &answer);
-        let mut pause = PAUSE;
+        let mut pause = jittered(load.pause, &mut rng);
         if let Answer::Status(StatusCode::UNAUTHORIZED) = answer {
             let mut losses = load.first_401.lock().unwrap_or_else(|e| e.into_inner());
             losses[session].get_or_insert(Loss {
                 at: load.started.elapsed().as_secs_f64(),
-                phase,
+                fault,
                 instance,
             });
-            pause = Duration::from_millis(100);
+            pause = pause.max(Duration::from_millis(100));
         }
         tokio::time::sleep(pause).await;
     }
 }
 
-/// One window of the fault cycle, as it happened.
-struct Window {
-    from: f64,
-    to: f64,
-    phase: usize,
-    refreshes: usize,
-    reuse: usize,
-    unauthorized: u64,
-    unavailable: u64,
-}
-
-fn apply(mock: &MockHcssIdentity, refuse_writes: &Switch, phase: usize) {
-    refuse_writes(phase == REFUSED_WRITES);
-    mock.set_token_fault(token_fault(phase));
-}
-
-/// Switches the faults: every 4 s, 2 s healthy then 2 s of the next fault; all off at the
-/// deadline.
-async fn controller(
-    load: Arc<Load>,
-    mock: Arc<MockHcssIdentity>,
-    refuse_writes: Switch,
-) -> Vec<Window> {
-    let mut windows = Vec::new();
-    let mut cycle = 0usize;
-    let mut start = load.started;
-    'cycles: loop {
-        let fault = 1 + cycle % (PHASES.len() - 1);
-        for (phase, until) in [(0, start + PHASE), (fault, start + PHASE * 2)] {
-            let now = Instant::now();
-            if now >= load.deadline {
-                break 'cycles;
+/// One `GET /whoami` of `session` on `instance`; an abandoned one gives up after 50 ms.
+async fn get_whoami(load: &Load, session: usize, instance: usize, abandoned: bool) -> Answer {
+    let timeout = if abandoned {
+        ABANDON_AFTER
+    } else {
+        REQUEST_TIMEOUT
+    };
+    let sent = load
+        .client
+        .get(format!("{}/whoami", load.apps[instance]))
+        .header(COOKIE, &load.cookies[session])
+        .timeout(timeout)
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status();
+            match response.bytes().await {
+                Err(e) if e.is_timeout() => Answer::Timeout,
+                _ => Answer::Status(status),
             }
-            apply(&mock, &refuse_writes, phase);
-            load.phase.store(phase, Ordering::SeqCst);
-            let before = mock.counts();
-            let (u401, u503) = (
-                read(&load.total.unauthorized),
-                read(&load.total.unavailable),
-            );
-            tokio::time::sleep_until(until.min(load.deadline)).await;
-            let after = mock.counts();
-            windows.push(Window {
-                from: now.duration_since(load.started).as_secs_f64(),
-                to: load.started.elapsed().as_secs_f64(),
-                phase,
-                refreshes: after.refreshes - before.refreshes,
-                reuse: after.reuse_detected - before.reuse_detected,
-                unauthorized: read(&load.total.unauthorized) - u401,
-                unavailable: read(&load.total.unavailable) - u503,
-            });
         }
-        cycle += 1;
-        start += PHASE * 2;
+        Err(e) if e.is_timeout() => Answer::Timeout,
+        Err(_) => Answer::Transport,
     }
-    apply(&mock, &refuse_writes, 0);
-    load.phase.store(0, Ordering::SeqCst);
-    windows
+}
+
+/// How late the runtime woke a timer: a saturated CPU shows here first.
+#[derive(Default)]
+struct Lag {
+    ticks: u64,
+    stalls: u64,
+    max: Duration,
+    total: Duration,
+}
+
+/// Measures the lateness of a `LAG_TICK` timer while the load runs.
+async fn lag_monitor(load: Arc<Load>) -> Lag {
+    let mut lag = Lag::default();
+    let mut next = Instant::now() + LAG_TICK;
+    while next < load.deadline && !load.stopped.load(Ordering::SeqCst) {
+        tokio::time::sleep_until(next).await;
+        let late = Instant::now().saturating_duration_since(next);
+        lag.ticks += 1;
+        lag.total += late;
+        lag.max = lag.max.max(late);
+        if late >= LAG_STALL {
+            lag.stalls += 1;
+        }
+        next = Instant::now() + LAG_TICK;
+    }
+    lag
 }
 
 // ---------------------------------------------------------------------------------------
 // The final check
 // ---------------------------------------------------------------------------------------
+
+/// Every session once more on every instance, `CONCURRENCY` sessions at a time: each
+/// session's answers, per instance.
+async fn final_check(
+    client: &reqwest::Client,
+    apps: &[String],
+    cookies: &[String],
+) -> Result<Vec<Vec<String>>, Box<dyn Error>> {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut checks = JoinSet::new();
+    for (i, cookie) in cookies.iter().enumerate() {
+        let (client, apps, cookie, limit) =
+            (client.clone(), apps.to_vec(), cookie.clone(), limit.clone());
+        checks.spawn(async move {
+            let _turn = limit.acquire().await;
+            let mut answers = Vec::new();
+            for app in &apps {
+                answers.push(final_answer(&client, app, &cookie).await);
+            }
+            (i, answers)
+        });
+    }
+    let mut finals = vec![Vec::new(); cookies.len()];
+    while let Some(joined) = checks.join_next().await {
+        let (i, answers) = joined?;
+        finals[i] = answers;
+    }
+    Ok(finals)
+}
 
 /// One `GET /whoami`, retried while it answers 503 for up to `FINAL_PATIENCE`.
 async fn final_answer(client: &reqwest::Client, app: &str, cookie: &str) -> String {
@@ -518,23 +1228,28 @@ async fn final_answer(client: &reqwest::Client, app: &str, cookie: &str) -> Stri
 // Main
 // ---------------------------------------------------------------------------------------
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(soak()),
+        Err(err) => {
+            eprintln!("soak: no runtime: {err}");
+            2
+        }
+    };
+    // The runtime is gone, and every task with it: what held the own Redis server let go,
+    // so the server is stopped before the process exits (which runs no destructor).
+    std::process::exit(code);
+}
+
+/// Parses the arguments, runs the soak, cleans up a shared Redis; returns the exit code.
+async fn soak() -> i32 {
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("soak: {message}");
-            std::process::exit(2);
+            return 2;
         }
     };
-    #[cfg(not(feature = "redis"))]
-    if args.redis.is_some() {
-        eprintln!(
-            "soak: --redis needs the `redis` feature: \
-             cargo run --example soak --features test-util,redis -- --redis URL"
-        );
-        std::process::exit(2);
-    }
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -562,91 +1277,69 @@ async fn main() {
         }
     }
 
-    match outcome {
-        Ok(code) => std::process::exit(code),
-        Err(err) => {
-            eprintln!("soak: setup failed: {err}");
-            std::process::exit(2);
-        }
-    }
+    outcome.unwrap_or_else(|err| {
+        eprintln!("soak: {err}");
+        2
+    })
 }
 
+/// The whole soak; returns the exit code. The own Redis server, if any, is stopped once
+/// this and the tasks it started have let go of it.
 async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     let mock = Arc::new(
         MockHcssIdentity::builder()
-            .access_token_lifetime(Duration::from_secs(4))
+            .access_token_lifetime(ACCESS_TOKEN_LIFETIME)
             .start()
             .await,
     );
-    let (apps, mode, refuse_writes): (_, _, Switch) = match &args.redis {
-        None => {
-            let store = FaultyStore::new(MemoryStore::new());
-            let switch = store.clone();
-            (
-                vec![start_app(&mock, store).await?],
-                "memory (1 instance)".to_owned(),
-                Arc::new(move |on| switch.refuse_writes(on)),
-            )
-        }
-        #[cfg(feature = "redis")]
-        Some(url) => {
-            let (mut apps, mut stores) = (Vec::new(), Vec::new());
-            for _ in 0..2 {
-                let store = FaultyStore::new(redis_store(url, prefix).await?);
-                stores.push(store.clone());
-                apps.push(start_app(&mock, store).await?);
-            }
-            (
-                apps,
-                format!("redis (2 instances, prefix {prefix})"),
-                Arc::new(move |on| stores.iter().for_each(|s| s.refuse_writes(on))),
-            )
-        }
-        #[cfg(not(feature = "redis"))]
-        Some(_) => unreachable!("checked in main"),
+    let own_redis = match args.own_redis {
+        true => Some(Arc::new(OwnRedis::start().await?)),
+        false => None,
     };
-    #[cfg(not(feature = "redis"))]
-    let _ = prefix;
+    let redis_url = args.redis.clone().or(own_redis.as_ref().map(|r| r.url()));
+    let mut apps = start_apps(&mock, redis_url.as_deref(), prefix).await?;
+    if let Some(redis) = &own_redis {
+        apps.mode = format!("{} (2 instances)", redis.describe());
+    }
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-
-    // Sign every session in on the first instance (a login completes where it started).
-    let mut logins = JoinSet::new();
-    for i in 0..args.sessions {
-        let (client, app) = (client.clone(), apps[0].clone());
-        logins.spawn(async move { (i, sign_in(&client, &app).await) });
-    }
-    let mut cookies = vec![String::new(); args.sessions];
-    while let Some(joined) = logins.join_next().await {
-        let (i, signed_in) = joined?;
-        cookies[i] = signed_in.map_err(|e| format!("session {i} could not sign in: {e}"))?;
-    }
-    let signed_in_at_start = mock.counts();
+    // A login completes on the instance where it started.
+    let cookies = sign_in_all(&client, &apps.urls[0], args.sessions).await?;
+    let at_start = mock.counts();
+    let loops = args.sessions * TASKS_PER_SESSION;
+    let pause = Duration::from_secs_f64(loops as f64 / args.rate as f64).max(MIN_PAUSE);
     println!(
-        "signed in {} sessions ({} code exchanges); load for {} s on {}",
-        args.sessions, signed_in_at_start.code_exchanges, args.seconds, mode
+        "signed in {} sessions ({} code exchanges); load for {} s on {}; {} loops, {} ms apart",
+        args.sessions,
+        at_start.code_exchanges,
+        args.seconds,
+        apps.mode,
+        loops,
+        millis(pause)
     );
 
-    // The load, and the faults.
     let started = Instant::now();
     let load = Arc::new(Load {
         client: client.clone(),
-        apps: apps.clone(),
+        apps: apps.urls.clone(),
         cookies,
         started,
         deadline: started + Duration::from_secs(args.seconds),
-        phase: AtomicUsize::new(0),
+        pause,
+        fault: AtomicUsize::new(Fault::Healthy.index()),
         total: Tally::default(),
-        by_phase: PHASES.iter().map(|_| Tally::default()).collect(),
         first_401: Mutex::new(vec![None; args.sessions]),
+        stopped: AtomicBool::new(false),
     });
-    let switcher = tokio::spawn(controller(
-        load.clone(),
-        mock.clone(),
-        refuse_writes.clone(),
-    ));
+    let faults = Faults {
+        mock: mock.clone(),
+        refuse_writes: apps.refuse_writes.clone(),
+        redis: own_redis.clone(),
+    };
+    let switcher = tokio::spawn(controller(load.clone(), faults));
+    let lag = tokio::spawn(lag_monitor(load.clone()));
     let mut workers = JoinSet::new();
     for session in 0..args.sessions {
         for task in 0..TASKS_PER_SESSION {
@@ -656,138 +1349,205 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     while let Some(joined) = workers.join_next().await {
         joined?;
     }
-    let windows = switcher.await?;
+    let windows = switcher
+        .await?
+        .map_err(|err| format!("a fault window failed: {err}"))?;
+    let lag = lag.await?;
     let elapsed = started.elapsed();
-    // Faults off (the controller did it too; this is the final word).
-    mock.set_token_fault(None);
-    refuse_writes(false);
-    let at_end_of_load = mock.counts();
 
-    // Every session once more, on every instance.
-    let mut checks = JoinSet::new();
-    for (i, cookie) in load.cookies.iter().enumerate() {
-        let (client, apps, cookie) = (client.clone(), apps.clone(), cookie.clone());
-        checks.spawn(async move {
-            let mut answers = Vec::new();
-            for app in &apps {
-                answers.push(final_answer(&client, app, &cookie).await);
-            }
-            (i, answers)
-        });
-    }
-    let mut finals: Vec<Vec<String>> = vec![Vec::new(); args.sessions];
-    while let Some(joined) = checks.join_next().await {
-        let (i, answers) = joined?;
-        finals[i] = answers;
-    }
-    let signed_in = finals
-        .iter()
-        .filter(|answers| answers.iter().all(|a| a == "200"))
-        .count();
-    let counts = mock.counts();
-
-    // Figures.
-    let t = &load.total;
-    println!();
-    println!("soak figures");
-    println!(
-        "  duration                 {:.1} s (faults: {} s healthy, {} s faulty, in turn)",
-        elapsed.as_secs_f64(),
-        PHASE.as_secs(),
-        PHASE.as_secs()
-    );
-    println!(
-        "  sessions                 {} ({} request loops each)",
-        args.sessions, TASKS_PER_SESSION
-    );
-    println!("  store                    {mode}");
-    println!("  requests                 {}", read(&t.requests));
-    println!("    200                    {}", read(&t.ok));
-    println!("    503                    {}", read(&t.unavailable));
-    println!("    401                    {}", read(&t.unauthorized));
-    println!("    other status           {}", read(&t.other));
-    println!(
-        "    client timeouts        {} ({} of them abandoned on purpose)",
-        read(&t.timeouts),
-        read(&t.abandoned_timeouts)
-    );
-    println!("    transport errors       {}", read(&t.transport));
-    println!("  abandoned (50 ms)        {}", read(&t.abandoned));
-    println!(
-        "  mock refreshes           {} ({} during the load)",
-        counts.refreshes,
-        at_end_of_load.refreshes - signed_in_at_start.refreshes
-    );
-    println!("  mock reuse_detected      {}", counts.reuse_detected);
-    println!("  mock code exchanges      {}", counts.code_exchanges);
-    println!("  mock revocations         {}", counts.revocations);
-    println!("  signed in at the end     {signed_in} / {}", args.sessions);
-
-    println!();
-    println!(
-        "  {:<50} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}",
-        "requests by phase (at send)", "requests", "200", "503", "401", "other", "timeouts"
-    );
-    for (phase, name) in PHASES.iter().enumerate() {
-        let p = &load.by_phase[phase];
-        println!(
-            "  {name:<50} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}",
-            read(&p.requests),
-            read(&p.ok),
-            read(&p.unavailable),
-            read(&p.unauthorized),
-            read(&p.other),
-            read(&p.timeouts)
-        );
-    }
-
-    println!();
-    println!(
-        "  {:<11} {:<50} {:>9} {:>6} {:>6} {:>6}",
-        "window (s)", "phase", "refreshes", "reuse", "401s", "503s"
-    );
-    for w in &windows {
-        println!(
-            "  {:>5.1}-{:<5.1} {:<50} {:>9} {:>6} {:>6} {:>6}",
-            w.from, w.to, PHASES[w.phase], w.refreshes, w.reuse, w.unauthorized, w.unavailable
-        );
-    }
-
-    let losses = load
-        .first_401
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let lost: Vec<usize> = (0..args.sessions)
-        .filter(|&i| !finals[i].iter().all(|a| a == "200"))
-        .collect();
-    let flapped = (0..args.sessions)
-        .filter(|&i| losses[i].is_some() && !lost.contains(&i))
-        .count();
-    if flapped > 0 {
-        println!();
-        println!("  {flapped} session(s) answered 401 during the load but 200 at the end");
-    }
-    if !lost.is_empty() {
-        report_lost(&lost, &losses, &finals, &windows);
-    }
-
-    let failed = signed_in < args.sessions || counts.reuse_detected > 0;
-    println!();
-    println!(
-        "{}",
-        if failed {
-            "FAIL: sessions were lost or a refresh token was reused"
-        } else {
-            "PASS: every session still signed in, no refresh token reused"
-        }
-    );
-    Ok(i32::from(failed))
+    let finals = final_check(&client, &apps.urls, &load.cookies).await?;
+    let report = Report {
+        args,
+        mode: &apps.mode,
+        elapsed,
+        pause,
+        load: &load,
+        lag: &lag,
+        since_sign_in: mock.counts().refreshes - at_start.refreshes,
+        mock: mock.counts(),
+        redis: own_redis.as_deref(),
+        windows: &windows,
+        finals: &finals,
+    };
+    Ok(report.print())
 }
 
-/// Lost sessions by (phase of the first 401, instance, last fault window before it):
-/// the sessions, the earliest and the latest first 401.
-type LossGroups = BTreeMap<(usize, usize, Option<usize>), (Vec<usize>, f64, f64)>;
+// ---------------------------------------------------------------------------------------
+// Figures
+// ---------------------------------------------------------------------------------------
+
+/// What the soak prints at the end.
+struct Report<'a> {
+    args: &'a Args,
+    mode: &'a str,
+    elapsed: Duration,
+    pause: Duration,
+    load: &'a Load,
+    lag: &'a Lag,
+    /// Refreshes at the mock since the sessions signed in.
+    since_sign_in: usize,
+    mock: hcss_auth::testing::MockCounts,
+    redis: Option<&'a OwnRedis>,
+    windows: &'a [Window],
+    finals: &'a [Vec<String>],
+}
+
+impl Report<'_> {
+    /// Prints the figures; returns the exit code: 1 if a session was lost or a refresh
+    /// token reused.
+    fn print(&self) -> i32 {
+        let lost: Vec<usize> = (0..self.args.sessions)
+            .filter(|&i| !self.finals[i].iter().all(|a| a == "200"))
+            .collect();
+        self.totals(lost.len());
+        self.by_window();
+        let losses = self
+            .load
+            .first_401
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let flapped = (0..self.args.sessions)
+            .filter(|&i| losses[i].is_some() && !lost.contains(&i))
+            .count();
+        if flapped > 0 {
+            println!();
+            println!("  {flapped} session(s) answered 401 during the load but 200 at the end");
+        }
+        if !lost.is_empty() {
+            report_lost(&lost, &losses, self.finals, self.windows);
+        }
+        let failed = !lost.is_empty() || self.mock.reuse_detected > 0;
+        println!();
+        println!(
+            "{}",
+            if failed {
+                "FAIL: sessions were lost or a refresh token was reused"
+            } else {
+                "PASS: every session still signed in, no refresh token reused"
+            }
+        );
+        i32::from(failed)
+    }
+
+    fn totals(&self, lost: usize) {
+        let t = &self.load.total;
+        let lag = self.lag;
+        println!();
+        println!("soak figures");
+        println!(
+            "  duration                 {:.1} s (windows: {} s healthy, then a fault, in turn)",
+            self.elapsed.as_secs_f64(),
+            HEALTHY.as_secs()
+        );
+        println!(
+            "  sessions                 {} ({} request loops each, {} ms apart)",
+            self.args.sessions,
+            TASKS_PER_SESSION,
+            millis(self.pause)
+        );
+        println!("  store                    {}", self.mode);
+        println!("  requests                 {}", read(&t.requests));
+        println!("    200                    {}", read(&t.ok));
+        println!("    503                    {}", read(&t.unavailable));
+        println!("    401                    {}", read(&t.unauthorized));
+        println!("    other status           {}", read(&t.other));
+        println!(
+            "    client timeouts        {} ({} of them abandoned on purpose)",
+            read(&t.timeouts),
+            read(&t.abandoned_timeouts)
+        );
+        println!("    transport errors       {}", read(&t.transport));
+        println!("  abandoned (50 ms)        {}", read(&t.abandoned));
+        println!(
+            "  mock refreshes           {} ({} since sign-in)",
+            self.mock.refreshes, self.since_sign_in
+        );
+        println!("  mock reuse_detected      {}", self.mock.reuse_detected);
+        println!("  mock code exchanges      {}", self.mock.code_exchanges);
+        println!("  mock revocations         {}", self.mock.revocations);
+        if let Some(redis) = self.redis {
+            let (cut, restarts) = redis.disturbances();
+            println!("  redis connections cut    {cut}; restarts {restarts}");
+        }
+        println!(
+            "  timer lag                max {} ms, mean {:.1} ms, {} of {} ticks late by {} ms or more",
+            millis(lag.max),
+            lag.total.as_secs_f64() * 1000.0 / lag.ticks.max(1) as f64,
+            lag.stalls,
+            lag.ticks,
+            millis(LAG_STALL)
+        );
+        println!(
+            "  sessions lost            {lost} / {} (signed in at the end: {})",
+            self.args.sessions,
+            self.args.sessions - lost
+        );
+    }
+
+    /// Counts per kind of window (requests counted when answered), and the windows in
+    /// which a session answered 401 or a refresh token was reused.
+    fn by_window(&self) {
+        let mut kinds = [(0usize, Counts::default()); Fault::ALL.len()];
+        for w in self.windows {
+            kinds[w.fault.index()].0 += 1;
+            kinds[w.fault.index()].1.add(w.counts);
+        }
+        println!();
+        println!(
+            "  {:<56} {:>4} {:>8} {:>8} {:>7} {:>5} {:>8} {:>9} {:>5}",
+            "by window", "n", "requests", "200", "503", "401", "timeouts", "refreshes", "reuse"
+        );
+        for (fault, (n, c)) in Fault::ALL.iter().zip(kinds) {
+            if n > 0 {
+                println!(
+                    "  {:<56} {n:>4} {:>8} {:>8} {:>7} {:>5} {:>8} {:>9} {:>5}",
+                    fault.name(),
+                    c.requests,
+                    c.ok,
+                    c.unavailable,
+                    c.unauthorized,
+                    c.timeouts,
+                    c.refreshes,
+                    c.reuse
+                );
+            }
+        }
+        // The first ones matter: later ones often show sessions already lost.
+        let troubled: Vec<&Window> = self
+            .windows
+            .iter()
+            .filter(|w| w.counts.unauthorized > 0 || w.counts.reuse > 0)
+            .collect();
+        if troubled.is_empty() {
+            return;
+        }
+        println!();
+        println!(
+            "  {:<11} {:<56} {:>9} {:>5} {:>5}",
+            "window (s)", "with 401s or reuse", "refreshes", "reuse", "401s"
+        );
+        for w in troubled.iter().take(SHOWN_LINES) {
+            println!(
+                "  {:>5.1}-{:<5.1} {:<56} {:>9} {:>5} {:>5}",
+                w.from,
+                w.to,
+                w.fault.name(),
+                w.counts.refreshes,
+                w.counts.reuse,
+                w.counts.unauthorized
+            );
+        }
+        if troubled.len() > SHOWN_LINES {
+            println!("  ... and {} more", troubled.len() - SHOWN_LINES);
+        }
+    }
+}
+
+/// Lost sessions by (last fault window before the first 401, the window kind when it
+/// was sent, instance), so in the order they were lost: the sessions, the earliest and
+/// the latest first 401.
+type LossGroups = BTreeMap<(Option<usize>, usize, usize), (Vec<usize>, f64, f64)>;
 
 /// Groups the lost sessions by their final answers, and by where and when they first
 /// answered 401 (with the last fault window that began before it).
@@ -820,11 +1580,10 @@ fn report_lost(
         };
         let after = windows
             .iter()
-            .rposition(|w| w.phase != 0 && w.from <= loss.at);
-        let group =
-            groups
-                .entry((loss.phase, loss.instance, after))
-                .or_insert((Vec::new(), f64::MAX, 0.0));
+            .rposition(|w| w.fault != Fault::Healthy && w.from <= loss.at);
+        let group = groups
+            .entry((after, loss.fault.index(), loss.instance))
+            .or_insert((Vec::new(), f64::MAX, 0.0));
         group.0.push(i);
         group.1 = group.1.min(loss.at);
         group.2 = group.2.max(loss.at);
@@ -836,20 +1595,25 @@ fn report_lost(
         }
         shown.join(", ")
     };
-    for ((phase, instance, after), (sessions, from, to)) in &groups {
+    for ((after, fault, instance), (sessions, from, to)) in groups.iter().take(SHOWN_LINES) {
         let after = match after {
             Some(w) => format!(
                 "after the fault window {:.1}-{:.1} s \"{}\"",
-                windows[*w].from, windows[*w].to, PHASES[windows[*w].phase]
+                windows[*w].from,
+                windows[*w].to,
+                windows[*w].fault.name()
             ),
             None => "before any fault".to_owned(),
         };
         println!(
             "    {} first answered 401 at {from:.2}-{to:.2} s on instance {instance}, during \"{}\", {after} (sessions {})",
             sessions.len(),
-            PHASES[*phase],
+            Fault::ALL[*fault].name(),
             names(sessions)
         );
+    }
+    if groups.len() > SHOWN_LINES {
+        println!("    ... and {} more groups", groups.len() - SHOWN_LINES);
     }
     if !silent.is_empty() {
         println!(
