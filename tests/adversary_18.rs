@@ -242,6 +242,48 @@ async fn a_stuck_disconnected_hook_does_not_hang_other_calls() {
     );
 }
 
+/// Finding 3, without Redis. Instance A marks the set and sends RT1; HCSS answers 500
+/// (nothing spent) and A's unmark is refused by the store (a blip). The mark stays with
+/// nothing kept anywhere: instance B waits the whole takeover grace (5 s here, 50 s
+/// with the default HTTP timeout) before it refreshes, answering 503 throughout, with
+/// the store and HCSS healthy again.
+#[tokio::test]
+#[ignore = "finding 3: a mark whose unmark failed makes every other instance answer 503 for the whole takeover grace"]
+async fn a_failed_refresh_whose_unmark_failed_does_not_stall_other_instances() {
+    let mock = MockHcssIdentity::start().await;
+    let store = FaultyStore::new(MemoryStore::new());
+    let configure = |b: hcss_auth::HcssConfigBuilder| {
+        b.http_timeout(Duration::from_millis(300))
+            .retry_after(Duration::ZERO)
+    };
+    let (a, browser, key, store) = expired_session(&mock, store, configure).await;
+    let (b, _auth) = start_app_with_store(&mock, configure, store.clone()).await;
+    mock.set_token_fault(Some(TokenFault::Stall));
+    let first = {
+        let (browser, on_a) = (browser.clone(), format!("{a}/whoami"));
+        tokio::spawn(async move { browser.get(&on_a).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    assert_eq!(store.inner().load(key).await.unwrap().unwrap().version, 1);
+    store.refuse_writes(true);
+    mock.set_token_fault(Some(TokenFault::ServerError));
+    assert_eq!(first.await.unwrap(), 503);
+    store.refuse_writes(false);
+    mock.set_token_fault(None);
+    let on_b = format!("{b}/whoami");
+    let started = tokio::time::Instant::now();
+    let first = browser.get(&on_b).await.status;
+    let last = settled_status(&browser, &on_b, Duration::from_secs(30)).await;
+    let waited = started.elapsed();
+    let counts = mock.counts();
+    assert_eq!(
+        (first, last, counts.reuse_detected),
+        (200, 200, 0),
+        "(B's first status, B's status at last, reuse detected): B answered 503 for \
+         {waited:?} waiting for a refresh that had failed"
+    );
+}
+
 #[cfg(feature = "redis")]
 mod redis_stall {
     //! Finding 3, on a Redis server of the test's own (`CLIENT PAUSE` stops every
