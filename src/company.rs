@@ -105,9 +105,10 @@ impl HcssCompanyTokens {
         }
     }
 
-    /// An async hook called with the company's id each time HCSS refuses a company with
-    /// `invalid_grant` (the customer removed the app or changed its scopes), before the
-    /// call returns [`CompanyTokenError::Disconnected`]: to mark the company in the app's
+    /// An async hook started with the company's id each time HCSS refuses a company with
+    /// `invalid_grant` (the customer removed the app or changed its scopes), in a task of
+    /// its own that no call waits for (the call returns
+    /// [`CompanyTokenError::Disconnected`] at once): to mark the company in the app's
     /// records, or to end its users' sessions ([`HcssAuth::end_sessions_for_company`]).
     /// Never for a configuration error ([`CompanyTokenError::Misconfigured`]) or a passing
     /// failure. Once per refusal: calls that wait for the same answer share one call of
@@ -313,12 +314,17 @@ impl HcssCompanyTokens {
                     tracing::debug!(error = %store, "hcss: cached company token not removed");
                 }
                 if let Some(hook) = &self.on_disconnected {
-                    if let Err(err) = tokio::spawn(hook(company_id.clone())).await {
-                        tracing::error!(
-                            panicked = err.is_panic(),
-                            "hcss: the on_disconnected hook failed"
-                        );
-                    }
+                    // In a task of its own, not awaited: a slow hook (ending the company's
+                    // sessions one by one) holds up no call for the company.
+                    let hook = tokio::spawn(hook(company_id.clone()));
+                    tokio::spawn(async move {
+                        if let Err(err) = hook.await {
+                            tracing::error!(
+                                panicked = err.is_panic(),
+                                "the on_disconnected hook failed"
+                            );
+                        }
+                    });
                 }
                 CompanyTokenError::Disconnected { company_id }
             }

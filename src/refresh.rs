@@ -180,11 +180,12 @@ fn lease_ttl(config: &crate::HcssConfig) -> Duration {
     config.identity.http_timeout * (protocol::REFRESH_PATIENCE + 2)
 }
 
-/// How long a refresher that finds the stored refresh token spent by another refresh
-/// waits for that refresh's result before it takes over. It gets here only once the
-/// other's lease has lapsed (it died, or lost the store for longer than its lease); a
-/// refresher still alive writes its result within a few seconds of reaching the store.
-fn takeover_grace(config: &crate::HcssConfig) -> Duration {
+/// How long a refresher that finds the stored refresh token spent by another instance's
+/// refresh waits for that refresh to write its result (or to clear its mark, when it
+/// never sent the token) before it gives the session up. It gets here only once the
+/// other's lease has lapsed; a refresher still alive writes within a few seconds of
+/// reaching the store.
+fn spent_elsewhere_patience(config: &crate::HcssConfig) -> Duration {
     lease_ttl(config).max(Duration::from_secs(5))
 }
 
@@ -200,38 +201,38 @@ async fn locked_refresh(
     key: StoreKey,
     rejected: Option<&SecretString>,
 ) -> Outcome {
-    // A set kept in memory still holds the lease its refresh took: this process has it.
-    let was_kept = shared.pending.has(key);
+    // A set kept in memory still holds the lease its refresh took: this process has it
+    // (renewed by the task that writes it).
     let mut lease = Lease {
-        held: was_kept,
+        held: shared.pending.has(key),
         owner: shared.refresher.clone(),
     };
     let outcome = refresh_turns(shared, key, &mut lease, rejected).await;
-    if !shared.pending.has(key) {
-        if lease.held {
-            unlock(shared, key, &lease.owner).await;
-        }
-    } else if !was_kept {
-        // A refreshed set the store did not take keeps the lease (renewed while it
-        // waits), so that no instance refreshes from the spent set the store still
-        // holds, and is written as soon as the store takes it (which releases the lock).
-        tokio::spawn(write_kept(shared.clone(), key));
+    if lease.held && !shared.pending.has(key) {
+        unlock(shared, key, &lease.owner).await;
     }
     outcome
 }
 
 /// Writes a set kept in memory once the store takes it, trying again with backoff until
 /// it is written, dropped (a logout) or past its session's end, and renews its lease
-/// meanwhile.
+/// meanwhile. One runs per key while sets are kept for it; a set kept again (refreshed
+/// from memory) is picked up by the same task.
 async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
     let lease = lease_ttl(&shared.config);
     let longest_pause = (lease / 3).min(Duration::from_secs(2));
     let mut pause = Duration::from_millis(50);
     while let Some(pending) = shared.pending.get(key) {
         if pending.tokens.session_expires_at <= shared.config.now() {
-            shared.pending.take(key);
-            unlock(&shared, key, &pending.lock_owner).await;
-            return;
+            let version = pending.tokens.version;
+            if let Some(ended) = shared
+                .pending
+                .take_if(key, |kept| kept.tokens.version == version)
+            {
+                revoke_orphan(&shared, key, &ended.tokens).await;
+                unlock(&shared, key, &ended.lock_owner).await;
+            }
+            continue;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(longest_pause);
@@ -242,7 +243,7 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
         {
             Ok(true) => {}
             // Lapsed: the stored set is still marked as spent by this refresh, so another
-            // refresher waits for this write before it would take over.
+            // refresher waits for this write.
             Ok(false) => tracing::debug!(
                 session = key.short(),
                 "the lease of refreshed tokens kept in memory lapsed; writing them still"
@@ -251,6 +252,14 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
                 "the lease of refreshed tokens kept in memory could not be renewed"),
         }
         let _ = session_tokens(&shared, key).await;
+    }
+}
+
+/// Keeps a refreshed set the store did not take, and starts the task that writes it
+/// unless one runs already.
+fn keep(shared: &Arc<Shared>, key: StoreKey, kept: PendingSet) {
+    if shared.pending.keep(key, kept) {
+        tokio::spawn(write_kept(shared.clone(), key));
     }
 }
 
@@ -281,7 +290,7 @@ async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
 /// that it is released whatever this returns. Every turn reloads first: the lock's
 /// previous holder may have refreshed already.
 async fn refresh_turns(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     key: StoreKey,
     lease: &mut Lease,
     rejected: Option<&SecretString>,
@@ -289,7 +298,7 @@ async fn refresh_turns(
     let config = &shared.config;
     let deadline = Instant::now() + lease_ttl(config);
     let mut pause = Duration::from_millis(10);
-    // The spent set this refresher found, and when: it waits for that refresh's write.
+    // The set spent elsewhere that this refresher found, and since when it waits.
     let mut spent_seen: Option<(u64, Instant)> = None;
     loop {
         let tokens = session_tokens(shared, key)
@@ -333,9 +342,10 @@ async fn refresh_turns(
         }
         // Its refresh token was spent by another instance's refresh whose lease lapsed:
         // that refresh may hold the new tokens in memory and write them as soon as it
-        // reaches the store. Spending the token again would be a reuse, which ends the
-        // session at HCSS. (A mark of this instance's own is a refresh that failed: the
-        // token was not spent, or its result is kept here.)
+        // reaches the store, or clear its mark if it never sent the token. Spending the
+        // token again would be a reuse, which HCSS answers by ending the user's sessions
+        // everywhere: it is never sent twice. (A mark of this instance's own is a
+        // refresh that failed, whose token was not spent or whose result is kept here.)
         let spent_by_another = tokens
             .spent_by
             .as_deref()
@@ -346,7 +356,7 @@ async fn refresh_turns(
                 _ => Instant::now(),
             };
             spent_seen = Some((tokens.version, since));
-            if since.elapsed() < takeover_grace(config) {
+            if since.elapsed() < spent_elsewhere_patience(config) {
                 let _ = shared
                     .token_store
                     .renew_refresh_lock(key, lease.owner.clone(), lease_ttl(config))
@@ -356,9 +366,11 @@ async fn refresh_turns(
             }
             tracing::warn!(
                 session = key.short(),
-                "a refresh that spent this session's refresh token never stored its result; \
-                 refreshing again"
+                "the refresh that spent this session's refresh token never stored its result \
+                 (its instance stopped, or lost the store); the session ends and the user signs \
+                 in again, rather than spending the token twice"
             );
+            return signed_out(shared, key).await;
         }
         // A set kept in memory is this process's alone, written over the version the
         // store holds; a stored set is first marked as spent by this refresh.
@@ -376,7 +388,10 @@ async fn refresh_turns(
 
 /// The session's token set as this process knows it: the store's, or a refreshed set
 /// that the store has not taken yet (which it then tries to write again).
-async fn session_tokens(shared: &Shared, key: StoreKey) -> Result<Option<TokenSet>, SessionError> {
+async fn session_tokens(
+    shared: &Arc<Shared>,
+    key: StoreKey,
+) -> Result<Option<TokenSet>, SessionError> {
     let stored = match shared.token_store.load(key).await {
         Ok(stored) => stored,
         Err(StoreError::Corrupt(_)) => {
@@ -391,56 +406,70 @@ async fn session_tokens(shared: &Shared, key: StoreKey) -> Result<Option<TokenSe
             };
         }
     };
-    let Some(PendingSet {
-        tokens: pending,
-        base_version,
-        lock_owner,
-    }) = shared.pending.get(key)
-    else {
+    let Some(kept) = shared.pending.get(key) else {
         return Ok(stored);
     };
-    match stored {
-        // The write landed meanwhile (a retry whose reply was lost, or another request's).
-        Some(stored) if same_write(&stored, &pending) => {
-            shared.pending.take(key);
-            unlock(shared, key, &lock_owner).await;
-            Ok(Some(stored))
-        }
-        // The session moved on without it: another refresher took over.
-        Some(stored) if stored.version >= pending.version => {
-            if let Some(orphan) = shared.pending.take(key) {
-                revoke_orphan(shared, key, &orphan.tokens).await;
-                unlock(shared, key, &lock_owner).await;
-            }
-            Ok(Some(stored))
-        }
-        Some(_) => {
-            match write_over(shared, key, base_version, &pending, Instant::now()).await {
-                Ok(true) => {
-                    shared.pending.take(key);
-                    tracing::info!(
-                        session = key.short(),
-                        "hcss: refreshed tokens kept in memory are stored now"
-                    );
-                    unlock(shared, key, &lock_owner).await;
-                }
-                Ok(false) => tracing::warn!(
-                    session = key.short(),
-                    "refreshed tokens kept in memory do not fit the stored set; serving them \
-                     from memory"
-                ),
-                Err(err) => tracing::debug!(session = key.short(), error = %err,
-                    "hcss: refreshed tokens still cannot be stored; serving them from memory"),
-            }
-            Ok(Some(pending))
-        }
+    let Some(stored) = stored else {
         // Signed out meanwhile: the refresh token only this process knows must not live on.
-        None => {
-            if let Some(pending) = shared.pending.take(key) {
-                revoke_orphan(shared, key, &pending.tokens).await;
-                unlock(shared, key, &pending.lock_owner).await;
+        if let Some(kept) = shared.pending.take(key) {
+            revoke_orphan(shared, key, &kept.tokens).await;
+            unlock(shared, key, &kept.lock_owner).await;
+        }
+        return Ok(None);
+    };
+    let version = kept.tokens.version;
+    let landed = |shared: &Shared| {
+        shared
+            .pending
+            .take_if(key, |now| now.tokens.version == version)
+    };
+    if same_write(&stored, &kept.tokens) {
+        // The write landed meanwhile (a retry whose reply was lost, or another request's).
+        if landed(shared).is_some() {
+            unlock(shared, key, &kept.lock_owner).await;
+        }
+        return Ok(Some(stored));
+    }
+    // Written over the set it was refreshed from, should the store hold that now (a set
+    // kept before it, written meanwhile); else over the version its refresh marked.
+    let base = match same_write(&stored, &kept.refreshed_from) {
+        true => stored.version,
+        false => kept.base_version,
+    };
+    if base != stored.version {
+        // The session moved on without it: another refresher wrote over its mark.
+        if stored.version >= kept.tokens.version {
+            if let Some(orphan) = landed(shared) {
+                revoke_orphan(shared, key, &orphan.tokens).await;
+                unlock(shared, key, &kept.lock_owner).await;
             }
-            Ok(None)
+            return Ok(Some(stored));
+        }
+    }
+    let mut write = kept.tokens.clone();
+    write.version = write.version.max(base.wrapping_add(1));
+    match write_over(shared, key, base, &write, Instant::now()).await {
+        Ok(Fence::Written) => {
+            if landed(shared).is_some() {
+                tracing::info!(
+                    session = key.short(),
+                    "hcss: refreshed tokens kept in memory are stored now"
+                );
+                unlock(shared, key, &kept.lock_owner).await;
+            }
+            Ok(Some(write))
+        }
+        Ok(Fence::Moved(_)) => {
+            tracing::debug!(
+                session = key.short(),
+                "refreshed tokens kept in memory do not fit the stored set yet"
+            );
+            Ok(Some(kept.tokens))
+        }
+        Err(err) => {
+            tracing::debug!(session = key.short(), error = %err,
+                "hcss: refreshed tokens still cannot be stored; serving them from memory");
+            Ok(Some(kept.tokens))
         }
     }
 }
@@ -464,16 +493,24 @@ fn same_write(stored: &TokenSet, written: &TokenSet) -> bool {
         && stored.written_by == written.written_by
 }
 
+/// What a fenced write found.
+enum Fence {
+    /// It is in the store (written now, or earlier by a retry whose reply was lost).
+    Written,
+    /// The store holds another version: this set (or none, after a logout).
+    Moved(Option<TokenSet>),
+}
+
 /// Writes `set` over `from_version`, retrying a failing store with backoff until
 /// `give_up`. A compare that fails reads the store: a set that is this very write (its
-/// reply was lost, and it was applied) counts as written, never as superseded.
+/// reply was lost, and it was applied) counts as written, never as moved.
 async fn write_over(
     shared: &Shared,
     key: StoreKey,
     from_version: u64,
     set: &TokenSet,
     give_up: Instant,
-) -> Result<bool, StoreError> {
+) -> Result<Fence, StoreError> {
     let store = &shared.token_store;
     let mut pause = Duration::from_millis(25);
     loop {
@@ -482,11 +519,11 @@ async fn write_over(
             .replace_if_version(key, from_version, set.clone(), ttl)
             .await
         {
-            Ok(true) => return Ok(true),
-            Ok(false) => store
-                .load(key)
-                .await
-                .map(|stored| stored.is_some_and(|stored| same_write(&stored, set))),
+            Ok(true) => return Ok(Fence::Written),
+            Ok(false) => store.load(key).await.map(|stored| match stored {
+                Some(stored) if same_write(&stored, set) => Fence::Written,
+                stored => Fence::Moved(stored),
+            }),
             Err(err) => Err(err),
         };
         match attempt {
@@ -504,28 +541,71 @@ async fn write_over(
 /// Marks the stored set as spent by this refresh (one version up) before its refresh
 /// token is sent to HCSS, so that no other refresher sends it too: the version the
 /// refreshed set is to be written over, or `None` when the session moved on meanwhile.
+/// A mark that cannot be confirmed sends nothing; should it land later, a task of its
+/// own clears it, so that other instances need not wait for it.
 async fn mark_spent(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     key: StoreKey,
     owner: &str,
     old: &TokenSet,
 ) -> Result<Option<u64>, SessionError> {
-    let mut marked = old.clone();
-    marked.version = old.version.wrapping_add(1);
-    marked.spent_by = Some(owner.into());
-    marked.written_by = None;
+    let marked = marked_by(old, owner, old.version.wrapping_add(1));
     let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
     match write_over(shared, key, old.version, &marked, give_up).await {
-        Ok(true) => Ok(Some(marked.version)),
-        Ok(false) => Ok(None),
-        Err(err) => Err(store_unavailable(&shared.config, err)),
+        Ok(Fence::Written) => Ok(Some(marked.version)),
+        Ok(Fence::Moved(_)) => Ok(None),
+        Err(err) => {
+            tokio::spawn(clear_unspent_mark(shared.clone(), key, marked, old.clone()));
+            Err(store_unavailable(&shared.config, err))
+        }
+    }
+}
+
+/// Gives a stored set marked as spent by a refresh whose token was never sent (or whose
+/// refresh failed) back to the next refresher: the set as it was, one version up. Tried
+/// again with backoff for a lease at most, as long as the mark may still land (a write
+/// the store answered late) or stays in place.
+async fn clear_unspent_mark(shared: Arc<Shared>, key: StoreKey, marked: TokenSet, old: TokenSet) {
+    let restored = unmarked(&old, marked.version);
+    let until = Instant::now() + lease_ttl(&shared.config);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if shared.pending.has(key) {
+            return;
+        }
+        match shared.token_store.load(key).await {
+            Ok(Some(stored)) if same_write(&stored, &marked) => {
+                match write_over(&shared, key, marked.version, &restored, Instant::now()).await {
+                    Ok(Fence::Written) => {
+                        tracing::debug!(session = key.short(), "an unspent refresh mark cleared");
+                        return;
+                    }
+                    Ok(Fence::Moved(_)) => return,
+                    Err(_) => {}
+                }
+            }
+            // Not there yet (the mark may be applied late), or unreadable for now.
+            Ok(Some(stored)) if stored.version < marked.version => {}
+            Err(_) => {}
+            // Moved on, or ended: nothing to clear.
+            Ok(_) => return,
+        }
+        if Instant::now() + pause >= until {
+            tracing::debug!(
+                session = key.short(),
+                "an unspent refresh mark stays; other instances end the session after waiting"
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
 /// Spends the refresh token of `old`, marked as this refresh's at version `base`, and
 /// writes (or keeps) what comes back over that version.
 async fn refresh_with(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     key: StoreKey,
     owner: &str,
     old: TokenSet,
@@ -551,7 +631,7 @@ async fn refresh_with(
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(owner.into());
             tracing::debug!(session = key.short(), "hcss: access token refreshed");
-            return write_or_keep(shared, key, owner, base, new).await;
+            return write_or_keep(shared, key, owner, base, &old, new).await;
         }
         Err(err) => err,
     };
@@ -573,62 +653,97 @@ async fn refresh_with(
         ErrorClass::Failed => tracing::warn!(session, reason = %err,
             "hcss: refresh failed; the session is kept"),
     }
-    unmark(shared, key, base, &old).await;
+    unmark(shared, key, owner, base, &old).await;
     Err(SessionError::Unavailable {
         reason,
         retry_after,
     })
 }
 
-/// Gives a stored set marked as spent by a refresh that failed back to the next
-/// refresher, so that it need not wait for a write that will never come. Best effort:
-/// a mark left behind is taken over after [`takeover_grace`].
-async fn unmark(shared: &Shared, key: StoreKey, marked_version: u64, old: &TokenSet) {
+/// Gives the stored set this failed refresh marked back to the next refresher, so that
+/// no other instance waits for a write that will never come: at once, or in a task of
+/// its own while the store refuses.
+async fn unmark(shared: &Arc<Shared>, key: StoreKey, owner: &str, base: u64, old: &TokenSet) {
     if shared.pending.has(key) {
         return;
     }
+    let marked = marked_by(old, owner, base);
+    let restored = unmarked(old, base);
+    if write_over(shared, key, base, &restored, Instant::now())
+        .await
+        .is_err()
+    {
+        tokio::spawn(clear_unspent_mark(shared.clone(), key, marked, old.clone()));
+    }
+}
+
+/// `old` marked as spent by the refresh `owner`, at `version`.
+fn marked_by(old: &TokenSet, owner: &str, version: u64) -> TokenSet {
+    let mut marked = old.clone();
+    marked.version = version;
+    marked.spent_by = Some(owner.into());
+    marked.written_by = None;
+    marked
+}
+
+/// `old` as it was, written over its mark at `marked_version`.
+fn unmarked(old: &TokenSet, marked_version: u64) -> TokenSet {
     let mut restored = old.clone();
     restored.version = marked_version.wrapping_add(1);
     restored.spent_by = None;
     restored.written_by = None;
-    if let Err(err) = write_over(shared, key, marked_version, &restored, Instant::now()).await {
-        tracing::debug!(session = key.short(), error = %err,
-            "a failed refresh's mark stays; the next refresh takes it over later");
-    }
+    restored
 }
 
 /// Writes a refreshed set over the version it came from. A store that fails is retried
 /// with backoff for up to half the HTTP timeout (the lock covers it); past that the set is
-/// kept in this process, served from there, and written by a later request. A session
-/// that is gone (logged out meanwhile) stays gone, and the new refresh token is revoked.
+/// kept in this process, served from there, and written by a task of its own. Should the
+/// store hold the very set this refresh spent (kept in memory before, and written
+/// meanwhile), the new set is written over that. A session that is gone (logged out
+/// meanwhile) stays gone, and the new refresh token is revoked.
 async fn write_or_keep(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     key: StoreKey,
     owner: &str,
     from_version: u64,
-    new: TokenSet,
+    old: &TokenSet,
+    mut new: TokenSet,
 ) -> Outcome {
     // Half an HTTP timeout: a request waiting on this refresh still gets its outcome.
     let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
-    match write_over(shared, key, from_version, &new, give_up).await {
-        Ok(true) => {
-            shared.pending.take(key);
-            Ok(new)
-        }
-        Ok(false) => superseded(shared, key, new).await,
-        Err(err) => {
-            tracing::error!(session = key.short(), error = %err,
-                "hcss: refreshed tokens could not be stored; this instance keeps them in \
-                 memory and stores them once the store accepts writes again");
-            shared.pending.keep(
-                key,
-                PendingSet {
-                    tokens: new.clone(),
-                    base_version: from_version,
-                    lock_owner: owner.to_owned(),
-                },
-            );
-            Ok(new)
+    let mut from = from_version;
+    loop {
+        match write_over(shared, key, from, &new, give_up).await {
+            Ok(Fence::Written) => {
+                let version = new.version;
+                shared
+                    .pending
+                    .take_if(key, |kept| kept.tokens.version <= version);
+                return Ok(new);
+            }
+            Ok(Fence::Moved(Some(stored)))
+                if same_write(&stored, old) && stored.version != from =>
+            {
+                from = stored.version;
+                new.version = stored.version.wrapping_add(1);
+            }
+            Ok(Fence::Moved(_)) => return superseded(shared, key, new).await,
+            Err(err) => {
+                tracing::error!(session = key.short(), error = %err,
+                    "hcss: refreshed tokens could not be stored; this instance keeps them in \
+                     memory and stores them once the store accepts writes again");
+                keep(
+                    shared,
+                    key,
+                    PendingSet {
+                        tokens: new.clone(),
+                        base_version: from,
+                        lock_owner: owner.to_owned(),
+                        refreshed_from: old.clone(),
+                    },
+                );
+                return Ok(new);
+            }
         }
     }
 }

@@ -163,6 +163,9 @@ pub(crate) struct PendingSet {
     pub(crate) tokens: TokenSet,
     pub(crate) base_version: u64,
     pub(crate) lock_owner: String,
+    /// The set whose refresh token this refresh spent: should the store come to hold it
+    /// (another kept set written meanwhile), this one is written over it.
+    pub(crate) refreshed_from: TokenSet,
 }
 
 impl Pending {
@@ -191,10 +194,20 @@ impl Pending {
 
     /// Drops the set waiting under `key`, returning it.
     pub(crate) fn take(&self, key: StoreKey) -> Option<PendingSet> {
+        self.take_if(key, |_| true)
+    }
+
+    /// Drops the set waiting under `key` if `drop` says so (a newer set kept meanwhile
+    /// stays), returning it.
+    pub(crate) fn take_if(
+        &self,
+        key: StoreKey,
+        drop: impl FnOnce(&PendingSet) -> bool,
+    ) -> Option<PendingSet> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let (_, set) = self.sets.remove(&key)?;
+        let (_, set) = self.sets.remove_if(&key, |_, set| drop(set))?;
         self.count.fetch_sub(1, Ordering::AcqRel);
         Some(set)
     }

@@ -1,7 +1,6 @@
 //! Adversarial review of the issue-18 refresh machinery (marks, kept sets, takeovers,
-//! logouts). Each test states its scenario; a test marked `#[ignore = "finding N: ..."]`
-//! fails on the code it was written against and shows a way a signed-in session is
-//! still lost (run them with `--ignored`).
+//! logouts). Each test states its scenario, a way a signed-in session was still lost or
+//! stalled; each failed on the code it was written against, before its fix.
 
 mod common;
 
@@ -58,7 +57,6 @@ async fn stored_version<S: TokenStore>(store: &S, key: StoreKey, version: u64) {
 /// to a Redis timeout, after the refresh from memory: the lease is still this
 /// process's, nothing else ever moved the session on.)
 #[tokio::test]
-#[ignore = "finding 1: a kept set refreshed from memory while the store comes back: its new refresh token is revoked as superseded, the spent one stays stored (reuse)"]
 async fn a_kept_set_refreshed_while_the_store_comes_back_keeps_the_session() {
     let mock = MockHcssIdentity::start().await;
     let store = FaultyStore::new(MemoryStore::new());
@@ -116,7 +114,6 @@ async fn a_kept_set_refreshed_while_the_store_comes_back_keeps_the_session() {
 /// holds the lock. The store holds P1, unmarked, whose RT2 is spent: instance B, finding
 /// it expiring, takes the free lock and presents RT2 again. Reuse, session ended.
 #[tokio::test]
-#[ignore = "finding 1b: a set kept over a stale base has no writer and no lease; the other instance spends the stored, spent refresh token again"]
 async fn a_kept_set_refreshed_again_is_not_left_without_its_writer() {
     let mock = MockHcssIdentity::start().await;
     let store = FaultyStore::new(MemoryStore::new());
@@ -177,7 +174,6 @@ async fn a_kept_set_refreshed_again_is_not_left_without_its_writer() {
 /// and A's P1 (RT2) is dead too. A was alive all along and served the session the whole
 /// time: the takeover cannot tell a dead refresher from a partitioned one.
 #[tokio::test]
-#[ignore = "finding 2: a takeover after the grace spends the token that a live but partitioned instance already spent"]
 async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
     let mock = MockHcssIdentity::start().await;
     let shared = MemoryStore::new();
@@ -202,12 +198,53 @@ async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
     store_a.refuse_writes(true);
     mock.set_token_fault(None);
     assert_eq!(first.await.unwrap(), 200, "A serves P1 from memory");
+    // B waits for A (503), spending nothing, as long as A is cut off...
+    assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 503);
+    assert_eq!(mock.counts().reuse_detected, 0, "B spent RT1 again");
+    // ...and serves A's set once A reaches the store again.
+    store_a.refuse_writes(false);
     let status = settled_status(&browser, &format!("{b}/whoami"), Duration::from_secs(20)).await;
     let counts = mock.counts();
     assert_eq!(
-        (status, counts.reuse_detected),
-        (200, 0),
-        "(B's status, reuse detected): B took over and spent RT1 again"
+        (status, counts.reuse_detected, counts.refreshes),
+        (200, 0, 1),
+        "(B's status, reuse detected, refreshes)"
+    );
+}
+
+/// Finding 2, the other half: the instance that spent the token never comes back (it
+/// died holding the new tokens, or stays cut off). B waits its patience, then ends the
+/// session (the user signs in again) rather than spending the token twice, which HCSS
+/// would answer by ending the user's sessions everywhere.
+#[tokio::test]
+async fn a_token_spent_by_an_instance_that_never_comes_back_is_not_spent_again() {
+    let mock = MockHcssIdentity::start().await;
+    let shared = MemoryStore::new();
+    let store_a = FaultyStore::new(shared.clone());
+    let store_b = FaultyStore::new(shared.clone());
+    let configure = |b: hcss_auth::HcssConfigBuilder| {
+        b.http_timeout(Duration::from_millis(300))
+            .retry_after(Duration::ZERO)
+    };
+    let (a, browser, _key, store_a) = expired_session(&mock, store_a, configure).await;
+    let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let first = {
+        let (browser, a) = (browser.clone(), a.clone());
+        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    store_a.refuse_writes(true);
+    mock.set_token_fault(None);
+    assert_eq!(first.await.unwrap(), 200);
+    let status = settled_status(&browser, &format!("{b}/whoami"), Duration::from_secs(20)).await;
+    let counts = mock.counts();
+    assert_eq!(
+        (status, counts.reuse_detected, counts.refreshes),
+        (401, 0, 1),
+        "(B's status, reuse detected, refreshes): B signs out without spending"
     );
 }
 
@@ -218,7 +255,6 @@ async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
 /// hook, `end_sessions_for_company`, revokes each session at HCSS one after another; a
 /// hook that never returns makes the company's calls hang forever.
 #[tokio::test]
-#[ignore = "finding 4: a slow or stuck on_disconnected hook makes every call for that company hang without bound"]
 async fn a_stuck_disconnected_hook_does_not_hang_other_calls() {
     let mock = MockHcssIdentity::start().await;
     let config = mock
@@ -248,7 +284,6 @@ async fn a_stuck_disconnected_hook_does_not_hang_other_calls() {
 /// with the default HTTP timeout) before it refreshes, answering 503 throughout, with
 /// the store and HCSS healthy again.
 #[tokio::test]
-#[ignore = "finding 3: a mark whose unmark failed makes every other instance answer 503 for the whole takeover grace"]
 async fn a_failed_refresh_whose_unmark_failed_does_not_stall_other_instances() {
     let mock = MockHcssIdentity::start().await;
     let store = FaultyStore::new(MemoryStore::new());
@@ -440,7 +475,6 @@ mod redis_stall {
     /// default HTTP timeout) before refreshing: its users get 503s throughout, with Redis
     /// and HCSS healthy. (A itself goes on at once: the mark is its own.)
     #[tokio::test]
-    #[ignore = "finding 3: a mark applied after its refresher gave up makes every other instance answer 503 for the whole takeover grace"]
     async fn a_mark_applied_after_its_refresher_gave_up_does_not_stall_other_instances() {
         let Some(own) = own_redis().await else {
             eprintln!("skipped: no redis-server");
@@ -468,9 +502,16 @@ mod redis_stall {
         store_a.armed.store(true, Ordering::SeqCst);
         let on_a = browser.get(&format!("{a}/whoami")).await.status;
         assert_eq!(on_a, 503, "A's mark timed out");
-        // The stall ends: the mark lands (version 1), then A's unlock. Polled: Redis
-        // tells nothing.
-        stored_version(&store_b, key, 1).await;
+        // The stall ends: the mark lands (version 1, cleared by A at once: version 2),
+        // then A's unlock. Polled: Redis tells nothing.
+        let landed = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store_b.load(key).await.unwrap().map(|s| s.version) < Some(1) {
+            assert!(
+                tokio::time::Instant::now() < landed,
+                "the mark never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let lock_gone = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let mut conn = redis::Client::open(own.url.as_str())
