@@ -49,7 +49,7 @@ pub struct HcssConfigBuilder {
     max_session_age: Duration,
     client_auth: ClientAuth,
     revoke_on_logout: bool,
-    allow_insecure_http: bool,
+    allow_insecure_http_on_loopback: bool,
     http_timeout: Duration,
     retry_after: Duration,
     cookie_key: Option<SecretString>,
@@ -79,7 +79,7 @@ impl Default for HcssConfigBuilder {
             max_session_age: DEFAULT_MAX_SESSION_AGE,
             client_auth: ClientAuth::RequestBody,
             revoke_on_logout: true,
-            allow_insecure_http: false,
+            allow_insecure_http_on_loopback: false,
             http_timeout: Duration::from_secs(10),
             retry_after: Duration::from_secs(5),
             cookie_key: None,
@@ -164,8 +164,9 @@ impl HcssConfigBuilder {
         self
     }
 
-    /// How long a started login may take to come back (default 10 minutes).
-    pub fn login_timeout(mut self, ttl: Duration) -> Self {
+    /// How long a started login may take to come back (default 10 minutes): the time to
+    /// live of the login transaction (its state, PKCE verifier and return path).
+    pub fn transaction_ttl(mut self, ttl: Duration) -> Self {
         self.transaction_ttl = ttl;
         self
     }
@@ -224,8 +225,8 @@ impl HcssConfigBuilder {
     }
 
     /// The key used before the current [`cookie_key`](Self::cookie_key), still accepted
-    /// for opening login cookies during a rotation: keep it for one login timeout after
-    /// the switch, then remove it.
+    /// for opening login cookies during a rotation: keep it for one
+    /// [`transaction_ttl`](Self::transaction_ttl) after the switch, then remove it.
     pub fn previous_cookie_key(mut self, base64_key: impl Into<SecretString>) -> Self {
         self.previous_cookie_key = Some(base64_key.into());
         self
@@ -301,13 +302,13 @@ impl HcssConfigBuilder {
     /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
     /// and the `__Host-` prefix when the redirect URI is `http://`.
     pub fn allow_insecure_http_on_loopback(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
+        self.allow_insecure_http_on_loopback = allow;
         self
     }
 
     /// Checks every setting and builds the configuration.
     pub fn build(self) -> Result<HcssConfig, ConfigError> {
-        let allow_http = self.allow_insecure_http;
+        let allow_http = self.allow_insecure_http_on_loopback;
         let client_id = checks::client_id(self.client_id.as_deref())?.to_owned();
         checks::scopes(&self.scopes)?;
         checks::client_secret(self.client_secret.as_ref())?;
@@ -417,13 +418,13 @@ impl HcssConfigBuilder {
             || self.http_timeout.is_zero()
         {
             return Err(ConfigError::invalid(
-                "login_timeout / max_session_age / http_timeout",
+                "transaction_ttl / max_session_age / http_timeout",
                 "durations must be above zero",
             ));
         }
         const DAY: Duration = Duration::from_secs(24 * 3600);
         for (field, value, max, unit) in [
-            ("login_timeout", self.transaction_ttl, DAY, "1 day"),
+            ("transaction_ttl", self.transaction_ttl, DAY, "1 day"),
             ("refresh_skew", self.refresh_skew, DAY, "1 day"),
             // Browsers cap a cookie's Max-Age at 400 days.
             (

@@ -245,7 +245,7 @@ mod tests {
     fn huge_durations_are_refused_with_the_setting_named() {
         type Set = fn(HcssConfigBuilder, Duration) -> HcssConfigBuilder;
         let setters: [(&str, Set); 5] = [
-            ("login_timeout", HcssConfigBuilder::login_timeout),
+            ("transaction_ttl", HcssConfigBuilder::transaction_ttl),
             ("refresh_skew", HcssConfigBuilder::refresh_skew),
             ("max_session_age", HcssConfigBuilder::max_session_age),
             ("http_timeout", HcssConfigBuilder::http_timeout),
@@ -256,11 +256,30 @@ mod tests {
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
         let ok = base()
-            .login_timeout(Duration::from_secs(24 * 3600))
+            .transaction_ttl(Duration::from_secs(24 * 3600))
             .max_session_age(Duration::from_secs(400 * 24 * 3600))
             .retry_after(Duration::ZERO)
             .build();
         assert!(ok.is_ok(), "the bounds themselves are accepted");
+    }
+
+    /// The durations that cannot be zero name the settings, by their setters' names.
+    #[test]
+    fn zero_durations_are_refused_with_the_settings_named() {
+        type Set = fn(HcssConfigBuilder, Duration) -> HcssConfigBuilder;
+        let setters: [Set; 3] = [
+            HcssConfigBuilder::transaction_ttl,
+            HcssConfigBuilder::max_session_age,
+            HcssConfigBuilder::http_timeout,
+        ];
+        for set in setters {
+            let err = set(base(), Duration::ZERO).build().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("transaction_ttl / max_session_age / http_timeout"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
