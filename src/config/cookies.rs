@@ -41,12 +41,10 @@ mod tests {
             c.binding_cookie_name("abcdefghijk"),
             "__Host-hcss-login-abcdefgh"
         );
-        let c = base()
-            .redirect_uri("http://127.0.0.1:3000/cb")
-            .identity_url("http://localhost:9/identity/")
-            .allow_insecure_http_on_loopback(true)
-            .build()
-            .unwrap();
+        let plain_http = base()
+            .redirect_uri("http://localhost:3000/hcss/callback")
+            .allow_insecure_http_on_loopback(true);
+        let c = plain_http.build().unwrap();
         assert_eq!(c.session_cookie_name(), "hcss-session");
         assert_eq!(c.binding_cookie_name("abc"), "hcss-login-abc");
     }
