@@ -16,7 +16,7 @@ use super::{HCSS_IDENTITY_URL, MAX_RETRY_AFTER};
 pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Code exchanges one process makes at once by default.
-pub(crate) const DEFAULT_MAX_CODE_EXCHANGES: usize = 64;
+const DEFAULT_MAX_CODE_EXCHANGES: usize = 64;
 
 /// Scopes that only a user's sign-in can be granted: `offline_access` and OpenID
 /// Connect's identity scopes. Company tokens (no user present) leave them out, as
