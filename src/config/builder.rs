@@ -1,0 +1,514 @@
+//! `HcssConfigBuilder`: the settings with their defaults, and `build`, which checks them
+//! (with the rules in `checks`) and puts the configuration together.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::ConfigError;
+use crate::secret::SecretString;
+
+use super::checks;
+use super::{ClientAuth, CookiePolicy, HcssConfig, IdentityClient, Lifetimes, Routes};
+use super::{HCSS_IDENTITY_URL, MAX_RETRY_AFTER};
+
+/// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
+pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Code exchanges one process makes at once by default.
+const DEFAULT_MAX_CODE_EXCHANGES: usize = 64;
+
+/// Scopes that only a user's sign-in can be granted: `offline_access` and OpenID
+/// Connect's identity scopes. Company tokens (no user present) leave them out, as
+/// IdentityServer refuses them for `client_credentials`.
+const USER_ONLY_SCOPES: [&str; 6] = [
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+    "address",
+    "phone",
+];
+
+/// Builds an [`HcssConfig`]; see there for an example.
+#[derive(Debug)]
+#[must_use]
+pub struct HcssConfigBuilder {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    scopes: Vec<String>,
+    redirect_uri: Option<String>,
+    identity_url: String,
+    login_path: String,
+    logout_path: String,
+    user_path: Option<String>,
+    post_login_path: String,
+    post_logout_path: String,
+    transaction_ttl: Duration,
+    refresh_skew: Duration,
+    max_session_age: Duration,
+    client_auth: ClientAuth,
+    revoke_on_logout: bool,
+    allow_insecure_http_on_loopback: bool,
+    http_timeout: Duration,
+    retry_after: Duration,
+    cookie_key: Option<SecretString>,
+    previous_cookie_key: Option<SecretString>,
+    #[cfg(feature = "test-util")]
+    clock: Option<crate::clock::TestClock>,
+    http_client: Option<reqwest::ClientBuilder>,
+    max_response_bytes: usize,
+    max_code_exchanges: usize,
+}
+
+impl Default for HcssConfigBuilder {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+            redirect_uri: None,
+            identity_url: HCSS_IDENTITY_URL.to_owned(),
+            login_path: "/hcss/login".to_owned(),
+            logout_path: "/hcss/logout".to_owned(),
+            user_path: None,
+            post_login_path: "/".to_owned(),
+            post_logout_path: "/".to_owned(),
+            transaction_ttl: Duration::from_secs(600),
+            refresh_skew: Duration::from_secs(60),
+            max_session_age: DEFAULT_MAX_SESSION_AGE,
+            client_auth: ClientAuth::RequestBody,
+            revoke_on_logout: true,
+            allow_insecure_http_on_loopback: false,
+            http_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(5),
+            cookie_key: None,
+            previous_cookie_key: None,
+            #[cfg(feature = "test-util")]
+            clock: None,
+            http_client: None,
+            max_response_bytes: 64 * 1024,
+            max_code_exchanges: DEFAULT_MAX_CODE_EXCHANGES,
+        }
+    }
+}
+
+impl HcssConfigBuilder {
+    /// The client id HCSS issued (required).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret, when HCSS issued one.
+    pub fn client_secret(mut self, secret: impl Into<SecretString>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// The scopes to ask for (required), e.g. `["heavyjob:read", "offline_access"]`.
+    /// Without `offline_access` HCSS issues no refresh token, and the session ends when
+    /// the access token does.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The absolute URL of the callback, registered at HCSS as the "Post Login Callback
+    /// URL" (required). Its path is where the layer serves the callback.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uri = Some(uri.into());
+        self
+    }
+
+    /// The identity base URL (default `https://api.hcssapps.com/identity`); the
+    /// authorize, token and revocation endpoints are under `{base}/connect/`.
+    pub fn identity_url(mut self, url: impl Into<String>) -> Self {
+        self.identity_url = url.into();
+        self
+    }
+
+    /// The login path (default `/hcss/login`).
+    pub fn login_path(mut self, path: impl Into<String>) -> Self {
+        self.login_path = path.into();
+        self
+    }
+
+    /// The logout path (default `/hcss/logout`).
+    pub fn logout_path(mut self, path: impl Into<String>) -> Self {
+        self.logout_path = path.into();
+        self
+    }
+
+    /// Serve who is signed in as JSON at this path (opt-in; `/hcss/user` is the usual
+    /// one), for single-page apps: the identity claims, scopes, when the token and the
+    /// session end, and the logout path; 401 when signed out; never cached.
+    pub fn user_path(mut self, path: impl Into<String>) -> Self {
+        self.user_path = Some(path.into());
+        self
+    }
+
+    /// Where users land after login when no `return_to` was given (default `/`).
+    pub fn post_login_path(mut self, path: impl Into<String>) -> Self {
+        self.post_login_path = path.into();
+        self
+    }
+
+    /// Where users land after logout (default `/`).
+    pub fn post_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.post_logout_path = path.into();
+        self
+    }
+
+    /// How long a started login may take to come back (default 10 minutes): the time to
+    /// live of the login transaction (its state, PKCE verifier and return path).
+    pub fn transaction_ttl(mut self, ttl: Duration) -> Self {
+        self.transaction_ttl = ttl;
+        self
+    }
+
+    /// Refresh an access token this long before it expires (default 60 s).
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.refresh_skew = skew;
+        self
+    }
+
+    /// The longest a session lives, however often it is refreshed (default 30 days, the
+    /// lifetime of an HCSS refresh token).
+    pub fn max_session_age(mut self, age: Duration) -> Self {
+        self.max_session_age = age;
+        self
+    }
+
+    /// How the client authenticates to the token endpoint (default: in the body).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Revoke the refresh token at HCSS on logout (default on).
+    pub fn revoke_on_logout(mut self, on: bool) -> Self {
+        self.revoke_on_logout = on;
+        self
+    }
+
+    /// Timeout of each call to the identity service (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// After a refresh fails for a passing reason (HCSS down, slow or overloaded), how
+    /// long clients are told to wait (`Retry-After`) and how long the failure is
+    /// remembered, so that the requests of that session in the meantime get the same
+    /// answer without calling HCSS again (default 5 s, at most 5 minutes; zero remembers
+    /// nothing). A `Retry-After` sent by HCSS itself takes precedence.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The key that seals login cookies: base64 of at least 32 random bytes (make one with
+    /// `openssl rand -base64 32`). Every instance of an app must have the same key, so that
+    /// a login started on one finishes on another.
+    ///
+    /// Unset, a store that can share a secret (`RedisStore`) agrees on one for all its
+    /// instances; otherwise each process makes a random key, which is right for a single
+    /// instance (and logged, as several instances would refuse each other's logins).
+    pub fn cookie_key(mut self, base64_key: impl Into<SecretString>) -> Self {
+        self.cookie_key = Some(base64_key.into());
+        self
+    }
+
+    /// The key used before the current [`cookie_key`](Self::cookie_key), still accepted
+    /// for opening login cookies during a rotation: keep it for one
+    /// [`transaction_ttl`](Self::transaction_ttl) after the switch, then remove it.
+    pub fn previous_cookie_key(mut self, base64_key: impl Into<SecretString>) -> Self {
+        self.previous_cookie_key = Some(base64_key.into());
+        self
+    }
+
+    /// **Tests only** (feature `test-util`): run the flow on `clock`, which the test moves
+    /// forward, instead of the system's time.
+    #[cfg(feature = "test-util")]
+    pub fn test_clock(mut self, clock: crate::clock::TestClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Your own HTTP client setup for the identity service: its TLS backend, proxy, CA
+    /// roots, user agent. The crate sets its own rules on it whatever it holds: redirects
+    /// are never followed (a redirect could carry the code or the client secret
+    /// elsewhere), each call times out after [`http_timeout`](Self::http_timeout), plain
+    /// http is refused unless the development setting allows it, and responses are
+    /// capped at [`max_response_bytes`](Self::max_response_bytes).
+    ///
+    /// ```
+    /// use hcss_auth::HcssConfig;
+    ///
+    /// let client = reqwest::Client::builder().user_agent("my-app/1.0");
+    /// let config = HcssConfig::builder()
+    ///     .client_id("my-client")
+    ///     .scopes(["heavyjob:read"])
+    ///     .redirect_uri("https://app.example.com/hcss/callback")
+    ///     .http_client(client)
+    ///     .build()?;
+    /// # Ok::<(), hcss_auth::ConfigError>(())
+    /// ```
+    pub fn http_client(mut self, client: reqwest::ClientBuilder) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The largest token response accepted (default 64 KiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// How many code exchanges (the token calls that end a sign-in) one process makes at
+    /// once, at most (default 64, at most 65,536). A callback past the bound answers 503 with
+    /// `Retry-After` before any token call and keeps its login, so the browser can retry.
+    ///
+    /// Anyone can start a login and call the callback with its state, its cookie and a
+    /// made-up code, and each such call costs one call to HCSS's token endpoint. Starting
+    /// logins is free, so no bound per login or per client stops a flood of them; this
+    /// bound caps what a flood can make the app ask of HCSS at any moment, and the
+    /// sockets and tasks it holds, whatever the number of clients. A real sign-in holds a
+    /// place for one round trip to HCSS, so the default serves hundreds a second.
+    ///
+    /// ```
+    /// use hcss_auth::HcssConfig;
+    ///
+    /// let config = HcssConfig::builder()
+    ///     .client_id("my-client")
+    ///     .scopes(["heavyjob:read"])
+    ///     .redirect_uri("https://app.example.com/hcss/callback")
+    ///     .max_code_exchanges(16)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn max_code_exchanges(mut self, exchanges: usize) -> Self {
+        self.max_code_exchanges = exchanges;
+        self
+    }
+
+    /// **Development only.** Allows `http://` identity and redirect URIs whose host is a
+    /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
+    /// and the `__Host-` prefix when the redirect URI is `http://`.
+    pub fn allow_insecure_http_on_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_http_on_loopback = allow;
+        self
+    }
+
+    /// Checks every setting and builds the configuration.
+    pub fn build(self) -> Result<HcssConfig, ConfigError> {
+        let allow_http = self.allow_insecure_http_on_loopback;
+        let client_id = checks::client_id(self.client_id.as_deref())?.to_owned();
+        checks::scopes(&self.scopes)?;
+        checks::client_secret(self.client_secret.as_ref())?;
+        let redirect_text = self
+            .redirect_uri
+            .as_deref()
+            .ok_or(ConfigError::Missing("redirect_uri (HCSS_REDIRECT_URI)"))?;
+        let redirect = checks::checked_url("redirect_uri", redirect_text, allow_http)?;
+        let issuer = self.identity_url.trim_end_matches('/');
+        checks::checked_url("identity_url", issuer, allow_http)?;
+        let callback_path = redirect.path().to_owned();
+        self.check_paths(&callback_path)?;
+        checks::max_code_exchanges(self.max_code_exchanges)?;
+        self.check_durations()?;
+        let cookie_key =
+            checks::cookie_key("cookie_key (HCSS_COOKIE_KEY)", self.cookie_key.as_ref())?;
+        let previous_cookie_key = checks::cookie_key(
+            "previous_cookie_key (HCSS_COOKIE_KEY_PREVIOUS)",
+            self.previous_cookie_key.as_ref(),
+        )?;
+        let http = identity_http_client(self.http_client, self.http_timeout, allow_http)?;
+        Ok(HcssConfig {
+            identity: IdentityClient {
+                client_id,
+                client_secret: self.client_secret,
+                client_auth: self.client_auth,
+                scope: self.scopes.join(" "),
+                openid: self.scopes.iter().any(|s| s == "openid"),
+                company_scope: company_scope(&self.scopes),
+                redirect_uri: redirect_text.to_owned(),
+                issuer: issuer.to_owned(),
+                authorize_url: endpoint(issuer, "authorize")?,
+                token_url: endpoint(issuer, "token")?,
+                revocation_url: endpoint(issuer, "revocation")?,
+                revoke_on_logout: self.revoke_on_logout,
+                http,
+                http_timeout: self.http_timeout,
+                max_response_bytes: self.max_response_bytes,
+                retry_after: self.retry_after,
+                max_code_exchanges: self.max_code_exchanges,
+            },
+            routes: Routes {
+                app_origin: redirect.origin().ascii_serialization(),
+                login_path: self.login_path,
+                callback_path,
+                logout_path: self.logout_path,
+                user_path: self.user_path,
+                post_login_path: self.post_login_path,
+                post_logout_path: self.post_logout_path,
+            },
+            cookies: CookiePolicy {
+                secure_cookies: redirect.scheme() == "https",
+                cookie_key,
+                previous_cookie_key,
+            },
+            lifetimes: Lifetimes {
+                transaction_ttl: self.transaction_ttl,
+                refresh_skew: self.refresh_skew,
+                max_session_age: self.max_session_age,
+                #[cfg(feature = "test-util")]
+                clock: self.clock,
+            },
+        })
+    }
+
+    /// The flow's paths are paths on this site, and no two endpoints share one.
+    fn check_paths(&self, callback_path: &str) -> Result<(), ConfigError> {
+        for (field, path) in [
+            ("login_path", &self.login_path),
+            ("logout_path", &self.logout_path),
+            ("post_login_path", &self.post_login_path),
+            ("post_logout_path", &self.post_logout_path),
+        ] {
+            checks::site_path(field, path)?;
+        }
+        if callback_path == self.login_path || callback_path == self.logout_path {
+            return Err(ConfigError::invalid(
+                "redirect_uri",
+                "its path must differ from the login and logout paths",
+            ));
+        }
+        if self.login_path == self.logout_path {
+            return Err(ConfigError::invalid(
+                "logout_path",
+                "it must differ from the login path",
+            ));
+        }
+        if let Some(user) = &self.user_path {
+            if crate::return_path::valid_return_path(user).is_none()
+                || [self.login_path.as_str(), &self.logout_path, callback_path]
+                    .contains(&user.as_str())
+            {
+                return Err(ConfigError::invalid(
+                    "user_path",
+                    format!("{user:?} must be a path of its own on this site"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every duration is above zero where zero cannot work, and within its bound, so no
+    /// setting can overflow a clock later.
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        if self.transaction_ttl.is_zero()
+            || self.max_session_age.is_zero()
+            || self.http_timeout.is_zero()
+        {
+            return Err(ConfigError::invalid(
+                "transaction_ttl / max_session_age / http_timeout",
+                "durations must be above zero",
+            ));
+        }
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        for (field, value, max, unit) in [
+            ("transaction_ttl", self.transaction_ttl, DAY, "1 day"),
+            ("refresh_skew", self.refresh_skew, DAY, "1 day"),
+            // Browsers cap a cookie's Max-Age at 400 days.
+            (
+                "max_session_age",
+                self.max_session_age,
+                400 * DAY,
+                "400 days",
+            ),
+            (
+                "http_timeout",
+                self.http_timeout,
+                Duration::from_secs(600),
+                "10 minutes",
+            ),
+            (
+                "retry_after",
+                self.retry_after,
+                MAX_RETRY_AFTER,
+                "5 minutes",
+            ),
+        ] {
+            checks::at_most(field, value, max, unit)?;
+        }
+        Ok(())
+    }
+}
+
+/// The client for the identity service. The app's own client builder keeps its TLS
+/// backend, proxy and roots; the rules of the token client are set on it either way.
+fn identity_http_client(
+    client: Option<reqwest::ClientBuilder>,
+    timeout: Duration,
+    allow_http: bool,
+) -> Result<reqwest::Client, ConfigError> {
+    client
+        .unwrap_or_else(|| {
+            reqwest::Client::builder().user_agent(concat!("hcss-auth/", env!("CARGO_PKG_VERSION")))
+        })
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .https_only(!allow_http)
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+}
+
+/// An endpoint of the identity service: `{issuer}/connect/{name}`.
+fn endpoint(issuer: &str, name: &str) -> Result<Url, ConfigError> {
+    Url::parse(&format!("{issuer}/connect/{name}"))
+        .map_err(|e| ConfigError::invalid("identity_url", e.to_string()))
+}
+
+/// The scopes of company tokens: the configured ones but those only a user can have.
+fn company_scope(scopes: &[String]) -> String {
+    scopes
+        .iter()
+        .filter(|s| !USER_ONLY_SCOPES.contains(&s.as_str()))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::valid_builder as base;
+
+    #[test]
+    fn defaults_follow_hcss() {
+        let c = base().build().unwrap();
+        assert_eq!(
+            c.identity.token_url.as_str(),
+            "https://api.hcssapps.com/identity/connect/token"
+        );
+        assert_eq!(
+            c.identity.authorize_url.as_str(),
+            "https://api.hcssapps.com/identity/connect/authorize"
+        );
+        assert_eq!(c.issuer(), HCSS_IDENTITY_URL);
+        assert_eq!(c.login_path(), "/hcss/login");
+        assert_eq!(c.logout_path(), "/hcss/logout");
+        assert_eq!(c.lifetimes.transaction_ttl, Duration::from_secs(600));
+        assert_eq!(c.identity.client_auth, ClientAuth::RequestBody);
+        assert!(c.cookies.secure_cookies);
+        assert_eq!(c.routes.app_origin, "https://app.example.com");
+    }
+}

@@ -1,0 +1,97 @@
+//! `HcssConfig::from_env`: the configuration read from `HCSS_*` environment variables.
+
+use crate::error::ConfigError;
+
+use super::HcssConfig;
+
+impl HcssConfig {
+    /// Reads the configuration from the environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `HCSS_CLIENT_ID` | required |
+    /// | `HCSS_CLIENT_SECRET` | optional (public clients have none) |
+    /// | `HCSS_SCOPES` | required, separated by spaces or commas |
+    /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
+    /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
+    /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
+    /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
+    /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut builder = Self::builder();
+        if let Some(id) = get("HCSS_CLIENT_ID") {
+            builder = builder.client_id(id);
+        }
+        if let Some(secret) = get("HCSS_CLIENT_SECRET") {
+            builder = builder.client_secret(secret);
+        }
+        if let Some(scopes) = get("HCSS_SCOPES") {
+            builder = builder.scopes(
+                scopes
+                    .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                    .filter(|scope| !scope.is_empty()),
+            );
+        }
+        if let Some(uri) = get("HCSS_REDIRECT_URI") {
+            builder = builder.redirect_uri(uri);
+        }
+        if let Some(url) = get("HCSS_IDENTITY_URL") {
+            builder = builder.identity_url(url);
+        }
+        if let Some(key) = get("HCSS_COOKIE_KEY") {
+            builder = builder.cookie_key(key);
+        }
+        if let Some(key) = get("HCSS_COOKIE_KEY_PREVIOUS") {
+            builder = builder.previous_cookie_key(key);
+        }
+        match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
+            None | Some("0") | Some("false") => {}
+            Some("1") | Some("true") => builder = builder.allow_insecure_http_on_loopback(true),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "HCSS_ALLOW_INSECURE_HTTP",
+                    "use 1 or 0",
+                ))
+            }
+        }
+        builder.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "HCSS_CLIENT_ID" => "env-id",
+                    "HCSS_CLIENT_SECRET" => "env-secret",
+                    "HCSS_SCOPES" => "heavyjob:read,  offline_access",
+                    "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
+                    "HCSS_IDENTITY_URL" => "http://127.0.0.1:4000/identity",
+                    "HCSS_ALLOW_INSECURE_HTTP" => "1",
+                    "HCSS_COOKIE_KEY" => "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let c = HcssConfig::from_lookup(env).unwrap();
+        assert_eq!(c.client_id(), "env-id");
+        assert_eq!(c.identity.scope, "heavyjob:read offline_access");
+        assert_eq!(c.issuer(), "http://127.0.0.1:4000/identity");
+        assert!(c.identity.client_secret.is_some());
+        assert!(c.cookies.cookie_key.is_some());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("env-secret"), "{debug}");
+        assert!(!debug.contains("QUFB"), "{debug}");
+    }
+}
