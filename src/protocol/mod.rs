@@ -22,6 +22,7 @@ mod transport;
 pub(crate) use authorize::authorize_url;
 pub(crate) use error::{ErrorClass, TokenError};
 pub(crate) use pkce::pkce_challenge;
+pub(crate) use response::TokenResponse;
 #[cfg(test)]
 pub(crate) use response::MIN_TOKEN_LIFETIME;
 pub(crate) use revoke::revoke;

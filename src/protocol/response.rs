@@ -1,4 +1,4 @@
-//! The token endpoint's answer read into a token set: lenient where HCSS varies
+//! The token endpoint's answer read into a [`TokenResponse`]: lenient where HCSS varies
 //! (`token_type` case, `expires_in` as a number or a string, or missing), strict on the rest.
 
 use std::sync::Arc;
@@ -20,6 +20,16 @@ pub(crate) const DEFAULT_EXPIRES_IN: u64 = 300;
 /// as this, so that a session refreshes at most once per lifetime, not on every request.
 pub(crate) const MIN_TOKEN_LIFETIME: u64 = 2;
 
+/// A token endpoint's answer: the token set to keep, and what comes with it on the wire
+/// only (the ID token, checked by the caller and never stored).
+#[derive(Debug)]
+pub(crate) struct TokenResponse {
+    /// The tokens, as a store keeps them.
+    pub(crate) tokens: TokenSet,
+    /// The ID token of a grant with `openid`.
+    pub(crate) id_token: Option<SecretString>,
+}
+
 #[derive(Deserialize)]
 struct RawTokenResponse {
     access_token: Option<String>,
@@ -30,14 +40,14 @@ struct RawTokenResponse {
     id_token: Option<String>,
 }
 
-/// Parses a token endpoint response into a token set. The status decides first: a 5xx
+/// Parses a token endpoint response. The status decides first: a 5xx
 /// or a 429 is transient whatever the body says; only a 400 or 401 with an OAuth `error`
 /// is a refusal.
 pub(crate) fn parse_token_response(
     config: &HcssConfig,
     answer: &Answer,
     now: u64,
-) -> Result<TokenSet, TokenError> {
+) -> Result<TokenResponse, TokenError> {
     let (status, body) = (answer.status, answer.body.as_slice());
     if status >= 500 || status == 429 {
         return Err(TokenError::Transient {
@@ -82,11 +92,7 @@ pub(crate) fn parse_token_response(
     };
     let expires_in = expires_in.max(MIN_TOKEN_LIFETIME);
     let claims = Claims::of_access_token(&access_token);
-    Ok(TokenSet {
-        id_token: raw
-            .id_token
-            .filter(|t| !t.is_empty())
-            .map(SecretString::from),
+    let tokens = TokenSet {
         claims,
         access_token: SecretString::from(access_token),
         expires_at: now.saturating_add(expires_in),
@@ -100,6 +106,13 @@ pub(crate) fn parse_token_response(
         version: 0,
         spent_by: None,
         written_by: None,
+    };
+    Ok(TokenResponse {
+        tokens,
+        id_token: raw
+            .id_token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from),
     })
 }
 
@@ -123,7 +136,9 @@ mod tests {
     #[test]
     fn token_responses_are_parsed_leniently_where_hcss_varies() {
         let c = config(ClientAuth::RequestBody, None);
-        let ok = |body: &str| parse_token_response(&c, &answer(200, body), 1000);
+        let ok = |body: &str| {
+            parse_token_response(&c, &answer(200, body), 1000).map(|response| response.tokens)
+        };
         let t = ok(r#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r","scope":"heavyjob:read"}"#).unwrap();
         assert_eq!(t.expires_at, 4600);
         assert_eq!(t.refresh_token.unwrap().expose_secret(), "r");
@@ -136,6 +151,27 @@ mod tests {
         let t =
             ok(r#"{"access_token":"a","token_type":"bearer","expires_in":99999999999}"#).unwrap();
         assert_eq!(t.expires_at, 1000 + 30 * 24 * 3600);
+    }
+
+    /// The ID token comes apart from the token set, which never carries it.
+    #[test]
+    fn the_id_token_is_kept_apart_from_the_tokens() {
+        let c = config(ClientAuth::RequestBody, None);
+        let parse = |body: &str| parse_token_response(&c, &answer(200, body), 1000).unwrap();
+        let response =
+            parse(r#"{"access_token":"a","token_type":"bearer","id_token":"header.body.sig"}"#);
+        assert_eq!(
+            response.id_token.as_ref().map(SecretString::expose_secret),
+            Some("header.body.sig")
+        );
+        let stored = serde_json::to_string(&response.tokens).unwrap();
+        assert!(!stored.contains("header.body.sig"), "{stored}");
+        for body in [
+            r#"{"access_token":"a","token_type":"bearer","id_token":""}"#,
+            r#"{"access_token":"a","token_type":"bearer"}"#,
+        ] {
+            assert!(parse(body).id_token.is_none(), "{body}");
+        }
     }
 
     #[test]
@@ -184,7 +220,8 @@ mod tests {
             ),
             1000,
         )
-        .unwrap();
+        .unwrap()
+        .tokens;
         assert_eq!(t.issued_at, 1000);
         assert_eq!(t.expires_at, 1000 + MIN_TOKEN_LIFETIME);
     }

@@ -1,11 +1,10 @@
 //! The token request: the grants, the form each sends, and the request itself.
 
 use crate::config::{HcssConfig, IdentityClient};
-use crate::token::TokenSet;
 
 use super::client_auth::push_client_credentials;
 use super::error::TokenError;
-use super::response::parse_token_response;
+use super::response::{parse_token_response, TokenResponse};
 use super::transport::post_form;
 
 /// A grant sent to the token endpoint.
@@ -63,7 +62,7 @@ pub(crate) const REFRESH_PATIENCE: u32 = 3;
 pub(crate) async fn request_tokens(
     config: &HcssConfig,
     grant: Grant<'_>,
-) -> Result<TokenSet, TokenError> {
+) -> Result<TokenResponse, TokenError> {
     let kind = match grant {
         Grant::AuthorizationCode { .. } => "authorization_code",
         Grant::RefreshToken { .. } => "refresh_token",
