@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::error::{SessionError, StoreError};
 use crate::hooks::SignOut;
+use crate::http_rules::whole_seconds;
 use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
 use crate::secret::{SecretString, StoreKey};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
@@ -137,11 +138,6 @@ pub(crate) fn store_unavailable(config: &crate::HcssConfig, err: StoreError) -> 
         reason: err.to_string(),
         retry_after: config.identity.retry_after,
     }
-}
-
-/// A wait rounded up to whole seconds, as `Retry-After` counts.
-fn whole_seconds(wait: Duration) -> Duration {
-    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 /// A flight to replace: its task died, or it ended and its outcome no longer stands.
