@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::transport::Answer;
+
 /// What went wrong talking to the token or revocation endpoint. Never holds a secret.
 ///
 /// The status decides first: only a 400 or 401 carries a verdict, and of the verdicts
@@ -68,6 +70,30 @@ impl TokenError {
         }
     }
 
+    /// What a failed answer of the token or revocation endpoint means, status first: a 5xx
+    /// or a 429 is transient whatever its body says; only a 400 or 401 with an OAuth
+    /// `error` is a refusal; anything else is unusable. `None` for a 2xx answer.
+    pub(crate) fn of_answer(answer: &Answer) -> Option<TokenError> {
+        let status = answer.status;
+        if status >= 500 || status == 429 {
+            return Some(TokenError::Transient {
+                why: format!("HTTP {status}"),
+                retry_after: answer.retry_after,
+            });
+        }
+        if (200..300).contains(&status) {
+            return None;
+        }
+        Some(match serde_json::from_slice::<RawError>(&answer.body) {
+            Ok(err) if status == 400 || status == 401 => TokenError::Rejected {
+                status,
+                error: clip(&err.error),
+                description: err.error_description.as_deref().map(clip),
+            },
+            _ => TokenError::InvalidResponse(format!("HTTP {status} without an OAuth error")),
+        })
+    }
+
     pub(crate) fn transient(why: impl Into<String>) -> Self {
         TokenError::Transient {
             why: why.into(),
@@ -105,9 +131,9 @@ impl fmt::Display for TokenError {
 
 /// An OAuth error body (RFC 6749 §5.2).
 #[derive(Deserialize)]
-pub(crate) struct RawError {
-    pub(crate) error: String,
-    pub(crate) error_description: Option<String>,
+struct RawError {
+    error: String,
+    error_description: Option<String>,
 }
 
 /// Keeps text from the identity service short and printable before it reaches a log.
@@ -156,5 +182,28 @@ mod tests {
         ] {
             assert_eq!(class(status, &body), expected, "{status} {body}");
         }
+    }
+
+    /// Revocation reads its answer by the same table: an empty 2xx is a success, a
+    /// transient failure keeps the service's `Retry-After`, only a 400 or 401 refuses.
+    #[test]
+    fn any_answer_is_read_status_first() {
+        use std::time::Duration;
+        assert!(TokenError::of_answer(&answer(200, "")).is_none());
+        let mut busy = answer(503, r#"{"error":"invalid_grant"}"#);
+        busy.retry_after = Some(Duration::from_secs(7));
+        let err = TokenError::of_answer(&busy).unwrap();
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        let forbidden = answer(403, r#"{"error":"invalid_grant"}"#);
+        assert!(matches!(
+            TokenError::of_answer(&forbidden),
+            Some(TokenError::InvalidResponse(_))
+        ));
+        let refused = answer(400, r#"{"error":"unsupported_token_type"}"#);
+        assert!(matches!(
+            TokenError::of_answer(&refused),
+            Some(TokenError::Rejected { status: 400, .. })
+        ));
     }
 }

@@ -10,7 +10,7 @@ use crate::config::HcssConfig;
 use crate::secret::SecretString;
 use crate::token::TokenSet;
 
-use super::error::{clip, RawError, TokenError};
+use super::error::{clip, TokenError};
 use super::transport::Answer;
 
 /// How long a token is assumed to live when HCSS's response carries no `expires_in`.
@@ -40,32 +40,18 @@ struct RawTokenResponse {
     id_token: Option<String>,
 }
 
-/// Parses a token endpoint response. The status decides first: a 5xx
-/// or a 429 is transient whatever the body says; only a 400 or 401 with an OAuth `error`
-/// is a refusal.
+/// Parses a token endpoint response. The status decides first
+/// ([`TokenError::of_answer`]): a 5xx or a 429 is transient whatever the body says; only a
+/// 400 or 401 with an OAuth `error` is a refusal.
 pub(crate) fn parse_token_response(
     config: &HcssConfig,
     answer: &Answer,
     now: u64,
 ) -> Result<TokenResponse, TokenError> {
-    let (status, body) = (answer.status, answer.body.as_slice());
-    if status >= 500 || status == 429 {
-        return Err(TokenError::Transient {
-            why: format!("HTTP {status}"),
-            retry_after: answer.retry_after,
-        });
+    if let Some(err) = TokenError::of_answer(answer) {
+        return Err(err);
     }
-    if !(200..300).contains(&status) {
-        return Err(match serde_json::from_slice::<RawError>(body) {
-            Ok(err) if status == 400 || status == 401 => TokenError::Rejected {
-                status,
-                error: clip(&err.error),
-                description: err.error_description.as_deref().map(clip),
-            },
-            _ => TokenError::InvalidResponse(format!("HTTP {status} without an OAuth error")),
-        });
-    }
-    let raw: RawTokenResponse = serde_json::from_slice(body)
+    let raw: RawTokenResponse = serde_json::from_slice(&answer.body)
         .map_err(|e| TokenError::InvalidResponse(format!("not a JSON token response ({e})")))?;
     let access_token = raw
         .access_token

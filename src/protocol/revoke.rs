@@ -3,10 +3,12 @@
 use crate::config::IdentityClient;
 
 use super::client_auth::push_client_credentials;
-use super::error::{clip, RawError, TokenError};
+use super::error::TokenError;
 use super::transport::post_form;
 
-/// Revokes a token at `{identity}/connect/revocation` (RFC 7009).
+/// Revokes a token at `{identity}/connect/revocation` (RFC 7009). Its answer is read
+/// by the token endpoint's table ([`TokenError::of_answer`]): RFC 7009 §2.2.1 answers
+/// errors as RFC 6749 §5.2 does.
 pub(crate) async fn revoke(
     client: &IdentityClient,
     token: &str,
@@ -15,22 +17,8 @@ pub(crate) async fn revoke(
     let mut form = vec![("token", token), ("token_type_hint", hint)];
     push_client_credentials(client, &mut form);
     let answer = post_form(client, &client.revocation_url, &form, client.http_timeout).await?;
-    let status = answer.status;
-    match status {
-        200..=299 => Ok(()),
-        429 | 500.. => Err(TokenError::Transient {
-            why: format!("HTTP {status}"),
-            retry_after: answer.retry_after,
-        }),
-        _ => Err(
-            serde_json::from_slice::<RawError>(&answer.body).map_or_else(
-                |_| TokenError::InvalidResponse(format!("HTTP {status}")),
-                |e| TokenError::Rejected {
-                    status,
-                    error: clip(&e.error),
-                    description: e.error_description.as_deref().map(clip),
-                },
-            ),
-        ),
+    match TokenError::of_answer(&answer) {
+        None => Ok(()),
+        Some(err) => Err(err),
     }
 }
