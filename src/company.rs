@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::CompanyTokenError;
 use crate::layer::HcssAuth;
-use crate::protocol::{self, ErrorClass, Grant, TokenError};
+use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
 use crate::refresh::{freshness, Freshness};
 use crate::secret::{random_token, StoreKey};
 use crate::shared::{CompanyFlight, Shared};
@@ -281,7 +281,7 @@ impl HcssCompanyTokens {
             Source::Own => Grant::ClientCredentials,
         };
         match protocol::request_tokens(config, grant).await {
-            Ok(mut tokens) => {
+            Ok(TokenResponse { mut tokens, .. }) => {
                 // No refresh token: the token lives as long as it says, then is asked for again.
                 tokens.refresh_token = None;
                 tokens.session_expires_at = tokens.expires_at;

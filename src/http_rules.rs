@@ -30,8 +30,13 @@ pub(crate) fn no_store(headers: &mut HeaderMap) {
 
 /// `Retry-After` in whole seconds, rounded up, at least one.
 pub(crate) fn retry_after(headers: &mut HeaderMap, wait: Duration) {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = whole_seconds(wait).as_secs();
     headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+}
+
+/// A wait rounded up to whole seconds, as `Retry-After` counts.
+pub(crate) fn whole_seconds(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 /// `text` without control characters, at most `max_chars` characters long.
@@ -57,5 +62,22 @@ mod tests {
         retry_after(&mut headers, Duration::from_millis(4_200));
         assert_eq!(headers[header::RETRY_AFTER], "5");
         assert_eq!(printable("a\r\nb\u{7}c", 2), "ab");
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            whole_seconds(Duration::from_nanos(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            whole_seconds(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            whole_seconds(Duration::from_millis(4_200)),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -23,7 +23,8 @@ use tokio::time::Instant;
 
 use crate::error::{SessionError, StoreError};
 use crate::hooks::SignOut;
-use crate::protocol::{self, ErrorClass, Grant};
+use crate::http_rules::whole_seconds;
+use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
 use crate::secret::{SecretString, StoreKey};
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
 use crate::token::TokenSet;
@@ -137,11 +138,6 @@ pub(crate) fn store_unavailable(config: &crate::HcssConfig, err: StoreError) -> 
         reason: err.to_string(),
         retry_after: config.identity.retry_after,
     }
-}
-
-/// A wait rounded up to whole seconds, as `Retry-After` counts.
-fn whole_seconds(wait: Duration) -> Duration {
-    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 /// A flight to replace: its task died, or it ended and its outcome no longer stands.
@@ -619,7 +615,10 @@ async fn refresh_with(
         refresh_token: refresh_token.expose_secret(),
     };
     let err = match protocol::request_tokens(config, grant).await {
-        Ok(mut new) => {
+        Ok(TokenResponse {
+            tokens: mut new,
+            id_token,
+        }) => {
             if new.refresh_token.is_none() {
                 new.refresh_token = Some(refresh_token);
             }
@@ -627,7 +626,7 @@ async fn refresh_with(
                 new.scope = old.scope.clone();
             }
             new.session_expires_at = old.session_expires_at;
-            new.keep_identity_from(&old, config);
+            new.keep_identity_from(&old, id_token.as_ref(), config);
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(owner.into());
             tracing::debug!(session = key.short(), "hcss: access token refreshed");

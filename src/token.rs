@@ -44,9 +44,6 @@ pub struct TokenSet {
     /// The claims of the access token (empty when it is not a JWT), read when it arrived.
     #[serde(default, skip_serializing_if = "Claims::is_empty")]
     pub claims: Claims,
-    /// The ID token of a sign-in with `openid`, checked at the callback; never stored.
-    #[serde(skip)]
-    pub(crate) id_token: Option<SecretString>,
     /// The generation of this session's tokens: 0 at sign-in, one more at each change
     /// (a refresh marks the set as being refreshed, then writes its result: two). A
     /// refresh writes only over the generation it marked, so a logout (or another
@@ -78,7 +75,6 @@ impl TokenSet {
             session_expires_at: expires_at,
             issued_at: now,
             claims: Claims::default(),
-            id_token: None,
             version: 0,
             spent_by: None,
             written_by: None,
@@ -114,16 +110,22 @@ impl TokenSet {
     /// Keeps, in this set just refreshed from `old`, the identity claims that `old` got
     /// from its ID token (a refresh answers with a new access token, whose claims would
     /// otherwise replace them): the claims of `old` that its own access token lacks or
-    /// says otherwise go on top of this set's. When the refresh brought an ID token that
-    /// checks out (issuer, audience, `azp`, expiry, and the same `sub`), its identity
-    /// claims go on top of those; one that does not check out is ignored and logged.
-    pub(crate) fn keep_identity_from(&mut self, old: &TokenSet, config: &HcssConfig) {
+    /// says otherwise go on top of this set's. When the refresh brought an ID token
+    /// (`id_token`) that checks out (issuer, audience, `azp`, expiry, and the same `sub`),
+    /// its identity claims go on top of those; one that does not check out is ignored and
+    /// logged.
+    pub(crate) fn keep_identity_from(
+        &mut self,
+        old: &TokenSet,
+        id_token: Option<&SecretString>,
+        config: &HcssConfig,
+    ) {
         let old_access = Claims::of_access_token(old.access_token.expose_secret());
         let kept = old.claims.beyond(&old_access);
         if !kept.is_empty() {
             self.claims = self.claims.overlaid_with(&kept);
         }
-        let Some(id_token) = self.id_token.take() else {
+        let Some(id_token) = id_token else {
             return;
         };
         let identity = &config.identity;
@@ -321,37 +323,35 @@ mod tests {
         // No ID token in the refresh: the old one's claims stay, the access token's own
         // claims are the new one's.
         let mut new = access("new AT name");
-        new.keep_identity_from(&old, &config);
+        new.keep_identity_from(&old, None, &config);
         assert_eq!(new.claims.name(), Some("ID name"));
         assert_eq!(new.claims.email(), Some("u@x"));
         // And again from that set.
         let mut newer = access("newest AT name");
-        newer.keep_identity_from(&new, &config);
+        newer.keep_identity_from(&new, None, &config);
         assert_eq!(newer.claims.name(), Some("ID name"));
 
         // A new ID token that checks out: its claims win.
         let mut new = access("new AT name");
-        new.id_token = Some(id_token("u", "new ID name").into());
-        new.keep_identity_from(&old, &config);
+        let fresh = SecretString::from(id_token("u", "new ID name"));
+        new.keep_identity_from(&old, Some(&fresh), &config);
         assert_eq!(new.claims.name(), Some("new ID name"));
         assert!(
             new.claims.get("iss").is_none(),
             "not the ID token's own claims"
         );
-        assert!(new.id_token.is_none());
 
         // One for another user, or that does not check out: ignored.
         for bad in [id_token("someone-else", "X"), jwt(r#"{"iss":"elsewhere"}"#)] {
             let mut new = access("new AT name");
-            new.id_token = Some(bad.into());
-            new.keep_identity_from(&old, &config);
+            new.keep_identity_from(&old, Some(&SecretString::from(bad)), &config);
             assert_eq!(new.claims.name(), Some("ID name"));
         }
 
         // Without an ID token at sign-in, the new access token's claims are all there is.
         let plain = access("AT name");
         let mut new = access("new AT name");
-        new.keep_identity_from(&plain, &config);
+        new.keep_identity_from(&plain, None, &config);
         assert_eq!(new.claims.name(), Some("new AT name"));
     }
 

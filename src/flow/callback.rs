@@ -15,7 +15,7 @@ use super::{
 use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
-use crate::protocol::{self, ErrorClass, Grant, TokenError};
+use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
 use crate::seal::Sealer;
 use crate::secret::{random_token, SecretString, SessionId, StoreKey};
 use crate::shared::{Logins, Shared};
@@ -163,8 +163,8 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     };
     let exchanged = protocol::request_tokens(config, grant).await;
     drop(exchange);
-    let mut tokens = match exchanged {
-        Ok(tokens) => tokens,
+    let (mut tokens, id_token) = match exchanged {
+        Ok(TokenResponse { tokens, id_token }) => (tokens, id_token),
         Err(err) => {
             if let Some(claimed) = claimed {
                 claimed.release(shared).await;
@@ -176,7 +176,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         tokens.scope = Arc::from(config.identity.scope.as_str());
     }
     let identity = &config.identity;
-    match tokens.id_token.take() {
+    match id_token {
         Some(id_token) => match Claims::of_id_token(
             id_token.expose_secret(),
             &identity.issuer,
