@@ -247,7 +247,16 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
             Err(err) => tracing::debug!(session = key.short(), error = %err,
                 "the lease of refreshed tokens kept in memory could not be renewed"),
         }
-        let _ = session_tokens(&shared, key).await;
+        let turn = shared.pending.turn(key);
+        let writing = turn.lock().await;
+        if let Ok(stored) = shared.token_store.load(key).await {
+            if let Some(kept) = shared.pending.get(key) {
+                write_kept_set(&shared, key, stored, kept).await;
+            }
+        }
+        drop(writing);
+        drop(turn);
+        shared.pending.end_turn(key);
     }
 }
 
@@ -368,22 +377,39 @@ async fn refresh_turns(
             );
             return signed_out(shared, key).await;
         }
-        // A set kept in memory is this process's alone, written over the version the
-        // store holds; a stored set is first marked as spent by this refresh.
-        let base = match shared.pending.get(key) {
-            Some(kept) if kept.tokens.version == tokens.version => kept.base_version,
-            _ => match mark_spent(shared, key, &lease.owner, &tokens).await? {
-                Some(base) => base,
-                // The session moved on meanwhile: look again.
-                None => continue,
-            },
+        // A set kept in memory is this process's alone: its token is spent with its
+        // turn held, so that it is not written meanwhile (the store would then hold a
+        // spent set with no mark), and the result is written over the version the
+        // store holds. A stored set is first marked as spent by this refresh.
+        if shared.pending.has(key) {
+            let turn = shared.pending.turn(key);
+            let spending = turn.lock().await;
+            let outcome = match shared.pending.get(key) {
+                Some(kept) if kept.tokens.version == tokens.version => {
+                    refresh_with(shared, key, &lease.owner, tokens, kept.base_version).await
+                }
+                // Written (or replaced) while this waited for its turn: look again.
+                _ => {
+                    drop(spending);
+                    continue;
+                }
+            };
+            drop(spending);
+            drop(turn);
+            shared.pending.end_turn(key);
+            return outcome;
+        }
+        let Some(base) = mark_spent(shared, key, &lease.owner, &tokens).await? else {
+            // The session moved on meanwhile: look again.
+            continue;
         };
         return refresh_with(shared, key, &lease.owner, tokens, base).await;
     }
 }
 
 /// The session's token set as this process knows it: the store's, or a refreshed set
-/// that the store has not taken yet (which it then tries to write again).
+/// that the store has not taken yet (which it then tries to write, unless the set's
+/// turn is taken: its writer or a refresh of it is at work).
 async fn session_tokens(
     shared: &Arc<Shared>,
     key: StoreKey,
@@ -405,67 +431,105 @@ async fn session_tokens(
     let Some(kept) = shared.pending.get(key) else {
         return Ok(stored);
     };
+    let turn = shared.pending.turn(key);
+    let written = match turn.try_lock() {
+        Ok(_writing) => write_kept_set(shared, key, stored, kept).await,
+        Err(_) => kept_or_stored(shared, key, stored, kept).await,
+    };
+    drop(turn);
+    shared.pending.end_turn(key);
+    Ok(written)
+}
+
+/// What the session holds, a set being kept: the stored set once the kept one landed
+/// (dropped from memory then), nothing once the session ended (the kept set's token
+/// revoked), or the kept set.
+async fn kept_or_stored(
+    shared: &Shared,
+    key: StoreKey,
+    stored: Option<TokenSet>,
+    kept: PendingSet,
+) -> Option<TokenSet> {
     let Some(stored) = stored else {
         // Signed out meanwhile: the refresh token only this process knows must not live on.
         if let Some(kept) = shared.pending.take(key) {
             revoke_orphan(shared, key, &kept.tokens).await;
             unlock(shared, key, &kept.lock_owner).await;
         }
-        return Ok(None);
+        return None;
     };
+    if same_write(&stored, &kept.tokens) {
+        // The write landed meanwhile (a retry whose reply was lost, or another request's).
+        let version = kept.tokens.version;
+        if shared
+            .pending
+            .take_if(key, |now| now.tokens.version == version)
+            .is_some()
+        {
+            unlock(shared, key, &kept.lock_owner).await;
+        }
+        return Some(stored);
+    }
+    Some(kept.tokens)
+}
+
+/// Writes the set kept under `key` (its turn held by the caller): over the set it was
+/// refreshed from, should the store hold that now (a set kept before it, written
+/// meanwhile), else over the version its refresh marked. What the session holds after.
+async fn write_kept_set(
+    shared: &Shared,
+    key: StoreKey,
+    stored: Option<TokenSet>,
+    kept: PendingSet,
+) -> Option<TokenSet> {
+    let Some(current) = stored.as_ref() else {
+        return kept_or_stored(shared, key, stored, kept).await;
+    };
+    if same_write(current, &kept.tokens) {
+        return kept_or_stored(shared, key, stored, kept).await;
+    }
     let version = kept.tokens.version;
-    let landed = |shared: &Shared| {
+    let landed = || {
         shared
             .pending
             .take_if(key, |now| now.tokens.version == version)
     };
-    if same_write(&stored, &kept.tokens) {
-        // The write landed meanwhile (a retry whose reply was lost, or another request's).
-        if landed(shared).is_some() {
-            unlock(shared, key, &kept.lock_owner).await;
-        }
-        return Ok(Some(stored));
-    }
-    // Written over the set it was refreshed from, should the store hold that now (a set
-    // kept before it, written meanwhile); else over the version its refresh marked.
-    let base = match same_write(&stored, &kept.refreshed_from) {
-        true => stored.version,
+    let base = match same_write(current, &kept.refreshed_from) {
+        true => current.version,
         false => kept.base_version,
     };
-    if base != stored.version {
-        // The session moved on without it: another refresher wrote over its mark.
-        if stored.version >= kept.tokens.version {
-            if let Some(orphan) = landed(shared) {
-                revoke_orphan(shared, key, &orphan.tokens).await;
-                unlock(shared, key, &kept.lock_owner).await;
-            }
-            return Ok(Some(stored));
+    if base != current.version && current.version >= version {
+        // The session moved on without it.
+        if let Some(orphan) = landed() {
+            revoke_orphan(shared, key, &orphan.tokens).await;
+            unlock(shared, key, &kept.lock_owner).await;
         }
+        return stored;
     }
     let mut write = kept.tokens.clone();
     write.version = write.version.max(base.wrapping_add(1));
     match write_over(shared, key, base, &write, Instant::now()).await {
         Ok(Fence::Written) => {
-            if landed(shared).is_some() {
+            if landed().is_some() {
                 tracing::info!(
                     session = key.short(),
                     "hcss: refreshed tokens kept in memory are stored now"
                 );
                 unlock(shared, key, &kept.lock_owner).await;
             }
-            Ok(Some(write))
+            Some(write)
         }
         Ok(Fence::Moved(_)) => {
             tracing::debug!(
                 session = key.short(),
                 "refreshed tokens kept in memory do not fit the stored set yet"
             );
-            Ok(Some(kept.tokens))
+            Some(kept.tokens)
         }
         Err(err) => {
             tracing::debug!(session = key.short(), error = %err,
                 "hcss: refreshed tokens still cannot be stored; serving them from memory");
-            Ok(Some(kept.tokens))
+            Some(kept.tokens)
         }
     }
 }

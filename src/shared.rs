@@ -153,6 +153,10 @@ pub(crate) struct Flight {
 pub(crate) struct Pending {
     sets: DashMap<StoreKey, PendingSet>,
     count: AtomicUsize,
+    /// Per key, the turn to write a kept set or to spend its refresh token: a kept set
+    /// is never written while its token is being spent (the store would then hold a
+    /// spent, unmarked set that another instance could spend again).
+    turns: DashMap<StoreKey, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// A refreshed set the store has not taken, the version the store still holds (the one
@@ -190,6 +194,18 @@ impl Pending {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
         !replaced
+    }
+
+    /// The turn to write the set kept under `key`, or to spend its refresh token.
+    pub(crate) fn turn(&self, key: StoreKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.turns.entry(key).or_default().clone()
+    }
+
+    /// Forgets the turn of `key` once no set is kept for it and nobody holds the turn.
+    pub(crate) fn end_turn(&self, key: StoreKey) {
+        self.turns.remove_if(&key, |_, turn| {
+            Arc::strong_count(turn) == 1 && !self.sets.contains_key(&key)
+        });
     }
 
     /// Drops the set waiting under `key`, returning it.

@@ -108,7 +108,8 @@ async fn a_kept_set_refreshed_while_the_store_comes_back_keeps_the_session() {
 
 /// Finding 1, seen from a second instance. As above, up to the refresh from memory
 /// (RT2 spent at HCSS) with the kept P1 stored meanwhile by `write_kept`, which then
-/// releases the lock and ends. The store fails again while HCSS answers: the new P2
+/// releases the lock and ends. (Fixed: a kept set is never written while its token is
+/// being spent; the test checks that P1 stays out of the store meanwhile.) The store fails again while HCSS answers: the new P2
 /// (RT3) is kept in memory over the stale base version 1, and as the refresh that kept
 /// it started with a kept set, no writer task is spawned for it (`was_kept`) and nothing
 /// holds the lock. The store holds P1, unmarked, whose RT2 is spent: instance B, finding
@@ -143,7 +144,11 @@ async fn a_kept_set_refreshed_again_is_not_left_without_its_writer() {
     };
     mock.wait_for(|c| c.refreshes == 2).await;
     store.refuse_writes(false);
-    stored_version(store.inner(), key, 2).await;
+    // The store is back while HCSS holds its answer: P1, whose refresh token is out,
+    // must not be written now (the writer waits for the spend's turn). Observed for
+    // longer than the writer's longest pause (a third of the lease, at most 2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stored_version(store.inner(), key, 1).await;
     // The store fails again while HCSS answers the refresh from memory.
     store.refuse_writes(true);
     mock.set_token_fault(None);
