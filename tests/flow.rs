@@ -223,7 +223,7 @@ async fn bar_02_expired_transaction_is_refused() {
     let app = start_app_stored(&mock, |b| b).await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
-    let key = session_key(&query_param(&callback, "state").unwrap());
+    let key = login_key(&query_param(&callback, "state").unwrap());
     let old = app.store.take_transaction(key).await.unwrap().unwrap();
     let aged = LoginTransaction::new(
         old.verifier,
