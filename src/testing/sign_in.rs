@@ -1,10 +1,13 @@
 //! [`sign_in`]: a browser's whole sign-in, run in process against an app and the mock
 //! identity service it is configured against.
 
+use crate::layer::HcssAuth;
+
 /// Signs a browser in through the whole flow and returns the `Cookie` header value that
-/// carries its session: `GET /hcss/login` on `app`, consent at the [`MockHcssIdentity`](super::MockHcssIdentity)
-/// the app is configured against (which consents at once, as it does by default), and
-/// the callback on `app`. No server is needed: `app` is called in process.
+/// carries its session: `GET` on the login path of `auth` (the layer on `app`), consent
+/// at the [`MockHcssIdentity`](super::MockHcssIdentity) the app is configured against
+/// (which consents at once, as it does by default), and the callback on `app`. No server
+/// is needed: `app` is called in process.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -18,11 +21,12 @@
 ///     .scopes(["heavyjob:read", "offline_access"])
 ///     .build()
 ///     .unwrap();
+/// let auth = HcssAuth::new(config);
 /// let app = Router::new()
 ///     .route("/me", get(|token: HcssToken| async move { token.scopes().count().to_string() }))
-///     .layer(HcssAuth::new(config));
+///     .layer(auth.clone());
 ///
-/// let cookie = sign_in(&app).await;
+/// let cookie = sign_in(&app, &auth).await;
 /// let request = http::Request::get("/me")
 ///     .header("cookie", &cookie)
 ///     .body(axum::body::Body::empty())
@@ -34,10 +38,10 @@
 ///
 /// # Panics
 ///
-/// When a step of the flow does not answer as it should, naming the step: the layer is
-/// missing or misplaced, the app is not configured against a mock that consents at once,
-/// or the callback was refused.
-pub async fn sign_in(app: &axum::Router) -> String {
+/// When a step of the flow does not answer as it should, naming the step: `auth` is not
+/// the layer on `app` or the layer is misplaced, the app is not configured against a mock
+/// that consents at once, or the callback was refused.
+pub async fn sign_in(app: &axum::Router, auth: &HcssAuth) -> String {
     use http::header::{COOKIE, LOCATION, SET_COOKIE};
     async fn call(
         app: &axum::Router,
@@ -81,11 +85,12 @@ pub async fn sign_in(app: &axum::Router) -> String {
             .map(str::to_owned)
     };
 
-    let login = call(app, get("/hcss/login", None)).await;
+    let login_path = auth.config().login_path();
+    let login = call(app, get(login_path, None)).await;
     assert_eq!(
         login.status(),
         http::StatusCode::SEE_OTHER,
-        "sign_in: GET /hcss/login did not redirect: is the HcssAuth layer on the outermost router?"
+        "sign_in: GET {login_path} did not redirect: is this HcssAuth layer on the outermost router?"
     );
     let (authorize, login_cookie) = (
         location(&login).expect("sign_in: the login redirect has a Location"),
