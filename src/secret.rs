@@ -66,8 +66,8 @@ pub(crate) fn random_token(n: usize) -> String {
 }
 
 /// A session id: 256 random bits as 43 base64url characters, the session cookie's value.
-/// Generated at sign-in, parsed from the cookie, turned into its `store::StoreKey`; kept inline
-/// so that reading it costs no allocation, and never printed.
+/// Generated at sign-in, parsed from the cookie, turned into its `store::StoreKey`; kept
+/// inline so that reading it costs no allocation, and never printed.
 #[derive(Clone, Copy)]
 pub(crate) struct SessionId([u8; 43]);
 

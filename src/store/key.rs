@@ -11,9 +11,10 @@ use crate::secret::SessionId;
 /// The key under which a store keeps something: the lowercase hex SHA-256 of what names
 /// it (a session id, a login's state, a company), never the name itself, so a dump of a
 /// store hands out no live cookie, and its [`KeyKind`], which says what it names. Only
-/// this crate derives one, each kind in its own way, so a raw cookie value never reaches
-/// a store and no two kinds share a digest. It is `Copy`, so a store's `async move`
-/// block can own it. Its `Debug` shows the first 8 characters, as log lines do.
+/// this crate derives one, each kind in one way (from its own random values, or from
+/// names behind a prefix of its kind), so a raw cookie value never reaches a store and
+/// the digests of two kinds never meet. It is `Copy`, so a store's `async move` block
+/// can own it. Its `Debug` shows the first 8 characters, as log lines do.
 ///
 /// Two keys are equal when both their digests and their kinds are. A store keeps each
 /// kind apart (`RedisStore` under a key prefix per kind: `tok:`, `co:`, `tx:`, `own:`,

@@ -1,7 +1,7 @@
 //! The store conformance suites: every behaviour the layer relies on, run against a
-//! store, panicking at the first broken rule and naming it. One file per trait:
-//! [`token_store`](token_store_conformance), [`state_store`](state_store_conformance),
-//! [`coordination`](coordination_conformance); [`store_conformance`] runs them all.
+//! store, panicking at the first broken rule and naming it. One file per trait
+//! (`token_store.rs`, `state_store.rs`, `coordination.rs`); [`store_conformance`] runs
+//! them all.
 
 use std::sync::Arc;
 
@@ -22,8 +22,8 @@ pub use token_store::token_store_conformance;
 ///
 /// Run it from an async test of your own store. Concurrency checks issue their calls
 /// together, as a busy app does, on tasks of the test's runtime. Keys are random, so it
-/// can share a backend with other data; it waits about two seconds in all for TTLs to
-/// lapse.
+/// can share a backend with other data; it waits about a second and a half in all for
+/// TTLs to lapse.
 ///
 /// ```
 /// use std::sync::Arc;
