@@ -13,8 +13,9 @@ use crate::error::CompanyTokenError;
 use crate::layer::HcssAuth;
 use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
 use crate::refresh::{freshness, Freshness};
-use crate::secret::{random_token, StoreKey};
+use crate::secret::random_token;
 use crate::shared::{CompanyFlight, Shared};
+use crate::store::StoreKey;
 use crate::token::{HcssToken, TokenSet};
 
 /// Tokens for HCSS companies, with no user present: [`token`](Self::token) asks HCSS's
@@ -72,10 +73,8 @@ impl Source {
     /// Where the token is cached.
     fn key(&self) -> StoreKey {
         match self {
-            Source::Company(id) => {
-                StoreKey::of_company_token(&format!("company-token\0company\0{id}"))
-            }
-            Source::Own => StoreKey::of_company_token("company-token\0client_credentials"),
+            Source::Company(id) => StoreKey::of_company(id),
+            Source::Own => StoreKey::of_own_company(),
         }
     }
 }
@@ -245,11 +244,7 @@ impl HcssCompanyTokens {
             if let Some(tokens) = self.cached(key).await {
                 return Ok(tokens);
             }
-            match shared
-                .token_store
-                .try_lock_refresh(key, owner.clone(), lease)
-                .await
-            {
+            match shared.token_store.try_lock(key, owner.clone(), lease).await {
                 Ok(true) => break,
                 Ok(false) if Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
@@ -260,7 +255,7 @@ impl HcssCompanyTokens {
             }
         }
         let result = self.ask_hcss(key, source).await;
-        if let Err(err) = shared.token_store.unlock_refresh(key, owner).await {
+        if let Err(err) = shared.token_store.unlock(key, owner).await {
             tracing::debug!(error = %err, "hcss: company token lock not released; it expires by itself");
         }
         result

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use crate::claims::Claims;
-use crate::secret::StoreKey;
+use crate::store::StoreKey;
 
 /// A sign-in about to complete, as the `on_sign_in` hook sees it: who signed in and the
 /// key the session will be stored under (for the app's own records).

@@ -25,8 +25,9 @@ use crate::error::{SessionError, StoreError};
 use crate::hooks::SignOut;
 use crate::http_rules::whole_seconds;
 use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
-use crate::secret::{SecretString, StoreKey};
+use crate::secret::SecretString;
 use crate::shared::{Flight, Outcome, PendingSet, Settled, Shared};
+use crate::store::StoreKey;
 use crate::token::TokenSet;
 
 /// What a token set allows now.
@@ -234,7 +235,7 @@ async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
         pause = (pause * 2).min(longest_pause);
         match shared
             .token_store
-            .renew_refresh_lock(key, pending.lock_owner.clone(), lease)
+            .renew_lock(key, pending.lock_owner.clone(), lease)
             .await
         {
             Ok(true) => {}
@@ -281,11 +282,7 @@ async fn signed_out(shared: &Shared, key: StoreKey) -> Outcome {
 
 /// Releases the refresh lock `owner` took; one that stays expires by itself.
 async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
-    if let Err(err) = shared
-        .token_store
-        .unlock_refresh(key, owner.to_owned())
-        .await
-    {
+    if let Err(err) = shared.token_store.unlock(key, owner.to_owned()).await {
         tracing::warn!(session = key.short(), error = %err,
             "hcss: refresh lock not released; it expires by itself");
     }
@@ -325,7 +322,7 @@ async fn refresh_turns(
             Freshness::Refresh => {
                 if shared
                     .token_store
-                    .try_lock_refresh(key, lease.owner.clone(), lease_ttl(config))
+                    .try_lock(key, lease.owner.clone(), lease_ttl(config))
                     .await
                     .map_err(|err| store_unavailable(config, err))?
                 {
@@ -364,7 +361,7 @@ async fn refresh_turns(
             if since.elapsed() < spent_elsewhere_patience(config) {
                 let _ = shared
                     .token_store
-                    .renew_refresh_lock(key, lease.owner.clone(), lease_ttl(config))
+                    .renew_lock(key, lease.owner.clone(), lease_ttl(config))
                     .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;

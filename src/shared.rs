@@ -11,8 +11,7 @@ use crate::config::HcssConfig;
 use crate::error::{CompanyTokenError, SessionError};
 use crate::hooks::Hooks;
 use crate::seal::SealKeys;
-use crate::secret::StoreKey;
-use crate::store::{StateStore, TokenStore};
+use crate::store::{StateStore, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
 /// The configuration, the stores, and this process's refresh state.

@@ -24,6 +24,14 @@ use crate::secret::SecretString;
 /// assert!(tokens.refresh_token.is_some());
 /// assert!(format!("{tokens:?}").contains("[redacted]"));
 /// ```
+///
+/// Its [`version`](Self::version()) is the crate's to write (a refresh writes only over
+/// the version it read), never an app's:
+///
+/// ```compile_fail
+/// let mut tokens = hcss_auth::TokenSet::new("access-token", 3600);
+/// tokens.version = 7;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TokenSet {
@@ -49,7 +57,7 @@ pub struct TokenSet {
     /// refresh writes only over the generation it marked, so a logout (or another
     /// instance's refresh) that happened meanwhile is never undone.
     #[serde(default)]
-    pub version: u64,
+    pub(crate) version: u64,
     /// The refresh that spent (or is spending) this set's refresh token: the owner of the
     /// refresh lock that marked it before asking HCSS. Another refresher does not spend
     /// the same token while that refresh may still hold its result.
@@ -101,7 +109,26 @@ impl TokenSet {
         self
     }
 
-    /// Sets when the access token expires, in Unix seconds (for tests of expiry).
+    /// The generation of this session's tokens: 0 at sign-in, one more at each change
+    /// (a refresh marks the set as being refreshed, then writes its result: two). A store
+    /// compares it in [`replace_if_version`](crate::TokenStore::replace_if_version).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Sets the [`version`](Self::version()), for a store's own tests of
+    /// `replace_if_version` (feature `test-util`); only the crate writes it otherwise.
+    #[cfg(any(test, feature = "test-util"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Sets when the access token expires, in Unix seconds, for tests of expiry (feature
+    /// `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn with_expires_at(mut self, expires_at: u64) -> Self {
         self.expires_at = expires_at;
         self

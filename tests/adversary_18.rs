@@ -33,13 +33,13 @@ async fn stored_version<S: TokenStore>(store: &S, key: StoreKey, version: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let stored = store.load(key).await.unwrap();
-        if stored.as_ref().map(|s| s.version) == Some(version) {
+        if stored.as_ref().map(|s| s.version()) == Some(version) {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the store never reached version {version} (holds {:?})",
-            stored.map(|s| s.version)
+            stored.map(|s| s.version())
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -78,7 +78,7 @@ async fn a_kept_set_refreshed_while_the_store_comes_back_keeps_the_session() {
     store.refuse_writes(true);
     mock.set_token_fault(None);
     assert_eq!(first.await.unwrap(), 200, "P1 served from memory");
-    assert_eq!(store.inner().load(key).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.inner().load(key).await.unwrap().unwrap().version(), 1);
     // P1's access token needs a refresh, the store still refusing: refreshed from memory.
     mock.expire_access_tokens();
     mock.set_token_fault(Some(TokenFault::Stall));
@@ -304,7 +304,7 @@ async fn a_failed_refresh_whose_unmark_failed_does_not_stall_other_instances() {
         tokio::spawn(async move { browser.get(&on_a).await.status })
     };
     mock.wait_for(|c| c.refreshes == 1).await;
-    assert_eq!(store.inner().load(key).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.inner().load(key).await.unwrap().unwrap().version(), 1);
     store.refuse_writes(true);
     mock.set_token_fault(Some(TokenFault::ServerError));
     assert_eq!(first.await.unwrap(), 503);
@@ -330,7 +330,7 @@ mod redis_stall {
     //! client's writes, so it must not be the shared test server).
 
     use super::*;
-    use hcss_auth::store::{LoginTransaction, RedisStore, SessionOwner, StoreFuture};
+    use hcss_auth::store::{Coordination, LoginTransaction, RedisStore, SessionOwner, StoreFuture};
     use hcss_auth::{StateStore, TokenSet};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -443,6 +443,9 @@ mod redis_stall {
         fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
             self.inner.sessions_of(owner)
         }
+    }
+
+    impl Coordination for StallNextWrite {
         fn shared_secret(
             &self,
             name: &'static str,
@@ -450,24 +453,14 @@ mod redis_stall {
         ) -> StoreFuture<'_, Option<Vec<u8>>> {
             self.inner.shared_secret(name, proposal)
         }
-        fn try_lock_refresh(
-            &self,
-            key: StoreKey,
-            o: String,
-            ttl: Duration,
-        ) -> StoreFuture<'_, bool> {
-            self.inner.try_lock_refresh(key, o, ttl)
+        fn try_lock(&self, key: StoreKey, o: String, ttl: Duration) -> StoreFuture<'_, bool> {
+            self.inner.try_lock(key, o, ttl)
         }
-        fn renew_refresh_lock(
-            &self,
-            key: StoreKey,
-            o: String,
-            ttl: Duration,
-        ) -> StoreFuture<'_, bool> {
-            self.inner.renew_refresh_lock(key, o, ttl)
+        fn renew_lock(&self, key: StoreKey, o: String, ttl: Duration) -> StoreFuture<'_, bool> {
+            self.inner.renew_lock(key, o, ttl)
         }
-        fn unlock_refresh(&self, key: StoreKey, o: String) -> StoreFuture<'_, ()> {
-            self.inner.unlock_refresh(key, o)
+        fn unlock(&self, key: StoreKey, o: String) -> StoreFuture<'_, ()> {
+            self.inner.unlock(key, o)
         }
     }
 
@@ -510,7 +503,7 @@ mod redis_stall {
         // The stall ends: the mark lands (version 1, cleared by A at once: version 2),
         // then A's unlock. Polled: Redis tells nothing.
         let landed = tokio::time::Instant::now() + Duration::from_secs(20);
-        while store_b.load(key).await.unwrap().map(|s| s.version) < Some(1) {
+        while store_b.load(key).await.unwrap().map(|s| s.version()) < Some(1) {
             assert!(
                 tokio::time::Instant::now() < landed,
                 "the mark never landed"

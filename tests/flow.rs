@@ -223,7 +223,7 @@ async fn bar_02_expired_transaction_is_refused() {
     let app = start_app_stored(&mock, |b| b).await;
     let browser = Browser::new();
     let callback = browser.start_login(&app, None).await;
-    let key = session_key(&query_param(&callback, "state").unwrap());
+    let key = login_key(&query_param(&callback, "state").unwrap());
     let old = app.store.take_transaction(key).await.unwrap().unwrap();
     let aged = LoginTransaction::new(
         old.verifier,
@@ -601,4 +601,33 @@ async fn page_loads_and_form_posts_go_to_login_and_api_calls_get_401() {
         assert_eq!(seen.status, status, "{method} {headers:?}");
         assert_eq!(seen.location(), location, "{method} {headers:?}");
     }
+}
+
+/// `testing::sign_in` signs in through the login path the app configured; before, it
+/// always asked `/hcss/login`, and an app with another login path could not use it.
+#[tokio::test]
+async fn sign_in_uses_the_configured_login_path() {
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder("http://127.0.0.1:3000/auth/callback")
+        .login_path("/auth/login")
+        .scopes(SCOPES)
+        .build()
+        .unwrap();
+    let auth = hcss_auth::HcssAuth::new(config);
+    let app = axum::Router::new()
+        .route(
+            "/me",
+            axum::routing::get(|token: hcss_auth::HcssToken| async move {
+                token.claims().subject().unwrap_or_default().to_owned()
+            }),
+        )
+        .layer(auth.clone());
+    let cookie = hcss_auth::testing::sign_in(&app, &auth).await;
+    let request = axum::http::Request::get("/me")
+        .header("cookie", &cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.status(), 200);
 }

@@ -20,11 +20,10 @@ use tokio::time::Instant;
 /// from the clock, so a set built a second later still equals the one stored.
 fn tokens(version: u64) -> TokenSet {
     const ISSUED_AT: u64 = 4_000_000_000;
-    let mut set = TokenSet::new(format!("access-{version}"), 3600);
+    let mut set = TokenSet::new(format!("access-{version}"), 3600).with_version(version);
     set.issued_at = ISSUED_AT;
     set.expires_at = ISSUED_AT + 3600;
     set.session_expires_at = ISSUED_AT + 3600;
-    set.version = version;
     set
 }
 
@@ -443,7 +442,7 @@ async fn own_writes_win_over_reads_in_flight() {
         if v % 3 == 0 {
             b.remove(key).await.unwrap();
             if let Some(seen) = b.cached(key) {
-                panic!("a removed set served: version {}", seen.version);
+                panic!("a removed set served: version {}", seen.version());
             }
             continue;
         }
@@ -451,7 +450,7 @@ async fn own_writes_win_over_reads_in_flight() {
             .await
             .unwrap();
         if let Some(seen) = b.cached(key) {
-            assert_eq!(seen.version, v, "an older set served after a write");
+            assert_eq!(seen.version(), v, "an older set served after a write");
         }
     }
     readers.stop().await;
@@ -482,7 +481,7 @@ async fn reads_racing_writes_on_another_instance_keep_nothing_stale() {
             .await
             .unwrap();
         within(Duration::from_secs(3), "B never caught up", || {
-            b.cached(key).is_none_or(|seen| seen.version == v)
+            b.cached(key).is_none_or(|seen| seen.version() == v)
         })
         .await;
     }
@@ -602,10 +601,10 @@ async fn a_near_cache_turned_off_can_be_turned_on_again() {
     assert!(store.near_cache_tracking(0).await.is_some());
 }
 
-/// Outside a Tokio runtime, `lazy` is an error, not a panic.
+/// Outside a Tokio runtime, `connect_lazy` is an error, not a panic.
 #[test]
 fn lazy_outside_a_runtime_is_an_error() {
-    let err = RedisStore::lazy("redis://127.0.0.1:6379").unwrap_err();
+    let err = RedisStore::connect_lazy("redis://127.0.0.1:6379").unwrap_err();
     assert!(err.to_string().contains("Tokio runtime"), "{err}");
 }
 

@@ -437,7 +437,7 @@ async fn fault_a_cancelled_request_does_not_lose_the_rotated_token_and_frees_the
     let (store, prefix) = fault_store(&redis).await;
     let key = common::faults::a_cancelled_request_does_not_lose_the_rotated_token(store).await;
     let lock: Option<String> = redis::cmd("GET")
-        .arg(format!("{prefix}lock:{key}"))
+        .arg(format!("{prefix}lock:tok:{key}"))
         .query_async(&mut redis_conn(&redis).await)
         .await
         .unwrap();
@@ -919,7 +919,8 @@ async fn near_cache_a_refresh_on_one_instance_is_used_by_the_other() {
     assert_eq!(counts.reuse_detected, 0);
     let stored = t.store_a.load(session_key(&t.id)).await.unwrap().unwrap();
     assert_eq!(
-        stored.version, 2,
+        stored.version(),
+        2,
         "marked as being refreshed, then refreshed"
     );
     t.clean_up().await;
@@ -1022,7 +1023,7 @@ async fn fault_a_kept_set_is_not_spent_again_after_its_lease_lapsed() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
-    let lock_prefix = format!("{prefix}lock:");
+    let lock_prefix = format!("{prefix}lock:tok:");
     let conn_url = redis.clone();
     common::faults::a_kept_set_is_not_spent_again_after_its_lease_lapsed(
         common::faults::FaultyStore::new(store),
@@ -1346,6 +1347,21 @@ async fn a_cancelled_company_token_call_stalls_no_instance() {
     remove_keys(&redis, &prefix).await;
 }
 
+/// The keys under `prefix`, without it, sorted.
+async fn keys_under(redis: &str, prefix: &str) -> Vec<String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis_conn(redis).await)
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = keys
+        .into_iter()
+        .map(|key| key[prefix.len()..].to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// Forged callbacks (a login started, then its callback called with a junk code) leave
 /// no key in Redis once HCSS refused them: before, each left a `lock:` key for the login
 /// timeout. A successful callback's claim stays: its replay, with its cookie, on either
@@ -1368,17 +1384,7 @@ async fn forged_callbacks_leave_no_key_and_a_used_login_stays_claimed() {
             consented.location().to_owned()
         }
     };
-    let keys = || async {
-        let mut conn = redis_conn(&redis).await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let mut keys = keys;
-        keys.sort();
-        keys
-    };
+    let keys = || keys_under(&redis, &prefix);
     let forgeries: Vec<(Browser, String)> = {
         let mut all = Vec::new();
         for _ in 0..6 {
@@ -1415,5 +1421,67 @@ async fn forged_callbacks_leave_no_key_and_a_used_login_stays_claimed() {
         7,
         "no token call for a replay"
     );
+    remove_keys(&redis, &prefix).await;
+}
+
+/// Every key the store writes says what it holds, a lock what it locks: a sealed login's
+/// claim on its state stays under `lock:claim:` once its callback succeeded, a company
+/// token's fetch holds `lock:co:` while it asks HCSS, and nothing is keyed otherwise.
+/// Before, every lock was `lock:{hash}`, whatever it locked.
+#[tokio::test]
+async fn redis_keys_say_what_they_hold() {
+    let Some(redis) = redis_url("redis_keys_say_what_they_hold") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    let mock = MockHcssIdentity::start().await;
+    let (url, auth) = start_app_with_store(&mock, |b| b, store).await;
+    let keys = || keys_under(&redis, &prefix);
+    let hashed = |key: &str, kind: &str| {
+        key.strip_prefix(kind)
+            .is_some_and(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+
+    Browser::new().login_at(&url).await;
+    let after_sign_in = keys().await;
+    assert_eq!(
+        after_sign_in
+            .iter()
+            .filter(|k| hashed(k, "lock:claim:"))
+            .count(),
+        1,
+        "the used login's claim: {after_sign_in:?}"
+    );
+
+    mock.set_token_fault(Some(TokenFault::Stall));
+    let companies = hcss_auth::HcssCompanyTokens::new(&auth);
+    let asking = tokio::spawn(async move { companies.token("customer-co-1").await });
+    mock.wait_for(|c| c.company_grants == 1).await;
+    let while_asking = keys().await;
+    assert_eq!(
+        while_asking
+            .iter()
+            .filter(|k| hashed(k, "lock:co:"))
+            .count(),
+        1,
+        "the company token's fetch lock: {while_asking:?}"
+    );
+    mock.set_token_fault(None);
+    asking.await.unwrap().unwrap();
+
+    let known = [
+        "tok:",
+        "co:",
+        "own:",
+        "lock:claim:",
+        "lock:co:",
+        "lock:tok:",
+    ];
+    for key in keys().await {
+        assert!(
+            key == "secret:cookie-key" || known.iter().any(|kind| hashed(&key, kind)),
+            "a key that does not say what it holds: {key}"
+        );
+    }
     remove_keys(&redis, &prefix).await;
 }

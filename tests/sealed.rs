@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
+use hcss_auth::store::{Coordination, LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TestClock};
 use hcss_auth::{
     HcssAuth, HcssConfigBuilder, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
@@ -276,11 +276,14 @@ impl TokenStore for LockFails {
     fn remove(&self, k: StoreKey) -> StoreFuture<'_, ()> {
         self.inner.remove(k)
     }
-    fn try_lock_refresh(&self, k: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+}
+
+impl Coordination for LockFails {
+    fn try_lock(&self, k: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
         if self.fail.load(Ordering::SeqCst) {
             return Box::pin(async { Err(StoreError::Unavailable("test: lock failed".into())) });
         }
-        self.inner.try_lock_refresh(k, owner, ttl)
+        self.inner.try_lock(k, owner, ttl)
     }
 }
 

@@ -43,7 +43,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
 
     // Login, noting the verifier (from the store) and the code (from the callback URL).
     let callback = browser.start_login(&app, None).await;
-    let state_key = session_key(&query_param(&callback, "state").unwrap());
+    let state_key = login_key(&query_param(&callback, "state").unwrap());
     let transaction = app
         .store
         .take_transaction(state_key)

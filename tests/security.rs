@@ -13,7 +13,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use hcss_auth::store::{LoginTransaction, StoreFuture, StoreKey};
+use hcss_auth::store::{Coordination, LoginTransaction, StoreFuture, StoreKey};
 use hcss_auth::testing::{MockHcssIdentity, TokenFault};
 use hcss_auth::{
     HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, StoreError, TokenSet, TokenStore,
@@ -75,7 +75,7 @@ async fn bar_01_state_is_256_bits_and_pkce_is_always_s256() {
         );
         let challenge = query_param(&authorize, "code_challenge").unwrap();
         let tx = store
-            .take_transaction(session_key(&state))
+            .take_transaction(login_key(&state))
             .await
             .unwrap()
             .unwrap();
@@ -381,6 +381,8 @@ impl TokenStore for DownStore {
     }
 }
 
+impl Coordination for DownStore {}
+
 #[tokio::test]
 async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503() {
     // Logins kept on the server (the option; by default they keep nothing there, see
@@ -407,7 +409,7 @@ async fn bar_12_memory_is_bounded_under_a_login_flood_and_store_outages_are_503(
     let newest = call(&app, get_req("/hcss/login")).await;
     let state = query_param(&location(&newest), "state").unwrap();
     assert!(store
-        .take_transaction(session_key(&state))
+        .take_transaction(login_key(&state))
         .await
         .unwrap()
         .is_some());

@@ -17,8 +17,9 @@ use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
 use crate::seal::Sealer;
-use crate::secret::{random_token, SecretString, SessionId, StoreKey};
+use crate::secret::{random_token, SecretString, SessionId};
 use crate::shared::{Logins, Shared};
+use crate::store::{LoginTransaction, StoreKey};
 use crate::token::TokenSet;
 
 /// Longest `state` or `code` worth looking up.
@@ -318,7 +319,10 @@ async fn open_login(
     let keys = match &shared.logins {
         Logins::Sealed(keys) => keys,
         Logins::Stored(store) => {
-            let transaction = match store.take_transaction(StoreKey::of(state)).await {
+            let transaction = match store
+                .take_transaction(StoreKey::of_login_state(state))
+                .await
+            {
                 Ok(Some(tx)) => tx,
                 Ok(None) => {
                     tracing::info!("hcss: callback refused: unknown, expired or replayed state");
@@ -334,13 +338,10 @@ async fn open_login(
                     )));
                 }
             };
-            let binding = cookie_value(&parts.headers, cookie_name).map(StoreKey::of);
+            let binding =
+                cookie_value(&parts.headers, cookie_name).map(LoginTransaction::binding_hash_of);
             let same_browser = binding.is_some_and(|b| {
-                bool::from(
-                    b.as_str()
-                        .as_bytes()
-                        .ct_eq(transaction.binding_hash.as_bytes()),
-                )
+                bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes()))
             });
             if !same_browser {
                 tracing::warn!("hcss: callback refused: the login was started in another browser");
@@ -426,11 +427,7 @@ impl Claimed {
     /// then leaves no key in the store. This process still refuses the state, and a
     /// lock that cannot be given back expires with the login.
     async fn release(self, shared: &Shared) {
-        if let Err(err) = shared
-            .token_store
-            .unlock_refresh(self.key, self.owner)
-            .await
-        {
+        if let Err(err) = shared.token_store.unlock(self.key, self.owner).await {
             tracing::warn!(error = %err, "the claim of a failed sign-in could not be given back; it expires with the login");
         }
     }
@@ -446,18 +443,14 @@ async fn claim(
     until: u64,
 ) -> Result<Option<Claimed>, crate::error::StoreError> {
     let config = &shared.config;
-    let key = StoreKey::of(&format!("used-state:{state}"));
+    let key = StoreKey::of_state_claim(state);
     let now = config.now();
     if !shared.used_states.claim(key, now, until) {
         return Ok(None);
     }
     let owner = random_token(16);
     let ttl = Duration::from_secs(until.saturating_sub(now).max(1));
-    match shared
-        .token_store
-        .try_lock_refresh(key, owner.clone(), ttl)
-        .await
-    {
+    match shared.token_store.try_lock(key, owner.clone(), ttl).await {
         Ok(true) => Ok(Some(Claimed { key, owner })),
         Ok(false) => Ok(None),
         Err(err) => {

@@ -9,9 +9,9 @@ use super::{
     valid_return_path, FlowResponse,
 };
 use crate::protocol::{authorize_url, pkce_challenge};
-use crate::secret::{random_token, StoreKey};
+use crate::secret::random_token;
 use crate::shared::{Logins, Shared};
-use crate::store::LoginTransaction;
+use crate::store::{LoginTransaction, StoreKey};
 
 /// Logins a browser may have in flight at once (one binding cookie each).
 pub(crate) const MAX_LOGINS_IN_FLIGHT: usize = 5;
@@ -92,12 +92,16 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         // The login is kept in the store; the cookie binds it to this browser.
         Logins::Stored(store) => {
             let binding = random_token(32);
-            let transaction =
-                LoginTransaction::new(verifier, return_to, StoreKey::of(&binding).as_str(), now)
-                    .with_nonce(nonce.clone());
+            let transaction = LoginTransaction::started(
+                verifier,
+                return_to,
+                LoginTransaction::binding_hash_of(&binding),
+                now,
+            )
+            .with_nonce(nonce.clone());
             if let Err(err) = store
                 .put_transaction(
-                    StoreKey::of(&state),
+                    StoreKey::of_login_state(&state),
                     transaction,
                     config.lifetimes.transaction_ttl,
                 )

@@ -9,10 +9,9 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::{
-    owners_of, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey,
-    TokenStore,
+    owners_of, Coordination, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreFuture,
+    StoreKey, TokenSet, TokenStore,
 };
-use crate::token::TokenSet;
 
 /// The default store: login transactions and token sets in this process's memory.
 ///
@@ -232,11 +231,14 @@ impl Inner {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where the token sets of `key`'s kind live.
+    /// Where the token sets of `key`'s kind live: company tokens apart, sessions (the
+    /// only other kind the layer gives a token store) with what else a test may store.
     fn tokens(&self, key: StoreKey) -> &Bounded<TokenSet> {
         match key.kind() {
-            KeyKind::Session => &self.tokens,
             KeyKind::CompanyToken => &self.company_tokens,
+            KeyKind::Session | KeyKind::Login | KeyKind::StateClaim | KeyKind::Owner => {
+                &self.tokens
+            }
         }
     }
 
@@ -278,6 +280,10 @@ impl Inner {
         }
     }
 }
+
+/// One process: the layer's in-process single flights are all the locking it needs,
+/// and there is no other instance to share a secret with.
+impl Coordination for MemoryStore {}
 
 impl TokenStore for MemoryStore {
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {
@@ -345,7 +351,7 @@ mod tests {
     use super::*;
 
     fn k(name: &str) -> StoreKey {
-        StoreKey::of(name)
+        StoreKey::of_session_cookie(name)
     }
 
     fn tx(n: u64) -> LoginTransaction {

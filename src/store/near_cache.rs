@@ -30,7 +30,7 @@ use dashmap::DashMap;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::watch;
 
-use crate::secret::StoreKey;
+use super::StoreKey;
 use crate::token::TokenSet;
 
 /// How often the tracking connection is checked, and the clock of the sweep.

@@ -9,11 +9,9 @@ use redis::cluster_async::ClusterConnection;
 
 use super::near_cache::{self, NearCache};
 use super::{
-    owners_of, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey,
-    TokenStore,
+    owners_of, Coordination, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreError,
+    StoreFuture, StoreKey, TokenSet, TokenStore,
 };
-use crate::error::StoreError;
-use crate::token::TokenSet;
 
 /// Releases a lock only for the owner that took it.
 const UNLOCK: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -52,21 +50,24 @@ return 1";
 /// between all of them (a per-session lock, `SET NX PX` with a random owner, released by
 /// a compare-and-delete script, expiring by itself if its holder dies).
 ///
-/// Keys, each with a TTL: `{prefix}tx:{hash}` (logins in progress), `{prefix}tok:{hash}`
-/// (sessions' token sets), `{prefix}co:{hash}` (cached company tokens, apart from
-/// sessions), `{prefix}lock:{hash}` (refresh locks) and `{prefix}own:{hash}` (the sets of
-/// session keys of a user or a company, for ending them all; a session leaves them when
-/// it ends, and company tokens are never in them); and `{prefix}secret:cookie-key`, the
-/// key that seals login cookies when the configuration gives none, shared by every
-/// instance (created once with `SET NX`, kept without TTL). Values are JSON. Logins and
-/// ended sessions are taken with `GETDEL` (Redis 6.2 or later).
+/// Keys, each with a TTL, say what they hold ([`KeyKind`]): `{prefix}tx:{hash}` (logins
+/// in progress), `{prefix}tok:{hash}` (sessions' token sets), `{prefix}co:{hash}` (cached
+/// company tokens, apart from sessions), `{prefix}own:{hash}` (the sets of session keys
+/// of a user or a company, for ending them all; a session leaves them when it ends, and
+/// company tokens are never in them), and the locks ([`Coordination`]), named after what
+/// they lock: `{prefix}lock:tok:{hash}` (a session's refresh), `{prefix}lock:co:{hash}` (a
+/// company token's request) and `{prefix}lock:claim:{hash}` (a sealed login's state,
+/// claimed by its callback); and `{prefix}secret:cookie-key`, the key that seals login
+/// cookies when the configuration gives none, shared by every instance (created once
+/// with `SET NX`, kept without TTL). Values are JSON. Logins and ended sessions are taken
+/// with `GETDEL` (Redis 6.2 or later).
 /// The connection reconnects by itself after an outage; while Redis is down the flow
 /// endpoints and the extractor answer 503. A Redis Cluster works too
 /// ([`connect_cluster`](Self::connect_cluster)): every operation touches one key.
 ///
 /// # The near cache
 ///
-/// A store made by [`connect`](Self::connect) or [`lazy`](Self::lazy) keeps the token
+/// A store made by [`connect`](Self::connect) or [`connect_lazy`](Self::connect_lazy) keeps the token
 /// sets it reads in process, so that a signed-in request costs no Redis round trip, and
 /// lets Redis keep that copy true (Redis 6 or later, server-assisted client-side caching:
 /// one extra RESP3 connection per store with `CLIENT TRACKING ON BCAST` on the token
@@ -165,7 +166,7 @@ impl RedisStore {
     ///
     /// [`StoreError::Unavailable`] when the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let store = Self::lazy(url)?;
+        let store = Self::connect_lazy(url)?;
         store.conn.query::<String>(&redis::cmd("PING")).await?;
         Ok(store)
     }
@@ -198,10 +199,10 @@ impl RedisStore {
     ///
     /// [`StoreError::Unavailable`] when the URL is invalid, or when called outside a
     /// Tokio runtime (the connection's tasks need one).
-    pub fn lazy(url: &str) -> Result<Self, StoreError> {
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Unavailable(
-                "RedisStore::lazy must be called within a Tokio runtime".into(),
+                "RedisStore::connect_lazy must be called within a Tokio runtime".into(),
             ));
         }
         let client = redis::Client::open(url).map_err(|e| {
@@ -282,8 +283,9 @@ impl RedisStore {
         self.near().is_some_and(|near| near.holds(key))
     }
 
+    /// The prefix of the sessions' token sets, which the near cache tracks.
     fn token_prefix(&self) -> String {
-        format!("{}tok:", self.prefix)
+        format!("{}{}:", self.prefix, kind_prefix(KeyKind::Session))
     }
 
     /// The near cache, its tracking task started if none runs (not yet, or it ended
@@ -316,17 +318,20 @@ impl RedisStore {
         }
     }
 
-    fn key(&self, kind: &str, key: StoreKey) -> String {
-        format!("{}{kind}:{}", self.prefix, key.as_str())
+    /// Where what `key` names lives: `{prefix}{kind}:{hash}`.
+    fn key(&self, key: StoreKey) -> String {
+        self.key_in("", key)
     }
 
-    /// Where the token set of `key` lives: `tok:` for a session, `co:` for a company
-    /// token.
-    fn tokens_key(&self, key: StoreKey) -> String {
-        match key.kind() {
-            KeyKind::Session => self.key("tok", key),
-            KeyKind::CompanyToken => self.key("co", key),
-        }
+    /// Where the lock on `key` lives: `{prefix}lock:{kind}:{hash}`, so that it says what
+    /// it locks.
+    fn lock_key(&self, key: StoreKey) -> String {
+        self.key_in("lock:", key)
+    }
+
+    fn key_in(&self, space: &str, key: StoreKey) -> String {
+        let kind = kind_prefix(key.kind());
+        format!("{}{space}{kind}:{}", self.prefix, key.as_str())
     }
 
     /// Files a session under the owners its tokens name (`SADD`), the index living as
@@ -334,7 +339,7 @@ impl RedisStore {
     /// stored all the same.
     async fn index(&self, key: StoreKey, owners: Vec<SessionOwner>, ttl: Duration) {
         for owner in owners {
-            let index = self.key("own", owner.index_key());
+            let index = self.key(owner.index_key());
             let filed = async {
                 self.conn
                     .query::<i64>(redis::cmd("SADD").arg(&index).arg(key.as_str()))
@@ -360,7 +365,7 @@ impl RedisStore {
     /// Best effort: a failure is logged, and the index drops the key when next read.
     async fn unindex(&self, key: StoreKey, ended: Option<&TokenSet>) {
         for owner in ended.map(|t| owners_of(key, t)).unwrap_or_default() {
-            let index = self.key("own", owner.index_key());
+            let index = self.key(owner.index_key());
             let removed = self
                 .conn
                 .query::<i64>(redis::cmd("SREM").arg(&index).arg(key.as_str()))
@@ -376,6 +381,17 @@ impl RedisStore {
         let mut set = redis::cmd("SET");
         set.arg(key).arg(value).arg("PX").arg(millis(ttl));
         self.conn.query(&set).await
+    }
+}
+
+/// The part of a Redis key that says what it holds.
+fn kind_prefix(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Session => "tok",
+        KeyKind::CompanyToken => "co",
+        KeyKind::Login => "tx",
+        KeyKind::StateClaim => "claim",
+        KeyKind::Owner => "own",
     }
 }
 
@@ -404,7 +420,7 @@ impl StateStore for RedisStore {
         transaction: LoginTransaction,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
-        let key = self.key("tx", key);
+        let key = self.key(key);
         Box::pin(async move {
             let value = to_json(&transaction)?;
             self.set_px(&key, value, ttl).await
@@ -412,7 +428,7 @@ impl StateStore for RedisStore {
     }
 
     fn take_transaction(&self, key: StoreKey) -> StoreFuture<'_, Option<LoginTransaction>> {
-        let key = self.key("tx", key);
+        let key = self.key(key);
         Box::pin(async move {
             let text: Option<String> = self.conn.query(redis::cmd("GETDEL").arg(key)).await?;
             from_json(text)
@@ -429,7 +445,7 @@ impl TokenStore for RedisStore {
     }
 
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let stored = self.tokens_key(key);
+        let stored = self.key(key);
         Box::pin(async move {
             // The near cache tracks `tok:` keys alone: it holds sessions only.
             let near = self.near().filter(|_| key.kind() == KeyKind::Session);
@@ -458,7 +474,7 @@ impl TokenStore for RedisStore {
 
     fn store(&self, key: StoreKey, tokens: TokenSet, ttl: Duration) -> StoreFuture<'_, ()> {
         let owners = owners_of(key, &tokens);
-        let stored = self.tokens_key(key);
+        let stored = self.key(key);
         self.forget(key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
@@ -471,7 +487,7 @@ impl TokenStore for RedisStore {
     }
 
     fn remove(&self, key: StoreKey) -> StoreFuture<'_, ()> {
-        let stored = self.tokens_key(key);
+        let stored = self.key(key);
         self.forget(key);
         Box::pin(async move {
             // GETDEL, not DEL: the claims say which owners' indexes list the session.
@@ -487,7 +503,7 @@ impl TokenStore for RedisStore {
     }
 
     fn take(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
-        let stored = self.tokens_key(key);
+        let stored = self.key(key);
         self.forget(key);
         Box::pin(async move {
             let text = self.conn.query(redis::cmd("GETDEL").arg(stored)).await;
@@ -506,7 +522,7 @@ impl TokenStore for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'_, bool> {
         let owners = owners_of(key, &tokens);
-        let stored = self.tokens_key(key);
+        let stored = self.key(key);
         Box::pin(async move {
             let value = to_json(&tokens)?;
             let mut script = redis::cmd("EVAL");
@@ -529,7 +545,7 @@ impl TokenStore for RedisStore {
     }
 
     fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
-        let index = self.key("own", owner.index_key());
+        let index = self.key(owner.index_key());
         Box::pin(async move {
             let members: Vec<String> = self.conn.query(redis::cmd("SMEMBERS").arg(&index)).await?;
             let mut live = Vec::new();
@@ -539,7 +555,7 @@ impl TokenStore for RedisStore {
                 };
                 let exists: bool = self
                     .conn
-                    .query(redis::cmd("EXISTS").arg(self.key("tok", key)))
+                    .query(redis::cmd("EXISTS").arg(self.key(key)))
                     .await?;
                 if exists {
                     live.push(key);
@@ -550,6 +566,46 @@ impl TokenStore for RedisStore {
                 }
             }
             Ok(live)
+        })
+    }
+}
+
+impl Coordination for RedisStore {
+    fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        let lock = self.lock_key(key);
+        Box::pin(async move {
+            let set: Option<String> = self
+                .conn
+                .query(
+                    redis::cmd("SET")
+                        .arg(lock)
+                        .arg(owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(ttl)),
+                )
+                .await?;
+            // Whoever refreshes reads the session from Redis, never from a copy.
+            self.forget(key);
+            Ok(set.is_some())
+        })
+    }
+
+    fn renew_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        let key = self.lock_key(key);
+        Box::pin(async move {
+            let mut renew = redis::cmd("EVAL");
+            renew.arg(RENEW).arg(1).arg(key).arg(owner).arg(millis(ttl));
+            Ok(self.conn.query::<i64>(&renew).await? == 1)
+        })
+    }
+
+    fn unlock(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
+        let key = self.lock_key(key);
+        Box::pin(async move {
+            let mut unlock = redis::cmd("EVAL");
+            unlock.arg(UNLOCK).arg(1).arg(key).arg(owner);
+            self.conn.query::<i64>(&unlock).await.map(drop)
         })
     }
 
@@ -574,54 +630,6 @@ impl TokenStore for RedisStore {
                 .decode(value)
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt(format!("the shared secret {name} is not base64")))
-        })
-    }
-
-    fn try_lock_refresh(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        let lock = self.key("lock", key);
-        Box::pin(async move {
-            let set: Option<String> = self
-                .conn
-                .query(
-                    redis::cmd("SET")
-                        .arg(lock)
-                        .arg(owner)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(millis(ttl)),
-                )
-                .await?;
-            // Whoever refreshes reads the session from Redis, never from a copy.
-            self.forget(key);
-            Ok(set.is_some())
-        })
-    }
-
-    fn renew_refresh_lock(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        let key = self.key("lock", key);
-        Box::pin(async move {
-            let mut renew = redis::cmd("EVAL");
-            renew.arg(RENEW).arg(1).arg(key).arg(owner).arg(millis(ttl));
-            Ok(self.conn.query::<i64>(&renew).await? == 1)
-        })
-    }
-
-    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
-        let key = self.key("lock", key);
-        Box::pin(async move {
-            let mut unlock = redis::cmd("EVAL");
-            unlock.arg(UNLOCK).arg(1).arg(key).arg(owner);
-            self.conn.query::<i64>(&unlock).await.map(drop)
         })
     }
 }

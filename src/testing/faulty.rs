@@ -5,14 +5,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::error::StoreError;
-use crate::store::{LoginTransaction, SessionOwner, StateStore, StoreFuture, StoreKey, TokenStore};
-use crate::token::TokenSet;
+use crate::store::{
+    Coordination, LoginTransaction, SessionOwner, StateStore, StoreError, StoreFuture, StoreKey,
+    TokenSet, TokenStore,
+};
 
 /// Any store, with faults a test switches on and off: a store that refuses writes (as
 /// Redis at `maxmemory` does, or a database in read-only mode), writes whose replies are
-/// lost after they were applied, and values that no longer parse. Every method passes through to the inner store otherwise, the refresh lock and
-/// shared secrets included. Clones share the switches.
+/// lost after they were applied, and values that no longer parse. Every method passes
+/// through to the inner store otherwise, and its [`Coordination`] (locks, shared
+/// secrets) always does. Clones share the switches.
 ///
 /// ```
 /// use hcss_auth::store::{MemoryStore, StoreKey};
@@ -56,8 +58,8 @@ impl<S> FaultyStore<S> {
     }
 
     /// While on, the writes of token sets and logins (`store`, `replace_if_version`,
-    /// `take`, `put_transaction`) fail with [`StoreError::Unavailable`]; loads, the
-    /// refresh lock and shared secrets work, as in a store whose lock lives elsewhere.
+    /// `take`, `put_transaction`) fail with [`StoreError::Unavailable`]; loads, locks and
+    /// shared secrets work, as in a store whose locks live elsewhere.
     pub fn refuse_writes(&self, on: bool) {
         self.refuse_writes.store(on, Ordering::SeqCst);
     }
@@ -174,37 +176,30 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         })
     }
 
+    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
+        self.inner.sessions_of(owner)
+    }
+}
+
+/// Locks and shared secrets pass through, whatever faults are on.
+impl<S: Coordination> Coordination for FaultyStore<S> {
+    fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        self.inner.try_lock(key, owner, ttl)
+    }
+
+    fn renew_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        self.inner.renew_lock(key, owner, ttl)
+    }
+
+    fn unlock(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
+        self.inner.unlock(key, owner)
+    }
+
     fn shared_secret(
         &self,
         name: &'static str,
         proposal: Vec<u8>,
     ) -> StoreFuture<'_, Option<Vec<u8>>> {
         self.inner.shared_secret(name, proposal)
-    }
-
-    fn try_lock_refresh(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        self.inner.try_lock_refresh(key, owner, ttl)
-    }
-
-    fn renew_refresh_lock(
-        &self,
-        key: StoreKey,
-        owner: String,
-        ttl: Duration,
-    ) -> StoreFuture<'_, bool> {
-        self.inner.renew_refresh_lock(key, owner, ttl)
-    }
-
-    fn unlock_refresh(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
-        self.inner.unlock_refresh(key, owner)
-    }
-
-    fn sessions_of(&self, owner: SessionOwner) -> StoreFuture<'_, Vec<StoreKey>> {
-        self.inner.sessions_of(owner)
     }
 }

@@ -222,6 +222,11 @@ pub fn session_key(id: &str) -> StoreKey {
     StoreKey::of_session_cookie(id)
 }
 
+/// The store key of a login in progress, from its `state` (as the crate derives it).
+pub fn login_key(state: &str) -> StoreKey {
+    StoreKey::of_login_state(state)
+}
+
 /// Makes a session's access token look expired to the app, as time passing would.
 pub async fn expire_session<S: TokenStore>(store: &S, session_id: &str) -> TokenSet {
     let key = session_key(session_id);

@@ -1,0 +1,75 @@
+//! Sessions made directly in a layer's store, skipping the login pages:
+//! [`seed_session`], and [`session_exists`] to look one up.
+
+use crate::layer::HcssAuth;
+use crate::secret::{SecretString, SessionId};
+use crate::store::{StoreError, StoreKey, TokenSet};
+
+/// A session created directly in a layer's store, skipping the login pages.
+pub struct SeededSession {
+    id: SecretString,
+    cookie_name: &'static str,
+}
+
+impl std::fmt::Debug for SeededSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededSession").finish_non_exhaustive()
+    }
+}
+
+impl SeededSession {
+    /// The `Cookie` header value that sends this session: `name=id`.
+    pub fn cookie_header(&self) -> String {
+        format!("{}={}", self.cookie_name, self.id.expose_secret())
+    }
+}
+
+/// Signs a user in without the login pages: stores `tokens` under a new session of
+/// `auth` and returns the cookie that names it. For tests of handlers behind the layer.
+///
+/// A set with a refresh token whose session end was not set (it ends with its access
+/// token) gets the layer's `max_session_age`, as a sign-in would.
+///
+/// ```
+/// use hcss_auth::{testing::seed_session, HcssAuth, HcssConfig, TokenSet};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+/// #     .redirect_uri("https://app.example.com/hcss/callback").build().unwrap();
+/// let auth = HcssAuth::new(config);
+/// let session = seed_session(&auth, TokenSet::new("access", 3600)).await.unwrap();
+/// assert!(session.cookie_header().starts_with("__Host-hcss-session="));
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The token store's error, if it cannot store the session.
+pub async fn seed_session(
+    auth: &HcssAuth,
+    mut tokens: TokenSet,
+) -> Result<SeededSession, StoreError> {
+    let shared = &auth.shared;
+    let now = shared.config.now();
+    if tokens.refresh_token.is_some() && tokens.session_expires_at <= tokens.expires_at {
+        tokens.session_expires_at =
+            now.saturating_add(shared.config.lifetimes.max_session_age.as_secs());
+    }
+    let id = SessionId::generate();
+    let ttl = tokens.store_ttl(now);
+    shared.token_store.store(id.key(), tokens, ttl).await?;
+    Ok(SeededSession {
+        id: SecretString::from(id.as_str()),
+        cookie_name: shared.config.session_cookie_name(),
+    })
+}
+
+/// Whether the session a cookie names still has tokens in the layer's store.
+///
+/// # Errors
+///
+/// The token store's error.
+pub async fn session_exists(auth: &HcssAuth, session: &SeededSession) -> Result<bool, StoreError> {
+    let key = StoreKey::of_session_cookie(session.id.expose_secret());
+    Ok(auth.shared.token_store.load(key).await?.is_some())
+}
