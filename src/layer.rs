@@ -126,7 +126,7 @@ impl HcssAuth {
         let keys = self.shared.token_store.sessions_of(owner).await?;
         let mut ended = 0;
         for key in keys {
-            crate::refresh::end_session(&self.shared, key).await?;
+            crate::session::end_session(&self.shared, key).await?;
             ended += 1;
         }
         tracing::info!(ended, "hcss: sessions ended by owner");

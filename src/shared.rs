@@ -135,7 +135,7 @@ pub(crate) type Outcome = Result<TokenSet, SessionError>;
 
 /// A settled refresh: its outcome, and until when a failure stands for new requests.
 #[derive(Clone)]
-pub(crate) struct Settled {
+pub(crate) struct FlightResult {
     pub(crate) outcome: Outcome,
     pub(crate) until: Instant,
 }
@@ -143,7 +143,7 @@ pub(crate) struct Settled {
 /// One refresh task of a session, watched by every request that waits for it.
 pub(crate) struct Flight {
     pub(crate) id: u64,
-    pub(crate) settled: watch::Receiver<Option<Settled>>,
+    pub(crate) settled: watch::Receiver<Option<FlightResult>>,
 }
 
 /// Refreshed token sets waiting to be written, with a count that keeps the lookup off

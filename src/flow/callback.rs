@@ -231,7 +231,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let session_cookie = config.session_cookie_name();
     // The browser's previous session ends as a logout would end it.
     if let Some(old) = super::session_cookie(&parts.headers, session_cookie) {
-        if let Err(err) = crate::refresh::end_session(shared, old.key()).await {
+        if let Err(err) = crate::session::end_session(shared, old.key()).await {
             tracing::warn!(error = %err, "hcss: the previous session could not be removed");
         }
     }

@@ -4,7 +4,6 @@ use http::request::Parts;
 use http::{header, StatusCode};
 
 use super::{page, see_other, session_cookie, set_cookie, unavailable, FlowResponse};
-use crate::refresh;
 use crate::shared::Shared;
 
 /// A logout must come from this app's own pages, or a third-party site could sign users
@@ -35,7 +34,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_name = config.session_cookie_name();
     if let Some(id) = session_cookie(&parts.headers, cookie_name) {
         let key = id.key();
-        if let Err(err) = refresh::end_session(shared, key).await {
+        if let Err(err) = crate::session::end_session(shared, key).await {
             tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
             return unavailable(
                 config,

@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use crate::error::{SessionError, StoreError};
 use crate::refresh::{self, Freshness};
+
+mod end;
+
 use crate::secret::SessionId;
 use crate::shared::Shared;
 use crate::store::StoreKey;
 use crate::token::HcssToken;
+pub(crate) use end::end_session;
 
 /// The HCSS session of one request, put in the request's extensions by the layer.
 ///
@@ -147,7 +151,7 @@ impl HcssSession {
 
     async fn token_from_store(&self, key: StoreKey) -> Result<HcssToken, SessionError> {
         let shared = &self.shared;
-        let settle = || refresh::settle(shared, key, None);
+        let settle = || refresh::await_refresh(shared, key, None);
         if shared.pending.has(key) {
             return settle().await.map(|tokens| HcssToken::from_set(&tokens));
         }
@@ -203,7 +207,7 @@ impl HcssSession {
         };
         let key = id.key();
         let rejected = Some(rejected.access_token().clone());
-        Box::pin(refresh::settle(&self.shared, key, rejected))
+        Box::pin(refresh::await_refresh(&self.shared, key, rejected))
             .await
             .map(|tokens| HcssToken::from_set(&tokens))
     }
@@ -221,7 +225,7 @@ impl HcssSession {
             return Ok(());
         };
         let key = id.key();
-        refresh::end_session(&self.shared, key)
+        crate::session::end_session(&self.shared, key)
             .await
             .map_err(|err| refresh::store_unavailable(&self.shared.config, err))
     }

@@ -1,0 +1,73 @@
+//! The refresh token spent at HCSS, and its answer read: the new set written (or kept),
+//! the session ended on `invalid_grant`, kept on anything else.
+
+use std::sync::Arc;
+
+use super::fence::{unmark, write_or_keep};
+use super::signed_out;
+use crate::error::SessionError;
+use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
+use crate::shared::{Outcome, Shared};
+use crate::store::StoreKey;
+use crate::token::TokenSet;
+
+/// Spends the refresh token of `old`, marked as this refresh's at version `base`, and
+/// writes (or keeps) what comes back over that version.
+pub(super) async fn refresh_with(
+    shared: &Arc<Shared>,
+    key: StoreKey,
+    owner: &str,
+    old: TokenSet,
+    base: u64,
+) -> Outcome {
+    let config = &shared.config;
+    let Some(refresh_token) = old.refresh_token.clone() else {
+        return Err(SessionError::NotSignedIn);
+    };
+    let grant = Grant::RefreshToken {
+        refresh_token: refresh_token.expose_secret(),
+    };
+    let err = match protocol::request_tokens(config, grant).await {
+        Ok(TokenResponse {
+            tokens: mut new,
+            id_token,
+        }) => {
+            if new.refresh_token.is_none() {
+                new.refresh_token = Some(refresh_token);
+            }
+            if new.scope.is_empty() {
+                new.scope = old.scope.clone();
+            }
+            new.session_expires_at = old.session_expires_at;
+            new.keep_identity_from(&old, id_token.as_ref(), config);
+            new.version = base.max(old.version).wrapping_add(1);
+            new.written_by = Some(owner.into());
+            tracing::debug!(session = key.short(), "hcss: access token refreshed");
+            return write_or_keep(shared, key, owner, base, &old, new).await;
+        }
+        Err(err) => err,
+    };
+    let session = key.short();
+    let reason = err.to_string();
+    let retry_after = err.retry_after().unwrap_or(config.identity.retry_after);
+    match err.class() {
+        ErrorClass::GrantGone => {
+            tracing::warn!(session, reason = %err,
+                "hcss: refresh refused, session ended; the user must log in again");
+            return signed_out(shared, key).await;
+        }
+        ErrorClass::Configuration => tracing::error!(session, reason = %err,
+            "hcss: refresh refused because of this app's configuration: check the client id, \
+             client secret, client authentication and scopes registered at HCSS; sessions are \
+             kept and refresh again once it is fixed"),
+        ErrorClass::Transient => tracing::warn!(session, reason = %err,
+            "hcss: refresh failed for now; the session is kept"),
+        ErrorClass::Failed => tracing::warn!(session, reason = %err,
+            "hcss: refresh failed; the session is kept"),
+    }
+    unmark(shared, key, owner, base, &old).await;
+    Err(SessionError::Unavailable {
+        reason,
+        retry_after,
+    })
+}
