@@ -215,7 +215,7 @@ impl HcssCompanyTokens {
             .load(key)
             .await
             .unwrap_or_else(|err| {
-                tracing::debug!(error = %err, "hcss: cached company token unreadable; asking HCSS");
+                tracing::debug!(error = %err, "cached company token unreadable; asking HCSS");
                 None
             })
             .filter(|tokens| {
@@ -256,7 +256,7 @@ impl HcssCompanyTokens {
         }
         let result = self.ask_hcss(key, source).await;
         if let Err(err) = shared.token_store.unlock(key, owner).await {
-            tracing::debug!(error = %err, "hcss: company token lock not released; it expires by itself");
+            tracing::debug!(error = %err, "company token lock not released; it expires by itself");
         }
         result
     }
@@ -282,7 +282,7 @@ impl HcssCompanyTokens {
                 tokens.session_expires_at = tokens.expires_at;
                 let ttl = tokens.store_ttl(config.now());
                 if let Err(err) = shared.token_store.store(key, tokens.clone(), ttl).await {
-                    tracing::warn!(error = %err, "hcss: company token not cached; the next call asks HCSS again");
+                    tracing::warn!(error = %err, "company token not cached; the next call asks HCSS again");
                 }
                 Ok(tokens)
             }
@@ -304,9 +304,9 @@ impl HcssCompanyTokens {
                     Source::Company(id) => id.clone(),
                     Source::Own => "(this app's own)".to_owned(),
                 };
-                tracing::info!(reason = %err, "hcss: company token refused: the company has not connected this app");
+                tracing::info!(reason = %err, "company token refused: the company has not connected this app");
                 if let Err(store) = self.shared.token_store.remove(key).await {
-                    tracing::debug!(error = %store, "hcss: cached company token not removed");
+                    tracing::debug!(error = %store, "cached company token not removed");
                 }
                 if let Some(hook) = &self.on_disconnected {
                     // In a task of its own, not awaited: a slow hook (ending the company's
@@ -330,7 +330,7 @@ impl HcssCompanyTokens {
                 }
             }
             ErrorClass::Transient | ErrorClass::Failed => {
-                tracing::warn!(reason = %err, "hcss: company token unavailable for now");
+                tracing::warn!(reason = %err, "company token unavailable for now");
                 CompanyTokenError::Unavailable {
                     reason: err.to_string(),
                     retry_after: self.retry_after(err.retry_after()),

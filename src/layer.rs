@@ -129,7 +129,7 @@ impl HcssAuth {
             crate::session::end_session(&self.shared, key).await?;
             ended += 1;
         }
-        tracing::info!(ended, "hcss: sessions ended by owner");
+        tracing::info!(ended, "sessions ended by owner");
         Ok(ended)
     }
 

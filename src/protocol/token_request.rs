@@ -81,13 +81,13 @@ pub(crate) async fn request_tokens(
     let answer = post_form(&config.identity, &config.identity.token_url, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let answer = answer.inspect_err(|err| {
-        tracing::debug!(grant = kind, elapsed_ms, reason = %err, "hcss: token endpoint unreachable");
+        tracing::debug!(grant = kind, elapsed_ms, reason = %err, "token endpoint unreachable");
     })?;
     tracing::debug!(
         grant = kind,
         status = answer.status,
         elapsed_ms,
-        "hcss: token endpoint answered"
+        "token endpoint answered"
     );
     parse_token_response(config, &answer, config.now())
 }

@@ -213,7 +213,7 @@ pub(super) async fn write_or_keep(
             Ok(Fence::Moved(_)) => return superseded(shared, key, new).await,
             Err(err) => {
                 tracing::error!(session = key.short(), error = %err,
-                    "hcss: refreshed tokens could not be stored; this instance keeps them in \
+                    "refreshed tokens could not be stored; this instance keeps them in \
                      memory and stores them once the store accepts writes again");
                 keep(
                     shared,
@@ -240,7 +240,7 @@ pub(super) async fn superseded(shared: &Shared, key: StoreKey, orphan: TokenSet)
         Ok(None) | Err(StoreError::Corrupt(_)) => {
             tracing::info!(
                 session = key.short(),
-                "hcss: the session ended while it was being refreshed; it stays ended"
+                "the session ended while it was being refreshed; it stays ended"
             );
             Err(SessionError::NotSignedIn)
         }

@@ -179,7 +179,7 @@ pub(super) async fn write_kept_set(
             if landed().is_some() {
                 tracing::info!(
                     session = key.short(),
-                    "hcss: refreshed tokens kept in memory are stored now"
+                    "refreshed tokens kept in memory are stored now"
                 );
                 unlock(shared, key, &kept.lock_owner).await;
             }
@@ -194,7 +194,7 @@ pub(super) async fn write_kept_set(
         }
         Err(err) => {
             tracing::debug!(session = key.short(), error = %err,
-                "hcss: refreshed tokens still cannot be stored; serving them from memory");
+                "refreshed tokens still cannot be stored; serving them from memory");
             Some(kept.tokens)
         }
     }

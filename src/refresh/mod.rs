@@ -77,10 +77,10 @@ pub(crate) fn store_unavailable(config: &crate::HcssConfig, err: StoreError) -> 
 pub(crate) async fn discard_unreadable(shared: &Shared, key: StoreKey) {
     tracing::warn!(
         session = key.short(),
-        "hcss: a stored token set could not be read; the session is removed and must sign in again"
+        "a stored token set could not be read; the session is removed and must sign in again"
     );
     if let Err(err) = shared.token_store.remove(key).await {
-        tracing::warn!(session = key.short(), error = %err, "hcss: the unreadable session could not be removed");
+        tracing::warn!(session = key.short(), error = %err, "the unreadable session could not be removed");
     }
 }
 
@@ -99,7 +99,7 @@ pub(super) async fn signed_out(shared: &Shared, key: StoreKey) -> Outcome {
 pub(super) async fn unlock(shared: &Shared, key: StoreKey, owner: &str) {
     if let Err(err) = shared.token_store.unlock(key, owner.to_owned()).await {
         tracing::warn!(session = key.short(), error = %err,
-            "hcss: refresh lock not released; it expires by itself");
+            "refresh lock not released; it expires by itself");
     }
 }
 
@@ -117,10 +117,10 @@ pub(super) async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &Token
     {
         Ok(()) => tracing::debug!(
             session = key.short(),
-            "hcss: orphaned refresh token revoked"
+            "orphaned refresh token revoked"
         ),
         Err(err) => tracing::warn!(session = key.short(), reason = %err,
-            "hcss: an orphaned refresh token could not be revoked"),
+            "an orphaned refresh token could not be revoked"),
     }
 }
 

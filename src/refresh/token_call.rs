@@ -42,7 +42,7 @@ pub(super) async fn refresh_with(
             new.keep_identity_from(&old, id_token.as_ref(), config);
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(owner.into());
-            tracing::debug!(session = key.short(), "hcss: access token refreshed");
+            tracing::debug!(session = key.short(), "access token refreshed");
             return write_or_keep(shared, key, owner, base, &old, new).await;
         }
         Err(err) => err,
@@ -53,17 +53,17 @@ pub(super) async fn refresh_with(
     match err.class() {
         ErrorClass::GrantGone => {
             tracing::warn!(session, reason = %err,
-                "hcss: refresh refused, session ended; the user must log in again");
+                "refresh refused, session ended; the user must log in again");
             return signed_out(shared, key).await;
         }
         ErrorClass::Configuration => tracing::error!(session, reason = %err,
-            "hcss: refresh refused because of this app's configuration: check the client id, \
+            "refresh refused because of this app's configuration: check the client id, \
              client secret, client authentication and scopes registered at HCSS; sessions are \
              kept and refresh again once it is fixed"),
         ErrorClass::Transient => tracing::warn!(session, reason = %err,
-            "hcss: refresh failed for now; the session is kept"),
+            "refresh failed for now; the session is kept"),
         ErrorClass::Failed => tracing::warn!(session, reason = %err,
-            "hcss: refresh failed; the session is kept"),
+            "refresh failed; the session is kept"),
     }
     unmark(shared, key, owner, base, &old).await;
     Err(SessionError::Unavailable {

@@ -60,7 +60,7 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
         if let Err(err) = tokio::spawn(hook(sign_out)).await {
             tracing::error!(
                 panicked = err.is_panic(),
-                "hcss: the on_sign_out hook failed; signed out anyway"
+                "the on_sign_out hook failed; signed out anyway"
             );
         }
     }
@@ -78,9 +78,9 @@ async fn revoke_ended(config: &crate::HcssConfig, tokens: &TokenSet) {
         None => (&tokens.access_token, "access_token"),
     };
     match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
-        Ok(()) => tracing::debug!(hint, "hcss: token revoked"),
+        Ok(()) => tracing::debug!(hint, "token revoked"),
         Err(err) => {
-            tracing::warn!(reason = %err, "hcss: revocation failed; signed out here anyway")
+            tracing::warn!(reason = %err, "revocation failed; signed out here anyway")
         }
     }
 }

@@ -389,7 +389,7 @@ async fn keep_tracking(cache: Weak<NearCache>, client: redis::Client, prefix: Ar
     let client = match redis::Client::open(info.set_redis_settings(settings)) {
         Ok(client) => client,
         Err(err) => {
-            tracing::warn!(error = ?err.kind(), "hcss: the Redis near cache is off");
+            tracing::warn!(error = ?err.kind(), "the Redis near cache is off");
             return false;
         }
     };
@@ -444,7 +444,7 @@ async fn keep_tracking(cache: Weak<NearCache>, client: redis::Client, prefix: Ar
                 };
                 if near.live(before, connection, id) {
                     if warned {
-                        tracing::info!("hcss: the Redis near cache is on again");
+                        tracing::info!("the Redis near cache is on again");
                     }
                     warned = false;
                     backoff = Duration::from_millis(100);
@@ -471,7 +471,7 @@ async fn keep_tracking(cache: Weak<NearCache>, client: redis::Client, prefix: Ar
                 if !warned {
                     tracing::warn!(
                         error = ?err.kind(),
-                        "hcss: the Redis near cache is off until Redis answers with client \
+                        "the Redis near cache is off until Redis answers with client \
                          tracking (Redis 6 or later); every read goes to Redis meanwhile"
                     );
                     warned = true;

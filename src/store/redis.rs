@@ -356,7 +356,7 @@ impl RedisStore {
                 Ok::<_, StoreError>(())
             };
             if let Err(err) = filed.await {
-                tracing::warn!(error = %err, "hcss: a session was not indexed by its owner");
+                tracing::warn!(error = %err, "a session was not indexed by its owner");
             }
         }
     }
