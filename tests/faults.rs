@@ -222,3 +222,44 @@ async fn a_mark_left_by_this_instance_does_not_make_it_wait() {
     assert_eq!(browser.get(&whoami).await.status, 200);
     assert_eq!(mock.counts().refreshes, 1);
 }
+
+/// A refresh whose mark the store refused leaves a task that clears that mark should it
+/// land late. The next attempt's mark must not look like it (before: marks of one layer
+/// were alike, the task "cleared" the next attempt's mark by writing the old set back,
+/// the new refresh token was revoked as an orphan, and the next refresh presented the
+/// spent one: reuse).
+#[tokio::test]
+async fn a_given_up_mark_is_not_mistaken_for_the_next_attempt() {
+    let mock = MockHcssIdentity::start().await;
+    let store = FaultyStore::new(MemoryStore::new());
+    let (url, browser, key, store) = faults::expired_session(&mock, store, |b| {
+        b.http_timeout(Duration::from_secs(1))
+            .retry_after(Duration::ZERO)
+    })
+    .await;
+    let whoami = format!("{url}/whoami");
+    store.refuse_writes(true);
+    assert_eq!(browser.get(&whoami).await.status, 503, "no mark, no spend");
+    store.refuse_writes(false);
+    // HCSS answers slowly: the clearing task looks at the store meanwhile.
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        1500,
+    ))));
+    let request = {
+        let (browser, whoami) = (browser.clone(), whoami.clone());
+        tokio::spawn(async move { browser.get(&whoami).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == 1).await;
+    mock.set_token_fault(None);
+    let _ = request.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while browser.get(&whoami).await.status != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.counts().revocations, 0, "the new token was revoked");
+    faults::age(&store, key).await;
+    assert_eq!(browser.get(&whoami).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!((counts.refreshes, counts.reuse_detected), (2, 0));
+}

@@ -136,10 +136,7 @@ async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     debug.push(format!("{mock:?}"));
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("signed in"),
-        "the capture works: {logs}"
-    );
+    assert!(logs.contains("signed in"), "the capture works: {logs}");
     assert!(logs.contains("refresh refused"), "{logs}");
     assert!(logs.contains("signed out"), "{logs}");
     for secret in &secrets {

@@ -29,7 +29,19 @@ pub(super) fn lease_ttl(config: &crate::HcssConfig) -> Duration {
 /// other's lease has lapsed; a refresher still alive writes within a few seconds of
 /// reaching the store.
 pub(super) fn spent_elsewhere_patience(config: &crate::HcssConfig) -> Duration {
-    lease_ttl(config).max(Duration::from_secs(5))
+    (lease_ttl(config) * 4).max(Duration::from_secs(10))
+}
+
+/// A new mark of this layer's refresher: its id and a value of this attempt's own, so
+/// that no two attempts (one given up on, its mark landing late; the next one) look
+/// alike to the fenced writes.
+fn new_mark(refresher: &str) -> String {
+    format!("{refresher}.{}", crate::secret::random_token(8))
+}
+
+/// Whether a mark was left by this layer's refresher (one of its earlier attempts).
+fn is_own_mark(mark: &str, refresher: &str) -> bool {
+    mark.split_once('.').map(|(by, _)| by) == Some(refresher)
 }
 
 /// The refresh lock, as this refresh holds it (or not yet).
@@ -120,7 +132,7 @@ pub(super) async fn refresh_under_lease(
         let spent_by_another = tokens
             .spent_by
             .as_deref()
-            .is_some_and(|by| by != lease.owner);
+            .is_some_and(|by| !is_own_mark(by, &lease.owner));
         if spent_by_another && !shared.pending.has(key) {
             let since = match spent_seen {
                 Some((version, since)) if version == tokens.version => since,
@@ -152,7 +164,8 @@ pub(super) async fn refresh_under_lease(
             let spending = turn.lock().await;
             let outcome = match shared.pending.get(key) {
                 Some(kept) if kept.tokens.version == tokens.version => {
-                    refresh_with(shared, key, &lease.owner, tokens, kept.base_version).await
+                    let mark = new_mark(&lease.owner);
+                    refresh_with(shared, key, &lease.owner, &mark, tokens, kept.base_version).await
                 }
                 // Written (or replaced) while this waited for its turn: look again.
                 _ => {
@@ -165,10 +178,11 @@ pub(super) async fn refresh_under_lease(
             shared.pending.end_turn(key);
             return outcome;
         }
-        let Some(base) = mark_spent(shared, key, &lease.owner, &tokens).await? else {
+        let mark = new_mark(&lease.owner);
+        let Some(base) = mark_spent(shared, key, &mark, &tokens).await? else {
             // The session moved on meanwhile: look again.
             continue;
         };
-        return refresh_with(shared, key, &lease.owner, tokens, base).await;
+        return refresh_with(shared, key, &lease.owner, &mark, tokens, base).await;
     }
 }

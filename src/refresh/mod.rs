@@ -115,10 +115,7 @@ pub(super) async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &Token
     )
     .await
     {
-        Ok(()) => tracing::debug!(
-            session = key.short(),
-            "orphaned refresh token revoked"
-        ),
+        Ok(()) => tracing::debug!(session = key.short(), "orphaned refresh token revoked"),
         Err(err) => tracing::warn!(session = key.short(), reason = %err,
             "an orphaned refresh token could not be revoked"),
     }

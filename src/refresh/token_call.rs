@@ -11,12 +11,14 @@ use crate::shared::{Outcome, Shared};
 use crate::store::StoreKey;
 use crate::token::TokenSet;
 
-/// Spends the refresh token of `old`, marked as this refresh's at version `base`, and
-/// writes (or keeps) what comes back over that version.
+/// Spends the refresh token of `old`, marked as this refresh's (`mark`) at version
+/// `base`, and writes (or keeps) what comes back over that version; `owner` is the
+/// refresh lock's owner, which a kept result holds on to.
 pub(super) async fn refresh_with(
     shared: &Arc<Shared>,
     key: StoreKey,
     owner: &str,
+    mark: &str,
     old: TokenSet,
     base: u64,
 ) -> Outcome {
@@ -41,7 +43,7 @@ pub(super) async fn refresh_with(
             new.session_expires_at = old.session_expires_at;
             new.keep_identity_from(&old, id_token.as_ref(), config);
             new.version = base.max(old.version).wrapping_add(1);
-            new.written_by = Some(owner.into());
+            new.written_by = Some(mark.into());
             tracing::debug!(session = key.short(), "access token refreshed");
             return write_or_keep(shared, key, owner, base, &old, new).await;
         }
@@ -65,7 +67,7 @@ pub(super) async fn refresh_with(
         ErrorClass::Failed => tracing::warn!(session, reason = %err,
             "refresh failed; the session is kept"),
     }
-    unmark(shared, key, owner, base, &old).await;
+    unmark(shared, key, mark, base, &old).await;
     Err(SessionError::Unavailable {
         reason,
         retry_after,
