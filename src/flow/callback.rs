@@ -43,8 +43,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
     };
     let config = &shared.config;
     let name = config.binding_cookie_name(&state);
-    let sent = super::cookie_pairs(&parts.headers).any(|(n, _)| n == name.as_bytes());
-    if sent {
+    if super::has_cookie(&parts.headers, &name) {
         response
             .headers_mut()
             .append(header::SET_COOKIE, set_cookie(config, name, "", None));

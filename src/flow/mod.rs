@@ -88,41 +88,64 @@ fn decode_component(raw: &str) -> Option<Cow<'_, str>> {
 
 /// The `name=value` pairs of every `Cookie` header, read as bytes: a cookie this crate
 /// cannot read (a sibling subdomain may set one with non-ASCII bytes) is skipped, never
-/// the whole header.
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|h| h.as_bytes().split(|b| *b == b';'))
-        .filter_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
-        })
+/// the whole header. The one cookie scanner of the crate, with one quoting rule: a value
+/// in double quotes (RFC 6265's `DQUOTE *cookie-octet DQUOTE`) is read without them.
+/// Every request runs it, so it is a plain scan, one pair at a time.
+struct CookiePairs<'h> {
+    headers: header::ValueIter<'h, HeaderValue>,
+    /// What is left of the header being read.
+    rest: &'h [u8],
 }
 
-/// The raw value of the first cookie named `name`, read as `cookie_pairs` reads them,
-/// without the surrounding quotes a cookie value may have. Every request runs this once,
-/// so it is a plain scan rather than `cookie_pairs`' chain of iterators.
-fn first_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    let name = name.as_bytes();
-    for header in headers.get_all(header::COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
+impl<'h> CookiePairs<'h> {
+    fn new(headers: &'h HeaderMap) -> Self {
+        Self {
+            headers: headers.get_all(header::COOKIE).iter(),
+            rest: &[],
+        }
+    }
+}
+
+impl<'h> Iterator for CookiePairs<'h> {
+    type Item = (&'h [u8], &'h [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                self.rest = self.headers.next()?.as_bytes();
+                continue;
+            }
+            let (pair, rest) = match self.rest.iter().position(|b| *b == b';') {
+                Some(end) => (&self.rest[..end], &self.rest[end + 1..]),
+                None => (self.rest, &[][..]),
+            };
+            self.rest = rest;
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if pair[..eq].trim_ascii() == name {
-                let value = pair[eq + 1..].trim_ascii();
-                return Some(
-                    value
-                        .strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(value),
-                );
-            }
+            return Some((pair[..eq].trim_ascii(), unquoted(pair[eq + 1..].trim_ascii())));
         }
     }
-    None
+}
+
+/// A cookie value without the double quotes that may surround it.
+fn unquoted(value: &[u8]) -> &[u8] {
+    match value {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => value,
+    }
+}
+
+/// The value of the first cookie named `name`.
+fn first_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    CookiePairs::new(headers)
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, value)| value)
+}
+
+/// Whether the request carries a cookie named `name`, whatever its value.
+pub(crate) fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
+    first_cookie(headers, name).is_some()
 }
 
 /// The value of the named cookie, if it is one of ours (43 base64url characters). The
@@ -141,7 +164,7 @@ pub(crate) fn session_cookie(headers: &HeaderMap, name: &str) -> Option<SessionI
 /// The value of the named cookie if it looks like a sealed login (base64url, at most
 /// 4 KiB, as browsers keep no larger cookie).
 pub(crate) fn sealed_cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    let (_, value) = cookie_pairs(headers).find(|(n, _)| *n == name.as_bytes())?;
+    let value = first_cookie(headers, name)?;
     let sealed = !value.is_empty()
         && value.len() <= 4096
         && value
@@ -156,7 +179,7 @@ pub(crate) fn cookie_names_with_prefix<'h>(
     headers: &'h HeaderMap,
     prefix: &'h str,
 ) -> impl Iterator<Item = &'h str> {
-    cookie_pairs(headers)
+    CookiePairs::new(headers)
         .filter(move |(n, _)| n.starts_with(prefix.as_bytes()))
         .filter_map(|(n, _)| std::str::from_utf8(n).ok())
 }
@@ -348,6 +371,28 @@ mod tests {
         );
         assert_eq!(cookie_value(&headers, "hcss-session"), Some(id.as_str()));
         assert_eq!(cookie_value(&headers, "hcss-login"), None);
+    }
+
+    /// RFC 6265 lets a cookie's value stand in double quotes. Every cookie is read with
+    /// one rule: the quotes are not part of the value. Before, the session cookie dropped
+    /// them and the login cookie did not, so a quoted login cookie was refused.
+    #[test]
+    fn every_cookie_is_read_with_one_quoting_rule() {
+        let id = "a".repeat(43);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            format!("hcss-session=\"{id}\"; hcss-login-s=\"c2VhbGVk\"; q=\"")
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(cookie_value(&headers, "hcss-session"), Some(id.as_str()));
+        assert_eq!(
+            sealed_cookie_value(&headers, "hcss-login-s"),
+            Some("c2VhbGVk")
+        );
+        // A lone quote is a value of its own, not an empty quoted one.
+        assert_eq!(sealed_cookie_value(&headers, "q"), None);
     }
 
     proptest::proptest! {
