@@ -5,10 +5,10 @@ use http::StatusCode;
 
 use super::sealed::{self, SealedLogin};
 use super::{
-    cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable,
-    valid_return_path, FlowResponse,
+    cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable, FlowResponse,
 };
 use crate::protocol::{authorize_url, pkce_challenge};
+use crate::return_path::valid_return_path;
 use crate::secret::random_token;
 use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
