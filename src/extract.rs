@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
@@ -88,16 +89,10 @@ impl fmt::Display for HcssRejection {
 
 impl std::error::Error for HcssRejection {}
 
+/// The JSON answer of a rejection: `{"error": ..., "message": ...}`.
 fn json(status: StatusCode, error: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": error, "message": message }).to_string();
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    no_store(headers);
-    response
+    let body = serde_json::json!({ "error": error, "message": message });
+    http_rules::json(status, &body).map(Body::from)
 }
 
 impl IntoResponse for HcssRejection {
