@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::secret::random_bytes;
+
 /// The shortest secret accepted as a cookie key, in bytes.
 pub(crate) const MIN_KEY_BYTES: usize = 32;
 
@@ -32,14 +34,6 @@ impl fmt::Debug for CookieKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// `N` bytes from the OS CSPRNG.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS random source failing means the machine cannot do cryptography at all.
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
-    bytes
 }
 
 /// The keys a layer seals with: the current one, and the previous one that it still

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::seal::{random_bytes, CookieKey, Resolved, SealKeys, Sealer, MIN_KEY_BYTES};
+use crate::seal::{CookieKey, Resolved, SealKeys, Sealer, MIN_KEY_BYTES};
+use crate::secret::random_bytes;
 use crate::shared::Shared;
 
 /// The name under which a store shares the cookie key between instances.
