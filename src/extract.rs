@@ -171,7 +171,7 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
     let back_to = if http_rules::is_page_load(&parts.method, &parts.headers) {
         // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
         session
-            .here()
+            .return_to()
             .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
     } else if is_form_post(parts) {
         form_page(parts, session.app_origin())

@@ -1,14 +1,14 @@
 //! The return-path rule: which paths a login may send the browser back to.
 
-/// Longest value of one parameter (`state`, `code`, `return_to`, ...).
-pub(crate) const MAX_PARAM: usize = 2 * 1024;
+/// Longest return path accepted (`return_to`, or the page a browser is sent back to).
+pub(crate) const MAX_RETURN_PATH: usize = 2 * 1024;
 
 /// Accepts a local path to redirect to, and refuses anything a browser could read as
 /// another origin: `//host`, `/\host`, schemes, control characters, and the same tricks
 /// percent-encoded.
 pub(crate) fn valid_return_path(path: &str) -> Option<&str> {
     let bytes = path.as_bytes();
-    let plain = bytes.len() <= MAX_PARAM
+    let plain = bytes.len() <= MAX_RETURN_PATH
         && bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && bytes

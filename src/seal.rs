@@ -109,7 +109,8 @@ pub(crate) struct SealKeys {
 pub(crate) struct Resolved {
     pub(crate) sealer: Arc<Sealer>,
     /// The secret behind the current key, when the store shares it (`None`: the
-    /// configuration's key, or one of this process only): what a recheck proposes.
+    /// configuration's key, or one of this process only): what asking the store again
+    /// proposes.
     pub(crate) shared_secret: Option<Vec<u8>>,
 }
 
@@ -125,8 +126,9 @@ impl SealKeys {
         *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
     }
 
-    /// Whether a periodic recheck is due at `now` (and, if so, marks it done).
-    pub(crate) fn recheck_due(&self, now: u64) -> bool {
+    /// Whether asking the store again is due at `now`, once per second at most (and, if
+    /// so, marks it done).
+    pub(crate) fn ask_store_due(&self, now: u64) -> bool {
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         let due = checked.is_none_or(|at| now > at);
         if due {

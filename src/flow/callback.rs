@@ -7,10 +7,10 @@ use http::request::Parts;
 use http::{header, StatusCode};
 use subtle::ConstantTimeEq;
 
-use super::sealed::{self, SealedLogin};
+use super::sealed::{self, AskStore, SealedLogin};
 use super::{
-    cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
-    FlowResponse,
+    cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, state_or_code,
+    unavailable, FlowResponse,
 };
 use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
@@ -22,9 +22,6 @@ use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
 use crate::token::TokenSet;
 
-/// Longest `state` or `code` worth looking up.
-const MAX_STATE: usize = 512;
-
 /// Answers a callback. Its login cookie is cleared whatever the outcome (a session, a
 /// refusal, a failure at HCSS), unless the answer asks to try the same login again (a
 /// 503 before its code was sent): the login is over either way, and a cookie left behind
@@ -35,10 +32,7 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         return response;
     }
     let state = query_params(parts.uri.query(), ["state"]).ok();
-    let Some(state) = state
-        .and_then(|[state]| state)
-        .filter(|s| !s.is_empty() && s.len() <= MAX_STATE)
-    else {
+    let Some(state) = state_or_code(state.and_then(|[state]| state)) else {
         return response;
     };
     let config = &shared.config;
@@ -76,7 +70,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             return bad(&err.message());
         }
     };
-    let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= MAX_STATE) else {
+    let Some(state) = state_or_code(state) else {
         tracing::info!("hcss: callback refused: missing or oversized state");
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
@@ -128,7 +122,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }
-    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= MAX_STATE) else {
+    let Some(code) = state_or_code(code) else {
         tracing::info!("hcss: callback refused: missing or empty code");
         return bad("The sign-in response has no code. Please sign in again.");
     };
@@ -216,7 +210,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = SessionId::generate();
     let key = session_id.key();
-    if let Some(refused) = ask_the_app(shared, &tokens, key).await {
+    if let Some(refused) = run_sign_in_hook(shared, &tokens, key).await {
         return refused;
     }
     let ttl = tokens.store_ttl(config.now());
@@ -250,7 +244,11 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
 /// The app's `on_sign_in` hook, if it has one: `None` to go on, or the page of a refused
 /// sign-in (whose refresh token is then revoked). The hook runs as a task of its own, so
 /// that a panic in it is a 500 page, not a dropped connection.
-async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Option<FlowResponse> {
+async fn run_sign_in_hook(
+    shared: &Shared,
+    tokens: &TokenSet,
+    key: StoreKey,
+) -> Option<FlowResponse> {
     let hook = shared.hooks.on_sign_in.clone()?;
     let sign_in = SignIn {
         claims: tokens.claims.clone(),
@@ -371,8 +369,8 @@ async fn open_login(
     let mut opened = None;
     // With what this instance knows; then, if the cookie does not open, with what the
     // store shares now (another instance may have made the key after the store lost it).
-    for recheck in [sealed::Recheck::No, sealed::Recheck::Now] {
-        let sealer = match sealed::sealer(shared, keys, recheck).await {
+    for ask in [AskStore::IfUnknown, AskStore::Now] {
+        let sealer = match sealed::sealer(shared, keys, ask).await {
             Ok(sealer) => sealer,
             Err(err) => {
                 tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");

@@ -3,7 +3,7 @@
 use http::request::Parts;
 use http::StatusCode;
 
-use super::sealed::{self, SealedLogin};
+use super::sealed::{self, AskStore, SealedLogin};
 use super::{
     cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable, FlowResponse,
 };
@@ -58,7 +58,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_value = match &shared.logins {
         // The whole login travels sealed in the cookie: nothing is kept here.
         Logins::Sealed(keys) => {
-            let sealer = match sealed::sealer(shared, keys, sealed::Recheck::Periodic).await {
+            let sealer = match sealed::sealer(shared, keys, AskStore::OncePerSecond).await {
                 Ok(sealer) => sealer,
                 Err(err) => {
                     tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");

@@ -17,5 +17,5 @@ pub(crate) use cookies::{
     set_cookie,
 };
 pub(crate) use pages::{page, unavailable};
-pub(crate) use query::query_params;
+pub(crate) use query::{query_params, state_or_code};
 pub(crate) use response::{see_other, FlowResponse};

@@ -8,6 +8,16 @@ use crate::return_path::percent_decode;
 /// Longest query string a flow endpoint reads; real ones are a few hundred bytes.
 const MAX_QUERY: usize = 8 * 1024;
 
+/// Longest `state` or `code` a callback looks up (a state is 43 characters, a code a few
+/// dozen): a longer one is refused before any lookup.
+const MAX_STATE_OR_CODE: usize = 512;
+
+/// `value` if a callback may look it up as a `state` or exchange it as a `code`: not
+/// empty, at most [`MAX_STATE_OR_CODE`] bytes.
+pub(crate) fn state_or_code(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    value.filter(|v| !v.is_empty() && v.len() <= MAX_STATE_OR_CODE)
+}
+
 /// Why a query string was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum QueryError {
@@ -96,6 +106,18 @@ mod tests {
         );
         let [none] = query_params(None, ["state"]).unwrap();
         assert!(none.is_none());
+    }
+
+    #[test]
+    fn a_state_or_code_is_looked_up_only_within_bounds() {
+        let within = "s".repeat(MAX_STATE_OR_CODE);
+        assert_eq!(
+            state_or_code(Some(within.as_str().into())).as_deref(),
+            Some(within.as_str())
+        );
+        assert_eq!(state_or_code(Some(format!("{within}s").into())), None);
+        assert_eq!(state_or_code(Some("".into())), None);
+        assert_eq!(state_or_code(None), None);
     }
 
     proptest::proptest! {

@@ -38,11 +38,11 @@ pub(crate) struct SealedLogin {
 /// and a process whose key the store no longer holds takes the store's, keeping its own
 /// to open cookies it sealed before: instances agree again without a restart.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Recheck {
+pub(crate) enum AskStore {
     /// Use what this process knows (asking only the first time).
-    No,
+    IfUnknown,
     /// At a login start: ask again if the last time was a second ago or more.
-    Periodic,
+    OncePerSecond,
     /// At a callback whose cookie did not open: ask now.
     Now,
 }
@@ -53,15 +53,15 @@ pub(crate) enum Recheck {
 pub(crate) async fn sealer(
     shared: &Shared,
     keys: &SealKeys,
-    recheck: Recheck,
+    ask: AskStore,
 ) -> Result<Arc<Sealer>, StoreError> {
     let config = &shared.config;
     let known = keys.get();
     if let Some(known) = &known {
-        let ask = match recheck {
-            Recheck::No => false,
-            Recheck::Periodic => keys.recheck_due(config.now()),
-            Recheck::Now => true,
+        let ask = match ask {
+            AskStore::IfUnknown => false,
+            AskStore::OncePerSecond => keys.ask_store_due(config.now()),
+            AskStore::Now => true,
         };
         if !ask || known.shared_secret.is_none() {
             return Ok(known.sealer.clone());
