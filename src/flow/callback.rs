@@ -16,7 +16,6 @@ use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
-use crate::seal::Sealer;
 use crate::secret::{random_token, SecretString, SessionId};
 use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
@@ -361,11 +360,6 @@ async fn open_login(
              browser. Please sign in again.",
         ));
     };
-    let open = |sealer: &Sealer| {
-        sealer
-            .open(cookie_name.as_bytes(), sealed)
-            .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok())
-    };
     let mut opened = None;
     // With what this instance knows; then, if the cookie does not open, with what the
     // store shares now (another instance may have made the key after the store lost it).
@@ -380,7 +374,7 @@ async fn open_login(
                 )));
             }
         };
-        opened = open(&sealer);
+        opened = SealedLogin::open(&sealer, cookie_name, sealed);
         if opened.is_some() {
             break;
         }

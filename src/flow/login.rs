@@ -75,8 +75,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 created_at: now,
                 nonce: nonce.clone(),
             };
-            let plain = serde_json::to_vec(&login).expect("a login serializes");
-            let sealed = sealer.seal(cookie_name.as_bytes(), &plain);
+            let sealed = login.seal(&sealer, &cookie_name);
             // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
             if cookie_name.len() + 1 + sealed.len() > 4096 {
                 tracing::info!("hcss: login refused: return_to makes the login cookie too large");

@@ -1,4 +1,5 @@
-//! Logins in progress sealed in the browser: what the cookie holds, and the key.
+//! Logins in progress sealed in the browser: what the cookie holds, how it is sealed and
+//! opened, and the key that seals it.
 
 use std::sync::Arc;
 
@@ -31,6 +32,20 @@ pub(crate) struct SealedLogin {
     /// The OpenID Connect `nonce`, with `openid` among the scopes.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub(crate) nonce: Option<String>,
+}
+
+impl SealedLogin {
+    /// The cookie's value: this login sealed, bound to the cookie's name.
+    pub(crate) fn seal(&self, sealer: &Sealer, cookie_name: &str) -> String {
+        let plain = serde_json::to_vec(self).expect("a login serializes");
+        sealer.seal(cookie_name.as_bytes(), &plain)
+    }
+
+    /// The login a cookie's value holds, if it opens under `sealer`'s keys.
+    pub(crate) fn open(sealer: &Sealer, cookie_name: &str, sealed: &str) -> Option<Self> {
+        let plain = sealer.open(cookie_name.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
 }
 
 /// When to ask the store again for the key it shares. A store that lost its key (a
@@ -135,5 +150,34 @@ pub(crate) async fn sealer(
             });
             Ok(sealer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_login_opens_only_under_its_cookie_name() {
+        let sealer = Sealer::new(&CookieKey::derive(&[7; 32]), None);
+        let login = SealedLogin {
+            state: "s".into(),
+            verifier: "v".into(),
+            return_to: "/jobs".into(),
+            created_at: 42,
+            nonce: None,
+        };
+        let sealed = login.seal(&sealer, "hcss-login-s");
+        let opened = SealedLogin::open(&sealer, "hcss-login-s", &sealed).unwrap();
+        assert_eq!(
+            (
+                opened.state.as_str(),
+                opened.return_to.as_str(),
+                opened.created_at
+            ),
+            ("s", "/jobs", 42)
+        );
+        assert!(SealedLogin::open(&sealer, "hcss-login-t", &sealed).is_none());
+        assert!(!sealed.contains("jobs"), "sealed, not readable");
     }
 }
