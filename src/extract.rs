@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
@@ -88,16 +89,10 @@ impl fmt::Display for HcssRejection {
 
 impl std::error::Error for HcssRejection {}
 
+/// The JSON answer of a rejection: `{"error": ..., "message": ...}`.
 fn json(status: StatusCode, error: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": error, "message": message }).to_string();
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    no_store(headers);
-    response
+    let body = serde_json::json!({ "error": error, "message": message });
+    http_rules::json(status, &body).map(Body::from)
 }
 
 impl IntoResponse for HcssRejection {
@@ -176,7 +171,7 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
     let back_to = if http_rules::is_page_load(&parts.method, &parts.headers) {
         // The layer's view of the path: a nested router strips its prefix from `parts.uri`.
         session
-            .here()
+            .return_to()
             .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
     } else if is_form_post(parts) {
         form_page(parts, session.app_origin())

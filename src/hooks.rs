@@ -28,7 +28,7 @@ impl SignIn {
 
     /// The key the session is stored under: the same for the session's whole life, and
     /// what [`HcssSession::store_key`](crate::HcssSession::store_key) gives a handler.
-    pub fn session(&self) -> StoreKey {
+    pub fn session_key(&self) -> StoreKey {
         self.session
     }
 
@@ -53,7 +53,7 @@ impl SignOut {
     }
 
     /// The key the session was stored under.
-    pub fn session(&self) -> StoreKey {
+    pub fn session_key(&self) -> StoreKey {
         self.session
     }
 }

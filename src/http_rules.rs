@@ -1,11 +1,13 @@
 //! The HTTP rules every answer of the crate follows, one helper each: answers that carry
-//! a session decision are never cached, a wait is told in whole seconds, text from
-//! outside reaches a page or a log line printable and short, and what a page load is.
+//! a session decision are never cached, a JSON answer says so, a wait is told in whole
+//! seconds, text from outside reaches a page or a log line printable and short, and what
+//! a page load is.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::Method;
+use http::{Method, Response, StatusCode};
 
 /// Whether the client accepts an HTML answer: a browser's navigation does, `fetch`,
 /// XHR, curl and API clients usually do not.
@@ -26,6 +28,19 @@ pub(crate) fn is_page_load(method: &Method, headers: &HeaderMap) -> bool {
 pub(crate) fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// A JSON answer: `Content-Type: application/json`, never cached.
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(headers);
+    response
 }
 
 /// `Retry-After` in whole seconds, rounded up, at least one.
@@ -62,6 +77,18 @@ mod tests {
         retry_after(&mut headers, Duration::from_millis(4_200));
         assert_eq!(headers[header::RETRY_AFTER], "5");
         assert_eq!(printable("a\r\nb\u{7}c", 2), "ab");
+    }
+
+    #[test]
+    fn json_answers_say_so_and_are_not_cached() {
+        let response = json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({ "error": "x" }),
+        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(&response.body()[..], br#"{"error":"x"}"#);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl HcssAuth {
     /// let layer = HcssAuth::builder(config)
     ///     .token_store(MemoryStore::new())
     ///     .on_sign_out(|sign_out: SignOut| async move {
-    ///         tracing::info!(session = %sign_out.session(), "signed out");
+    ///         tracing::info!(session = %sign_out.session_key(), "signed out");
     ///     })
     ///     .build();
     /// # let _ = layer; Ok(()) }

@@ -1,14 +1,14 @@
 //! The return-path rule: which paths a login may send the browser back to.
 
-/// Longest value of one parameter (`state`, `code`, `return_to`, ...).
-pub(crate) const MAX_PARAM: usize = 2 * 1024;
+/// Longest return path accepted (`return_to`, or the page a browser is sent back to).
+pub(crate) const MAX_RETURN_PATH: usize = 2 * 1024;
 
 /// Accepts a local path to redirect to, and refuses anything a browser could read as
 /// another origin: `//host`, `/\host`, schemes, control characters, and the same tricks
 /// percent-encoded.
 pub(crate) fn valid_return_path(path: &str) -> Option<&str> {
     let bytes = path.as_bytes();
-    let plain = bytes.len() <= MAX_PARAM
+    let plain = bytes.len() <= MAX_RETURN_PATH
         && bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && bytes
@@ -54,5 +54,53 @@ pub(crate) fn login_location(login_path: &str, back_to: Option<&str>) -> String 
             form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
         ),
         None => login_path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_stay_on_this_origin() {
+        for ok in ["/", "/jobs", "/jobs?id=3&x=%20y", "/a/b#frag", "/%41"] {
+            assert_eq!(valid_return_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "jobs",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/ok\r\nSet-Cookie: x=y",
+            "/%2F%2Fevil",
+            "/%2fevil",
+            "/%5Cevil",
+            "/a%0d%0ab",
+            "/a b",
+            "/é",
+            "\\\\evil",
+            "/a\\b",
+        ] {
+            assert_eq!(valid_return_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(valid_return_path(&format!("/{}", "a".repeat(4096))), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_return_paths_stay_on_the_origin(
+            path in "(/|//|/\\\\|\\\\|%2[fF]|%5[cC]|https:|javascript:|/%2[fF]){0,3}[ -~\\t\\r\\n\\u{80}-\\u{10ffff}]{0,40}"
+        ) {
+            if let Some(accepted) = valid_return_path(&path) {
+                proptest::prop_assert!(accepted.starts_with('/'));
+                proptest::prop_assert!(!accepted.starts_with("//") && !accepted.starts_with("/\\"));
+                let base = url::Url::parse("https://app.example.com/base/").unwrap();
+                let joined = base.join(accepted).unwrap();
+                proptest::prop_assert_eq!(joined.origin(), base.origin());
+                proptest::prop_assert!(http::HeaderValue::from_str(accepted).is_ok());
+            }
+        }
     }
 }

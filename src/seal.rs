@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::secret::random_bytes;
+
 /// The shortest secret accepted as a cookie key, in bytes.
 pub(crate) const MIN_KEY_BYTES: usize = 32;
 
@@ -32,14 +34,6 @@ impl fmt::Debug for CookieKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// `N` bytes from the OS CSPRNG.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS random source failing means the machine cannot do cryptography at all.
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
-    bytes
 }
 
 /// The keys a layer seals with: the current one, and the previous one that it still
@@ -115,7 +109,8 @@ pub(crate) struct SealKeys {
 pub(crate) struct Resolved {
     pub(crate) sealer: Arc<Sealer>,
     /// The secret behind the current key, when the store shares it (`None`: the
-    /// configuration's key, or one of this process only): what a recheck proposes.
+    /// configuration's key, or one of this process only): what asking the store again
+    /// proposes.
     pub(crate) shared_secret: Option<Vec<u8>>,
 }
 
@@ -131,8 +126,9 @@ impl SealKeys {
         *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
     }
 
-    /// Whether a periodic recheck is due at `now` (and, if so, marks it done).
-    pub(crate) fn recheck_due(&self, now: u64) -> bool {
+    /// Whether asking the store again is due at `now`, once per second at most (and, if
+    /// so, marks it done).
+    pub(crate) fn ask_store_due(&self, now: u64) -> bool {
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         let due = checked.is_none_or(|at| now > at);
         if due {

@@ -1,6 +1,6 @@
-//! Secrets: the secret newtype that keeps them out of logs, random tokens, and session
-//! ids. A leaf: it imports nothing of the crate (the store keys derived from secrets
-//! are the store's: `store::StoreKey`).
+//! Secrets: the secret newtype that keeps them out of logs, randomness from the OS (bytes
+//! and tokens), and session ids. A leaf: it imports nothing of the crate (the store keys
+//! derived from secrets are the store's: `store::StoreKey`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -56,13 +56,17 @@ impl From<&str> for SecretString {
     }
 }
 
+/// `N` bytes from the OS CSPRNG: the crate's one door to it.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS random source failing means the machine cannot do cryptography at all.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    bytes
+}
+
 /// `n` random bytes from the OS CSPRNG (at most 64), base64url without padding.
 pub(crate) fn random_token(n: usize) -> String {
-    let mut bytes = [0u8; 64];
-    let bytes = &mut bytes[..n.min(64)];
-    // The OS random source failing means the machine cannot do cryptography at all.
-    getrandom::fill(bytes).expect("the operating system's random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(&random_bytes::<64>()[..n.min(64)])
 }
 
 /// A session id: 256 random bits as 43 base64url characters, the session cookie's value.

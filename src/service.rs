@@ -120,11 +120,11 @@ where
         let Some((endpoint, method)) = endpoint else {
             let id = session_cookie(req.headers(), config.session_cookie_name());
             // Kept for a page load only, the one request sent back here after a login.
-            let here = crate::http_rules::is_page_load(req.method(), req.headers())
+            let return_to = crate::http_rules::is_page_load(req.method(), req.headers())
                 .then(|| req.uri().path_and_query().cloned())
                 .flatten();
             req.extensions_mut()
-                .insert(HcssSession::new(self.shared.clone(), id, here));
+                .insert(HcssSession::new(self.shared.clone(), id, return_to));
             return ResponseFuture::inner(self.inner.call(req));
         };
         self.shared

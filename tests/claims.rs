@@ -136,7 +136,7 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
         |b| b,
         |auth, _| {
             auth.on_sign_in(move |sign_in: SignIn| {
-                *record.lock().unwrap() = Some(sign_in.session());
+                *record.lock().unwrap() = Some(sign_in.session_key());
                 async { Ok(()) }
             })
         },

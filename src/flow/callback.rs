@@ -7,23 +7,19 @@ use http::request::Parts;
 use http::{header, StatusCode};
 use subtle::ConstantTimeEq;
 
-use super::sealed::{self, SealedLogin};
+use super::sealed::{self, AskStore, SealedLogin};
 use super::{
-    cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, unavailable,
-    FlowResponse,
+    cookie_value, page, query_params, sealed_cookie_value, see_other, set_cookie, state_or_code,
+    unavailable, FlowResponse,
 };
 use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
 use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
-use crate::seal::Sealer;
 use crate::secret::{random_token, SecretString, SessionId};
 use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
 use crate::token::TokenSet;
-
-/// Longest `state` or `code` worth looking up.
-const MAX_STATE: usize = 512;
 
 /// Answers a callback. Its login cookie is cleared whatever the outcome (a session, a
 /// refusal, a failure at HCSS), unless the answer asks to try the same login again (a
@@ -35,16 +31,12 @@ pub(crate) async fn callback(shared: &Shared, parts: &Parts) -> FlowResponse {
         return response;
     }
     let state = query_params(parts.uri.query(), ["state"]).ok();
-    let Some(state) = state
-        .and_then(|[state]| state)
-        .filter(|s| !s.is_empty() && s.len() <= MAX_STATE)
-    else {
+    let Some(state) = state_or_code(state.and_then(|[state]| state)) else {
         return response;
     };
     let config = &shared.config;
     let name = config.binding_cookie_name(&state);
-    let sent = super::cookie_pairs(&parts.headers).any(|(n, _)| n == name.as_bytes());
-    if sent {
+    if super::has_cookie(&parts.headers, &name) {
         response
             .headers_mut()
             .append(header::SET_COOKIE, set_cookie(config, name, "", None));
@@ -77,7 +69,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             return bad(&err.message());
         }
     };
-    let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= MAX_STATE) else {
+    let Some(state) = state_or_code(state) else {
         tracing::info!("hcss: callback refused: missing or oversized state");
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
@@ -129,7 +121,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }
-    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= MAX_STATE) else {
+    let Some(code) = state_or_code(code) else {
         tracing::info!("hcss: callback refused: missing or empty code");
         return bad("The sign-in response has no code. Please sign in again.");
     };
@@ -217,7 +209,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = SessionId::generate();
     let key = session_id.key();
-    if let Some(refused) = ask_the_app(shared, &tokens, key).await {
+    if let Some(refused) = run_sign_in_hook(shared, &tokens, key).await {
         return refused;
     }
     let ttl = tokens.store_ttl(config.now());
@@ -251,7 +243,11 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
 /// The app's `on_sign_in` hook, if it has one: `None` to go on, or the page of a refused
 /// sign-in (whose refresh token is then revoked). The hook runs as a task of its own, so
 /// that a panic in it is a 500 page, not a dropped connection.
-async fn ask_the_app(shared: &Shared, tokens: &TokenSet, key: StoreKey) -> Option<FlowResponse> {
+async fn run_sign_in_hook(
+    shared: &Shared,
+    tokens: &TokenSet,
+    key: StoreKey,
+) -> Option<FlowResponse> {
     let hook = shared.hooks.on_sign_in.clone()?;
     let sign_in = SignIn {
         claims: tokens.claims.clone(),
@@ -364,16 +360,11 @@ async fn open_login(
              browser. Please sign in again.",
         ));
     };
-    let open = |sealer: &Sealer| {
-        sealer
-            .open(cookie_name.as_bytes(), sealed)
-            .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok())
-    };
     let mut opened = None;
     // With what this instance knows; then, if the cookie does not open, with what the
     // store shares now (another instance may have made the key after the store lost it).
-    for recheck in [sealed::Recheck::No, sealed::Recheck::Now] {
-        let sealer = match sealed::sealer(shared, keys, recheck).await {
+    for ask in [AskStore::IfUnknown, AskStore::Now] {
+        let sealer = match sealed::sealer(shared, keys, ask).await {
             Ok(sealer) => sealer,
             Err(err) => {
                 tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
@@ -383,7 +374,7 @@ async fn open_login(
                 )));
             }
         };
-        opened = open(&sealer);
+        opened = SealedLogin::open(&sealer, cookie_name, sealed);
         if opened.is_some() {
             break;
         }

@@ -3,12 +3,12 @@
 use http::request::Parts;
 use http::StatusCode;
 
-use super::sealed::{self, SealedLogin};
+use super::sealed::{self, AskStore, SealedLogin};
 use super::{
-    cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable,
-    valid_return_path, FlowResponse,
+    cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable, FlowResponse,
 };
 use crate::protocol::{authorize_url, pkce_challenge};
+use crate::return_path::valid_return_path;
 use crate::secret::random_token;
 use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
@@ -58,7 +58,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let cookie_value = match &shared.logins {
         // The whole login travels sealed in the cookie: nothing is kept here.
         Logins::Sealed(keys) => {
-            let sealer = match sealed::sealer(shared, keys, sealed::Recheck::Periodic).await {
+            let sealer = match sealed::sealer(shared, keys, AskStore::OncePerSecond).await {
                 Ok(sealer) => sealer,
                 Err(err) => {
                     tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");
@@ -75,8 +75,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 created_at: now,
                 nonce: nonce.clone(),
             };
-            let plain = serde_json::to_vec(&login).expect("a login serializes");
-            let sealed = sealer.seal(cookie_name.as_bytes(), &plain);
+            let sealed = login.seal(&sealer, &cookie_name);
             // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
             if cookie_name.len() + 1 + sealed.len() > 4096 {
                 tracing::info!("hcss: login refused: return_to makes the login cookie too large");

@@ -1,11 +1,13 @@
-//! Logins in progress sealed in the browser: what the cookie holds, and the key.
+//! Logins in progress sealed in the browser: what the cookie holds, how it is sealed and
+//! opened, and the key that seals it.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::seal::{random_bytes, CookieKey, Resolved, SealKeys, Sealer, MIN_KEY_BYTES};
+use crate::seal::{CookieKey, Resolved, SealKeys, Sealer, MIN_KEY_BYTES};
+use crate::secret::random_bytes;
 use crate::shared::Shared;
 
 /// The name under which a store shares the cookie key between instances.
@@ -32,16 +34,30 @@ pub(crate) struct SealedLogin {
     pub(crate) nonce: Option<String>,
 }
 
+impl SealedLogin {
+    /// The cookie's value: this login sealed, bound to the cookie's name.
+    pub(crate) fn seal(&self, sealer: &Sealer, cookie_name: &str) -> String {
+        let plain = serde_json::to_vec(self).expect("a login serializes");
+        sealer.seal(cookie_name.as_bytes(), &plain)
+    }
+
+    /// The login a cookie's value holds, if it opens under `sealer`'s keys.
+    pub(crate) fn open(sealer: &Sealer, cookie_name: &str, sealed: &str) -> Option<Self> {
+        let plain = sealer.open(cookie_name.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
 /// When to ask the store again for the key it shares. A store that lost its key (a
 /// Redis restart without persistence, a failover) gets this process's back (`SET NX`),
 /// and a process whose key the store no longer holds takes the store's, keeping its own
 /// to open cookies it sealed before: instances agree again without a restart.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Recheck {
+pub(crate) enum AskStore {
     /// Use what this process knows (asking only the first time).
-    No,
+    IfUnknown,
     /// At a login start: ask again if the last time was a second ago or more.
-    Periodic,
+    OncePerSecond,
     /// At a callback whose cookie did not open: ask now.
     Now,
 }
@@ -52,15 +68,15 @@ pub(crate) enum Recheck {
 pub(crate) async fn sealer(
     shared: &Shared,
     keys: &SealKeys,
-    recheck: Recheck,
+    ask: AskStore,
 ) -> Result<Arc<Sealer>, StoreError> {
     let config = &shared.config;
     let known = keys.get();
     if let Some(known) = &known {
-        let ask = match recheck {
-            Recheck::No => false,
-            Recheck::Periodic => keys.recheck_due(config.now()),
-            Recheck::Now => true,
+        let ask = match ask {
+            AskStore::IfUnknown => false,
+            AskStore::OncePerSecond => keys.ask_store_due(config.now()),
+            AskStore::Now => true,
         };
         if !ask || known.shared_secret.is_none() {
             return Ok(known.sealer.clone());
@@ -134,5 +150,34 @@ pub(crate) async fn sealer(
             });
             Ok(sealer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_login_opens_only_under_its_cookie_name() {
+        let sealer = Sealer::new(&CookieKey::derive(&[7; 32]), None);
+        let login = SealedLogin {
+            state: "s".into(),
+            verifier: "v".into(),
+            return_to: "/jobs".into(),
+            created_at: 42,
+            nonce: None,
+        };
+        let sealed = login.seal(&sealer, "hcss-login-s");
+        let opened = SealedLogin::open(&sealer, "hcss-login-s", &sealed).unwrap();
+        assert_eq!(
+            (
+                opened.state.as_str(),
+                opened.return_to.as_str(),
+                opened.created_at
+            ),
+            ("s", "/jobs", 42)
+        );
+        assert!(SealedLogin::open(&sealer, "hcss-login-t", &sealed).is_none());
+        assert!(!sealed.contains("jobs"), "sealed, not readable");
     }
 }

@@ -4,28 +4,14 @@
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::StatusCode;
 
 use super::{session_cookie, FlowResponse};
 use crate::error::SessionError;
-use crate::http_rules::{no_store, retry_after};
+use crate::http_rules::{json, retry_after};
 use crate::session::HcssSession;
 use crate::shared::Shared;
-
-fn json(status: StatusCode, body: &serde_json::Value) -> FlowResponse {
-    let mut response = Response::new(Bytes::from(body.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    no_store(headers);
-    response
-}
 
 fn unix(time: std::time::SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

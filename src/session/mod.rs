@@ -40,7 +40,7 @@ pub struct HcssSession {
     id: Option<SessionId>,
     /// The request's path and query as the layer saw it, before any nested router
     /// stripped a prefix: where to come back to after a login.
-    here: Option<http::uri::PathAndQuery>,
+    return_to: Option<http::uri::PathAndQuery>,
 }
 
 impl fmt::Debug for HcssSession {
@@ -55,14 +55,19 @@ impl HcssSession {
     pub(crate) fn new(
         shared: Arc<Shared>,
         id: Option<SessionId>,
-        here: Option<http::uri::PathAndQuery>,
+        return_to: Option<http::uri::PathAndQuery>,
     ) -> Self {
-        Self { shared, id, here }
+        Self {
+            shared,
+            id,
+            return_to,
+        }
     }
 
-    /// The path and query the layer saw (shared, not copied).
-    pub(crate) fn here(&self) -> Option<&str> {
-        self.here.as_ref().map(http::uri::PathAndQuery::as_str)
+    /// Where a page load comes back to after a login: its path and query as the layer
+    /// saw them (shared, not copied); `None` for a request that is not a page load.
+    pub(crate) fn return_to(&self) -> Option<&str> {
+        self.return_to.as_ref().map(http::uri::PathAndQuery::as_str)
     }
 
     pub(crate) fn login_path(&self) -> &str {
