@@ -65,12 +65,12 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let [state, code, error, error_description, iss] = match params {
         Ok(found) => found,
         Err(err) => {
-            tracing::info!(reason = ?err, "hcss: callback refused: bad query");
+            tracing::info!(reason = ?err, "callback refused: bad query");
             return bad(&err.message());
         }
     };
     let Some(state) = state_or_code(state) else {
-        tracing::info!("hcss: callback refused: missing or oversized state");
+        tracing::info!("callback refused: missing or oversized state");
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
 
@@ -92,24 +92,24 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     };
     let age = config.now().saturating_sub(login.created_at);
     if Duration::from_secs(age) > config.lifetimes.transaction_ttl {
-        tracing::info!(age_secs = age, "hcss: callback refused: expired login");
+        tracing::info!(age_secs = age, "callback refused: expired login");
         return bad("This sign-in took too long and has expired. Please sign in again.");
     }
     if let Some(iss) = &iss {
         if iss.as_ref() != config.identity.issuer {
-            tracing::warn!("hcss: callback refused: iss is not the configured issuer");
+            tracing::warn!("callback refused: iss is not the configured issuer");
             return bad("The sign-in response came from an unexpected identity service.");
         }
     }
 
     if let Some(error) = error {
         if code.is_some() {
-            tracing::info!("hcss: callback refused: both code and error");
+            tracing::info!("callback refused: both code and error");
             return bad("The sign-in response is contradictory. Please sign in again.");
         }
         let error = printable(&error, 100);
         if error == "access_denied" {
-            tracing::info!("hcss: login declined by the user");
+            tracing::info!("login declined by the user");
             return page(
                 config,
                 StatusCode::FORBIDDEN,
@@ -118,11 +118,11 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             );
         }
         let description = printable(&error_description.unwrap_or_default(), 300);
-        tracing::warn!(error = %error, description = %description, "hcss: identity service returned an error");
+        tracing::warn!(error = %error, description = %description, "identity service returned an error");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }
     let Some(code) = state_or_code(code) else {
-        tracing::info!("hcss: callback refused: missing or empty code");
+        tracing::info!("callback refused: missing or empty code");
         return bad("The sign-in response has no code. Please sign in again.");
     };
 
@@ -135,11 +135,11 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         match claim(shared, &state, login_ends).await {
             Ok(Some(claimed)) => Some(claimed),
             Ok(None) => {
-                tracing::info!("hcss: callback refused: replayed state");
+                tracing::info!("callback refused: replayed state");
                 return bad("This sign-in was already used. Please sign in again.");
             }
             Err(err) => {
-                tracing::error!(error = %err, "hcss: callback failed: the store is unavailable");
+                tracing::error!(error = %err, "callback failed: the store is unavailable");
                 return retry_later(unavailable(
                     config,
                     "The sign-in service cannot check the login right now.",
@@ -180,10 +180,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             // Its identity claims win over the access token's.
             Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
             Err(why) => {
-                tracing::warn!(
-                    why,
-                    "hcss: callback refused: the ID token does not check out"
-                );
+                tracing::warn!(why, "callback refused: the ID token does not check out");
                 revoke_refused(config, &tokens).await;
                 return bad(
                     "HCSS's answer to this sign-in could not be verified. Please sign in again.",
@@ -214,7 +211,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     }
     let ttl = tokens.store_ttl(config.now());
     if let Err(err) = shared.token_store.store(key, tokens, ttl).await {
-        tracing::error!(error = %err, "hcss: callback failed: the token store is unavailable");
+        tracing::error!(error = %err, "callback failed: the token store is unavailable");
         return unavailable(
             config,
             "The sign-in service cannot save your session right now.",
@@ -224,10 +221,10 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     // The browser's previous session ends as a logout would end it.
     if let Some(old) = super::session_cookie(&parts.headers, session_cookie) {
         if let Err(err) = crate::session::end_session(shared, old.key()).await {
-            tracing::warn!(error = %err, "hcss: the previous session could not be removed");
+            tracing::warn!(error = %err, "the previous session could not be removed");
         }
     }
-    tracing::info!(session = key.short(), "hcss: signed in");
+    tracing::info!(session = key.short(), "signed in");
     // The login cookie is cleared by `callback`, as after any outcome.
     see_other(
         &login.return_to,
@@ -260,14 +257,14 @@ async fn run_sign_in_hook(
         Ok(Err(refused)) => {
             tracing::info!(
                 status = refused.status.as_u16(),
-                "hcss: sign-in refused by the app"
+                "sign-in refused by the app"
             );
             page(config, refused.status, &refused.title, &refused.message)
         }
         Err(err) => {
             tracing::error!(
                 panicked = err.is_panic(),
-                "hcss: the on_sign_in hook failed; sign-in refused"
+                "the on_sign_in hook failed; sign-in refused"
             );
             page(
                 config,
@@ -288,7 +285,7 @@ async fn revoke_refused(config: &crate::HcssConfig, tokens: &TokenSet) {
         if let Err(err) =
             protocol::revoke(&config.identity, refresh.expose_secret(), "refresh_token").await
         {
-            tracing::warn!(reason = %err, "hcss: the refused sign-in's refresh token could not be revoked");
+            tracing::warn!(reason = %err, "the refused sign-in's refresh token could not be revoked");
         }
     }
 }
@@ -321,13 +318,13 @@ async fn open_login(
             {
                 Ok(Some(tx)) => tx,
                 Ok(None) => {
-                    tracing::info!("hcss: callback refused: unknown, expired or replayed state");
+                    tracing::info!("callback refused: unknown, expired or replayed state");
                     return Err(bad(
                         "This sign-in has expired or was already used. Please sign in again.",
                     ));
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "hcss: callback failed: the state store is unavailable");
+                    tracing::error!(error = %err, "callback failed: the state store is unavailable");
                     return Err(retry_later(unavailable(
                         config,
                         "The sign-in service cannot read the login right now.",
@@ -340,7 +337,7 @@ async fn open_login(
                 bool::from(b.as_bytes().ct_eq(transaction.binding_hash.as_bytes()))
             });
             if !same_browser {
-                tracing::warn!("hcss: callback refused: the login was started in another browser");
+                tracing::warn!("callback refused: the login was started in another browser");
                 return Err(bad(
                     "This sign-in was started in another browser. Please sign in again here.",
                 ));
@@ -354,7 +351,7 @@ async fn open_login(
         }
     };
     let Some(sealed) = sealed_cookie_value(&parts.headers, cookie_name) else {
-        tracing::info!("hcss: callback refused: no login cookie for this state");
+        tracing::info!("callback refused: no login cookie for this state");
         return Err(bad(
             "This sign-in has expired or was already used, or it was started in another \
              browser. Please sign in again.",
@@ -367,7 +364,7 @@ async fn open_login(
         let sealer = match sealed::sealer(shared, keys, ask).await {
             Ok(sealer) => sealer,
             Err(err) => {
-                tracing::error!(error = %err, "hcss: callback failed: the cookie key is unavailable");
+                tracing::error!(error = %err, "callback failed: the cookie key is unavailable");
                 return Err(retry_later(unavailable(
                     config,
                     "The sign-in service cannot read the login right now.",
@@ -381,7 +378,7 @@ async fn open_login(
     }
     let Some(login) = opened else {
         tracing::warn!(
-            "hcss: callback refused: the login cookie does not open with this instance's key \
+            "callback refused: the login cookie does not open with this instance's key \
              (altered, or sealed by an instance with another key: give every instance the same \
              HCSS_COOKIE_KEY, or a store that shares one)"
         );
@@ -391,7 +388,7 @@ async fn open_login(
         ));
     };
     if !bool::from(login.state.as_bytes().ct_eq(state.as_bytes())) {
-        tracing::warn!("hcss: callback refused: the login cookie belongs to another login");
+        tracing::warn!("callback refused: the login cookie belongs to another login");
         return Err(bad(
             "This sign-in belongs to another login. Please sign in again.",
         ));
@@ -460,12 +457,12 @@ fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
     let config = &shared.config;
     match err.class() {
         ErrorClass::Configuration => tracing::error!(reason = %err,
-            "hcss: code exchange refused because of this app's configuration: check the client \
+            "code exchange refused because of this app's configuration: check the client \
              id, client secret, client authentication and scopes registered at HCSS"),
         ErrorClass::GrantGone | ErrorClass::Failed
             if matches!(err, TokenError::Rejected { .. }) =>
         {
-            tracing::warn!(reason = %err, "hcss: code exchange refused");
+            tracing::warn!(reason = %err, "code exchange refused");
             return page(
                 config,
                 StatusCode::BAD_REQUEST,
@@ -473,7 +470,7 @@ fn exchange_failed(shared: &Shared, err: &TokenError) -> FlowResponse {
                 "HCSS did not accept this sign-in. Please sign in again.",
             );
         }
-        _ => tracing::warn!(reason = %err, "hcss: code exchange failed"),
+        _ => tracing::warn!(reason = %err, "code exchange failed"),
     }
     page(
         config,

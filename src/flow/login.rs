@@ -21,7 +21,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let [return_to] = match query_params(parts.uri.query(), ["return_to"]) {
         Ok(found) => found,
         Err(err) => {
-            tracing::info!(reason = ?err, "hcss: login refused: bad query");
+            tracing::info!(reason = ?err, "login refused: bad query");
             return page(
                 config,
                 StatusCode::BAD_REQUEST,
@@ -35,7 +35,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Some(path) => match valid_return_path(path) {
             Some(path) => path.to_owned(),
             None => {
-                tracing::info!("hcss: login refused: return_to is not a local path");
+                tracing::info!("login refused: return_to is not a local path");
                 return page(
                     config,
                     StatusCode::BAD_REQUEST,
@@ -61,7 +61,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             let sealer = match sealed::sealer(shared, keys, AskStore::OncePerSecond).await {
                 Ok(sealer) => sealer,
                 Err(err) => {
-                    tracing::error!(error = %err, "hcss: login failed: the cookie key is unavailable");
+                    tracing::error!(error = %err, "login failed: the cookie key is unavailable");
                     return unavailable(
                         config,
                         "The sign-in service cannot start a login right now.",
@@ -78,7 +78,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             let sealed = login.seal(&sealer, &cookie_name);
             // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
             if cookie_name.len() + 1 + sealed.len() > 4096 {
-                tracing::info!("hcss: login refused: return_to makes the login cookie too large");
+                tracing::info!("login refused: return_to makes the login cookie too large");
                 return page(
                     config,
                     StatusCode::BAD_REQUEST,
@@ -106,7 +106,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 )
                 .await
             {
-                tracing::error!(error = %err, "hcss: login failed: the state store is unavailable");
+                tracing::error!(error = %err, "login failed: the state store is unavailable");
                 return unavailable(
                     config,
                     "The sign-in service cannot store the login right now.",
@@ -115,7 +115,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             binding
         }
     };
-    tracing::debug!("hcss: login started, redirecting to the identity service");
+    tracing::debug!("login started, redirecting to the identity service");
     // A browser keeps a few logins in flight at most: past that, the oldest binding
     // cookies are cleared, so the `Cookie` header stays small.
     let mut in_flight: Vec<&str> =

@@ -23,7 +23,7 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
 pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
     if cross_site(shared, parts) {
-        tracing::warn!("hcss: logout refused: cross-site request");
+        tracing::warn!("logout refused: cross-site request");
         return page(
             config,
             StatusCode::FORBIDDEN,
@@ -35,13 +35,13 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     if let Some(id) = session_cookie(&parts.headers, cookie_name) {
         let key = id.key();
         if let Err(err) = crate::session::end_session(shared, key).await {
-            tracing::error!(error = %err, "hcss: logout failed: the token store is unavailable");
+            tracing::error!(error = %err, "logout failed: the token store is unavailable");
             return unavailable(
                 config,
                 "The sign-in service cannot end your session right now.",
             );
         }
-        tracing::info!(session = key.short(), "hcss: signed out");
+        tracing::info!(session = key.short(), "signed out");
     }
     see_other(
         &config.routes.post_logout_path,

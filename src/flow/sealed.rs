@@ -110,7 +110,7 @@ pub(crate) async fn sealer(
         }
         (Ok(None), _) => {
             tracing::info!(
-                "hcss: no cookie key configured: login cookies are sealed with a random key \
+                "no cookie key configured: login cookies are sealed with a random key \
                  of this process. If the app runs several instances, give them all the same \
                  HCSS_COOKIE_KEY (or a store that shares one, such as RedisStore), or a \
                  login started on one is refused on another"
@@ -133,11 +133,11 @@ pub(crate) async fn sealer(
         _ => {
             if known.is_some() {
                 tracing::warn!(
-                    "hcss: the store holds another cookie key than this instance used; \
+                    "the store holds another cookie key than this instance used; \
                      taking the store's (cookies sealed with the old one still open)"
                 );
             } else {
-                tracing::info!("hcss: login cookies are sealed with the key the store shares");
+                tracing::info!("login cookies are sealed with the key the store shares");
             }
             let previous = known
                 .as_ref()

@@ -87,7 +87,7 @@ impl HcssSession {
             tracing::warn!(
                 sent,
                 login_path = %self.shared.config.routes.login_path,
-                "hcss: browsers were sent to the login path, but no request to it (or to the \
+                "browsers were sent to the login path, but no request to it (or to the \
                  callback or logout path) has reached the HcssAuth layer. If they get a 404 \
                  there, the layer is misplaced: add it as the last .layer(...) of the \
                  outermost router, not with route_layer and not on a nested router"
