@@ -529,7 +529,7 @@ pub use token::{HcssToken, TokenSet};
 /// version always matches the one this crate uses.
 pub use reqwest;
 
-/// The README's examples, compiled and run as doctests.
+/// The README's example, compiled as a doctest (the guide's examples are in the crate docs).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
