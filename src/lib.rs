@@ -1,45 +1,502 @@
-//! Sign users in with **HCSS** (HeavyJob, HeavyBid, Equipment360, Safety...) from any Axum
-//! or Tower service, through the OAuth 2.0 Authorization Code flow with PKCE, and call
-//! HCSS APIs on their behalf.
-//!
-//! One layer mounts the flow, one extractor uses it:
+//! Sign users in with **HCSS** (HeavyJob, HeavyBid, Equipment360, Telematics, Safety...) from
+//! any Axum or Tower/Hyper service, through the OAuth 2.0 Authorization Code flow with PKCE,
+//! and call HCSS APIs on their behalf. One layer, [`HcssAuth`], mounts the flow
+//! (`/hcss/login`, `/hcss/callback`, `/hcss/logout`); one extractor, [`HcssToken`], hands a
+//! handler a live access token. State, PKCE, cookies, refresh (once per session, even across
+//! instances) and token storage are done.
 //!
 //! ```no_run
-//! use axum::{routing::get, Router};
+//! use axum::{http::StatusCode, routing::get, Router};
 //! use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
 //!
-//! async fn business_units(token: HcssToken) -> String {
-//!     // A live token: refreshed before it expires, never handed out expired.
-//!     format!("call HCSS with {}", token.token_type())
+//! /// Calls HeavyJob as the signed-in user, with a live token: refreshed before it
+//! /// expires, never handed out expired.
+//! async fn business_units(token: HcssToken) -> Result<String, (StatusCode, String)> {
+//!     let failed = |e: reqwest::Error| (StatusCode::BAD_GATEWAY, e.without_url().to_string());
+//!     reqwest::Client::new()
+//!         .get("https://api.hcssapps.com/heavyjob/api/v1/businessUnits")
+//!         .bearer_auth(token.secret())
+//!         .send()
+//!         .await
+//!         .map_err(failed)?
+//!         .text()
+//!         .await
+//!         .map_err(failed)
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // HCSS_CLIENT_ID, HCSS_CLIENT_SECRET, HCSS_SCOPES, HCSS_REDIRECT_URI (see Configuration)
 //!     let config = HcssConfig::from_env()?;
 //!     let app = Router::new()
 //!         .route("/business-units", get(business_units))
-//!         .layer(HcssAuth::new(config)); // serves /hcss/login, /hcss/callback, /hcss/logout
+//!         .layer(HcssAuth::new(config)); // last, on the outermost router
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     axum::serve(listener, app).await?;
 //!     Ok(())
 //! }
 //! ```
 //!
-//! - [`HcssConfig`]: client id, secret, scopes and redirect URI, checked when built.
-//! - [`HcssAuth`]: the layer. It answers `GET /hcss/login`, `GET /hcss/callback` and
-//!   `POST /hcss/logout`, and gives every other request an [`HcssSession`].
-//! - [`HcssToken`]: the extractor (also as `Option<HcssToken>`); a page load that is not
-//!   signed in is sent to log in, an API call gets 401 (see [`HcssRejection`]).
-//! - [`store`]: where sessions (and, as an option, logins in flight: by default they are
-//!   sealed in the browser's cookies) live; [`MemoryStore`] by default,
-//!   `RedisStore` (feature `redis`) for apps that run several instances.
-//! - `testing` (feature `test-util`): `MockHcssIdentity`, an HCSS-like identity service on
-//!   loopback for your own tests.
+//! The guide, in the order a new app meets it:
+//!
+//! - [Quick start](#quick-start): register the app, add the layer, take the token.
+//! - [Where the layer goes](#where-the-layer-goes), and [who signed in](#who-signed-in)
+//!   (claims, hooks at sign-in and sign-out, ending sessions).
+//! - [Acting for a company](#acting-for-a-company-partner-apps) with no user present, and
+//!   [your own company's data](#your-own-companys-data-client-credentials).
+//! - [The flow](#the-flow), step by step, and its [configuration](#configuration).
+//! - [Stores](#stores) (the [`store`] module: choosing one, Redis, writing your own) and
+//!   [testing your app](#testing-your-app) (the [`testing`] module: a mock HCSS).
+//! - [When things go wrong](#when-things-go-wrong), [security](#security),
+//!   [deployment notes](#deployment-notes), [performance](#performance) and
+//!   [features](#features).
+//!
+//! # Quick start
+//!
+//! Register the app at HCSS (Partner Portal): its "Redirect URL" is your `/hcss/login`, its
+//! "Post Login Callback URL" your `/hcss/callback` (the redirect URI). Then depend on the
+//! crate:
+//!
+//! ```toml
+//! [dependencies]
+//! hcss-auth = "0.1"          # features = ["redis"] for RedisStore (several instances)
+//! axum = "0.8"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! reqwest = "0.13"           # to call HCSS APIs with the token, as above
+//! serde_json = "1"           # the JSON answers of the examples below
+//!
+//! [dev-dependencies]
+//! hcss-auth = { version = "0.1", features = ["test-util"] }  # the mock HCSS, sign_in, TestClock
+//! tower = { version = "0.5", features = ["util"] }           # ServiceExt::oneshot in tests
+//! ```
+//!
+//! Set the four variables of [Configuration](#configuration) and run the example above. A
+//! browser that opens `/business-units` signed out is sent to `/hcss/login`, through HCSS's
+//! sign-in page, and back; a script gets `401 {"error":"login_required",...}`. The rule: a
+//! **page load** (`GET` or `HEAD` whose `Accept` includes `text/html`, as browsers send) and
+//! an HTML form's POST go to log in; everything else, `curl` and `fetch` and a test request
+//! without `Accept` among them, gets the 401 (see [`HcssRejection`]).
+//!
+//! - `Option<HcssToken>` serves pages that work both ways: `None` when signed out.
+//! - [`HcssSession`] (an extractor too, and in every request's extensions) gives plain Tower
+//!   services the same ([`HcssSession::token`]), a refresh after an HCSS API refused a token
+//!   with 401 ([`HcssSession::refresh`]), and a sign-out decided by the app
+//!   ([`HcssSession::end`]). For services without Axum, see [`service::HcssAuthService`].
+//! - [`HcssToken::secret`] is the access token for `Authorization: Bearer`;
+//!   [`HcssToken::claims`], [`HcssToken::scopes`] and [`HcssToken::expires_at`] say whose it
+//!   is, what it may do and until when. Keep the secret out of logs, URLs and responses.
+//!
+//! To try the flow with no HCSS account, the repository's example server runs against the
+//! crate's mock identity service (its README has the command).
+//!
+//! # Where the layer goes
+//!
+//! Last, on the outermost router: it must see every request, `/hcss/*` included, before any
+//! router strips a prefix.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+//!
+//! async fn jobs(_token: HcssToken) -> &'static str {
+//!     "jobs"
+//! }
+//!
+//! # fn main() -> Result<(), hcss_auth::ConfigError> {
+//! # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+//! #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+//! let api = Router::new().route("/jobs", get(jobs));
+//! let app: Router = Router::new()
+//!     .nest("/api", api)            // nested routers inside...
+//!     .layer(HcssAuth::new(config)); // ...the layer outside, last
+//! # Ok(()) }
+//! ```
+//!
+//! Not with `route_layer` (it wraps matched routes only, so `/hcss/login` is a 404), and not
+//! on a nested router (it never sees `/hcss/login` either). A misplaced layer says so in a
+//! log line once browsers keep being sent to a login page it never sees; a missing one makes
+//! `HcssToken` answer 500 with a log line that says where to add it. Add your state with
+//! `.with_state(...)` before the layer; other layers (tracing, timeouts) may go on either
+//! side of it.
+//!
+//! # Who signed in
+//!
+//! HCSS's access tokens are JWTs. The crate reads their claims once, when it receives a
+//! token from HCSS's token endpoint (at sign-in and at each refresh), and keeps them with
+//! the session; a handler reads them with no decoding ([`Claims`]):
+//!
+//! ```
+//! use axum::Json;
+//! use hcss_auth::HcssToken;
+//!
+//! async fn me(token: HcssToken) -> Json<serde_json::Value> {
+//!     let claims = token.claims();
+//!     Json(serde_json::json!({
+//!         "subject": claims.subject(),        // `sub`: the user, stable at HCSS
+//!         "company_id": claims.company_id(),  // `CompanyId`: store it against your user
+//!         "name": claims.name(),
+//!         "email": claims.email(),
+//!         "client_id": claims.client_id(),
+//!         "scope": claims.get("scope"),       // any other claim, as JSON
+//!     }))
+//! }
+//! ```
+//!
+//! The signature is not checked: the token came straight from the token endpoint over a
+//! verified TLS connection, which is how OpenID Connect trusts an ID token from the same
+//! place. Never read claims from a token a client sends you. A token that is not a JWT has
+//! no claims, and everything else works as before. With `openid` among the scopes, each
+//! login sends a `nonce`, and the ID token that comes back must name this issuer (`iss`)
+//! and client (`aud`), be unexpired and carry the nonce, or the sign-in is refused; its
+//! identity claims (`sub`, name, email...) are then preferred over the access token's.
+//!
+//! ## Hooks: sign-in and sign-out
+//!
+//! The app decides at sign-in and hears of sign-outs through hooks given to
+//! [`HcssAuth::builder`] ([`HcssAuthBuilder::on_sign_in`], [`HcssAuthBuilder::on_sign_out`]),
+//! before the layer is built and shared:
+//!
+//! ```
+//! use hcss_auth::{HcssAuth, HcssConfig, SignIn, SignInRefused, SignOut};
+//!
+//! # fn main() -> Result<(), hcss_auth::ConfigError> {
+//! # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+//! #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+//! let layer = HcssAuth::builder(config)
+//!     .on_sign_in(|sign_in: SignIn| async move {
+//!         // Look the company up in your records.
+//!         match sign_in.claims().company_id() {
+//!             Some(_company) => Ok(()),
+//!             None => Err(SignInRefused::new("Your company has not connected this app.")),
+//!         }
+//!     })
+//!     .on_sign_out(|sign_out: SignOut| async move {
+//!         let _who = sign_out.claims().subject();
+//!     })
+//!     .build();
+//! # let _ = layer; Ok(()) }
+//! ```
+//!
+//! [`SignIn`] and [`SignOut`] also carry the key the session is stored under, the one
+//! [`HcssSession::store_key`] gives a handler, for the app's own records. A refused sign-in
+//! shows the app's page (escaped, 403 unless [`SignInRefused::with_status`] says otherwise),
+//! starts no session and revokes the refresh token; a hook that panics is a 500 page, and
+//! the server serves on. `on_sign_out` hears of every session that ends: a logout,
+//! [`HcssSession::end`], a new sign-in in the same browser, and the endings below.
+//!
+//! ## Who is signed in, for a single-page app
+//!
+//! A single-page app asks the opt-in `GET /hcss/user` ([`HcssConfigBuilder::user_path`]):
+//! `{subject, company_id, name, email, client_id, scopes, token_expires_at,
+//! session_expires_at, logout_path}`, 401 with the login path when signed out, never cached.
+//!
+//! ## Ending sessions for a user or a company
+//!
+//! [`HcssAuth::end_sessions_for_subject`] and [`HcssAuth::end_sessions_for_company`] end
+//! every session of a user (an administrator's "log out everywhere") or of a company (a
+//! customer who removed the app in the HCSS Marketplace), each as a logout would: tokens
+//! taken, refresh token revoked, `on_sign_out` called (a company token cached by
+//! [`HcssCompanyTokens`] is no session: never counted, revoked or ended). [`MemoryStore`]
+//! and [`RedisStore`](store::RedisStore) keep the index this needs, and a session leaves
+//! it when it ends; a store of your own may ([`TokenStore::sessions_of`], in the
+//! conformance suite) or answer [`StoreError::Unsupported`].
+//!
+//! # Acting for a company (partner apps)
+//!
+//! After a user signs in, their `CompanyId` says which customer company they belong to;
+//! store it against your user. For work with no user present, or to read the company's
+//! data with the app's rights rather than the user's, ask HCSS's `company` grant for a
+//! token for that company with [`HcssCompanyTokens`]:
+//!
+//! ```no_run
+//! use hcss_auth::{CompanyTokenError, HcssAuth, HcssCompanyTokens, HcssConfig};
+//!
+//! # async fn run(config: HcssConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = HcssAuth::new(config);                 // the layer you mount
+//! let companies = HcssCompanyTokens::new(&auth);    // cheap to clone; keep it in your state
+//! match companies.token("the-users-CompanyId").await {
+//!     Ok(token) => {
+//!         let _units = reqwest::Client::new()
+//!             .get("https://api.hcssapps.com/heavyjob/api/v1/businessUnits")
+//!             .bearer_auth(token.secret())
+//!             .send()
+//!             .await?;
+//!     }
+//!     // The customer removed the app in the HCSS Marketplace (or changed its scopes):
+//!     // ask them to connect it again. The next call asks HCSS afresh.
+//!     Err(CompanyTokenError::Disconnected { .. }) => {}
+//!     // HCSS is down or slow: try again after `retry_after`.
+//!     Err(CompanyTokenError::Unavailable { retry_after, .. }) => { let _ = retry_after; }
+//!     Err(other) => return Err(other.into()),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The request carries `grant_type=company`, `CompanyId`, the configured scopes without
+//! `offline_access` or the OpenID identity scopes (`openid`, `profile`, `email`...), and
+//! the client's credentials as configured. Each company's token is cached in the token
+//! store (so instances sharing `RedisStore` share it), asked for again within the refresh
+//! skew of its end, and asked for once however many calls want it at the same moment,
+//! across instances too; the asking runs as a task of its own, so a cancelled call never
+//! leaves the company's lock held. It is no session: `end_sessions_for_company` neither
+//! counts nor revokes it. HCSS's answers are read as refreshes read them: only
+//! `invalid_grant` is [`Disconnected`](CompanyTokenError::Disconnected), and
+//! [`HcssCompanyTokens::on_disconnected`] hears of each company so refused (to mark it, or
+//! to `end_sessions_for_company`); `invalid_client`, `unauthorized_client`,
+//! `unsupported_grant_type` and `invalid_scope` are
+//! [`Misconfigured`](CompanyTokenError::Misconfigured), anything else
+//! [`Unavailable`](CompanyTokenError::Unavailable).
+//!
+//! ## Your own company's data (client credentials)
+//!
+//! ```no_run
+//! # async fn run(companies: hcss_auth::HcssCompanyTokens) -> Result<(), hcss_auth::CompanyTokenError> {
+//! let token = companies.own_token().await?; // grant_type=client_credentials, cached the same way
+//! let _ = token.secret();
+//! # Ok(()) }
+//! ```
+//!
+//! # The flow
+//!
+//! ```text
+//! browser                     app (HcssAuth layer)                  HCSS identity
+//!    | GET /hcss/login?return_to=/jobs |                                    |
+//!    |-------------------------------->| state, PKCE verifier; the login    |
+//!    |                                 | sealed (AES-256-GCM) in its cookie |
+//!    |<-- 303 {identity}/connect/authorize?client_id&scope&response_type=code
+//!    |        &redirect_uri&state&code_challenge&code_challenge_method=S256 |
+//!    |---------------------------------------------------------------------->| user consents
+//!    |<-- 303 /hcss/callback?code&state&iss ---------------------------------|
+//!    |-------------------------------->| open the login's cookie, check its
+//!    |                                 | state, age, iss; claim it once     |
+//!    |                                 |-- POST /connect/token (code, verifier)->|
+//!    |                                 |<------------- access + refresh token --|
+//!    |                                 | new session id; tokens -> TokenStore
+//!    |<-- 303 /jobs, Set-Cookie session (HttpOnly; Secure; SameSite=Lax) ---|
+//!    | GET /jobs (cookie)              |                                    |
+//!    |-------------------------------->| HcssToken: load; refresh once if it
+//!    |                                 | expires within 60 s                |
+//! ```
+//!
+//! - A login in progress costs the server nothing: its PKCE verifier, validated return
+//!   path, start time and `state` travel in a cookie of its own (`__Host-hcss-login-` and 8
+//!   characters of the state; `HttpOnly; Secure; SameSite=Lax; Path=/`, 10 minutes),
+//!   sealed with AES-256-GCM under the app's cookie key and bound to the cookie's name. At
+//!   the callback the cookie must open with the key, hold the callback's `state` (compared
+//!   in constant time), be younger than the login timeout, and not have been claimed
+//!   before; `iss`, when present, must equal the configured issuer. Otherwise: a 400 page
+//!   and **no** call to the token endpoint. The callback's answer clears the cookie,
+//!   whatever the outcome (a session, a refusal, a failure at HCSS), except a 503 that asks
+//!   to retry the same login before its code was sent. A claim whose exchange HCSS refused
+//!   or that failed is given back to the store (no key is left by a forged callback; the
+//!   process still refuses the state); a successful one stays until the login would expire,
+//!   so its replay is refused on every instance before any token call. At most
+//!   `max_code_exchanges` code exchanges run at once per process; past them, a 503.
+//! - With `openid`, the token response must carry an ID token, and it must name this issuer
+//!   and this client (`aud`; `azp` when present, and required when `aud` lists several),
+//!   be unexpired and carry the login's `nonce`; otherwise the sign-in is refused and the
+//!   refresh token that came back is revoked. Its identity claims (name, email...) win over
+//!   the access token's and are kept across refreshes.
+//! - Several tabs may log in at once, even when they start at the same moment: each login
+//!   has its own binding cookie (`__Host-hcss-login-` and 8 characters of its state),
+//!   cleared by its callback's answer. A browser keeps at most 5 logins in flight; past
+//!   that, the oldest binding cookies are cleared, so the `Cookie` header stays small. The
+//!   session and binding cookies are read from raw bytes: a cookie the crate cannot read (a
+//!   sibling subdomain's, with non-ASCII bytes) is skipped, not the whole header.
+//! - Every login makes a new session id (256 bits); the store keys sessions by its SHA-256,
+//!   so a dump of the store hands out no live cookie. Tokens never reach the browser.
+//! - `return_to` accepts only local paths (`//host`, `/\host`, schemes, control
+//!   characters and their percent-encoded forms are refused).
+//! - Failures are pages, not panics: a refused callback is 400, `access_denied` is 403
+//!   ("not granted"), a failing token endpoint (5xx, timeout, bad body, redirect) is 502,
+//!   an unreachable store is 503 with `Retry-After`. See
+//!   [When things go wrong](#when-things-go-wrong).
+//! - `HcssToken`: a page load without a session gets 303 to `/hcss/login?return_to=...`; an
+//!   API call gets 401 `{"error":"login_required",...}`; a refresh that HCSS cannot serve
+//!   right now gets 503 with `Retry-After` (the session is kept); a missing layer is a 500
+//!   whose log line says to add `HcssAuth`. `Option<HcssToken>` gives `None` when signed
+//!   out.
+//! - Refresh: when the access token expires within the skew (60 s; half its life for a
+//!   token that lives less than twice the skew), the session is refreshed by a task of its
+//!   own: every request of that session in the process waits for the same outcome, and a
+//!   cancelled request never cancels it. Across instances, the store's lock makes it one
+//!   refresh in all, and before a refresh token is sent to HCSS the stored set is marked as
+//!   spent by that refresh (one compare-and-swap), so that no other instance, lapsed lock
+//!   or retry ever sends it again. A rotated refresh token is written over the version it
+//!   marked (a logout meanwhile wins; a write retried after a lost reply recognises
+//!   itself), or kept in memory, its lock renewed, until the store takes it; the old one is
+//!   kept when none comes back. Only `invalid_grant` ends the session. A token response
+//!   without `expires_in` is treated as living 5 minutes, and one under 2 s as 2 s.
+//! - `POST /hcss/logout` deletes the session, revokes the refresh token (else the access
+//!   token) at `{identity}/connect/revocation` (a failure is logged, not fatal), clears the
+//!   cookie and sends the user to `/` (`post_logout_path`). A cross-site POST
+//!   (`Sec-Fetch-Site: cross-site`, or an `Origin` other than the redirect URI's) is
+//!   refused with 403.
+//!
+//! # Configuration
+//!
+//! [`HcssConfig::builder`] or [`HcssConfig::from_env`]; checked when built, and a
+//! [`ConfigError`] names the setting (and its variable) to fix.
+//!
+//! | setting ([`HcssConfigBuilder`]) | env variable | default |
+//! |---|---|---|
+//! | `client_id` | `HCSS_CLIENT_ID` | required |
+//! | `client_secret` | `HCSS_CLIENT_SECRET` | none (public client; PKCE is always on) |
+//! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access` for refresh |
+//! | `redirect_uri` | `HCSS_REDIRECT_URI` | required: HCSS's "Post Login Callback URL"; its path is served as the callback |
+//! | `identity_url` | `HCSS_IDENTITY_URL` | `https://api.hcssapps.com/identity` (also the expected `iss`) |
+//! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`) | off: http only on 127.0.0.1/::1/localhost, for development |
+//! | `login_path` | | `/hcss/login` (HCSS's "Redirect URL") |
+//! | `logout_path` | | `/hcss/logout` (POST) |
+//! | `user_path` | | none: opt in to `GET /hcss/user`, who is signed in as JSON |
+//! | `post_login_path` / `post_logout_path` | | `/` (after a login that gave no `return_to`; after a logout) |
+//! | `transaction_ttl` | | 10 minutes: how long a started login may take to come back |
+//! | `refresh_skew` | | 60 s |
+//! | `max_session_age` | | 30 days |
+//! | `client_auth` | | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
+//! | `revoke_on_logout` | | on |
+//! | `http_timeout` | | 10 s per identity-service call |
+//! | `retry_after` | | 5 s: the wait after a passing refresh failure when HCSS gives none |
+//! | `cookie_key` | `HCSS_COOKIE_KEY` | base64 of ≥ 32 random bytes (`openssl rand -base64 32`), sealing login cookies. Unset: shared through `RedisStore`, else a random key per process (logged) |
+//! | `previous_cookie_key` | `HCSS_COOKIE_KEY_PREVIOUS` | none: the key before a rotation, still accepted; remove it one `transaction_ttl` after the switch |
+//! | `http_client` | | the crate's own: a [`reqwest::ClientBuilder`] of yours for TLS backend, proxy, CA roots or user agent; redirects are never followed and the timeout and size cap apply whatever it holds |
+//! | `max_response_bytes` | | 64 KiB |
+//! | `max_code_exchanges` | | 64 code exchanges in flight per process (at most 65 536); a callback past them is a 503 |
+//! | `test_clock` | | none: feature `test-util`, tests only (the flow runs on a [`TestClock`](testing::TestClock)) |
+//!
+//! URLs must be `https://` unless the development setting allows `http://` on loopback.
+//! Cookies are `HttpOnly; Secure; SameSite=Lax; Path=/` with a `__Host-` prefix; only a plain
+//! http redirect URI on loopback drops `Secure` and the prefix. The token client verifies
+//! TLS, follows no redirects, times out, and caps response size. `Debug` of the config,
+//! tokens and sessions prints `[redacted]` for every secret, and no log line carries one.
+//! Durations are bounded when the configuration is built (`transaction_ttl` and
+//! `refresh_skew` 1 day, `max_session_age` 400 days, `http_timeout` 10 minutes,
+//! `retry_after` 5 minutes), so no setting can overflow a clock later.
+//!
+//! # Stores
+//!
+//! **Logins in progress** travel sealed in the browser by default: a flood of `/hcss/login`
+//! requests fills neither memory nor Redis. What it takes: every instance of an app seals
+//! with the same key (`HCSS_COOKIE_KEY`, or the one `RedisStore` shares).
+//!
+//! **Sessions** (token sets) live in a [`TokenStore`]: [`MemoryStore`] (the default) for
+//! one process, expiring and bounded; [`RedisStore`](store::RedisStore) (feature `redis`)
+//! for several instances behind a load balancer or sessions that survive restarts, with a
+//! near cache that keeps signed-in requests at memory speed.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn redis(config: hcss_auth::HcssConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! use hcss_auth::{store::RedisStore, HcssAuth};
+//!
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_prefix("myapp:hcss:");
+//! let layer = HcssAuth::with_store(config, store);
+//! # Ok(()) }
+//! ```
+//!
+//! The [`store`] module has the rest: how to choose, logins kept on the server
+//! ([`HcssAuthBuilder::state_store`]), Redis and its near cache, and writing your own store
+//! (storage apart from coordination, typed keys, the conformance suites).
+//!
+//! # Testing your app
+//!
+//! Feature `test-util` (as a dev-dependency) runs your handlers through the real flow
+//! against [`MockHcssIdentity`](testing::MockHcssIdentity), an HCSS-like identity service
+//! on loopback, in process: [`testing::sign_in`] gives the cookie of a signed-in session,
+//! `mock.expire_access_tokens()` lets an hour pass for the mock and the app, and switches
+//! make the token endpoint fail. The [`testing`] module shows a whole test and lists what
+//! the mock, [`FaultyStore`](testing::FaultyStore) and the conformance suites offer.
+//!
+//! # When things go wrong
+//!
+//! A signed-in user stays signed in until HCSS says the grant is gone. HCSS's identity
+//! service rotates refresh tokens and treats a reused one as theft, so a refresh is never
+//! lost, never repeated and never undone. The status of the identity service's answer
+//! decides first; only a 400 or 401 carries a verdict.
+//!
+//! | what happens | during a refresh (`HcssToken`, `HcssSession::token`) | at the callback |
+//! |---|---|---|
+//! | 400/401 `invalid_grant` | the session ends: its tokens are deleted; a page load goes to log in, an API call gets 401 | 400 page: sign in again |
+//! | 400/401 `invalid_client`, `unauthorized_client`, `invalid_scope`, `unsupported_grant_type` (this app's configuration) | ERROR log naming what to check; 503 with `Retry-After`; the session is kept and refreshes once the configuration is fixed | ERROR log; 502 page |
+//! | another 4xx, or an answer that is not a usable token response | WARN log; 503 with `Retry-After`; the session is kept | 400 page for an OAuth refusal, 502 otherwise |
+//! | 5xx (whatever its body: `server_error`, `temporarily_unavailable`...), 429, timeout, connection error | WARN log; 503 with HCSS's own `Retry-After` (clamped to 1 s–5 min) or `retry_after` (5 s); the session is kept | 502 page |
+//! | requests that arrive while a refresh runs, or before its `Retry-After` after it failed | they get its outcome: one token call for all of them | — |
+//! | the request that started a refresh is cancelled (client gone, `TimeoutLayer`, `timeout()`) | the refresh task runs on, stores its result and releases the lock; the next request gets the new token | — |
+//! | the store refuses to write rotated tokens | retried with backoff for up to half of `http_timeout`; then kept in this process (ERROR log), its lock renewed, served from there and written as soon as the store takes writes; the old refresh token is never spent again | 503 page |
+//! | the store refuses writes when a refresh is due | 503 with `Retry-After`: a refresh that cannot mark the stored set as spent does not spend its token; sessions whose access token is live are served | 503 page |
+//! | a write applied but its reply lost (Redis's reply timeout, a dropped connection) | the retry reads the store and finds its own write: written, nothing revoked | — |
+//! | the store is gone for longer than the refresh lock's lease (5 × `http_timeout`) while rotated tokens wait in one instance | another instance finds the stored set marked as spent by that refresh and waits for its write (503 meanwhile), for `max(lease, 5 s)` after the lock lapsed; should that refresh never come back (its instance died), the session ends (sign in again): the token is never spent twice | — |
+//! | a logout while a refresh runs | the logout wins: the refresh's result is not written, its new refresh token is revoked | — |
+//! | a logout whose store reply is lost | 503; the refresh token read just before is revoked all the same, and the retried logout signs out | — |
+//! | the store is unreachable | 503 with `Retry-After`; nothing is deleted | 503 page |
+//! | a stored value that no longer parses | removed, WARN log once; signed out | — |
+//!
+//! A passing failure is remembered per session for its `Retry-After`, so a failing HCSS
+//! sees one call per session per wait, not one per request.
+//! [`HcssConfigBuilder::retry_after`] sets the wait when HCSS gives none (zero remembers
+//! nothing).
+//!
+//! A soak proves this table under load, the identity service and the store failing in turn
+//! (with Redis: writes paused past the client's reply timeout, every connection cut, the
+//! server stopped for longer than the refresh lock's lease, a `kill -9` and restart); CI
+//! runs a short version and fails on any lost session or reused refresh token. Its figures
+//! and commands are in `BENCHMARKS.md` in the repository.
+//!
+//! # Security
+//!
+//! `SECURITY.md` in the repository holds the threat model, each item of the security bar
+//! with the tests that hold it, and the failure table. In short: PKCE S256 on every login;
+//! the login sealed (AES-256-GCM) in an `HttpOnly; Secure; SameSite=Lax` `__Host-` cookie
+//! bound to its `state`, claimed once, 10 minutes at most; `iss` checked; a new 256-bit
+//! session id on every login, stored under its SHA-256; tokens never reach the browser, a
+//! URL or a log line; the token client verifies TLS, follows no redirects, times out and
+//! caps responses; only `invalid_grant` ends a session.
+//!
+//! # Deployment notes
+//!
+//! - Terminate TLS before the app and register an `https://` redirect URI: cookies are
+//!   `Secure`, and the redirect URI, its origin (for the logout check) and the issuer come
+//!   from configuration, never from the `Host` header.
+//! - Several instances need a shared token store (`RedisStore`) and one cookie key: the one
+//!   `RedisStore` shares, or the same `HCSS_COOKIE_KEY` on each. To rotate the key, set the
+//!   new one as `HCSS_COOKIE_KEY` and the old as `HCSS_COOKIE_KEY_PREVIOUS` on every
+//!   instance, then drop the old one after one `transaction_ttl` (10 minutes by default).
+//! - Sessions that must survive a Redis restart need Redis's append-only file
+//!   (`appendonly yes`): Redis writes each command to the file before it answers, so a
+//!   crash or `kill -9` of the Redis process loses no rotated refresh token (the soak's
+//!   restart window proves it: no session lost with AOF, all of them without). To survive a
+//!   crash of the whole machine too (power, kernel), add `appendfsync always`, which syncs
+//!   the file before each answer: with `everysec` the last second of writes can be lost with
+//!   the machine, and a rotated token lost that way is spent again at the next refresh,
+//!   which HCSS ends as a reuse. RDB snapshots alone lose every session changed since the
+//!   last snapshot, and a Redis without persistence signs everybody out when it restarts.
+//! - Expiry uses the app's clock against HCSS's `expires_in`; keep clocks in sync (NTP).
+//!   With several instances, the refresh skew (60 s) absorbs small differences.
+//!
+//! # Performance
+//!
+//! A signed-in request costs the layer about 0.4 µs over a bare Axum route (no store
+//! round trip with `MemoryStore` or with `RedisStore`'s near cache), and a flood of logins
+//! that never come back holds nothing. `BENCHMARKS.md` in the repository has the dated
+//! figures, profiles and their commands.
+//!
+//! # Features
+//!
+//! | feature | gives |
+//! |---|---|
+//! | `redis` | [`store::RedisStore`]: sessions shared by several instances, one refresh between them |
+//! | `test-util` | the [`testing`] module: `MockHcssIdentity` (an HCSS-like identity service and API on loopback), `sign_in`, `seed_session`, `TestClock`, `FaultyStore`, and the conformance suites (`store_conformance`, `token_store_conformance`, `state_store_conformance`, `coordination_conformance`); `HcssConfigBuilder::test_clock` |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
 #![deny(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The guide links to items of the `redis` and `test-util` features, as docs.rs (all
+// features) shows them; docs built without those features leave the links as text.
+#![cfg_attr(
+    not(all(feature = "redis", feature = "test-util")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod claims;
 mod clock;
@@ -82,7 +539,7 @@ pub use token::{HcssToken, TokenSet};
 /// version always matches the one this crate uses.
 pub use reqwest;
 
-/// The README's examples, compiled and run as doctests.
+/// The README's example, compiled as a doctest (the guide's examples are in the crate docs).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -2,6 +2,84 @@
 //! service on loopback; signing in through the flow ([`sign_in`]) or without it
 //! ([`seed_session`]); [`FaultyStore`], a store whose faults a test switches on; and the
 //! conformance suites every store should pass ([`store_conformance`] and its parts).
+//!
+//! # Testing your app
+//!
+//! Add the feature as a dev-dependency:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! hcss-auth = { version = "0.1", features = ["test-util"] }
+//! tower = { version = "0.5", features = ["util"] }           # ServiceExt::oneshot
+//! ```
+//!
+//! Then run your handlers through the real flow against the mock, in process:
+//!
+//! ```
+//! use axum::{body::Body, http::Request, routing::get, Router};
+//! use hcss_auth::testing::{sign_in, MockHcssIdentity};
+//! use hcss_auth::{HcssAuth, HcssToken};
+//! use tower::ServiceExt; // oneshot
+//!
+//! async fn me(token: HcssToken) -> String {
+//!     token.scopes().collect::<Vec<_>>().join(" ")
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mock = MockHcssIdentity::start().await;
+//! let config = mock
+//!     .config_builder("http://127.0.0.1:3000/hcss/callback") // only its path is served
+//!     .scopes(["heavyjob:read", "offline_access"])
+//!     .build()
+//!     .unwrap();
+//! let auth = HcssAuth::new(config);
+//! let app = Router::new().route("/me", get(me)).layer(auth.clone());
+//!
+//! let cookie = sign_in(&app, &auth).await; // GET /hcss/login, consent at the mock, the callback
+//! let request = Request::get("/me").header("cookie", &cookie).body(Body::empty()).unwrap();
+//! let response = app.clone().oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//!
+//! mock.expire_access_tokens(); // an hour passes, for the mock and the app
+//! let request = Request::get("/me").header("cookie", &cookie).body(Body::empty()).unwrap();
+//! assert_eq!(app.oneshot(request).await.unwrap().status(), 200);
+//! assert_eq!(mock.counts().refreshes, 1);
+//! # }
+//! ```
+//!
+//! - [`MockHcssIdentity`]: authorize (instant consent, or a consent page), token (client
+//!   authentication, redirect URI, PKCE S256, single-use codes, refresh with rotation and
+//!   reuse detection), revocation, the `company` and `client_credentials` grants
+//!   ([`disconnect_company`](MockHcssIdentity::disconnect_company) refuses a company as
+//!   HCSS does once a customer removed the app), a HeavyJob-like
+//!   `GET /heavyjob/api/v1/businessUnits` ([`api_url`](MockHcssIdentity::api_url)), call
+//!   counters ([`counts`](MockHcssIdentity::counts), reuse detection among them), and
+//!   switches that make the token endpoint fail
+//!   ([`set_token_fault`](MockHcssIdentity::set_token_fault) with a [`TokenFault`]: any
+//!   status with an OAuth error body and `Retry-After`, slow before or after rotating the
+//!   refresh token, malformed, oversized, redirect...).
+//!   `mock.wait_for(|c| c.refreshes == 1).await` waits for a call without sleeping.
+//!   [`config_builder(redirect_uri)`](MockHcssIdentity::config_builder) configures the crate
+//!   against it; [`MockHcssIdentity::builder`] sets the user, the company, token lifetimes,
+//!   rotation and consent.
+//! - Time: [`expire_access_tokens`](MockHcssIdentity::expire_access_tokens) lets the
+//!   tokens' lifetime pass for the mock and for apps built from its `config_builder` (they
+//!   share [`mock.clock()`](MockHcssIdentity::clock), a [`TestClock`]), so the next request
+//!   refreshes; [`revoke_access_tokens`](MockHcssIdentity::revoke_access_tokens) makes HCSS
+//!   refuse them early instead (the app learns it from an API's 401:
+//!   [`HcssSession::refresh`](crate::HcssSession::refresh)).
+//! - [`sign_in(&router, &auth)`](sign_in): the cookie of a signed-in session, through the
+//!   real flow (from the login path `auth` is configured with);
+//!   [`seed_session(&auth, mock.issue_tokens(scope))`](seed_session): one without the login
+//!   pages, with tokens the mock's API accepts; [`session_exists`] says whether it still
+//!   has tokens.
+//! - [`FaultyStore`]: any store, with writes refused, replies lost after a write was
+//!   applied, or values that no longer parse, switched on and off by the test.
+//! - [`store_conformance(store)`](store_conformance), and its parts
+//!   [`token_store_conformance`], [`state_store_conformance`] and
+//!   [`coordination_conformance`]: the suites every store (yours too) must pass; see
+//!   [writing your own store](crate::store#writing-your-own-store).
 
 mod conformance;
 mod faulty;
