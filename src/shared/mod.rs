@@ -1,0 +1,88 @@
+//! What every clone of the layer, its service and each request's session share.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+use crate::config::HcssConfig;
+use crate::error::CompanyTokenError;
+use crate::hooks::Hooks;
+use crate::seal::SealKeys;
+use crate::store::{StateStore, StoreKey, TokenStore};
+use crate::token::TokenSet;
+
+mod flights;
+mod kept;
+mod placement;
+mod used_states;
+
+pub(crate) use flights::{Flight, FlightResult, Outcome};
+pub(crate) use kept::{Pending, PendingSet};
+pub(crate) use placement::Placement;
+pub(crate) use used_states::UsedStates;
+
+/// The configuration, the stores, and this process's refresh state.
+pub(crate) struct Shared {
+    pub(crate) config: HcssConfig,
+    /// Where logins in progress are kept.
+    pub(crate) logins: Logins,
+    pub(crate) token_store: Arc<dyn TokenStore>,
+    /// States of sealed logins whose callback has been answered, so a replay is refused
+    /// before any token call.
+    pub(crate) used_states: UsedStates,
+    /// Places for code exchanges in flight (`max_code_exchanges`): a callback past them
+    /// answers 503 before any token call.
+    pub(crate) code_exchanges: tokio::sync::Semaphore,
+    /// What tells a misplaced layer.
+    pub(crate) placement: Placement,
+    /// The app's hooks, given before the layer was built.
+    pub(crate) hooks: Hooks,
+    /// The company-token fetch in flight per company, within this process, watched by
+    /// every call that waits for it.
+    pub(crate) company_turns: DashMap<StoreKey, CompanyFlight>,
+    /// The refresh in flight (or the failure remembered) per session key.
+    pub(crate) flights: DashMap<StoreKey, Flight>,
+    /// Token sets refreshed but not yet written, because the store refused the write:
+    /// this process serves and refreshes them, never the spent set the store still has.
+    pub(crate) pending: Pending,
+    /// Who refreshes for this layer: the owner of its refresh locks and of the marks it
+    /// leaves on the sets it spends. One per layer, so that a mark this instance left
+    /// (a refresh that failed before it could clear it) does not make it wait for itself.
+    pub(crate) refresher: String,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: HcssConfig,
+        logins: Logins,
+        token_store: Arc<dyn TokenStore>,
+        hooks: Hooks,
+    ) -> Self {
+        Self {
+            code_exchanges: tokio::sync::Semaphore::new(config.identity.max_code_exchanges),
+            config,
+            logins,
+            token_store,
+            used_states: UsedStates::default(),
+            placement: Placement::default(),
+            hooks,
+            company_turns: DashMap::new(),
+            flights: DashMap::new(),
+            pending: Pending::default(),
+            refresher: crate::secret::random_token(16),
+        }
+    }
+}
+
+/// A company-token fetch: its outcome once settled.
+pub(crate) type CompanyFlight = watch::Receiver<Option<Result<TokenSet, CompanyTokenError>>>;
+
+/// Where logins in progress are kept between `/hcss/login` and the callback.
+pub(crate) enum Logins {
+    /// In the browser: a cookie per login, sealed with a key resolved at first use (from
+    /// the configuration, a store that shares one, or a random one of this process).
+    Sealed(Box<SealKeys>),
+    /// In a store, with a binding cookie per login.
+    Stored(Arc<dyn StateStore>),
+}
