@@ -39,8 +39,8 @@
 //! | redis outage | own Redis only: the server stopped (`SIGSTOP`) for the refresh lock's lease plus 1 s, then `SIGCONT` |
 //! | redis restart | own Redis only: `kill -9` with requests in flight, started again on the same port from the same append-only file (sessions survive a crash of the process with `appendonly yes`; `appendfsync always` is for a crash of the machine, which the soak cannot cause) |
 //!
-//! The refresh lock's lease is `http_timeout × (REFRESH_PATIENCE + 2)`, 2.5 s with the
-//! soak's 500 ms HTTP timeout (src/refresh.rs).
+//! The refresh lock's lease is `http_timeout × (REFRESH_PATIENCE + 2)`, 4 s with the
+//! soak's 500 ms HTTP timeout (src/refresh/lease.rs).
 //!
 //! A window that began before the deadline runs to its end; the last one may outlast the
 //! load by a few seconds. One cycle takes 45.5 s with `--own-redis` (every window once), 27 s
@@ -89,9 +89,9 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 /// The app's HTTP timeout towards the identity service.
 const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 /// How many HTTP timeouts a refresh waits for its token call (`REFRESH_PATIENCE` in
-/// src/protocol.rs).
-const REFRESH_PATIENCE: u32 = 3;
-/// The refresh lock's lease, as src/refresh.rs computes it from the HTTP timeout.
+/// src/protocol/token_request.rs).
+const REFRESH_PATIENCE: u32 = 6;
+/// The refresh lock's lease, as src/refresh/lease.rs computes it from the HTTP timeout.
 const REFRESH_LEASE: Duration = HTTP_TIMEOUT.saturating_mul(REFRESH_PATIENCE + 2);
 /// How long `RedisStore` waits for a reply (`TIMEOUT` in src/store/redis.rs).
 const REDIS_REPLY_TIMEOUT: Duration = Duration::from_secs(2);

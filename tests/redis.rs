@@ -1154,9 +1154,9 @@ async fn fault_real_redis_out_of_memory_past_the_lease_spends_no_token_twice() {
     refuse_writes_on(&own.url, true).await;
     mock.set_token_fault(None);
     assert_eq!(request.await.unwrap(), 200, "A serves the set it keeps");
-    // The fault lasts longer than the lease (five HTTP timeouts): a duration of the
+    // The fault lasts longer than the lease (eight HTTP timeouts): a duration of the
     // fault, not a wait for an event.
-    tokio::time::sleep(http_timeout * 5 + Duration::from_millis(1800)).await;
+    tokio::time::sleep(http_timeout * 8 + Duration::from_millis(1800)).await;
     refuse_writes_on(&own.url, false).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

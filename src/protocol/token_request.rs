@@ -55,8 +55,11 @@ pub(crate) fn token_form<'a>(
     form
 }
 
-/// How many HTTP timeouts a refresh waits for HCSS's answer.
-pub(crate) const REFRESH_PATIENCE: u32 = 3;
+/// How many HTTP timeouts a refresh waits for HCSS's answer. Generous: the refresh runs
+/// in a task no request waits on for longer than one timeout, and an answer given up on
+/// may carry a refresh token HCSS has already rotated (the old one is then spent, and
+/// the session can only sign in again).
+pub(crate) const REFRESH_PATIENCE: u32 = 6;
 
 /// Exchanges an authorization code or a refresh token for tokens.
 pub(crate) async fn request_tokens(
