@@ -2,6 +2,7 @@
 //! a nested router, never sees `/hcss/login` (a 404): it says so in a log line once
 //! browsers keep being sent there; a layer in its place never does.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::Capture;

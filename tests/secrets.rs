@@ -1,6 +1,7 @@
 //! Security bar 11: no secret in any log line (captured at TRACE) or `Debug` output,
 //! through a whole login, a refresh, a logout and a failed exchange.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::*;

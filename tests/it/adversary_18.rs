@@ -2,7 +2,7 @@
 //! logouts). Each test states its scenario, a way a signed-in session was still lost or
 //! stalled; each failed on the code it was written against, before its fix.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

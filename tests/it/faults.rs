@@ -3,7 +3,7 @@
 //! refresh, and the small defects found on the way. The store-independent cases live in
 //! `common/faults.rs` and run against Redis too (`tests/redis.rs`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
