@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Requests per second on loopback, in one run: the example server's public /healthz and
 # its signed-in /whoami (HcssAuth + HcssToken), and the same two routes hand-rolled with
-# tower-sessions (examples/tower_sessions_peer.rs), in alternating rounds, with wrk.
+# tower-sessions (tools/src/bin/tower_sessions_peer.rs), in alternating rounds, with wrk.
 #
 # Usage: bash scripts/load.sh [--redis URL] [--seconds N] [--rounds N]
 #   --redis URL   the example built with --features redis and HCSS_REDIS_URL=URL
@@ -31,13 +31,14 @@ target="${CARGO_TARGET_DIR:-target}"
 features=() store=MemoryStore
 if [ -n "$redis" ]; then features=(--features redis) store="RedisStore ($redis)"; fi
 echo "building the example server and the tower-sessions peer (release)..."
-cargo build -q --release "${features[@]}" --example server --example tower_sessions_peer
+cargo build -q --release "${features[@]}" --example server
+cargo build -q --release -p hcss-auth-tools --bin tower_sessions_peer
 log=$(mktemp -d)
 jar="$log/jar" peer_jar="$log/peer-jar"
 HCSS_EXAMPLE_ADDR=$addr HCSS_REDIS_URL="$redis" RUST_LOG=warn \
   "$target/release/examples/server" >"$log/server.log" 2>&1 &
 server=$!
-HCSS_EXAMPLE_ADDR=$peer "$target/release/examples/tower_sessions_peer" >"$log/peer.log" 2>&1 &
+HCSS_EXAMPLE_ADDR=$peer "$target/release/tower_sessions_peer" >"$log/peer.log" 2>&1 &
 peer_pid=$!
 cookie=""
 cleanup() {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 
+#[path = "it/common/mod.rs"]
 mod common;
 use common::free_port;
 

@@ -6,6 +6,7 @@
 //! Needs Node.js and npm; the harness installs `oidc-provider` into `tests/interop/`
 //! (git ignores its `node_modules`). Without `node` every case says it was skipped.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write as _};

@@ -1,7 +1,11 @@
 //! Where the layer goes: on the outermost router. A layer added with `route_layer`, or on
 //! a nested router, never sees `/hcss/login` (a 404): it says so in a log line once
 //! browsers keep being sent there; a layer in its place never does.
+//!
+//! A test binary of its own, not a module of `tests/it/`: it installs the process-wide
+//! tracing subscriber (one per process) and must not read other tests' log lines.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::Capture;

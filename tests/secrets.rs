@@ -1,6 +1,10 @@
 //! Security bar 11: no secret in any log line (captured at TRACE) or `Debug` output,
 //! through a whole login, a refresh, a logout and a failed exchange.
+//!
+//! A test binary of its own, not a module of `tests/it/`: it installs the process-wide
+//! tracing subscriber (one per process) to read every log line.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::*;

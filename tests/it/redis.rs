@@ -5,7 +5,7 @@
 //! each says it was skipped.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

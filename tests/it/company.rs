@@ -2,7 +2,7 @@
 //! `client_credentials`, cached, asked for once under concurrency, again before expiry,
 //! `Disconnected` when HCSS refuses the company, retryable on passing failures.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

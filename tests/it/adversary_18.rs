@@ -2,7 +2,7 @@
 //! logouts). Each test states its scenario, a way a signed-in session was still lost or
 //! stalled; each failed on the code it was written against, before its fix.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -356,7 +356,7 @@ mod redis_stall {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// As `own_redis` in tests/redis.rs.
+    /// As `own_redis` in tests/it/redis.rs.
     async fn own_redis() -> Option<OwnRedis> {
         let path = std::env::var_os("PATH")?;
         let binary = std::env::split_paths(&path)

@@ -3,8 +3,8 @@
 //! each login travels sealed in its own cookie), and with `--redis URL` how many Redis
 //! keys the flood made (the one shared cookie key, whatever the count).
 //!
-//! `cargo run --release --example login_flood [-- COUNT]`
-//! `cargo run --release --example login_flood --features redis -- COUNT --redis redis://127.0.0.1:6379`
+//! `cargo run --release -p hcss-auth-tools --bin login_flood [-- COUNT]`
+//! `cargo run --release -p hcss-auth-tools --bin login_flood -- COUNT --redis redis://127.0.0.1:6379`
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

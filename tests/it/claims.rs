@@ -1,7 +1,7 @@
 //! Who signed in: the claims of the access token, read once when it arrives and kept
 //! with the session (the first part of "who signed in, and their company").
 
-mod common;
+use crate::common;
 
 use common::*;
 use hcss_auth::testing::MockHcssIdentity;

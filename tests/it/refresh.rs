@@ -1,6 +1,6 @@
 //! Token lifecycle: refresh once under concurrency, rotation, failures, logout.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::time::Duration;

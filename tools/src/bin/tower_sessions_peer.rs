@@ -3,7 +3,7 @@
 //! the token and its claims. Not a way to use hcss-auth: `scripts/load.sh` runs it beside
 //! the example server to compare their signed-in cost.
 //!
-//! `HCSS_EXAMPLE_ADDR=127.0.0.1:3056 cargo run --release --example tower_sessions_peer`;
+//! `HCSS_EXAMPLE_ADDR=127.0.0.1:3056 cargo run --release -p hcss-auth-tools --bin tower_sessions_peer`;
 //! `GET /seed` signs the browser in (sets the session cookie).
 
 use std::net::SocketAddr;

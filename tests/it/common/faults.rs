@@ -1,5 +1,5 @@
-//! Fault cases of the refresh machinery, each run against any store: `tests/faults.rs`
-//! runs them with `MemoryStore`, `tests/redis.rs` with `RedisStore`. Each returns the
+//! Fault cases of the refresh machinery, each run against any store: `tests/it/faults.rs`
+//! runs them with `MemoryStore`, `tests/it/redis.rs` with `RedisStore`. Each returns the
 //! store key of the session it used, for store-specific checks afterwards.
 
 use std::time::Duration;

@@ -54,9 +54,9 @@
 //! # Commands
 //!
 //! ```text
-//! cargo run --release --all-features --example soak -- [--seconds N] [--sessions N] [--rate N] [--redis URL | --own-redis]
-//! cargo run --release --all-features --example soak -- --seconds 60 --sessions 100 --own-redis
-//! cargo run --release --all-features --example soak -- --seconds 600 --sessions 1000 --own-redis
+//! cargo run --release -p hcss-auth-tools --bin soak -- [--seconds N] [--sessions N] [--rate N] [--redis URL | --own-redis]
+//! cargo run --release -p hcss-auth-tools --bin soak -- --seconds 60 --sessions 100 --own-redis
+//! cargo run --release -p hcss-auth-tools --bin soak -- --seconds 600 --sessions 1000 --own-redis
 //! ```
 //!
 //! Defaults: 20 seconds, 60 sessions, 2000 requests a second. `RUST_LOG=hcss_auth=debug`
@@ -767,7 +767,7 @@ fn parse_args() -> Result<Args, String> {
     }
     if cfg!(not(feature = "redis")) && (args.redis.is_some() || args.own_redis) {
         return Err("--redis and --own-redis need the `redis` feature: \
-                    cargo run --example soak --all-features -- ..."
+                    cargo run -p hcss-auth-tools --bin soak -- ..."
             .into());
     }
     Ok(args)

@@ -1,6 +1,6 @@
 //! The whole authorization code flow against `MockHcssIdentity` on loopback.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! this app's key (or the previous one during a rotation), before its login timeout,
 //! and once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

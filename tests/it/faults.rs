@@ -1,9 +1,9 @@
 //! Sessions that survive faults, with `MemoryStore`: an identity service that fails or
 //! answers late, a store that refuses writes, cancelled requests, a logout racing a
 //! refresh, and the small defects found on the way. The store-independent cases live in
-//! `common/faults.rs` and run against Redis too (`tests/redis.rs`).
+//! `common/faults.rs` and run against Redis too (`tests/it/redis.rs`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

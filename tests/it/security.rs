@@ -2,7 +2,7 @@
 //! input on every endpoint, and identity-service faults. `SECURITY.md` maps each item to
 //! its tests.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! each says it was skipped. Destructive ones run a `redis-server` of their own.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The store conformance suite against the built-in memory store (Redis: `tests/redis.rs`).
+//! The store conformance suite against the built-in memory store (Redis: `tests/it/redis.rs`).
 
 use std::sync::Arc;
 
