@@ -67,17 +67,10 @@ async fn a_kept_set_refreshed_while_the_store_comes_back_keeps_the_session() {
     let (url, browser, key, store) = expired_session(&mock, store, configure).await;
     let whoami = format!("{url}/whoami");
     // P1: HCSS rotated RT1 into RT2, the store refuses the write: P1 is kept.
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let first = {
-        let (browser, whoami) = (browser.clone(), whoami.clone());
-        tokio::spawn(async move { browser.get(&whoami).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(first.await.unwrap(), 200, "P1 served from memory");
+    let status =
+        faults::answered_after_rotating(&mock, &browser, &whoami, 1, || store.refuse_writes(true))
+            .await;
+    assert_eq!(status, 200, "P1 served from memory");
     assert_eq!(store.inner().load(key).await.unwrap().unwrap().version(), 1);
     // P1's access token needs a refresh, the store still refusing: refreshed from memory.
     mock.expire_access_tokens();
@@ -125,17 +118,10 @@ async fn a_kept_set_refreshed_again_is_not_left_without_its_writer() {
     let (a, browser, key, store) = expired_session(&mock, store, configure).await;
     let (b, _auth) = start_app_with_store(&mock, configure, store.clone()).await;
     let on_a = format!("{a}/whoami");
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let first = {
-        let (browser, on_a) = (browser.clone(), on_a.clone());
-        tokio::spawn(async move { browser.get(&on_a).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(first.await.unwrap(), 200, "P1 served from memory");
+    let status =
+        faults::answered_after_rotating(&mock, &browser, &on_a, 1, || store.refuse_writes(true))
+            .await;
+    assert_eq!(status, 200, "P1 served from memory");
     mock.expire_access_tokens();
     mock.set_token_fault(Some(TokenFault::Stall));
     let second = {
@@ -233,17 +219,12 @@ async fn a_token_spent_by_an_instance_that_never_comes_back_is_not_spent_again()
     };
     let (a, browser, _key, store_a) = expired_session(&mock, store_a, configure).await;
     let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let first = {
-        let (browser, a) = (browser.clone(), a.clone());
-        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store_a.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(first.await.unwrap(), 200);
+    let status =
+        faults::answered_after_rotating(&mock, &browser, &format!("{a}/whoami"), 1, || {
+            store_a.refuse_writes(true)
+        })
+        .await;
+    assert_eq!(status, 200);
     let status = settled_status(&browser, &format!("{b}/whoami"), Duration::from_secs(20)).await;
     let counts = mock.counts();
     assert_eq!(

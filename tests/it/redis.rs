@@ -692,17 +692,12 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
     let key = session_key(&browser.cookie(SESSION).unwrap());
     common::faults::age(&store, key).await;
     // The store refuses writes once HCSS has rotated the token.
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let request = {
-        let (browser, a) = (browser.clone(), a.clone());
-        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(request.await.unwrap(), 200, "served from A's memory");
+    let status =
+        common::faults::answered_after_rotating(&mock, &browser, &format!("{a}/whoami"), 1, || {
+            store.refuse_writes(true)
+        })
+        .await;
+    assert_eq!(status, 200, "served from A's memory");
     store.refuse_writes(false);
     // B may have to wait for A's write (a 503 while A holds the lock); it never refreshes
     // from the spent set.

@@ -311,17 +311,9 @@ where
     let whoami = format!("{url}/whoami");
     // The store starts refusing once HCSS has rotated the token (a refresh that cannot
     // record that it spends the token does not spend it).
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let request = {
-        let (browser, whoami) = (browser.clone(), whoami.clone());
-        tokio::spawn(async move { browser.get(&whoami).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(request.await.unwrap(), 200);
+    let status =
+        answered_after_rotating(&mock, &browser, &whoami, 1, || store.refuse_writes(true)).await;
+    assert_eq!(status, 200);
     assert_eq!(mock.counts().refreshes, 1);
     // An hour later the set kept in memory is due itself; the store still refuses.
     clock.advance(Duration::from_secs(3600));
@@ -462,17 +454,11 @@ where
     };
     let (a, browser, key, store) = expired_session(&mock, store, configure).await;
     let (b, _auth) = start_app_with_store(&mock, configure, store.clone()).await;
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let request = {
-        let (browser, a) = (browser.clone(), a.clone());
-        tokio::spawn(async move { browser.get(&format!("{a}/whoami")).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    store.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(request.await.unwrap(), 200, "A serves the set it keeps");
+    let status = answered_after_rotating(&mock, &browser, &format!("{a}/whoami"), 1, || {
+        store.refuse_writes(true)
+    })
+    .await;
+    assert_eq!(status, 200, "A serves the set it keeps");
     lapse_lease(key).await;
     // B finds the lock free and the spent set in the store.
     let seen = browser.get(&format!("{b}/whoami")).await;
@@ -539,4 +525,28 @@ where
     );
     assert!(store.load(key).await.unwrap().is_none());
     key
+}
+
+/// Gets `url` while HCSS rotates the refresh token and answers a little late; once HCSS
+/// has rotated it (its refresh count reaches `refreshes`), runs `meanwhile` (the fault
+/// to switch on while the answer is on its way), lets HCSS answer, and returns the
+/// request's status.
+pub async fn answered_after_rotating(
+    mock: &MockHcssIdentity,
+    browser: &Browser,
+    url: &str,
+    refreshes: usize,
+    meanwhile: impl FnOnce(),
+) -> u16 {
+    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
+        100,
+    ))));
+    let request = {
+        let (browser, url) = (browser.clone(), url.to_owned());
+        tokio::spawn(async move { browser.get(&url).await.status })
+    };
+    mock.wait_for(|c| c.refreshes == refreshes).await;
+    meanwhile();
+    mock.set_token_fault(None);
+    request.await.unwrap()
 }
