@@ -53,9 +53,11 @@
 //!
 //! # Quick start
 //!
-//! Register the app at HCSS (Partner Portal): its "Redirect URL" is your `/hcss/login`, its
-//! "Post Login Callback URL" your `/hcss/callback` (the redirect URI). Then depend on the
-//! crate:
+//! Register the app at HCSS (Partner Portal). HCSS names things its own way: its
+//! "Redirect URL" is the app's entry page, your `/hcss/login`, and its "Post Login
+//! Callback URL" is what OAuth calls the redirect URI, your `/hcss/callback` (the
+//! `redirect_uri` setting below). Then depend on the crate (not on crates.io yet: until it
+//! is, use a path or git dependency in place of the version):
 //!
 //! ```toml
 //! [dependencies]
@@ -359,7 +361,7 @@
 //! | `retry_after` | | 5 s: the wait after a passing refresh failure when HCSS gives none |
 //! | `cookie_key` | `HCSS_COOKIE_KEY` | base64 of ≥ 32 random bytes (`openssl rand -base64 32`), sealing login cookies. Unset: shared through `RedisStore`, else a random key per process (logged) |
 //! | `previous_cookie_key` | `HCSS_COOKIE_KEY_PREVIOUS` | none: the key before a rotation, still accepted; remove it one `transaction_ttl` after the switch |
-//! | `http_client` | | the crate's own: a [`reqwest::ClientBuilder`] of yours for TLS backend, proxy, CA roots or user agent; redirects are never followed and the timeout and size cap apply whatever it holds |
+//! | `http_client` | | the crate's own: a `reqwest::ClientBuilder` of yours (the crate re-exports [`reqwest`]) for TLS backend, proxy, CA roots or user agent; redirects are never followed and the timeout and size cap apply whatever it holds |
 //! | `max_response_bytes` | | 64 KiB |
 //! | `max_code_exchanges` | | 64 code exchanges in flight per process (at most 65 536); a callback past them is a 503 |
 //! | `test_clock` | | none: feature `test-util`, tests only (the flow runs on a [`TestClock`](testing::TestClock)) |

@@ -28,7 +28,10 @@ impl SeededSession {
 /// `auth` and returns the cookie that names it. For tests of handlers behind the layer.
 ///
 /// A set with a refresh token whose session end was not set (it ends with its access
-/// token) gets the layer's `max_session_age`, as a sign-in would.
+/// token) gets the layer's `max_session_age`, as a sign-in would. The layer's
+/// `on_sign_in` hook is not run: a seeded session exists even where the hook would have
+/// refused the sign-in. The cookie's name follows the configuration: `__Host-hcss-session`
+/// with an `https` redirect URI, `hcss-session` with a plain-http one (the mock's).
 ///
 /// ```
 /// use hcss_auth::{testing::seed_session, HcssAuth, HcssConfig, TokenSet};
