@@ -156,17 +156,13 @@ async fn a_kept_set_refreshed_again_is_not_left_without_its_writer() {
     );
 }
 
-/// Finding 2. Instance A refreshes (mark stored, RT1 spent at HCSS, RT2 back) and then
-/// cannot write to the store (its own connection is cut or stalled; B's is fine). A
-/// keeps P1 in memory and serves the session. Instance B, asked for the session, finds
-/// the stored set marked as spent by A, waits `takeover_grace` (5 s here; lease + grace,
-/// about 100 s with the default HTTP timeout, on Redis) and takes over: it presents RT1,
-/// which A spent. HCSS detects the reuse and revokes the grant; B signs the user out,
-/// and A's P1 (RT2) is dead too. A was alive all along and served the session the whole
-/// time: the takeover cannot tell a dead refresher from a partitioned one.
-#[tokio::test]
-async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
-    let mock = MockHcssIdentity::start().await;
+/// Two instances over one store, A's own writes refusable. A session signed in on A is
+/// refreshed there (its mark stored, RT1 spent at HCSS, RT2 back), and A alone then
+/// loses the store's writes: A keeps P1 (RT2) in memory and serves it. Gives the browser,
+/// B's URL and A's store.
+async fn refreshed_on_a_then_a_cut_off(
+    mock: &MockHcssIdentity,
+) -> (Browser, String, FaultyStore<MemoryStore>) {
     let shared = MemoryStore::new();
     let store_a = FaultyStore::new(shared.clone());
     let store_b = FaultyStore::new(shared.clone());
@@ -174,25 +170,27 @@ async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
         b.http_timeout(Duration::from_millis(300))
             .retry_after(Duration::ZERO)
     };
-    let (a, browser, _key, store_a) = expired_session(&mock, store_a, configure).await;
-    let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;
-    let on_a = format!("{a}/whoami");
-    mock.set_token_fault(Some(TokenFault::SlowAfterRotating(Duration::from_millis(
-        100,
-    ))));
-    let first = {
-        let (browser, on_a) = (browser.clone(), on_a.clone());
-        tokio::spawn(async move { browser.get(&on_a).await.status })
-    };
-    mock.wait_for(|c| c.refreshes == 1).await;
-    // A alone loses the store's writes.
-    store_a.refuse_writes(true);
-    mock.set_token_fault(None);
-    assert_eq!(first.await.unwrap(), 200, "A serves P1 from memory");
-    // B waits for A (503), spending nothing, as long as A is cut off...
+    let (a, browser, _key, store_a) = expired_session(mock, store_a, configure).await;
+    let (b, _auth) = start_app_with_store(mock, configure, store_b).await;
+    let status = faults::answered_after_rotating(mock, &browser, &format!("{a}/whoami"), 1, || {
+        store_a.refuse_writes(true)
+    })
+    .await;
+    assert_eq!(status, 200, "A serves P1 from memory");
+    (browser, b, store_a)
+}
+
+/// Finding 2. A is cut off from the store after its refresh; B, asked for the session,
+/// finds the stored set marked as spent by A. Before: once its grace ran out, B took over
+/// and presented RT1, which A had spent; HCSS revoked the grant and the session ended on
+/// both. Now B waits (503), spending nothing, and serves A's set once A reaches the
+/// store again.
+#[tokio::test]
+async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
+    let mock = MockHcssIdentity::start().await;
+    let (browser, b, store_a) = refreshed_on_a_then_a_cut_off(&mock).await;
     assert_eq!(browser.get(&format!("{b}/whoami")).await.status, 503);
     assert_eq!(mock.counts().reuse_detected, 0, "B spent RT1 again");
-    // ...and serves A's set once A reaches the store again.
     store_a.refuse_writes(false);
     let status = settled_status(&browser, &format!("{b}/whoami"), Duration::from_secs(20)).await;
     let counts = mock.counts();
@@ -210,21 +208,7 @@ async fn a_takeover_does_not_spend_a_token_that_a_live_instance_spent() {
 #[tokio::test]
 async fn a_token_spent_by_an_instance_that_never_comes_back_is_not_spent_again() {
     let mock = MockHcssIdentity::start().await;
-    let shared = MemoryStore::new();
-    let store_a = FaultyStore::new(shared.clone());
-    let store_b = FaultyStore::new(shared.clone());
-    let configure = |b: hcss_auth::HcssConfigBuilder| {
-        b.http_timeout(Duration::from_millis(300))
-            .retry_after(Duration::ZERO)
-    };
-    let (a, browser, _key, store_a) = expired_session(&mock, store_a, configure).await;
-    let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;
-    let status =
-        faults::answered_after_rotating(&mock, &browser, &format!("{a}/whoami"), 1, || {
-            store_a.refuse_writes(true)
-        })
-        .await;
-    assert_eq!(status, 200);
+    let (browser, b, _store_a) = refreshed_on_a_then_a_cut_off(&mock).await;
     let status = settled_status(&browser, &format!("{b}/whoami"), Duration::from_secs(20)).await;
     let counts = mock.counts();
     assert_eq!(
