@@ -56,10 +56,8 @@ pub(super) async fn refresh_session(
     key: StoreKey,
     rejected: Option<&SecretString>,
 ) -> Outcome {
-    // A set kept in memory still holds the lease its refresh took: this process has it
-    // (renewed by the task that writes it).
     let mut lease = Lease {
-        held: shared.pending.has(key),
+        held: false,
         owner: shared.refresher.clone(),
     };
     let outcome = refresh_under_lease(shared, key, &mut lease, rejected).await;
@@ -95,6 +93,20 @@ pub(super) async fn refresh_under_lease(
                 Some(_) => Freshness::Refresh,
                 None => Freshness::Over,
             };
+        }
+        // A set kept in memory is never refreshed from memory: its refresh token is
+        // spent only once the set is stored and marked, so that a result that reaches
+        // the store late can never be overtaken by a second spend. Until its writer
+        // stores it, its access token serves while it lasts; after that the session
+        // waits (503) for the store, as every request does while the store is away.
+        if state == Freshness::Refresh && shared.pending.has(key) {
+            if tokens.expires_at > config.now() && rejected != Some(&tokens.access_token) {
+                return Ok(tokens);
+            }
+            return Err(SessionError::Unavailable {
+                reason: "refreshed tokens are waiting for the store to take them".into(),
+                retry_after: config.identity.retry_after,
+            });
         }
         match state {
             Freshness::Fresh | Freshness::LastUse => return Ok(tokens),
@@ -133,7 +145,7 @@ pub(super) async fn refresh_under_lease(
             .spent_by
             .as_deref()
             .is_some_and(|by| !is_own_mark(by, &lease.owner));
-        if spent_by_another && !shared.pending.has(key) {
+        if spent_by_another {
             let since = match spent_seen {
                 Some((version, since)) if version == tokens.version => since,
                 _ => Instant::now(),
@@ -154,29 +166,6 @@ pub(super) async fn refresh_under_lease(
                  in again, rather than spending the token twice"
             );
             return signed_out(shared, key).await;
-        }
-        // A set kept in memory is this process's alone: its token is spent with its
-        // turn held, so that it is not written meanwhile (the store would then hold a
-        // spent set with no mark), and the result is written over the version the
-        // store holds. A stored set is first marked as spent by this refresh.
-        if shared.pending.has(key) {
-            let turn = shared.pending.turn(key);
-            let spending = turn.lock().await;
-            let outcome = match shared.pending.get(key) {
-                Some(kept) if kept.tokens.version == tokens.version => {
-                    let mark = new_mark(&lease.owner);
-                    refresh_with(shared, key, &lease.owner, &mark, tokens, kept.base_version).await
-                }
-                // Written (or replaced) while this waited for its turn: look again.
-                _ => {
-                    drop(spending);
-                    continue;
-                }
-            };
-            drop(spending);
-            drop(turn);
-            shared.pending.end_turn(key);
-            return outcome;
         }
         let mark = new_mark(&lease.owner);
         let Some(base) = mark_spent(shared, key, &mark, &tokens).await? else {
