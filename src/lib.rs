@@ -527,7 +527,7 @@ pub mod testing;
 
 pub use claims::Claims;
 pub use company::HcssCompanyTokens;
-pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
+pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_API_URL, HCSS_IDENTITY_URL};
 pub use error::{CompanyTokenError, ConfigError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
