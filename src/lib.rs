@@ -500,6 +500,7 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+mod api;
 mod claims;
 mod clock;
 mod company;
@@ -525,10 +526,11 @@ mod token;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+pub use api::{HcssApi, HcssApiRequest, HcssApiResponse, HcssCaller, Pages};
 pub use claims::Claims;
 pub use company::HcssCompanyTokens;
 pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_API_URL, HCSS_IDENTITY_URL};
-pub use error::{CompanyTokenError, ConfigError, SessionError, StoreError};
+pub use error::{CompanyTokenError, ConfigError, HcssApiError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
 pub use layer::{HcssAuth, HcssAuthBuilder};
