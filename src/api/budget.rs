@@ -80,9 +80,23 @@ pub(crate) struct Slot {
     in_window: u32,
     /// Taken in process (the store shares no budget).
     local: bool,
+    /// When its request went to HCSS, until its answer came back: a call cancelled
+    /// meanwhile may still be served by HCSS, so its slot is kept until the request
+    /// would have timed out.
+    sent_at: Option<Instant>,
 }
 
 impl Slot {
+    /// Its request is going to HCSS.
+    pub(crate) fn sent(&mut self) {
+        self.sent_at = Some(Instant::now());
+    }
+
+    /// Its request came back (or failed on this side).
+    pub(crate) fn finished(&mut self) {
+        self.sent_at = None;
+    }
+
     /// What HCSS said of the company's budget with this call's answer: `remaining` calls
     /// left in its window (`Some(0)` for a 429). Calls HCSS counted beyond ours are other
     /// integrations': the next calls leave them their share for a window.
@@ -112,7 +126,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.local {
+        // Cancelled while HCSS may still serve it: kept until its request would have
+        // timed out, so that HCSS never sees more calls in flight than the budget.
+        let hold = self
+            .sent_at
+            .map(|sent| sent + self.shared.config.identity.http_timeout);
+        if self.local && hold.is_none() {
             self.shared.budgets.local.release(self.key, &self.call);
             self.gate.freed.notify_one();
             return;
@@ -122,9 +141,15 @@ impl Drop for Slot {
         };
         let shared = self.shared.clone();
         let gate = self.gate.clone();
+        let local = self.local;
         let (key, call, limits) = (self.key, std::mem::take(&mut self.call), self.limits);
         runtime.spawn(async move {
-            if let Err(err) = shared.token_store.release_call(key, call, limits).await {
+            if let Some(hold) = hold {
+                tokio::time::sleep_until(hold).await;
+            }
+            if local {
+                shared.budgets.local.release(key, &call);
+            } else if let Err(err) = shared.token_store.release_call(key, call, limits).await {
                 tracing::debug!(error = %err, "API call slot not given back; its lease ends by itself");
             }
             gate.freed.notify_one();
@@ -187,6 +212,7 @@ pub(crate) async fn acquire(
                     limits,
                     in_window,
                     local,
+                    sent_at: None,
                 })
             }
             CallAdmission::WindowFull { retry_in } => {

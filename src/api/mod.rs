@@ -302,7 +302,7 @@ impl HcssApiRequest {
         let mut refreshed = false;
         let mut retries = 0;
         loop {
-            let slot = budget::acquire(&shared, &company, deadline).await?;
+            let mut slot = budget::acquire(&shared, &company, deadline).await?;
             let mut request = config
                 .identity
                 .http
@@ -312,6 +312,7 @@ impl HcssApiRequest {
             if let Some(body) = &self.body {
                 request = request.body(body.clone());
             }
+            slot.sent();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -320,6 +321,7 @@ impl HcssApiRequest {
                 }
                 Err(err) => Err(err),
             };
+            slot.finished();
             let (status, headers, body) = match outcome {
                 Ok(answer) => answer,
                 Err(err) => {
