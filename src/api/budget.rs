@@ -165,18 +165,14 @@ pub(crate) async fn acquire(
     deadline: Instant,
 ) -> Result<Slot, HcssApiError> {
     let key = StoreKey::of_api_budget(company);
-    let gate = shared
-        .budgets
-        .gates
-        .entry(key)
-        .or_default()
-        .value()
-        .clone();
+    let gate = shared.budgets.gates.entry(key).or_default().value().clone();
     let busy = |retry_after: Duration| HcssApiError::Busy {
         retry_after: retry_after.max(Duration::from_secs(1)),
     };
     let Ok(_turn) = tokio::time::timeout_at(deadline, gate.turn.lock()).await else {
-        tracing::info!("HCSS API call not made: the company's budget stayed spent for the maximum wait");
+        tracing::info!(
+            "HCSS API call not made: the company's budget stayed spent for the maximum wait"
+        );
         return Err(busy(Duration::from_secs(1)));
     };
     // A slot is leased for longer than a call can take (the HTTP timeout bounds it), so
@@ -191,9 +187,10 @@ pub(crate) async fn acquire(
             .await
         {
             Ok(admission) => (admission, false),
-            Err(StoreError::Unsupported(_)) => {
-                (shared.budgets.local.acquire(key, call.clone(), limits), true)
-            }
+            Err(StoreError::Unsupported(_)) => (
+                shared.budgets.local.acquire(key, call.clone(), limits),
+                true,
+            ),
             Err(err) => {
                 return Err(HcssApiError::Unavailable {
                     reason: err.to_string(),
@@ -235,10 +232,8 @@ pub(crate) async fn acquire(
                     return Err(busy(Duration::from_secs(1)));
                 }
                 let wake = (now + retry_in.clamp(Duration::from_millis(1), POLL)).min(deadline);
-                tokio::select! {
-                    () = gate.freed.notified() => {}
-                    () = tokio::time::sleep_until(wake) => {}
-                }
+                // Woken by a slot freed in this process, or at `wake` to ask the store again.
+                let _ = tokio::time::timeout_at(wake, gate.freed.notified()).await;
             }
         }
     }

@@ -266,7 +266,12 @@ impl HcssApiRequest {
     fn idempotent(&self) -> bool {
         matches!(
             self.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
         )
     }
 
@@ -363,7 +368,9 @@ impl HcssApiRequest {
                     token = self.caller.renewed(&token).await?;
                 }
                 StatusCode::UNAUTHORIZED => {
-                    tracing::warn!("HCSS API refused the access token after a refresh (401): sign in again");
+                    tracing::warn!(
+                        "HCSS API refused the access token after a refresh (401): sign in again"
+                    );
                     return Err(HcssApiError::Unauthorized);
                 }
                 StatusCode::FORBIDDEN => {
@@ -374,12 +381,18 @@ impl HcssApiRequest {
                 StatusCode::TOO_MANY_REQUESTS => {
                     let wait = retry_after.unwrap_or(Duration::from_secs(1));
                     if Instant::now() + wait > deadline {
-                        tracing::warn!(retry_after_s = wait.as_secs(), "HCSS API answered 429 past the maximum wait");
+                        tracing::warn!(
+                            retry_after_s = wait.as_secs(),
+                            "HCSS API answered 429 past the maximum wait"
+                        );
                         return Err(HcssApiError::Busy {
                             retry_after: wait.max(Duration::from_secs(1)),
                         });
                     }
-                    tracing::info!(retry_after_ms = wait.as_millis() as u64, "HCSS API answered 429; waiting its Retry-After");
+                    tracing::info!(
+                        retry_after_ms = wait.as_millis() as u64,
+                        "HCSS API answered 429; waiting its Retry-After"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 status if status.is_server_error() => {

@@ -243,9 +243,7 @@ impl Inner {
             | KeyKind::Login
             | KeyKind::StateClaim
             | KeyKind::Owner
-            | KeyKind::ApiBudget => {
-                &self.tokens
-            }
+            | KeyKind::ApiBudget => &self.tokens,
         }
     }
 

@@ -9,8 +9,8 @@ use redis::cluster_async::ClusterConnection;
 
 use super::near_cache::{self, NearCache};
 use super::{
-    owners_of, CallAdmission, CallLimits, Coordination, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreError,
-    StoreFuture, StoreKey, TokenSet, TokenStore,
+    owners_of, CallAdmission, CallLimits, Coordination, KeyKind, LoginTransaction, SessionOwner,
+    StateStore, StoreError, StoreFuture, StoreKey, TokenSet, TokenStore,
 };
 
 /// Releases a lock only for the owner that took it.

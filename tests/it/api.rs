@@ -2,7 +2,6 @@
 //! maximum wait, no request with a body sent twice, 403 naming the scopes, pages, and
 //! the per-company budget kept by several instances together.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,7 +17,10 @@ use tower::ServiceExt;
 const COMPANY: &str = "customer-co-1";
 const UNITS: &str = "/heavyjob/api/v1/businessUnits";
 
-fn config(mock: &MockHcssIdentity, f: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder) -> hcss_auth::HcssConfig {
+fn config(
+    mock: &MockHcssIdentity,
+    f: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> hcss_auth::HcssConfig {
     f(mock
         .config_builder("http://127.0.0.1:9/hcss/callback")
         .scopes(["heavyjob:read", "heavyjob:write", "offline_access"])
@@ -96,7 +98,9 @@ async fn a_429_past_the_maximum_wait_is_busy_with_retry_after() {
     mock.set_api_limits(Some(MockApiLimits::new(100, Duration::from_secs(60), 1)));
     mock.set_api_delay(Duration::from_millis(300));
     // HCSS's Retry-After (1 s) is past the maximum wait.
-    let auth = HcssAuth::new(config(&mock, |b| b.api_max_wait(Duration::from_millis(500))));
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_max_wait(Duration::from_millis(500))
+    }));
     let company = HcssApi::new(&auth).for_company(COMPANY);
     let (a, b) = tokio::join!(company.get(UNITS).send(), company.get(UNITS).send());
     let (ok, busy) = if a.is_ok() { (a, b) } else { (b, a) };
@@ -111,7 +115,8 @@ async fn a_429_past_the_maximum_wait_is_busy_with_retry_after() {
 async fn a_full_window_past_the_maximum_wait_is_busy_without_calling_hcss() {
     let mock = MockHcssIdentity::start().await;
     let auth = HcssAuth::new(config(&mock, |b| {
-        b.api_rate_per_minute(2).api_max_wait(Duration::from_secs(2))
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
     }));
     let company = HcssApi::new(&auth).for_company(COMPANY);
     company.get(UNITS).send().await.unwrap();
@@ -122,7 +127,11 @@ async fn a_full_window_past_the_maximum_wait_is_busy_without_calling_hcss() {
         }
         other => panic!("expected Busy: {other:?}"),
     }
-    assert_eq!(mock.api_usage(COMPANY).calls, 2, "the third call went to HCSS");
+    assert_eq!(
+        mock.api_usage(COMPANY).calls,
+        2,
+        "the third call went to HCSS"
+    );
 }
 
 #[tokio::test]
@@ -138,8 +147,15 @@ async fn a_post_is_not_sent_again_after_a_5xx_and_a_get_is() {
         .json(&serde_json::json!({ "code": "EAST" }))
         .send()
         .await;
-    assert!(matches!(posted, Err(HcssApiError::Unavailable { .. })), "{posted:?}");
-    assert_eq!(mock.counts().api_calls, before + 1, "the POST was sent again");
+    assert!(
+        matches!(posted, Err(HcssApiError::Unavailable { .. })),
+        "{posted:?}"
+    );
+    assert_eq!(
+        mock.counts().api_calls,
+        before + 1,
+        "the POST was sent again"
+    );
     mock.fail_api_calls(503, 2);
     let got = company.get(UNITS).send().await.unwrap();
     assert_eq!(got.status(), 200);
@@ -165,7 +181,11 @@ async fn a_403_names_the_scopes_of_the_token() {
             .unwrap(),
     );
     let company = HcssApi::new(&auth).for_company(COMPANY);
-    let posted = company.post(UNITS).json(&serde_json::json!({})).send().await;
+    let posted = company
+        .post(UNITS)
+        .json(&serde_json::json!({}))
+        .send()
+        .await;
     match posted {
         Err(err @ HcssApiError::Forbidden { .. }) => {
             assert!(err.to_string().contains("heavyjob:read"), "{err}");
@@ -272,13 +292,13 @@ async fn three_instances_keep_the_company_within_its_limits<S: TokenStore + Clon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_sharing_a_memory_store_keep_the_limits() {
     let store = hcss_auth::MemoryStore::new();
-    three_instances_keep_the_company_within_its_limits([store.clone(), store.clone(), store])
-        .await;
+    three_instances_keep_the_company_within_its_limits([store.clone(), store.clone(), store]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_sharing_redis_keep_the_limits() {
-    let Some(url) = crate::common::redis_help::redis_url("three_instances_sharing_redis_keep_the_limits")
+    let Some(url) =
+        crate::common::redis_help::redis_url("three_instances_sharing_redis_keep_the_limits")
     else {
         return;
     };

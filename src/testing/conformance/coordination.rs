@@ -197,7 +197,10 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
         .into_iter()
         .filter(|r| granted(r.as_ref().expect("acquire_call")))
         .count();
-    assert_eq!(admitted, 5, "of 20 concurrent calls with 5 slots, 5 must be granted");
+    assert_eq!(
+        admitted, 5,
+        "of 20 concurrent calls with 5 slots, 5 must be granted"
+    );
 
     // A slot never released comes back when its lease ends.
     let key = fresh_key(KeyKind::ApiBudget);

@@ -159,6 +159,7 @@ async fn admit(
 }
 
 /// [`admit`] but the delay, which it returns.
+#[allow(clippy::result_large_err)] // a refusal is the answer itself, made once per call
 fn admit_now(
     state: &Arc<MockState>,
     headers: &HeaderMap,
@@ -214,7 +215,8 @@ fn admit_now(
             };
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             drop(api);
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
             let h = response.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             h.insert("Remaining-Calls", HeaderValue::from(0));
@@ -296,7 +298,10 @@ pub(super) async fn jobs(
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(100)
         .clamp(1, 1000);
-    let start = match p.get("cursor").map(|c| c.strip_prefix("after-").map(str::parse)) {
+    let start = match p
+        .get("cursor")
+        .map(|c| c.strip_prefix("after-").map(str::parse))
+    {
         None => 0,
         Some(Some(Ok(after))) => after,
         Some(_) => return (StatusCode::BAD_REQUEST, "bad cursor").into_response(),
