@@ -345,6 +345,8 @@ async fn another_integration_using_half_the_budget_causes_few_429s() {
         }
     }
     let usage = mock.api_usage(COMPANY);
-    assert!(usage.throttled <= 3, "{usage:?}");
+    // A handful: the first calls go before any Remaining-Calls is seen, and the
+    // estimate of the others' share lags when the window counts calls from their release.
+    assert!(usage.throttled <= 5, "{usage:?}");
     assert!(served >= 15, "served {served}: {usage:?}");
 }
