@@ -104,6 +104,11 @@ impl HcssCompanyTokens {
         }
     }
 
+    /// The layer's shared state, for the API client made from these tokens.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// An async hook started with the company's id each time HCSS refuses a company with
     /// `invalid_grant` (the customer removed the app or changed its scopes), in a task of
     /// its own that no call waits for (the call returns
@@ -148,6 +153,27 @@ impl HcssCompanyTokens {
     /// As [`token`](Self::token).
     pub async fn own_token(&self) -> Result<HcssToken, CompanyTokenError> {
         self.get(Source::Own).await
+    }
+
+    /// A new token after an HCSS API refused `rejected` with 401 (the company's token or,
+    /// with `company_id` `None`, the app's own): the cached token is dropped if it is
+    /// still `rejected`, and the token asked for again, once however many calls report
+    /// it (the others find the new one cached).
+    pub(crate) async fn after_rejection(
+        &self,
+        company_id: Option<&str>,
+        rejected: &HcssToken,
+    ) -> Result<HcssToken, CompanyTokenError> {
+        let source = company_id.map_or(Source::Own, |id| Source::Company(id.to_owned()));
+        let key = source.key();
+        if let Ok(Some(current)) = self.shared.token_store.load(key).await {
+            if current.access_token.expose_secret() == rejected.secret() {
+                if let Err(err) = self.shared.token_store.remove(key).await {
+                    tracing::debug!(error = %err, "refused company token not removed");
+                }
+            }
+        }
+        self.get(source).await
     }
 
     async fn get(&self, source: Source) -> Result<HcssToken, CompanyTokenError> {

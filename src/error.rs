@@ -118,3 +118,96 @@ pub enum CompanyTokenError {
         reason: String,
     },
 }
+
+/// Why an [`HcssApi`](crate::HcssApi) call gave no response. Each variant says what the
+/// app should do; as a response (`IntoResponse`) it is what a browser or script should
+/// get: 401 `login_required`, 403, or 503 with `Retry-After`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HcssApiError {
+    /// The request has no session, or its session ended: the user must sign in.
+    #[error("not signed in with HCSS: log in at the login path")]
+    NotSignedIn,
+    /// HCSS refused the token with 401, and refused the new one the crate got for it
+    /// (a refresh of the session, or the company's token asked for again): the user
+    /// must sign in again (the session is not ended by this), or the company connect the
+    /// app again.
+    #[error("HCSS refused the access token even after a refresh: sign in again")]
+    Unauthorized,
+    /// HCSS refused the call with 403: the token lacks a scope the call needs. `scopes`
+    /// are those the token has; add the missing one to the configured scopes (and, for a
+    /// user, sign in again to consent to it).
+    #[error("HCSS refused the call with 403: the token's scopes are [{}]; add the one the call needs", scopes.join(" "))]
+    Forbidden {
+        /// The scopes the token has.
+        scopes: Vec<String>,
+    },
+    /// The call could not be made within the maximum wait
+    /// ([`api_max_wait`](crate::HcssConfigBuilder::api_max_wait)): the company's budget
+    /// was spent, or HCSS answered 429 with a `Retry-After` past it. Answer 503 with
+    /// `Retry-After`, or try again after `retry_after`.
+    #[error("the company's HCSS API budget is spent for now: retry after {}s", retry_after.as_secs())]
+    Busy {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// HCSS or the store failed (5xx, a connection error or timeout after the retries a
+    /// call may take; the session's refresh unavailable): try again after `retry_after`.
+    #[error("HCSS cannot be called right now ({reason}); retry later")]
+    Unavailable {
+        /// What failed, without secrets.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// No company token: see the error.
+    #[error(transparent)]
+    Company(#[from] CompanyTokenError),
+    /// The request could not be built (a body that does not serialize, a path that is
+    /// not one), or a response did not decode as asked.
+    #[error("HCSS API call or response unusable: {reason}")]
+    Invalid {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl HcssApiError {
+    /// When to try again, for the errors that pass.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HcssApiError::Busy { retry_after }
+            | HcssApiError::Unavailable { retry_after, .. }
+            | HcssApiError::Company(CompanyTokenError::Unavailable { retry_after, .. }) => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl axum_core::response::IntoResponse for HcssApiError {
+    fn into_response(self) -> axum_core::response::Response {
+        use http::StatusCode;
+        let (status, error) = match &self {
+            HcssApiError::NotSignedIn | HcssApiError::Unauthorized => {
+                (StatusCode::UNAUTHORIZED, "login_required")
+            }
+            HcssApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            HcssApiError::Company(CompanyTokenError::Disconnected { .. }) => {
+                (StatusCode::FORBIDDEN, "company_disconnected")
+            }
+            HcssApiError::Company(CompanyTokenError::Misconfigured { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
+            HcssApiError::Invalid { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        };
+        let body = serde_json::json!({ "error": error, "message": self.to_string() });
+        let mut response = crate::http_rules::json(status, &body).map(axum_core::body::Body::from);
+        if let Some(wait) = self.retry_after() {
+            crate::http_rules::retry_after(response.headers_mut(), wait);
+        }
+        response
+    }
+}

@@ -44,6 +44,7 @@
 //!   (claims, hooks at sign-in and sign-out, ending sessions).
 //! - [Acting for a company](#acting-for-a-company-partner-apps) with no user present, and
 //!   [your own company's data](#your-own-companys-data-client-credentials).
+//! - [Calling HCSS APIs](#calling-hcss-apis): within HCSS's limits, through 401s and 429s.
 //! - [The flow](#the-flow), step by step, and its [configuration](#configuration).
 //! - [Stores](#stores) (the [`store`] module: choosing one, Redis, writing your own) and
 //!   [testing your app](#testing-your-app) (the [`testing`] module: a mock HCSS).
@@ -257,6 +258,64 @@
 //! let _ = token.secret();
 //! # Ok(()) }
 //! ```
+//!
+//! # Calling HCSS APIs
+//!
+//! [`HcssApi`], made from the layer, makes the call the token exists for, and makes it
+//! right by default. HCSS limits each company to **100 calls a minute and 20 at once**,
+//! counted across every client of the company (other vendors' integrations too); past
+//! either it answers 429 with `Retry-After` and `Remaining-Calls`. The client:
+//!
+//! - takes a slot in the company's budget before each call, through the layer's store:
+//!   instances sharing a `RedisStore` keep the limits together (one Lua script, one round
+//!   trip, per call; leases that come back when a call is cancelled or an instance dies);
+//!   calls beyond it wait their turn, first come first served in each process, up to
+//!   [`api_max_wait`](HcssConfigBuilder::api_max_wait) (default 30 s);
+//! - slows down when `Remaining-Calls` or a 429 show other integrations using the budget;
+//! - on **401** refreshes once (a user's session through its single flight: 20 refused
+//!   calls make one refresh; a company's token asked for again) and calls again; a
+//!   second 401 is [`HcssApiError::Unauthorized`]: sign in again;
+//! - on **429** waits `Retry-After` (seconds or an HTTP date) within the maximum wait,
+//!   else [`HcssApiError::Busy`] with `retry_after` (as a response: 503 + `Retry-After`);
+//! - on **5xx** and connection errors retries with backoff only idempotent requests: a
+//!   request whose body may have been processed is never sent twice;
+//! - on **403** answers [`HcssApiError::Forbidden`], naming the token's scopes.
+//!
+//! The three ways to act:
+//!
+//! ```no_run
+//! use hcss_auth::{HcssApi, HcssApiError, HcssSession};
+//!
+//! async fn calls(api: HcssApi, session: HcssSession) -> Result<(), HcssApiError> {
+//!     const UNITS: &str = "/heavyjob/api/v1/businessUnits";
+//!     // As the signed-in user (counted against the user's CompanyId):
+//!     let mine: serde_json::Value = api.as_user(&session).get(UNITS).send().await?.json()?;
+//!     // For a customer company (HCSS's `company` grant):
+//!     let theirs = api.for_company("4f2d9c7a-0002-4000-8000-0000000000c0").get(UNITS).send().await?;
+//!     // As the app's own company (`client_credentials`):
+//!     let own = api.as_own_company().get(UNITS).send().await?;
+//!     let _ = (mine, theirs.status(), own.status());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Make it once, `HcssApi::new(&auth)`, and keep it in the app's state (it is cheap to
+//! clone). [`HcssApiRequest::pages`] reads list endpoints that page with a cursor. The
+//! settings: [`api_url`](HcssConfigBuilder::api_url) (`HCSS_API_URL`),
+//! [`api_rate_per_minute`](HcssConfigBuilder::api_rate_per_minute)
+//! (`HCSS_API_RATE_PER_MINUTE`, default 100),
+//! [`api_concurrency`](HcssConfigBuilder::api_concurrency) (`HCSS_API_CONCURRENCY`,
+//! default 20) and the maximum wait (`HCSS_API_MAX_WAIT_SECS`).
+//!
+//! Its shape: plain async methods with the stages inside (credentials, budget, retry,
+//! transport), not a `tower::Service` stack nor `reqwest-middleware`. Each stage needs
+//! what the one before decided (the budget needs the token's company; the retry must
+//! give the slot back and take a new one, and ask the session, not a header, for a new
+//! token), so as layers they would share state through request extensions; the crate
+//! would take `tower`'s retry and buffer machinery and a boxed service on every call, or
+//! a second HTTP middleware ecosystem, for no behaviour the methods lack. The
+//! `reqwest` client under it is the app's own (configured with
+//! [`http_client`](HcssConfigBuilder::http_client)).
 //!
 //! # The flow
 //!
@@ -500,6 +559,7 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+mod api;
 mod claims;
 mod clock;
 mod company;
@@ -525,10 +585,11 @@ mod token;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+pub use api::{HcssApi, HcssApiRequest, HcssApiResponse, HcssCaller, Pages};
 pub use claims::Claims;
 pub use company::HcssCompanyTokens;
-pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_IDENTITY_URL};
-pub use error::{CompanyTokenError, ConfigError, SessionError, StoreError};
+pub use config::{ClientAuth, HcssConfig, HcssConfigBuilder, HCSS_API_URL, HCSS_IDENTITY_URL};
+pub use error::{CompanyTokenError, ConfigError, HcssApiError, SessionError, StoreError};
 pub use extract::HcssRejection;
 pub use hooks::{SignIn, SignInRefused, SignOut};
 pub use layer::{HcssAuth, HcssAuthBuilder};

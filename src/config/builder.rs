@@ -9,11 +9,18 @@ use crate::error::ConfigError;
 use crate::secret::SecretString;
 
 use super::checks;
-use super::{ClientAuth, CookiePolicy, HcssConfig, IdentityClient, Lifetimes, Routes};
-use super::{HCSS_IDENTITY_URL, MAX_RETRY_AFTER};
+use super::{ApiSettings, ClientAuth, CookiePolicy, HcssConfig, IdentityClient, Lifetimes, Routes};
+use super::{HCSS_API_URL, HCSS_IDENTITY_URL, MAX_RETRY_AFTER};
 
 /// The longest a session lives by default: 30 days, the lifetime of an HCSS refresh token.
 pub(crate) const DEFAULT_MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// HCSS's published limits per company (developer docs, "Rate limits"): 100 calls a
+/// minute and 20 at once, counted across every client of the company.
+pub(crate) const DEFAULT_API_RATE_PER_MINUTE: u32 = 100;
+pub(crate) const DEFAULT_API_CONCURRENCY: u32 = 20;
+/// The longest a call waits for the budget or a `Retry-After` by default.
+pub(crate) const DEFAULT_API_MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Code exchanges one process makes at once by default.
 const DEFAULT_MAX_CODE_EXCHANGES: usize = 64;
@@ -59,6 +66,11 @@ pub struct HcssConfigBuilder {
     http_client: Option<reqwest::ClientBuilder>,
     max_response_bytes: usize,
     max_code_exchanges: usize,
+    api_url: String,
+    api_rate_per_minute: u32,
+    api_rate_window: Duration,
+    api_concurrency: u32,
+    api_max_wait: Duration,
 }
 
 impl Default for HcssConfigBuilder {
@@ -89,6 +101,11 @@ impl Default for HcssConfigBuilder {
             http_client: None,
             max_response_bytes: 64 * 1024,
             max_code_exchanges: DEFAULT_MAX_CODE_EXCHANGES,
+            api_url: HCSS_API_URL.to_owned(),
+            api_rate_per_minute: DEFAULT_API_RATE_PER_MINUTE,
+            api_rate_window: Duration::from_secs(60),
+            api_concurrency: DEFAULT_API_CONCURRENCY,
+            api_max_wait: DEFAULT_API_MAX_WAIT,
         }
     }
 }
@@ -298,6 +315,47 @@ impl HcssConfigBuilder {
         self
     }
 
+    /// The base URL of HCSS's APIs (default `https://api.hcssapps.com`), to which
+    /// [`HcssApi`](crate::HcssApi) appends the paths it is given
+    /// (`/heavyjob/api/v1/businessUnits`).
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into();
+        self
+    }
+
+    /// How many calls to HCSS's APIs a company may start per minute, across every
+    /// instance of the app (default 100, HCSS's published limit; at least 1). HCSS counts
+    /// the company's other integrations too: [`HcssApi`](crate::HcssApi) slows down when
+    /// HCSS's `Remaining-Calls` shows them. Raise it only if HCSS granted more.
+    pub fn api_rate_per_minute(mut self, calls: u32) -> Self {
+        self.api_rate_per_minute = calls;
+        self
+    }
+
+    /// The rolling window [`api_rate_per_minute`](Self::api_rate_per_minute) is counted
+    /// over (default one minute, as HCSS counts; between 100 ms and 1 hour). Tests
+    /// shorten it, with the mock's limits, so that a minute does not take one.
+    pub fn api_rate_window(mut self, window: Duration) -> Self {
+        self.api_rate_window = window;
+        self
+    }
+
+    /// How many calls to HCSS's APIs a company may have in flight at once, across every
+    /// instance of the app (default 20, HCSS's published limit; at least 1).
+    pub fn api_concurrency(mut self, calls: u32) -> Self {
+        self.api_concurrency = calls;
+        self
+    }
+
+    /// The longest one [`HcssApi`](crate::HcssApi) call waits, in all, for a place in the
+    /// company's budget and for HCSS's `Retry-After` (default 30 s, at most 10 minutes;
+    /// zero never waits). A call that cannot be made within it fails with
+    /// [`HcssApiError::Busy`](crate::HcssApiError::Busy) and the time to retry after.
+    pub fn api_max_wait(mut self, wait: Duration) -> Self {
+        self.api_max_wait = wait;
+        self
+    }
+
     /// **Development only.** Allows `http://` identity and redirect URIs whose host is a
     /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
     /// and the `__Host-` prefix when the redirect URI is `http://`.
@@ -329,6 +387,9 @@ impl HcssConfigBuilder {
             "previous_cookie_key (HCSS_COOKIE_KEY_PREVIOUS)",
             self.previous_cookie_key.as_ref(),
         )?;
+        let api_url = self.api_url.trim_end_matches('/').to_owned();
+        checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
+        self.check_api_limits()?;
         let http = identity_http_client(self.http_client, self.http_timeout, allow_http)?;
         Ok(HcssConfig {
             identity: IdentityClient {
@@ -371,6 +432,13 @@ impl HcssConfigBuilder {
                 #[cfg(feature = "test-util")]
                 clock: self.clock,
             },
+            api: ApiSettings {
+                url: api_url,
+                rate: self.api_rate_per_minute,
+                rate_window: self.api_rate_window,
+                concurrency: self.api_concurrency,
+                max_wait: self.api_max_wait,
+            },
         })
     }
 
@@ -408,6 +476,38 @@ impl HcssConfigBuilder {
             }
         }
         Ok(())
+    }
+
+    /// The API budget can admit a call, and its durations stay in range.
+    fn check_api_limits(&self) -> Result<(), ConfigError> {
+        if self.api_rate_per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "api_rate_per_minute (HCSS_API_RATE_PER_MINUTE)",
+                "0 would admit no call: use at least 1 (HCSS allows 100)",
+            ));
+        }
+        if self.api_concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "api_concurrency (HCSS_API_CONCURRENCY)",
+                "0 would admit no call: use at least 1 (HCSS allows 20)",
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.api_rate_window)
+        {
+            return Err(ConfigError::invalid(
+                "api_rate_window",
+                format!(
+                    "{:?} is not between 100 ms and 1 hour (HCSS counts per minute)",
+                    self.api_rate_window
+                ),
+            ));
+        }
+        checks::at_most(
+            "api_max_wait (HCSS_API_MAX_WAIT_SECS)",
+            self.api_max_wait,
+            Duration::from_secs(600),
+            "10 minutes",
+        )
     }
 
     /// Every duration is above zero where zero cannot work, and within its bound, so no

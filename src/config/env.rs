@@ -17,6 +17,10 @@ impl HcssConfig {
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
     /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
     /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
+    /// | `HCSS_API_URL` | HCSS's API base URL, default `https://api.hcssapps.com` |
+    /// | `HCSS_API_RATE_PER_MINUTE` | calls a company may start per minute, all instances together; default 100 |
+    /// | `HCSS_API_CONCURRENCY` | calls a company may have in flight, all instances together; default 20 |
+    /// | `HCSS_API_MAX_WAIT_SECS` | the longest one API call waits for the budget or `Retry-After`; default 30 |
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -49,6 +53,19 @@ impl HcssConfig {
         if let Some(key) = get("HCSS_COOKIE_KEY_PREVIOUS") {
             builder = builder.previous_cookie_key(key);
         }
+        if let Some(url) = get("HCSS_API_URL") {
+            builder = builder.api_url(url);
+        }
+        if let Some(rate) = get("HCSS_API_RATE_PER_MINUTE") {
+            builder = builder.api_rate_per_minute(number("HCSS_API_RATE_PER_MINUTE", &rate)?);
+        }
+        if let Some(calls) = get("HCSS_API_CONCURRENCY") {
+            builder = builder.api_concurrency(number("HCSS_API_CONCURRENCY", &calls)?);
+        }
+        if let Some(secs) = get("HCSS_API_MAX_WAIT_SECS") {
+            let secs: u32 = number("HCSS_API_MAX_WAIT_SECS", &secs)?;
+            builder = builder.api_max_wait(std::time::Duration::from_secs(secs.into()));
+        }
         match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
             None | Some("0") | Some("false") => {}
             Some("1") | Some("true") => builder = builder.allow_insecure_http_on_loopback(true),
@@ -61,6 +78,13 @@ impl HcssConfig {
         }
         builder.build()
     }
+}
+
+/// A whole number read from the variable `name`, or an error that names it.
+fn number(name: &'static str, text: &str) -> Result<u32, ConfigError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(name, format!("{text:?} is not a whole number")))
 }
 
 #[cfg(test)]
@@ -79,6 +103,10 @@ mod tests {
                     "HCSS_IDENTITY_URL" => "http://127.0.0.1:4000/identity",
                     "HCSS_ALLOW_INSECURE_HTTP" => "1",
                     "HCSS_COOKIE_KEY" => "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+                    "HCSS_API_URL" => "http://127.0.0.1:4000/",
+                    "HCSS_API_RATE_PER_MINUTE" => "30",
+                    "HCSS_API_CONCURRENCY" => " 5 ",
+                    "HCSS_API_MAX_WAIT_SECS" => "12",
                     _ => return None,
                 }
                 .to_owned(),
@@ -90,8 +118,44 @@ mod tests {
         assert_eq!(c.issuer(), "http://127.0.0.1:4000/identity");
         assert!(c.identity.client_secret.is_some());
         assert!(c.cookies.cookie_key.is_some());
+        assert_eq!(c.api.url, "http://127.0.0.1:4000");
+        assert_eq!((c.api.rate, c.api.concurrency), (30, 5));
+        assert_eq!(c.api.max_wait, std::time::Duration::from_secs(12));
         let debug = format!("{c:?}");
         assert!(!debug.contains("env-secret"), "{debug}");
         assert!(!debug.contains("QUFB"), "{debug}");
+    }
+
+    #[test]
+    fn api_settings_have_hcss_defaults_and_bad_values_name_their_variable() {
+        let base = |extra: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                let value = match name {
+                    "HCSS_CLIENT_ID" => "id",
+                    "HCSS_SCOPES" => "heavyjob:read",
+                    "HCSS_REDIRECT_URI" => "https://app.example.com/hcss/callback",
+                    other => extra.iter().find(|(n, _)| *n == other)?.1,
+                };
+                Some(value.to_owned())
+            }
+        };
+        let c = HcssConfig::from_lookup(base(&[])).unwrap();
+        assert_eq!(c.api.url, "https://api.hcssapps.com");
+        assert_eq!((c.api.rate, c.api.concurrency), (100, 20));
+        assert_eq!(c.api.rate_window, std::time::Duration::from_secs(60));
+        assert_eq!(c.api.max_wait, std::time::Duration::from_secs(30));
+        for (name, value) in [
+            ("HCSS_API_RATE_PER_MINUTE", "many"),
+            ("HCSS_API_RATE_PER_MINUTE", "0"),
+            ("HCSS_API_CONCURRENCY", "-1"),
+            ("HCSS_API_CONCURRENCY", "0"),
+            ("HCSS_API_MAX_WAIT_SECS", "3600"),
+            ("HCSS_API_URL", "http://api.example.com"),
+        ] {
+            let pair: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([(name, value)]));
+            let err = HcssConfig::from_lookup(base(pair)).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={value}: {err}");
+        }
     }
 }

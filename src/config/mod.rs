@@ -61,6 +61,7 @@ pub struct HcssConfig {
     pub(crate) routes: Routes,
     pub(crate) cookies: CookiePolicy,
     pub(crate) lifetimes: Lifetimes,
+    pub(crate) api: ApiSettings,
 }
 
 /// What the token client reads: who the app is at HCSS, where HCSS is, and how to call it.
@@ -88,6 +89,25 @@ pub(crate) struct IdentityClient {
     /// Code exchanges one process makes at once, at most.
     pub(crate) max_code_exchanges: usize,
 }
+
+/// How HCSS APIs are called ([`HcssApi`](crate::HcssApi)): where, and within which
+/// per-company limits.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiSettings {
+    /// The API base URL, without a trailing slash.
+    pub(crate) url: String,
+    /// Calls a company may start per `rate_window`, across every instance.
+    pub(crate) rate: u32,
+    /// The window `rate` is counted over: a rolling minute, as HCSS counts.
+    pub(crate) rate_window: Duration,
+    /// Calls a company may have in flight at once, across every instance.
+    pub(crate) concurrency: u32,
+    /// The longest one call may wait for the budget and for HCSS's `Retry-After`.
+    pub(crate) max_wait: Duration,
+}
+
+/// HCSS's API base URL, the default of `api_url`.
+pub const HCSS_API_URL: &str = "https://api.hcssapps.com";
 
 /// What the service routes by: the flow's paths, where users land, the app's origin.
 #[derive(Clone, Debug)]

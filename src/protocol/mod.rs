@@ -25,5 +25,6 @@ pub(crate) use pkce::pkce_challenge;
 pub(crate) use response::TokenResponse;
 #[cfg(test)]
 pub(crate) use response::MIN_TOKEN_LIFETIME;
+pub(crate) use retry_after::parse_api_retry_after;
 pub(crate) use revoke::revoke;
 pub(crate) use token_request::{request_tokens, Grant, REFRESH_PATIENCE};

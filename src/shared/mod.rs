@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// leaves on the sets it spends. One per layer, so that a mark this instance left
     /// (a refresh that failed before it could clear it) does not make it wait for itself.
     pub(crate) refresher: String,
+    /// The companies' budgets of API calls, as this layer's calls meet them.
+    pub(crate) budgets: crate::api::budget::Budgets,
 }
 
 impl Shared {
@@ -71,6 +73,7 @@ impl Shared {
             flights: DashMap::new(),
             pending: Pending::default(),
             refresher: crate::secret::random_token(16),
+            budgets: Default::default(),
         }
     }
 }

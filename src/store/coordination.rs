@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{StoreFuture, StoreKey};
+use super::{CallAdmission, CallLimits, StoreError, StoreFuture, StoreKey};
 
 /// What several instances of an app that share a store agree on through it: a lease on a
 /// key (a lock that expires by itself), and secrets every instance uses. Every
@@ -35,6 +35,14 @@ use super::{StoreFuture, StoreKey};
 /// - [`KeyKind::StateClaim`](super::KeyKind::StateClaim): the callback that uses a sealed
 ///   login claims its `state` and keeps the lock (until the login would have expired
 ///   anyway) once HCSS gave tokens, so that a replay is refused on every instance.
+///
+/// # A company's budget of API calls
+///
+/// HCSS limits each company's calls to its APIs (100 a minute, 20 at once, counted
+/// across every client). [`HcssApi`](crate::HcssApi) keeps every instance within them
+/// through [`acquire_call`](Self::acquire_call) and [`release_call`](Self::release_call)
+/// on a key of kind [`KeyKind::ApiBudget`](super::KeyKind::ApiBudget). A store that one
+/// process uses keeps the defaults, and the layer counts in process.
 ///
 /// Keep the locks of different kinds apart (`RedisStore`: `lock:tok:`, `lock:co:`,
 /// `lock:claim:`), and apart from what the keys name when stored (a lock on a session is
@@ -79,5 +87,38 @@ pub trait Coordination: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<Vec<u8>>> {
         let _ = (name, proposal);
         Box::pin(async { Ok(None) })
+    }
+
+    /// Takes a slot for the call `call` in the budget `budget` if `limits` allow one:
+    /// fewer than `limits.in_flight` calls hold a slot whose lease has not ended, and fewer
+    /// than `limits.per_window` calls are in the rolling `limits.window`. Granted, the call
+    /// holds a slot leased for `limits.lease` and counts in the window from now. Atomic:
+    /// of any number of concurrent calls, no more are granted than the limits allow (one
+    /// round trip: `RedisStore` runs one script, on Redis's clock). A call leaves the
+    /// window once it is older than the window, strictly.
+    ///
+    /// The default, for a store that one process uses, is
+    /// [`StoreError::Unsupported`]: the layer then counts in process.
+    fn acquire_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: CallLimits,
+    ) -> StoreFuture<'_, CallAdmission> {
+        let _ = (budget, call, limits);
+        Box::pin(async { Err(StoreError::Unsupported("no shared call budget".into())) })
+    }
+
+    /// Gives back the slot of the call `call` (releasing one that is gone is not an
+    /// error), and counts the call in the window from now, when it ended, rather than from
+    /// when it started: HCSS saw it at some moment in between. Atomic.
+    fn release_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: CallLimits,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (budget, call, limits);
+        Box::pin(async { Err(StoreError::Unsupported("no shared call budget".into())) })
     }
 }

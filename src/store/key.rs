@@ -45,6 +45,7 @@ pub struct StoreKey {
 /// | `Login` | [`StateStore`](super::StateStore) | a login in progress (from its `state`) | `tx:{hash}` |
 /// | `StateClaim` | `Coordination` locks | a sealed login's `state`, claimed by its callback so that a replay is refused on every instance | `lock:claim:{hash}` |
 /// | `Owner` | the store's own owner index | the sessions of a user or a company ([`SessionOwner::index_key`]) | `own:{hash}` |
+/// | `ApiBudget` | `Coordination`'s call budget | a company's calls to HCSS's APIs, in flight and in the rolling window | `budget:{{hash}}:fly`, `budget:{{hash}}:win` |
 ///
 /// A token store keeps sessions and company tokens through the same methods, but files
 /// only sessions under their owners ([`TokenStore::sessions_of`](super::TokenStore::sessions_of)),
@@ -65,6 +66,9 @@ pub enum KeyKind {
     StateClaim,
     /// The index of a user's or a company's sessions.
     Owner,
+    /// A company's budget of calls to HCSS's APIs ([`Coordination::acquire_call`](super::Coordination::acquire_call)):
+    /// the calls in flight and those of the rolling window.
+    ApiBudget,
 }
 
 /// Hashes the first 16 hex digits (64 bits of a SHA-256 digest, evenly spread): a
@@ -84,6 +88,7 @@ const COMPANY: &[u8] = b"company-token\0company\0";
 const OWN_COMPANY: &[u8] = b"company-token\0client_credentials";
 const OWNER_SUBJECT: &[u8] = b"owner\0sub\0";
 const OWNER_COMPANY: &[u8] = b"owner\0company\0";
+const API_BUDGET: &[u8] = b"api-budget\0company\0";
 
 impl StoreKey {
     /// The key of a session cookie's value, as the layer derives it: for tests and for
@@ -111,6 +116,12 @@ impl StoreKey {
     /// The key of the token of the app's own company (`client_credentials`).
     pub(crate) fn of_own_company() -> Self {
         Self::derive(KeyKind::CompanyToken, &[OWN_COMPANY])
+    }
+
+    /// The key of a company's budget of API calls (`company_id` empty for a user with no
+    /// `CompanyId`).
+    pub(crate) fn of_api_budget(company_id: &str) -> Self {
+        Self::derive(KeyKind::ApiBudget, &[API_BUDGET, company_id.as_bytes()])
     }
 
     /// The key of the index of an owner's sessions.

@@ -46,6 +46,8 @@ struct Inner {
     /// it is removed or taken; keys of sessions that expired or were evicted are dropped
     /// when read, and all at once when they outnumber the sessions held.
     owners: Mutex<HashMap<StoreKey, HashSet<StoreKey>>>,
+    /// The companies' budgets of API calls, shared by every layer on this store.
+    budget: super::LocalBudget,
 }
 
 impl Default for MemoryStore {
@@ -76,6 +78,7 @@ impl MemoryStore {
                 tokens: Bounded::new(sessions.max(1)),
                 company_tokens: Bounded::new(sessions.max(1)),
                 owners: Mutex::default(),
+                budget: super::LocalBudget::default(),
             }),
         }
     }
@@ -236,9 +239,11 @@ impl Inner {
     fn tokens(&self, key: StoreKey) -> &Bounded<TokenSet> {
         match key.kind() {
             KeyKind::CompanyToken => &self.company_tokens,
-            KeyKind::Session | KeyKind::Login | KeyKind::StateClaim | KeyKind::Owner => {
-                &self.tokens
-            }
+            KeyKind::Session
+            | KeyKind::Login
+            | KeyKind::StateClaim
+            | KeyKind::Owner
+            | KeyKind::ApiBudget => &self.tokens,
         }
     }
 
@@ -282,8 +287,35 @@ impl Inner {
 }
 
 /// One process: the layer's in-process single flights are all the locking it needs,
-/// and there is no other instance to share a secret with.
-impl Coordination for MemoryStore {}
+/// and there is no other instance to share a secret with. The companies' budgets of API
+/// calls are kept here, so that every layer built on this store shares them.
+impl Coordination for MemoryStore {
+    fn acquire_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: super::CallLimits,
+    ) -> StoreFuture<'_, super::CallAdmission> {
+        let admission = self.inner.budget.acquire(budget, call, limits);
+        if matches!(admission, super::CallAdmission::Granted { .. })
+            && self.inner.budget.companies() > 1024
+        {
+            self.inner.budget.sweep(limits.window.max(limits.lease));
+        }
+        Box::pin(async move { Ok(admission) })
+    }
+
+    fn release_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: super::CallLimits,
+    ) -> StoreFuture<'_, ()> {
+        let _ = limits;
+        self.inner.budget.release(budget, &call);
+        Box::pin(async { Ok(()) })
+    }
+}
 
 impl TokenStore for MemoryStore {
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {

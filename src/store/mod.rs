@@ -127,6 +127,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+mod budget;
 mod coordination;
 mod key;
 mod memory;
@@ -140,6 +141,8 @@ mod token_store;
 
 pub use crate::error::StoreError;
 pub use crate::token::TokenSet;
+pub(crate) use budget::LocalBudget;
+pub use budget::{CallAdmission, CallLimits};
 pub use coordination::Coordination;
 pub use key::{KeyKind, StoreKey};
 pub use memory::MemoryStore;

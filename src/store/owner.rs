@@ -39,6 +39,10 @@ impl SessionOwner {
 pub(crate) fn owners_of(key: StoreKey, tokens: &TokenSet) -> Vec<SessionOwner> {
     match key.kind() {
         KeyKind::Session => SessionOwner::of(tokens),
-        KeyKind::CompanyToken | KeyKind::Login | KeyKind::StateClaim | KeyKind::Owner => Vec::new(),
+        KeyKind::CompanyToken
+        | KeyKind::Login
+        | KeyKind::StateClaim
+        | KeyKind::Owner
+        | KeyKind::ApiBudget => Vec::new(),
     }
 }

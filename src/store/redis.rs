@@ -9,11 +9,47 @@ use redis::cluster_async::ClusterConnection;
 
 use super::near_cache::{self, NearCache};
 use super::{
-    owners_of, Coordination, KeyKind, LoginTransaction, SessionOwner, StateStore, StoreError,
-    StoreFuture, StoreKey, TokenSet, TokenStore,
+    owners_of, CallAdmission, CallLimits, Coordination, KeyKind, LoginTransaction, SessionOwner,
+    StateStore, StoreError, StoreFuture, StoreKey, TokenSet, TokenStore,
 };
 
 /// Releases a lock only for the owner that took it.
+/// Takes a slot in a company's call budget (`KEYS[1]`: the leases in flight, a sorted set
+/// scored by when each ends; `KEYS[2]`: the calls of the window, scored by when each
+/// started or ended), on Redis's clock in milliseconds. `ARGV`: call id, in flight at
+/// most, per window at most, window ms, lease ms. Answers `{0, in_window}` granted,
+/// `{1, ms}` window full, `{2, ms}` in flight full.
+const ACQUIRE_CALL: &str = r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[4])
+local lease = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - window))
+local in_window = redis.call('ZCARD', KEYS[2])
+if in_window >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {1, tonumber(oldest[2]) + window + 1 - now}
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {2, tonumber(first[2]) - now}
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease + 1000)
+redis.call('PEXPIRE', KEYS[2], math.max(window, lease) + 1000)
+return {0, in_window + 1}";
+
+/// Gives back a call's slot and counts it in the window from now. `ARGV`: call id, the
+/// window's key TTL in ms.
+const RELEASE_CALL: &str = r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZADD', KEYS[2], 'XX', 'CH', now, ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1";
+
 const UNLOCK: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 else
@@ -329,6 +365,14 @@ impl RedisStore {
         self.key_in("lock:", key)
     }
 
+    /// Where a company's call budget lives: its leases in flight and its window, under
+    /// one hash tag (`{prefix}budget:{{hash}}:fly` and `:win`), so that a Redis Cluster
+    /// keeps both on one node for the script that reads them together.
+    fn budget_keys(&self, key: StoreKey) -> (String, String) {
+        let base = format!("{}budget:{{{}}}", self.prefix, key.as_str());
+        (format!("{base}:fly"), format!("{base}:win"))
+    }
+
     fn key_in(&self, space: &str, key: StoreKey) -> String {
         let kind = kind_prefix(key.kind());
         format!("{}{space}{kind}:{}", self.prefix, key.as_str())
@@ -392,6 +436,7 @@ fn kind_prefix(kind: KeyKind) -> &'static str {
         KeyKind::Login => "tx",
         KeyKind::StateClaim => "claim",
         KeyKind::Owner => "own",
+        KeyKind::ApiBudget => "budget",
     }
 }
 
@@ -606,6 +651,58 @@ impl Coordination for RedisStore {
             let mut unlock = redis::cmd("EVAL");
             unlock.arg(UNLOCK).arg(1).arg(key).arg(owner);
             self.conn.query::<i64>(&unlock).await.map(drop)
+        })
+    }
+
+    fn acquire_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: CallLimits,
+    ) -> StoreFuture<'_, CallAdmission> {
+        let (flying, window) = self.budget_keys(budget);
+        Box::pin(async move {
+            let mut acquire = redis::cmd("EVAL");
+            acquire
+                .arg(ACQUIRE_CALL)
+                .arg(2)
+                .arg(flying)
+                .arg(window)
+                .arg(call)
+                .arg(limits.in_flight)
+                .arg(limits.per_window)
+                .arg(millis(limits.window))
+                .arg(millis(limits.lease));
+            let (verdict, value): (i64, i64) = self.conn.query(&acquire).await?;
+            let ms = Duration::from_millis(u64::try_from(value).unwrap_or(0));
+            Ok(match verdict {
+                0 => CallAdmission::Granted {
+                    in_window: u32::try_from(value).unwrap_or(u32::MAX),
+                },
+                1 => CallAdmission::WindowFull { retry_in: ms },
+                _ => CallAdmission::InFlightFull { retry_in: ms },
+            })
+        })
+    }
+
+    fn release_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: CallLimits,
+    ) -> StoreFuture<'_, ()> {
+        let (flying, window) = self.budget_keys(budget);
+        let ttl = millis(limits.window.max(limits.lease)) + 1000;
+        Box::pin(async move {
+            let mut release = redis::cmd("EVAL");
+            release
+                .arg(RELEASE_CALL)
+                .arg(2)
+                .arg(flying)
+                .arg(window)
+                .arg(call)
+                .arg(ttl);
+            self.conn.query::<i64>(&release).await.map(drop)
         })
     }
 

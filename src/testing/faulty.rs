@@ -202,4 +202,22 @@ impl<S: Coordination> Coordination for FaultyStore<S> {
     ) -> StoreFuture<'_, Option<Vec<u8>>> {
         self.inner.shared_secret(name, proposal)
     }
+
+    fn acquire_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: crate::store::CallLimits,
+    ) -> StoreFuture<'_, crate::store::CallAdmission> {
+        self.inner.acquire_call(budget, call, limits)
+    }
+
+    fn release_call(
+        &self,
+        budget: StoreKey,
+        call: String,
+        limits: crate::store::CallLimits,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.release_call(budget, call, limits)
+    }
 }

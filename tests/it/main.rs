@@ -8,6 +8,7 @@
 mod common;
 
 mod adversary_18;
+mod api;
 mod claims;
 mod company;
 mod faults;

@@ -7,13 +7,16 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::fresh_key;
-use crate::store::{Coordination, KeyKind};
+use crate::store::{CallAdmission, CallLimits, Coordination, KeyKind, StoreError};
 
 /// The [`Coordination`] part of [`token_store_conformance`](super::token_store_conformance)
 /// (which runs it, every token store being a `Coordination`): a store whose locks are
 /// real (several instances share it) must grant a lock to one owner at a time, let only
 /// that owner renew or release it, never renew a free lock, and let it expire with its
-/// TTL; of concurrent lockers, one wins. A store that keeps the single-process defaults
+/// TTL; of concurrent lockers, one wins. A store that keeps a call budget
+/// ([`Coordination::acquire_call`]) must bound the calls in flight and those of the
+/// rolling window, atomically, let leases lapse, and count a call in the window from its
+/// release; one that keeps the default (unsupported) passes that part as it is. A store that keeps the single-process defaults
 /// (every lock granted) passes as it is.
 ///
 /// ```
@@ -25,6 +28,7 @@ use crate::store::{Coordination, KeyKind};
 /// # }
 /// ```
 pub async fn coordination_conformance<S: Coordination>(store: Arc<S>) {
+    call_budget_conformance(&store).await;
     let minute = Duration::from_secs(60);
     let short = Duration::from_millis(200);
     let owner = |name: &str| name.to_owned();
@@ -126,4 +130,115 @@ pub async fn coordination_conformance<S: Coordination>(store: Arc<S>) {
         .filter(|r| *r.as_ref().expect("try_lock"))
         .count();
     assert_eq!(winners, 1, "of 50 concurrent lockers exactly one must win");
+}
+
+/// The call budget: calls in flight and in the window bounded (atomically, under
+/// concurrency), leases that lapse, a window counted from each call's release.
+async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
+    let ms = Duration::from_millis;
+    let granted = |a: &CallAdmission| matches!(a, CallAdmission::Granted { .. });
+    let key = fresh_key(KeyKind::ApiBudget);
+    let limits = CallLimits::new(2, 3, Duration::from_secs(60), Duration::from_secs(60));
+    match store.acquire_call(key, "a".into(), limits).await {
+        Err(StoreError::Unsupported(_)) => return,
+        Ok(CallAdmission::Granted { in_window: 1 }) => {}
+        other => panic!("a first call must be granted, with 1 in the window: {other:?}"),
+    }
+    let b = store.acquire_call(key, "b".into(), limits).await;
+    assert!(
+        matches!(b, Ok(CallAdmission::Granted { in_window: 2 })),
+        "a second call within both limits must be granted: {b:?}"
+    );
+    let c = store
+        .acquire_call(key, "c".into(), limits)
+        .await
+        .expect("acquire_call");
+    assert!(
+        matches!(c, CallAdmission::InFlightFull { retry_in } if retry_in <= Duration::from_secs(60)),
+        "a third call in flight past 2 must wait for a slot: {c:?}"
+    );
+    store
+        .release_call(key, "a".into(), limits)
+        .await
+        .expect("release_call");
+    store
+        .release_call(key, "never-acquired".into(), limits)
+        .await
+        .expect("releasing an unknown call is no error");
+    let c = store
+        .acquire_call(key, "c".into(), limits)
+        .await
+        .expect("acquire_call");
+    assert_eq!(
+        c,
+        CallAdmission::Granted { in_window: 3 },
+        "a released slot must be granted again"
+    );
+    let d = store
+        .acquire_call(key, "d".into(), limits)
+        .await
+        .expect("acquire_call");
+    assert!(
+        matches!(d, CallAdmission::WindowFull { retry_in } if retry_in > Duration::from_secs(59) && retry_in <= Duration::from_secs(61)),
+        "3 calls in the window: the next waits until the oldest leaves it: {d:?}"
+    );
+
+    // Of 20 concurrent calls with 5 slots, exactly 5 are granted.
+    let key = fresh_key(KeyKind::ApiBudget);
+    let limits = CallLimits::new(5, 100, Duration::from_secs(60), Duration::from_secs(60));
+    let mut callers = JoinSet::new();
+    for i in 0..20 {
+        let store = store.clone();
+        callers.spawn(async move { store.acquire_call(key, format!("call-{i}"), limits).await });
+    }
+    let admitted = callers
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|r| granted(r.as_ref().expect("acquire_call")))
+        .count();
+    assert_eq!(
+        admitted, 5,
+        "of 20 concurrent calls with 5 slots, 5 must be granted"
+    );
+
+    // A slot never released comes back when its lease ends.
+    let key = fresh_key(KeyKind::ApiBudget);
+    let limits = CallLimits::new(1, 100, Duration::from_secs(60), ms(200));
+    let held = store.acquire_call(key, "held".into(), limits).await;
+    assert!(granted(held.as_ref().expect("acquire_call")));
+    let next = store.acquire_call(key, "next".into(), limits).await;
+    assert!(
+        matches!(next, Ok(CallAdmission::InFlightFull { .. })),
+        "the only slot is held: {next:?}"
+    );
+    tokio::time::sleep(ms(300)).await;
+    let next = store.acquire_call(key, "next".into(), limits).await;
+    assert!(
+        granted(next.as_ref().expect("acquire_call")),
+        "a slot whose lease ended must come back (a cancelled call, a dead instance): {next:?}"
+    );
+
+    // The window counts a call from its release.
+    let key = fresh_key(KeyKind::ApiBudget);
+    let limits = CallLimits::new(5, 1, ms(400), Duration::from_secs(60));
+    let first = store.acquire_call(key, "first".into(), limits).await;
+    assert!(granted(first.as_ref().expect("acquire_call")));
+    tokio::time::sleep(ms(250)).await;
+    store
+        .release_call(key, "first".into(), limits)
+        .await
+        .expect("release_call");
+    tokio::time::sleep(ms(250)).await;
+    let second = store.acquire_call(key, "second".into(), limits).await;
+    assert!(
+        matches!(second, Ok(CallAdmission::WindowFull { .. })),
+        "a call stays in the window for a window after its release: {second:?}"
+    );
+    tokio::time::sleep(ms(250)).await;
+    let second = store.acquire_call(key, "second".into(), limits).await;
+    assert!(
+        granted(second.as_ref().expect("acquire_call")),
+        "a call leaves the window a window after its release: {second:?}"
+    );
 }

@@ -20,6 +20,10 @@ pub(super) struct RefreshState {
 pub(super) struct AccessState {
     pub(super) grant: u64,
     pub(super) expires: Instant,
+    /// The `CompanyId` the token carries: the company whose API limits its calls count
+    /// against (`None`: a user with no company).
+    pub(super) company: Option<String>,
+    pub(super) scope: String,
 }
 
 #[derive(Default)]
@@ -51,6 +55,8 @@ impl Grants {
             AccessState {
                 grant,
                 expires: Instant::now() + options.access_token_lifetime,
+                company: options.company_id.clone(),
+                scope: scope.to_owned(),
             },
         );
         let mut body = json!({

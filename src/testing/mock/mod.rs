@@ -17,9 +17,11 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+mod api;
 mod grants;
 mod routes;
 
+pub use api::{MockApiLimits, MockApiUsage};
 use grants::Grants;
 use routes::*;
 
@@ -123,6 +125,8 @@ pub struct MockHcssIdentityBuilder {
     subject: String,
     company_id: Option<String>,
     jwt_access_tokens: bool,
+    api_limits: Option<MockApiLimits>,
+    api_jobs: usize,
 }
 
 impl std::fmt::Debug for MockHcssIdentityBuilder {
@@ -149,6 +153,8 @@ impl Default for MockHcssIdentityBuilder {
             subject: "5f0c2a7e-0000-4000-8000-000000000001".into(),
             company_id: Some("a1c3e5f7-0000-4000-8000-00000000c0de".into()),
             jwt_access_tokens: true,
+            api_limits: None,
+            api_jobs: 7,
         }
     }
 }
@@ -225,6 +231,19 @@ impl MockHcssIdentityBuilder {
         self
     }
 
+    /// The limits its API applies to each company (default none; see
+    /// [`MockHcssIdentity::set_api_limits`]).
+    pub fn api_limits(mut self, limits: MockApiLimits) -> Self {
+        self.api_limits = Some(limits);
+        self
+    }
+
+    /// How many jobs its paged `GET /heavyjob/api/v1/jobs` lists (default 7).
+    pub fn api_jobs(mut self, jobs: usize) -> Self {
+        self.api_jobs = jobs;
+        self
+    }
+
     /// The host name in its URLs (default `127.0.0.1`; it always listens on 127.0.0.1).
     /// `localhost` puts it on another site than an app at `127.0.0.1`, as HCSS is, so a
     /// browser applies its cross-site cookie rules on the way back.
@@ -243,6 +262,7 @@ impl MockHcssIdentityBuilder {
             .await
             .expect("bind a loopback port for MockHcssIdentity");
         let addr = listener.local_addr().expect("local address");
+        let limits = self.api_limits;
         let state = Arc::new(MockState {
             issuer: format!("http://{}:{}/identity", self.hostname, addr.port()),
             clock: TestClock::new(),
@@ -253,6 +273,10 @@ impl MockHcssIdentityBuilder {
             fault_changed: tokio::sync::watch::Sender::new(()),
             grants: Mutex::new(Grants::default()),
             disconnected: Mutex::default(),
+            api: Mutex::new(api::ApiState {
+                limits,
+                ..Default::default()
+            }),
         });
         let app = Router::new()
             .route("/identity/connect/authorize", get(authorize))
@@ -261,7 +285,12 @@ impl MockHcssIdentityBuilder {
             .route("/identity/connect/revocation", post(revocation))
             .route("/identity/redirected", post(redirected))
             .route("/identity/.well-known/openid-configuration", get(discovery))
-            .route("/heavyjob/api/v1/businessUnits", get(business_units))
+            .route(
+                "/heavyjob/api/v1/businessUnits",
+                get(api::business_units).post(api::create_business_unit),
+            )
+            .route("/heavyjob/api/v1/jobs", get(api::jobs))
+            .route("/heavyjob/api/v1/jobs/{id}", get(api::job))
             .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -285,9 +314,14 @@ impl MockHcssIdentityBuilder {
 /// It serves, under `/identity`, `connect/authorize` (consenting at once, or with a
 /// consent page), `connect/token` (client id and secret, redirect URI, PKCE S256,
 /// single-use codes, refresh with rotation and reuse detection), `connect/revocation`,
-/// and a HeavyJob-like `GET /heavyjob/api/v1/businessUnits` that accepts only live
-/// access tokens. It counts calls per endpoint and can be switched to fail. It stops when
-/// dropped.
+/// and a HeavyJob-like API that accepts only live access tokens: `GET` and `POST`
+/// (scope `heavyjob:write`, else 403) `/heavyjob/api/v1/businessUnits`, and the paged
+/// `GET /heavyjob/api/v1/jobs?limit=&cursor=` (`{"results": [...], "metadata":
+/// {"nextCursor": ...}}`). The API applies HCSS's per-company limits when given some
+/// ([`set_api_limits`](Self::set_api_limits): 429 with `Retry-After` and
+/// `Remaining-Calls`), records what it saw per company ([`api_usage`](Self::api_usage)),
+/// and can be made slow, failing, or shared with another integration. It counts calls per
+/// endpoint and can be switched to fail. It stops when dropped.
 ///
 /// ```
 /// use hcss_auth::testing::MockHcssIdentity;
@@ -503,6 +537,8 @@ struct MockState {
     grants: Mutex<Grants>,
     /// Companies that removed the app: the `company` grant refuses them.
     disconnected: Mutex<std::collections::HashSet<String>>,
+    /// The API's limits, faults and what it saw per company.
+    api: Mutex<api::ApiState>,
 }
 
 #[derive(Default)]

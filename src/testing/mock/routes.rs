@@ -1,5 +1,5 @@
-//! The mock's HTTP endpoints: authorize and consent, token, revocation, discovery, and
-//! the HeavyJob-like API.
+//! The mock's HTTP endpoints: authorize and consent, token, revocation, discovery (the
+//! HeavyJob-like API is in `api`).
 
 use super::grants::{id_token, PendingCode};
 use super::*;
@@ -389,34 +389,4 @@ pub(super) async fn revocation(
     }
     grants.access.remove(token);
     StatusCode::OK.into_response()
-}
-
-pub(super) async fn business_units(
-    State(state): State<Arc<MockState>>,
-    headers: HeaderMap,
-) -> Response {
-    bump(&state, |c| &c.api_calls);
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    let grants = lock(&state.grants);
-    let live = token
-        .and_then(|t| grants.access.get(t))
-        .is_some_and(|at| at.expires > Instant::now() && !grants.revoked.contains(&at.grant));
-    if !live {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
-        )
-            .into_response();
-    }
-    Json(json!([
-        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0001", "code": "MAIN", "description": "Main Business Unit" },
-        { "id": "8f1c4c36-2f1e-4a57-9a55-6f0e2b1d0002", "code": "WEST", "description": "West Region" }
-    ]))
-    .into_response()
 }

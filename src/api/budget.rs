@@ -1,0 +1,240 @@
+//! The per-company budget as a call meets it: a fair turn per company in this process,
+//! a slot taken through the store (or in process, for a store that shares none), the
+//! slot given back however the call ends, and the pressure other integrations put on
+//! the company's budget, read from HCSS's `Remaining-Calls` and 429s.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::ApiSettings;
+use crate::error::{HcssApiError, StoreError};
+use crate::secret::random_token;
+use crate::shared::Shared;
+use crate::store::{CallAdmission, CallLimits, LocalBudget, StoreKey};
+
+/// How often the first waiter of a company asks the store again while every slot is in
+/// flight on other instances (a slot freed in this process wakes it at once).
+const POLL: Duration = Duration::from_millis(25);
+
+/// The budgets' state in one layer: a gate per company, and the in-process budget for a
+/// store that shares none.
+#[derive(Default)]
+pub(crate) struct Budgets {
+    gates: DashMap<StoreKey, Arc<Gate>>,
+    local: LocalBudget,
+}
+
+/// One company, in this process: the turn its waiters take one after another (Tokio's
+/// mutex is fair: first come, first served), a wake-up when one of its slots is freed,
+/// and what HCSS said of the company's other integrations.
+#[derive(Default)]
+struct Gate {
+    turn: tokio::sync::Mutex<()>,
+    freed: Notify,
+    pressure: Mutex<Option<Pressure>>,
+}
+
+/// Calls other integrations of the company make in a window, as last seen, until when
+/// the sighting holds.
+#[derive(Clone, Copy)]
+struct Pressure {
+    others: u32,
+    until: Instant,
+}
+
+impl Gate {
+    /// The limits for the next call: the configured ones, less what other integrations
+    /// were last seen to use of the window.
+    fn limits(&self, settings: &ApiSettings, lease: Duration) -> CallLimits {
+        let now = Instant::now();
+        let others = lock(&self.pressure)
+            .filter(|p| p.until > now)
+            .map_or(0, |p| p.others);
+        CallLimits::new(
+            settings.concurrency,
+            settings.rate.saturating_sub(others).max(1),
+            settings.rate_window,
+            lease,
+        )
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A call's slot in its company's budget: given back when dropped, however the call
+/// ended (cancelled included), without making the call wait; a slot that cannot be
+/// given back (no runtime left) comes back when its lease ends.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    gate: Arc<Gate>,
+    key: StoreKey,
+    call: String,
+    limits: CallLimits,
+    /// The company's calls in the window when this one was granted, itself included.
+    in_window: u32,
+    /// Taken in process (the store shares no budget).
+    local: bool,
+    /// When its request went to HCSS, until its answer came back: a call cancelled
+    /// meanwhile may still be served by HCSS, so its slot is kept until the request
+    /// would have timed out.
+    sent_at: Option<Instant>,
+}
+
+impl Slot {
+    /// Its request is going to HCSS.
+    pub(crate) fn sent(&mut self) {
+        self.sent_at = Some(Instant::now());
+    }
+
+    /// Its request came back (or failed on this side).
+    pub(crate) fn finished(&mut self) {
+        self.sent_at = None;
+    }
+
+    /// What HCSS said of the company's budget with this call's answer: `remaining` calls
+    /// left in its window (`Some(0)` for a 429). Calls HCSS counted beyond ours are other
+    /// integrations': the next calls leave them their share for a window.
+    pub(crate) fn observe(&self, remaining: Option<u32>) {
+        let Some(remaining) = remaining else {
+            return;
+        };
+        let settings = &self.shared.config.api;
+        let others = settings
+            .rate
+            .saturating_sub(remaining)
+            .saturating_sub(self.in_window);
+        let mut pressure = lock(&self.gate.pressure);
+        if others > 0 {
+            tracing::debug!(
+                others,
+                remaining,
+                "other integrations use the company's HCSS API budget; slowing down"
+            );
+        }
+        *pressure = Some(Pressure {
+            others,
+            until: Instant::now() + settings.rate_window,
+        });
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Cancelled while HCSS may still serve it: kept until its request would have
+        // timed out, so that HCSS never sees more calls in flight than the budget.
+        let hold = self
+            .sent_at
+            .map(|sent| sent + self.shared.config.identity.http_timeout);
+        if self.local && hold.is_none() {
+            self.shared.budgets.local.release(self.key, &self.call);
+            self.gate.freed.notify_one();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let gate = self.gate.clone();
+        let local = self.local;
+        let (key, call, limits) = (self.key, std::mem::take(&mut self.call), self.limits);
+        runtime.spawn(async move {
+            if let Some(hold) = hold {
+                tokio::time::sleep_until(hold).await;
+            }
+            if local {
+                shared.budgets.local.release(key, &call);
+            } else if let Err(err) = shared.token_store.release_call(key, call, limits).await {
+                tracing::debug!(error = %err, "API call slot not given back; its lease ends by itself");
+            }
+            gate.freed.notify_one();
+        });
+    }
+}
+
+/// Takes a slot in `company`'s budget, waiting for one (fairly, after this process's
+/// earlier callers for the company) until `deadline`.
+pub(crate) async fn acquire(
+    shared: &Arc<Shared>,
+    company: &str,
+    deadline: Instant,
+) -> Result<Slot, HcssApiError> {
+    let key = StoreKey::of_api_budget(company);
+    let gate = shared.budgets.gates.entry(key).or_default().value().clone();
+    let busy = |retry_after: Duration| HcssApiError::Busy {
+        retry_after: retry_after.max(Duration::from_secs(1)),
+    };
+    let Ok(_turn) = tokio::time::timeout_at(deadline, gate.turn.lock()).await else {
+        tracing::info!(
+            "HCSS API call not made: the company's budget stayed spent for the maximum wait"
+        );
+        return Err(busy(Duration::from_secs(1)));
+    };
+    // A slot is leased for longer than a call can take (the HTTP timeout bounds it), so
+    // that only a call that never ends, a dead instance's, gives it back by its lease.
+    let lease = shared.config.identity.http_timeout * 2 + Duration::from_secs(1);
+    loop {
+        let limits = gate.limits(&shared.config.api, lease);
+        let call = random_token(12);
+        let (admission, local) = match shared
+            .token_store
+            .acquire_call(key, call.clone(), limits)
+            .await
+        {
+            Ok(admission) => (admission, false),
+            Err(StoreError::Unsupported(_)) => (
+                shared.budgets.local.acquire(key, call.clone(), limits),
+                true,
+            ),
+            Err(err) => {
+                return Err(HcssApiError::Unavailable {
+                    reason: err.to_string(),
+                    retry_after: shared.config.identity.retry_after,
+                })
+            }
+        };
+        let now = Instant::now();
+        match admission {
+            CallAdmission::Granted { in_window } => {
+                return Ok(Slot {
+                    shared: shared.clone(),
+                    gate: gate.clone(),
+                    key,
+                    call,
+                    limits,
+                    in_window,
+                    local,
+                    sent_at: None,
+                })
+            }
+            CallAdmission::WindowFull { retry_in } => {
+                if now + retry_in > deadline {
+                    tracing::info!(
+                        retry_in_ms = retry_in.as_millis() as u64,
+                        "HCSS API call not made: the company's calls of this minute are spent past the maximum wait"
+                    );
+                    return Err(busy(retry_in));
+                }
+                tracing::debug!(
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "HCSS API call waits: the company's calls of this minute are spent"
+                );
+                tokio::time::sleep(retry_in).await;
+            }
+            CallAdmission::InFlightFull { retry_in } => {
+                if now >= deadline {
+                    tracing::info!("HCSS API call not made: the company's calls in flight stayed at the limit for the maximum wait");
+                    return Err(busy(Duration::from_secs(1)));
+                }
+                let wake = (now + retry_in.clamp(Duration::from_millis(1), POLL)).min(deadline);
+                // Woken by a slot freed in this process, or at `wake` to ask the store again.
+                let _ = tokio::time::timeout_at(wake, gate.freed.notified()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! [`HcssApi`]: calls to HCSS's APIs that stay within the company's limits and survive
+//! an early 401, a 429 and a passing failure.
+//!
+//! A call goes through four stages, each in a file or a function of its own:
+//! credentials (the user's session, a company's token or the app's own: [`Acting`]) →
+//! the company's budget ([`budget`]: a slot through the store) → retry (401 once after a
+//! forced refresh, 429 after `Retry-After`, 5xx and connection errors for idempotent
+//! requests) → transport (the configured `reqwest` client).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tokio::time::Instant;
+
+use crate::company::HcssCompanyTokens;
+use crate::error::{HcssApiError, SessionError};
+use crate::layer::HcssAuth;
+use crate::session::HcssSession;
+use crate::token::HcssToken;
+
+pub(crate) mod budget;
+mod pages;
+mod response;
+
+pub use pages::Pages;
+pub use response::HcssApiResponse;
+
+/// Retries of a 5xx or a connection error, at most, for an idempotent request.
+const MAX_RETRIES: u32 = 3;
+/// The first pause before such a retry; each next one doubles.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Calls HCSS's APIs: made from the layer (as [`HcssCompanyTokens`] is), cheap to
+/// clone, on the configured `reqwest` client and [`api_url`](crate::HcssConfigBuilder::api_url).
+/// It acts [as the signed-in user](Self::as_user), [for a company](Self::for_company)
+/// (HCSS's `company` grant) or [as the app's own company](Self::as_own_company)
+/// (`client_credentials`), and makes each call correct by default:
+///
+/// - **401**: the token is refreshed once (the user's session through its single
+///   flight, so that 20 calls refused at once make one refresh; a company's token asked
+///   for again once), and the call made again. A second 401 is
+///   [`HcssApiError::Unauthorized`]: sign in again. The session is not ended.
+/// - **429**: the call waits HCSS's `Retry-After` (seconds or an HTTP date) and goes
+///   again, within [`api_max_wait`](crate::HcssConfigBuilder::api_max_wait); past it,
+///   [`HcssApiError::Busy`] with `retry_after`.
+/// - **5xx, connection errors, timeouts**: retried with backoff (up to 3 times, within
+///   the same maximum wait) only for idempotent methods (GET, HEAD, OPTIONS, PUT,
+///   DELETE), and for any method when the connection was never made: a request whose
+///   body may have been processed is never sent twice.
+/// - **403**: [`HcssApiError::Forbidden`], naming the token's scopes.
+/// - **The company's budget** (HCSS allows 100 calls a minute and 20 at once per company,
+///   across all its clients): every call takes a slot first, through the layer's store, so
+///   all instances sharing a `RedisStore` stay within it together; calls beyond it wait
+///   their turn (first come, first served in each process) up to the maximum wait. A slot
+///   is a lease: a cancelled call gives it back at once, a dead instance's comes back
+///   when it ends. `Remaining-Calls` and 429s show other integrations using the budget;
+///   the next calls leave them their share.
+///
+/// ```no_run
+/// use hcss_auth::{HcssApi, HcssApiError, HcssSession};
+///
+/// async fn business_units(api: HcssApi, session: HcssSession) -> Result<String, HcssApiError> {
+///     let response = api
+///         .as_user(&session)
+///         .get("/heavyjob/api/v1/businessUnits")
+///         .send()
+///         .await?;
+///     Ok(response.text())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct HcssApi {
+    companies: HcssCompanyTokens,
+}
+
+impl std::fmt::Debug for HcssApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HcssApi")
+            .field("api_url", &self.companies.shared().config.api.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whom a call acts for.
+#[derive(Clone, Debug)]
+enum Acting {
+    User(HcssSession),
+    Company(String),
+    OwnCompany,
+}
+
+impl HcssApi {
+    /// A client with the configuration, the token store and the company tokens of `auth`.
+    pub fn new(auth: &HcssAuth) -> Self {
+        Self {
+            companies: HcssCompanyTokens::new(auth),
+        }
+    }
+
+    /// A client that gets company tokens through `companies` (to keep its
+    /// [`on_disconnected`](HcssCompanyTokens::on_disconnected) hook).
+    pub fn with_company_tokens(companies: HcssCompanyTokens) -> Self {
+        Self { companies }
+    }
+
+    /// Calls as the signed-in user of `session` (the request's [`HcssSession`]), counted
+    /// against the user's `CompanyId`.
+    pub fn as_user(&self, session: &HcssSession) -> HcssCaller {
+        self.caller(Acting::User(session.clone()))
+    }
+
+    /// Calls for the customer company `company_id`, with its token from HCSS's `company`
+    /// grant.
+    pub fn for_company(&self, company_id: &str) -> HcssCaller {
+        self.caller(Acting::Company(company_id.to_owned()))
+    }
+
+    /// Calls as the app's own company, with its `client_credentials` token.
+    pub fn as_own_company(&self) -> HcssCaller {
+        self.caller(Acting::OwnCompany)
+    }
+
+    fn caller(&self, acting: Acting) -> HcssCaller {
+        HcssCaller {
+            api: self.clone(),
+            acting,
+        }
+    }
+}
+
+/// An [`HcssApi`] acting for someone: makes requests with their token.
+#[derive(Clone, Debug)]
+pub struct HcssCaller {
+    api: HcssApi,
+    acting: Acting,
+}
+
+impl HcssCaller {
+    /// A request of `method` to `path` under the API URL (`/heavyjob/api/v1/jobs`).
+    pub fn request(&self, method: Method, path: &str) -> HcssApiRequest {
+        HcssApiRequest {
+            caller: self.clone(),
+            method,
+            path: path.to_owned(),
+            query: Vec::new(),
+            headers: HeaderMap::new(),
+            body: None,
+            invalid: None,
+        }
+    }
+
+    /// A `GET` of `path`.
+    pub fn get(&self, path: &str) -> HcssApiRequest {
+        self.request(Method::GET, path)
+    }
+
+    /// A `POST` to `path`.
+    pub fn post(&self, path: &str) -> HcssApiRequest {
+        self.request(Method::POST, path)
+    }
+
+    /// A `PUT` to `path`.
+    pub fn put(&self, path: &str) -> HcssApiRequest {
+        self.request(Method::PUT, path)
+    }
+
+    /// A `DELETE` of `path`.
+    pub fn delete(&self, path: &str) -> HcssApiRequest {
+        self.request(Method::DELETE, path)
+    }
+
+    /// A live token for whom this caller acts.
+    async fn token(&self) -> Result<HcssToken, HcssApiError> {
+        match &self.acting {
+            Acting::User(session) => session.token().await.map_err(session_error),
+            Acting::Company(id) => Ok(self.api.companies.token(id).await?),
+            Acting::OwnCompany => Ok(self.api.companies.own_token().await?),
+        }
+    }
+
+    /// A new token after HCSS refused `rejected` with 401.
+    async fn renewed(&self, rejected: &HcssToken) -> Result<HcssToken, HcssApiError> {
+        match &self.acting {
+            Acting::User(session) => session.refresh(rejected).await.map_err(session_error),
+            Acting::Company(id) => Ok(self
+                .api
+                .companies
+                .after_rejection(Some(id), rejected)
+                .await?),
+            Acting::OwnCompany => Ok(self.api.companies.after_rejection(None, rejected).await?),
+        }
+    }
+
+    /// The company whose budget the call counts against.
+    fn company(&self, token: &HcssToken) -> String {
+        match &self.acting {
+            Acting::Company(id) => id.clone(),
+            Acting::User(_) => token.claims().company_id().unwrap_or_default(),
+            Acting::OwnCompany => token
+                .claims()
+                .company_id()
+                .unwrap_or_else(|| "\0own".to_owned()),
+        }
+    }
+}
+
+fn session_error(err: SessionError) -> HcssApiError {
+    match err {
+        SessionError::Unavailable {
+            reason,
+            retry_after,
+        } => HcssApiError::Unavailable {
+            reason,
+            retry_after,
+        },
+        _ => HcssApiError::NotSignedIn,
+    }
+}
+
+/// A request to an HCSS API, built then [sent](Self::send).
+#[derive(Debug)]
+#[must_use = "a request does nothing until it is sent"]
+pub struct HcssApiRequest {
+    caller: HcssCaller,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    invalid: Option<String>,
+}
+
+impl HcssApiRequest {
+    /// Adds query parameters (`[("businessUnitId", id)]`).
+    pub fn query<K: ToString, V: ToString>(mut self, pairs: &[(K, V)]) -> Self {
+        self.query
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// Sends `body` as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => {
+                self.body = Some(bytes.into());
+                self.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            Err(err) => self.invalid = Some(format!("the JSON body: {err}")),
+        }
+        self
+    }
+
+    /// Adds a header (`Authorization` is the crate's).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        if name != http::header::AUTHORIZATION {
+            self.headers.append(name, value);
+        }
+        self
+    }
+
+    /// Whether a request that failed may be sent again: its method is idempotent.
+    fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        )
+    }
+
+    /// Sends the request: through the company's budget, with a refresh on 401, waits on
+    /// 429 and retries of idempotent requests, as [`HcssApi`] says. A status it does not
+    /// handle (2xx, 3xx, 404, 400...) is the response; a 5xx that stays is
+    /// [`HcssApiError::Unavailable`].
+    ///
+    /// # Errors
+    ///
+    /// [`HcssApiError`]: what to do is on each variant.
+    pub async fn send(self) -> Result<HcssApiResponse, HcssApiError> {
+        if let Some(reason) = &self.invalid {
+            return Err(HcssApiError::Invalid {
+                reason: reason.clone(),
+            });
+        }
+        let shared = self.caller.api.companies.shared().clone();
+        let config = &shared.config;
+        let url = format!("{}{}", config.api.url, self.path);
+        let mut url = url::Url::parse(&url)
+            .ok()
+            .filter(|_| self.path.starts_with('/'))
+            .ok_or_else(|| HcssApiError::Invalid {
+                reason: format!("{:?} is not a path under the API URL", self.path),
+            })?;
+        if !self.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&self.query);
+        }
+        let deadline = Instant::now() + config.api.max_wait;
+        let mut token = self.caller.token().await?;
+        let company = self.caller.company(&token);
+        let mut refreshed = false;
+        let mut retries = 0;
+        loop {
+            let mut slot = budget::acquire(&shared, &company, deadline).await?;
+            let mut request = config
+                .identity
+                .http
+                .request(self.method.clone(), url.clone())
+                .headers(self.headers.clone())
+                .bearer_auth(token.secret());
+            if let Some(body) = &self.body {
+                request = request.body(body.clone());
+            }
+            slot.sent();
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    response.bytes().await.map(|body| (status, headers, body))
+                }
+                Err(err) => Err(err),
+            };
+            slot.finished();
+            let (status, headers, body) = match outcome {
+                Ok(answer) => answer,
+                Err(err) => {
+                    drop(slot);
+                    // Never connected: nothing was sent, any request may go again.
+                    let again = self.idempotent() || err.is_connect();
+                    let reason = err.without_url().to_string();
+                    let wait = FIRST_BACKOFF * 2u32.pow(retries);
+                    if again && retries < MAX_RETRIES && Instant::now() + wait < deadline {
+                        retries += 1;
+                        tracing::info!(reason = %reason, retry = retries, "HCSS API call failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    tracing::warn!(reason = %reason, "HCSS API call failed");
+                    return Err(HcssApiError::Unavailable {
+                        reason,
+                        retry_after: config.identity.retry_after,
+                    });
+                }
+            };
+            let now = std::time::SystemTime::now();
+            let retry_after =
+                crate::protocol::parse_api_retry_after(headers.get(http::header::RETRY_AFTER), now);
+            let remaining = headers
+                .get("remaining-calls")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                slot.observe(Some(0));
+            } else {
+                slot.observe(remaining);
+            }
+            drop(slot);
+            match status {
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    tracing::info!("HCSS API refused the access token (401); refreshing it once");
+                    refreshed = true;
+                    token = self.caller.renewed(&token).await?;
+                }
+                StatusCode::UNAUTHORIZED => {
+                    tracing::warn!(
+                        "HCSS API refused the access token after a refresh (401): sign in again"
+                    );
+                    return Err(HcssApiError::Unauthorized);
+                }
+                StatusCode::FORBIDDEN => {
+                    let scopes: Vec<String> = token.scopes().map(str::to_owned).collect();
+                    tracing::warn!(scopes = %scopes.join(" "), "HCSS API refused the call (403): the token lacks a scope the call needs");
+                    return Err(HcssApiError::Forbidden { scopes });
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    if Instant::now() + wait > deadline {
+                        tracing::warn!(
+                            retry_after_s = wait.as_secs(),
+                            "HCSS API answered 429 past the maximum wait"
+                        );
+                        return Err(HcssApiError::Busy {
+                            retry_after: wait.max(Duration::from_secs(1)),
+                        });
+                    }
+                    tracing::info!(
+                        retry_after_ms = wait.as_millis() as u64,
+                        "HCSS API answered 429; waiting its Retry-After"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                status if status.is_server_error() => {
+                    let wait = retry_after.unwrap_or(FIRST_BACKOFF * 2u32.pow(retries));
+                    if self.idempotent()
+                        && retries < MAX_RETRIES
+                        && Instant::now() + wait < deadline
+                    {
+                        retries += 1;
+                        tracing::info!(%status, retry = retries, "HCSS API answered a server error; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    tracing::warn!(%status, "HCSS API answered a server error");
+                    return Err(HcssApiError::Unavailable {
+                        reason: format!("HCSS answered {status}"),
+                        retry_after: retry_after.unwrap_or(config.identity.retry_after),
+                    });
+                }
+                _ => return Ok(HcssApiResponse::new(status, headers, body)),
+            }
+        }
+    }
+
+    /// Every item of a list endpoint that pages with a cursor, as HCSS's do: each page is
+    /// a call of its own through the budget. See [`Pages`].
+    pub fn pages(self) -> Pages {
+        Pages::new(self)
+    }
+
+    fn clone_with_query(&self, extra: &[(String, String)]) -> Self {
+        let mut query = self.query.clone();
+        query.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        query.extend_from_slice(extra);
+        Self {
+            caller: self.caller.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            invalid: self.invalid.clone(),
+        }
+    }
+}

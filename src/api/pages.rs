@@ -1,0 +1,123 @@
+//! [`Pages`]: every item of an HCSS list endpoint, page after page.
+
+use serde::de::DeserializeOwned;
+
+use super::HcssApiRequest;
+use crate::error::HcssApiError;
+
+/// The pages of an HCSS list endpoint, from [`HcssApiRequest::pages`]. HCSS's list
+/// endpoints page with a cursor: the request takes `limit` and `cursor` in its query,
+/// and the answer is `{"results": [...], "metadata": {"nextCursor": "..."}}`, with no
+/// `nextCursor` on the last page. (HCSS's API reference is behind its developer portal's
+/// sign-in; the shape here is the one its HeavyJob endpoints answer with, e.g.
+/// `timeCardInfo`.) An endpoint that answers a plain JSON array is read as one page.
+/// Each page is a call of its own, through the company's budget, with the client's
+/// retries.
+///
+/// ```no_run
+/// # async fn run(api: hcss_auth::HcssApi) -> Result<(), hcss_auth::HcssApiError> {
+/// let jobs: Vec<serde_json::Value> = api
+///     .for_company("4f2d9c7a-0002-4000-8000-0000000000c0")
+///     .get("/heavyjob/api/v1/jobs")
+///     .pages()
+///     .limit(500)
+///     .all()
+///     .await?;
+/// # let _ = jobs; Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "pages are fetched by next_page or all"]
+pub struct Pages {
+    request: HcssApiRequest,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    done: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Page<T> {
+    Paged {
+        results: Vec<T>,
+        #[serde(default)]
+        metadata: Option<Metadata>,
+    },
+    Plain(Vec<T>),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+impl Pages {
+    pub(super) fn new(request: HcssApiRequest) -> Self {
+        Self {
+            request,
+            limit: None,
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// Items per page (`limit`), when the endpoint's default will not do.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The next page's items, or `None` after the last page.
+    ///
+    /// # Errors
+    ///
+    /// As [`HcssApiRequest::send`]; [`HcssApiError::Invalid`] for a status other than
+    /// 2xx or a page that is not the shape above.
+    pub async fn next_page<T: DeserializeOwned>(&mut self) -> Option<Result<Vec<T>, HcssApiError>> {
+        if self.done {
+            return None;
+        }
+        let mut extra = Vec::new();
+        if let Some(limit) = self.limit {
+            extra.push(("limit".to_owned(), limit.to_string()));
+        }
+        if let Some(cursor) = self.cursor.take() {
+            extra.push(("cursor".to_owned(), cursor));
+        }
+        let page = match self.request.clone_with_query(&extra).send().await {
+            Ok(response) => response.success_json::<Page<T>>(),
+            Err(err) => Err(err),
+        };
+        Some(match page {
+            Ok(Page::Paged { results, metadata }) => {
+                self.cursor = metadata
+                    .and_then(|m| m.next_cursor)
+                    .filter(|c| !c.is_empty());
+                self.done = self.cursor.is_none();
+                Ok(results)
+            }
+            Ok(Page::Plain(items)) => {
+                self.done = true;
+                Ok(items)
+            }
+            Err(err) => {
+                self.done = true;
+                Err(err)
+            }
+        })
+    }
+
+    /// Every item, page after page.
+    ///
+    /// # Errors
+    ///
+    /// The first page's error, as [`next_page`](Self::next_page).
+    pub async fn all<T: DeserializeOwned>(mut self) -> Result<Vec<T>, HcssApiError> {
+        let mut items = Vec::new();
+        while let Some(page) = self.next_page().await {
+            items.extend(page?);
+        }
+        Ok(items)
+    }
+}

@@ -1,0 +1,189 @@
+//! A company's budget of calls to HCSS's APIs, as a store keeps it: what a call asks
+//! for ([`CallLimits`]), what it is told ([`CallAdmission`]), and the in-process budget
+//! that `MemoryStore` keeps and that the layer falls back on for a store that shares none.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::StoreKey;
+
+/// The limits a call is admitted under: at most `in_flight` calls of the company at once,
+/// at most `per_window` started within any `window`, each slot a lease of `lease` (a slot
+/// whose holder never gives it back, a cancelled call or a dead instance, comes back
+/// when its lease ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallLimits {
+    /// Calls of the company in flight at once, at most.
+    pub in_flight: u32,
+    /// Calls of the company started within any `window`, at most.
+    pub per_window: u32,
+    /// The rolling window `per_window` is counted over.
+    pub window: Duration,
+    /// How long a slot in flight is held at most if it is never released.
+    pub lease: Duration,
+}
+
+impl CallLimits {
+    /// Limits of `in_flight` calls at once and `per_window` calls per `window`, slots
+    /// leased for `lease`. Zeros are raised to the least that admits a call (1, and a
+    /// millisecond).
+    pub fn new(in_flight: u32, per_window: u32, window: Duration, lease: Duration) -> Self {
+        Self {
+            in_flight: in_flight.max(1),
+            per_window: per_window.max(1),
+            window: window.max(Duration::from_millis(1)),
+            lease: lease.max(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// What [`Coordination::acquire_call`](super::Coordination::acquire_call) answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallAdmission {
+    /// The call holds a slot: it may go. `in_window` is how many calls of the company the
+    /// window holds now, this one included.
+    Granted {
+        /// Calls of the company in the window now, this one included.
+        in_window: u32,
+    },
+    /// The window is full: the oldest call in it leaves it in `retry_in`.
+    WindowFull {
+        /// When a place in the window frees up.
+        retry_in: Duration,
+    },
+    /// As many calls are in flight as allowed: one frees its slot when it ends, at the
+    /// latest when its lease does, in `retry_in`.
+    InFlightFull {
+        /// When the earliest lease ends, if no call ends before.
+        retry_in: Duration,
+    },
+}
+
+/// One company's calls: leases in flight by call id (their end), and the calls of the
+/// window by call id (when each started, or ended once it did).
+#[derive(Debug, Default)]
+struct Calls {
+    flying: HashMap<String, Instant>,
+    window: HashMap<String, Instant>,
+}
+
+/// The budgets of the companies one process calls for, on Tokio's clock (so a test with
+/// a paused clock moves them too). What `MemoryStore` keeps, and what the layer keeps for
+/// a store that shares no budget.
+#[derive(Debug, Default)]
+pub(crate) struct LocalBudget {
+    companies: DashMap<StoreKey, Mutex<Calls>>,
+}
+
+impl LocalBudget {
+    pub(crate) fn acquire(&self, key: StoreKey, call: String, limits: CallLimits) -> CallAdmission {
+        let now = Instant::now();
+        let entry = self.companies.entry(key).or_default();
+        let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
+        calls.flying.retain(|_, end| *end > now);
+        // A call leaves the window once it is older than the window, strictly.
+        calls.window.retain(|_, at| *at + limits.window > now);
+        if calls.window.len() >= limits.per_window as usize {
+            let oldest = calls.window.values().min().copied().unwrap_or(now);
+            return CallAdmission::WindowFull {
+                retry_in: (oldest + limits.window).saturating_duration_since(now)
+                    + Duration::from_millis(1),
+            };
+        }
+        if calls.flying.len() >= limits.in_flight as usize {
+            let first = calls.flying.values().min().copied().unwrap_or(now);
+            return CallAdmission::InFlightFull {
+                retry_in: first.saturating_duration_since(now),
+            };
+        }
+        calls.flying.insert(call.clone(), now + limits.lease);
+        calls.window.insert(call, now);
+        CallAdmission::Granted {
+            in_window: u32::try_from(calls.window.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub(crate) fn release(&self, key: StoreKey, call: &str) {
+        let now = Instant::now();
+        let Some(entry) = self.companies.get(&key) else {
+            return;
+        };
+        let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
+        calls.flying.remove(call);
+        // The window counts the call from its end: HCSS saw it at some moment before.
+        if let Some(at) = calls.window.get_mut(call) {
+            *at = now;
+        }
+    }
+
+    /// How many companies it holds budgets for.
+    pub(crate) fn companies(&self) -> usize {
+        self.companies.len()
+    }
+
+    /// Companies with no call in flight and none in a window of `window` are dropped,
+    /// so that the map holds the companies being called, not every one ever called.
+    pub(crate) fn sweep(&self, window: Duration) {
+        let now = Instant::now();
+        self.companies.retain(|_, calls| {
+            let calls = calls.get_mut().unwrap_or_else(|e| e.into_inner());
+            calls.flying.retain(|_, end| *end > now);
+            calls.window.retain(|_, at| *at + window > now);
+            !(calls.flying.is_empty() && calls.window.is_empty())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyKind;
+
+    fn limits() -> CallLimits {
+        CallLimits::new(2, 3, Duration::from_secs(60), Duration::from_secs(10))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_and_window_are_both_bounded_and_leases_expire() {
+        let budget = LocalBudget::default();
+        let key = StoreKey::random_of(KeyKind::ApiBudget);
+        let granted = |a| matches!(a, CallAdmission::Granted { .. });
+        assert!(granted(budget.acquire(key, "a".into(), limits())));
+        assert!(granted(budget.acquire(key, "b".into(), limits())));
+        assert_eq!(
+            budget.acquire(key, "c".into(), limits()),
+            CallAdmission::InFlightFull {
+                retry_in: Duration::from_secs(10)
+            }
+        );
+        budget.release(key, "a");
+        assert_eq!(
+            budget.acquire(key, "c".into(), limits()),
+            CallAdmission::Granted { in_window: 3 }
+        );
+        budget.release(key, "c");
+        // Three in the window: full until the first of them is a minute old.
+        assert!(matches!(
+            budget.acquire(key, "d".into(), limits()),
+            CallAdmission::WindowFull { .. }
+        ));
+        // "b" is never released: its lease ends after 10 s, yet it stays in the window.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(matches!(
+            budget.acquire(key, "d".into(), limits()),
+            CallAdmission::WindowFull { .. }
+        ));
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(granted(budget.acquire(key, "d".into(), limits())));
+        budget.release(key, "d");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        budget.sweep(Duration::from_secs(60));
+        assert!(budget.companies.is_empty(), "an idle company is kept");
+    }
+}

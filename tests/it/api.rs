@@ -1,0 +1,352 @@
+//! Calling HCSS APIs through `HcssApi`: one refresh for many 401s, 429s waited within the
+//! maximum wait, no request with a body sent twice, 403 naming the scopes, pages, and
+//! the per-company budget kept by several instances together.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use hcss_auth::testing::{seed_session, MockApiLimits, MockHcssIdentity};
+use hcss_auth::{HcssApi, HcssApiError, HcssAuth, HcssConfigBuilder, HcssSession, TokenStore};
+use tower::ServiceExt;
+
+const COMPANY: &str = "customer-co-1";
+const UNITS: &str = "/heavyjob/api/v1/businessUnits";
+
+fn config(
+    mock: &MockHcssIdentity,
+    f: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> hcss_auth::HcssConfig {
+    f(mock
+        .config_builder("http://127.0.0.1:9/hcss/callback")
+        .scopes(["heavyjob:read", "heavyjob:write", "offline_access"])
+        .api_url(mock.api_url()))
+    .build()
+    .unwrap()
+}
+
+/// `GET /call`: the business units as the signed-in user, or the client's error.
+fn user_app(auth: HcssAuth) -> Router {
+    async fn call(State(api): State<HcssApi>, session: HcssSession) -> axum::response::Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    Router::new()
+        .route("/call", get(call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth)
+}
+
+async fn get_as(app: &Router, cookie: &str) -> StatusCode {
+    let request = Request::get("/call")
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_calls_refused_with_401_make_one_refresh_then_succeed() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let session = seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+        .await
+        .unwrap();
+    let app = user_app(auth);
+    let cookie = session.cookie_header();
+    assert_eq!(get_as(&app, &cookie).await, StatusCode::OK);
+    // HCSS revokes the access token early: the app still believes it live.
+    mock.revoke_access_tokens();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, cookie) = (app.clone(), cookie.clone());
+            tokio::spawn(async move { get_as(&app, &cookie).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(mock.counts().refreshes, 1, "20 refused calls, one refresh");
+}
+
+#[tokio::test]
+async fn a_429_is_waited_and_the_call_made_again() {
+    let mock = MockHcssIdentity::start().await;
+    // One call at a time at HCSS; the app believes 20 may go.
+    mock.set_api_limits(Some(MockApiLimits::new(100, Duration::from_secs(60), 1)));
+    mock.set_api_delay(Duration::from_millis(300));
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let api = HcssApi::new(&auth);
+    let company = api.for_company(COMPANY);
+    let (a, b) = tokio::join!(company.get(UNITS).send(), company.get(UNITS).send());
+    assert_eq!(a.unwrap().status(), 200);
+    assert_eq!(b.unwrap().status(), 200);
+    let usage = mock.api_usage(COMPANY);
+    assert_eq!(usage.throttled, 1, "{usage:?}");
+    assert_eq!(usage.calls, 3, "the refused call was made again: {usage:?}");
+}
+
+#[tokio::test]
+async fn a_429_past_the_maximum_wait_is_busy_with_retry_after() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_api_limits(Some(MockApiLimits::new(100, Duration::from_secs(60), 1)));
+    mock.set_api_delay(Duration::from_millis(300));
+    // HCSS's Retry-After (1 s) is past the maximum wait.
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_max_wait(Duration::from_millis(500))
+    }));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    let (a, b) = tokio::join!(company.get(UNITS).send(), company.get(UNITS).send());
+    let (ok, busy) = if a.is_ok() { (a, b) } else { (b, a) };
+    assert_eq!(ok.unwrap().status(), 200);
+    match busy {
+        Err(HcssApiError::Busy { retry_after }) => assert!(retry_after >= Duration::from_secs(1)),
+        other => panic!("expected Busy: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_full_window_past_the_maximum_wait_is_busy_without_calling_hcss() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
+    }));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    company.get(UNITS).send().await.unwrap();
+    company.get(UNITS).send().await.unwrap();
+    match company.get(UNITS).send().await {
+        Err(HcssApiError::Busy { retry_after }) => {
+            assert!(retry_after > Duration::from_secs(50), "{retry_after:?}")
+        }
+        other => panic!("expected Busy: {other:?}"),
+    }
+    assert_eq!(
+        mock.api_usage(COMPANY).calls,
+        2,
+        "the third call went to HCSS"
+    );
+}
+
+#[tokio::test]
+async fn a_post_is_not_sent_again_after_a_5xx_and_a_get_is() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    company.get(UNITS).send().await.unwrap(); // the token, cached
+    let before = mock.counts().api_calls;
+    mock.fail_api_calls(500, 1);
+    let posted = company
+        .post(UNITS)
+        .json(&serde_json::json!({ "code": "EAST" }))
+        .send()
+        .await;
+    assert!(
+        matches!(posted, Err(HcssApiError::Unavailable { .. })),
+        "{posted:?}"
+    );
+    assert_eq!(
+        mock.counts().api_calls,
+        before + 1,
+        "the POST was sent again"
+    );
+    mock.fail_api_calls(503, 2);
+    let got = company.get(UNITS).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(mock.counts().api_calls, before + 4, "GET retried twice");
+    let posted = company
+        .post(UNITS)
+        .json(&serde_json::json!({ "code": "EAST" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    assert_eq!(posted.json::<serde_json::Value>().unwrap()["code"], "EAST");
+}
+
+#[tokio::test]
+async fn a_403_names_the_scopes_of_the_token() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(
+        mock.config_builder("http://127.0.0.1:9/hcss/callback")
+            .scopes(["heavyjob:read"])
+            .api_url(mock.api_url())
+            .build()
+            .unwrap(),
+    );
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    let posted = company
+        .post(UNITS)
+        .json(&serde_json::json!({}))
+        .send()
+        .await;
+    match posted {
+        Err(err @ HcssApiError::Forbidden { .. }) => {
+            assert!(err.to_string().contains("heavyjob:read"), "{err}");
+        }
+        other => panic!("expected Forbidden: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pages_yield_every_item_each_page_a_call() {
+    let mock = MockHcssIdentity::builder().api_jobs(7).start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let jobs: Vec<serde_json::Value> = HcssApi::new(&auth)
+        .as_own_company()
+        .get("/heavyjob/api/v1/jobs")
+        .pages()
+        .limit(3)
+        .all()
+        .await
+        .unwrap();
+    let ids: Vec<_> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 7);
+    assert_eq!(ids[0], "job-0000");
+    assert_eq!(ids[6], "job-0006");
+    assert_eq!(mock.counts().api_calls, 3);
+}
+
+/// 200 calls for one company from three instances sharing `stores`, against HCSS limited
+/// to 30 calls a window (2 s here) and 5 at once: HCSS sees no more, answers no 429, and
+/// every call succeeds or is told to come back. Then half of 100 calls are cancelled in
+/// flight, and no slot stays taken.
+async fn three_instances_keep_the_company_within_its_limits<S: TokenStore + Clone>(stores: [S; 3]) {
+    let window = Duration::from_secs(2);
+    let mock = MockHcssIdentity::start().await;
+    mock.set_api_limits(Some(MockApiLimits::new(30, window, 5)));
+    mock.set_api_delay(Duration::from_millis(20));
+    let apis: Vec<HcssApi> = stores
+        .into_iter()
+        .map(|store| {
+            let config = config(&mock, |b| {
+                b.api_rate_per_minute(30)
+                    .api_rate_window(window)
+                    .api_concurrency(5)
+                    .api_max_wait(Duration::from_secs(3))
+                    // A cancelled call keeps its slot until its request would time out.
+                    .http_timeout(Duration::from_secs(1))
+            });
+            HcssApi::new(&HcssAuth::with_store(config, store))
+        })
+        .collect();
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let api = apis[i % 3].clone();
+            tokio::spawn(async move { api.for_company(COMPANY).get(UNITS).send().await })
+        })
+        .collect();
+    let (mut served, mut busy) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(response) if response.status() == 200 => served += 1,
+            Err(HcssApiError::Busy { .. }) => busy += 1,
+            other => panic!("a call neither served nor told to wait: {other:?}"),
+        }
+    }
+    let usage = mock.api_usage(COMPANY);
+    assert_eq!(usage.throttled, 0, "{usage:?}");
+    assert!(usage.max_in_flight <= 5, "{usage:?}");
+    assert!(usage.max_in_window <= 30, "{usage:?}");
+    assert!(served >= 30, "served {served}, busy {busy}");
+    assert_eq!(served + busy, 200);
+
+    // Half of 100 calls cancelled while in flight or waiting: no slot is kept.
+    mock.set_api_delay(Duration::from_millis(400));
+    tokio::time::sleep(window).await; // the window empties (what is waited for is HCSS's minute)
+    let before = mock.api_usage(COMPANY).calls;
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let api = apis[i % 3].clone();
+            tokio::spawn(async move { api.for_company(COMPANY).get(UNITS).send().await })
+        })
+        .collect();
+    mock.wait_for(|c| c.api_calls >= before + 5).await;
+    for call in calls.iter().step_by(2) {
+        call.abort();
+    }
+    for call in calls {
+        let _ = call.await;
+    }
+    mock.set_api_delay(Duration::ZERO);
+    tokio::time::sleep(window).await;
+    // Were any slot kept (leases last 3 s, past the wait), five calls at once could not all go now.
+    let five: Vec<_> = (0..5)
+        .map(|i| {
+            let api = apis[i % 3].clone();
+            tokio::spawn(async move { api.for_company(COMPANY).get(UNITS).send().await })
+        })
+        .collect();
+    for call in five {
+        assert_eq!(call.await.unwrap().expect("a slot leaked").status(), 200);
+    }
+    assert_eq!(mock.api_usage(COMPANY).throttled, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sharing_a_memory_store_keep_the_limits() {
+    let store = hcss_auth::MemoryStore::new();
+    three_instances_keep_the_company_within_its_limits([store.clone(), store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sharing_redis_keep_the_limits() {
+    let Some(url) =
+        crate::common::redis_help::redis_url("three_instances_sharing_redis_keep_the_limits")
+    else {
+        return;
+    };
+    let prefix = crate::common::redis_help::prefix();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(
+            hcss_auth::store::RedisStore::connect(&url)
+                .await
+                .unwrap()
+                .with_prefix(prefix.clone()),
+        );
+    }
+    let stores: [_; 3] = stores.try_into().unwrap_or_else(|_| unreachable!());
+    three_instances_keep_the_company_within_its_limits(stores).await;
+    crate::common::redis_help::remove_keys(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_integration_using_half_the_budget_causes_few_429s() {
+    let window = Duration::from_secs(2);
+    let mock = MockHcssIdentity::start().await;
+    mock.set_api_limits(Some(MockApiLimits::new(30, window, 5)));
+    mock.set_other_integration(COMPANY, 15);
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_rate_per_minute(30)
+            .api_rate_window(window)
+            .api_concurrency(5)
+            .api_max_wait(Duration::from_secs(3))
+    }));
+    let api = HcssApi::new(&auth);
+    let calls: Vec<_> = (0..60)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.for_company(COMPANY).get(UNITS).send().await })
+        })
+        .collect();
+    let mut served = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(response) if response.status() == 200 => served += 1,
+            Err(HcssApiError::Busy { .. }) => {}
+            other => panic!("a call neither served nor told to wait: {other:?}"),
+        }
+    }
+    let usage = mock.api_usage(COMPANY);
+    // A handful: the first calls go before any Remaining-Calls is seen, and the
+    // estimate of the others' share lags when the window counts calls from their release.
+    assert!(usage.throttled <= 5, "{usage:?}");
+    assert!(served >= 15, "served {served}: {usage:?}");
+}
