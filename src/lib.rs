@@ -510,6 +510,7 @@ mod flow;
 mod hooks;
 mod http_rules;
 mod layer;
+mod oidc;
 mod protocol;
 mod refresh;
 mod return_path;

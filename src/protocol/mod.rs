@@ -27,3 +27,4 @@ pub(crate) use response::TokenResponse;
 pub(crate) use response::MIN_TOKEN_LIFETIME;
 pub(crate) use revoke::revoke;
 pub(crate) use token_request::{request_tokens, Grant, REFRESH_PATIENCE};
+pub(crate) use transport::get;

@@ -92,6 +92,6 @@ pub use conformance::{
     coordination_conformance, state_store_conformance, store_conformance, token_store_conformance,
 };
 pub use faulty::FaultyStore;
-pub use mock::{MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault};
+pub use mock::{DiscoveryFault, MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault};
 pub use seed::{seed_session, session_exists, SeededSession};
 pub use sign_in::sign_in;
