@@ -145,13 +145,43 @@
 //! }
 //! ```
 //!
-//! The signature is not checked: the token came straight from the token endpoint over a
+//! The access token's signature is not checked: it came straight from the token endpoint over a
 //! verified TLS connection, which is how OpenID Connect trusts an ID token from the same
 //! place. Never read claims from a token a client sends you. A token that is not a JWT has
 //! no claims, and everything else works as before. With `openid` among the scopes, each
 //! login sends a `nonce`, and the ID token that comes back must name this issuer (`iss`)
 //! and client (`aud`), be unexpired and carry the nonce, or the sign-in is refused; its
 //! identity claims (`sub`, name, email...) are then preferred over the access token's.
+//!
+//! ## OpenID Connect: what is verified, and when
+//!
+//! The crate reads the identity service's discovery document
+//! (`{identity_url}/.well-known/openid-configuration`) at the first login or token call,
+//! never at start-up, and keeps it for a day. Its `issuer` must be the configured identity
+//! URL, byte for byte: a document that names another issuer stops sign-ins (a 502 page,
+//! and an error in the log that says to check `HCSS_IDENTITY_URL`). Its authorize, token
+//! and revocation endpoints are used when it names them. When there is no document (a
+//! 404, unreachable, not JSON), HCSS's known layout (`/connect/authorize`,
+//! `/connect/token`, `/connect/revocation`, the keys at
+//! `/.well-known/openid-configuration/jwks`) is used, one log line says so, and the
+//! document is tried again five minutes later.
+//!
+//! | scopes | the identity service publishes keys (a JWKS) | what a sign-in verifies |
+//! |---|---|---|
+//! | without `openid` | either way | nothing signed: the access token's claims are read, as above |
+//! | with `openid` | yes (IdentityServer does) | the ID token's **signature** against the JWKS, then `iss`, `aud`, `azp`, `exp`, `nonce` |
+//! | with `openid` | no (no `jwks_uri`, or a 404 there) | `iss`, `aud`, `azp`, `exp`, `nonce`; the signature cannot be checked, and one log line says so |
+//!
+//! The signature must be made with RS256 (IdentityServer's default), RS384, RS512,
+//! PS256, PS384, PS512, ES256 or ES384, by a key of the JWKS of that kind (by `kid`):
+//! `alg: none`, HMAC (`HS256`... with a public key as the secret) and critical header
+//! extensions are refused. When the service rotates its keys, an ID token naming a `kid`
+//! the cached keys lack reads the JWKS again (at most ten times a minute, and not again
+//! for a `kid` a fresh read did not have); the keys are otherwise read again after an
+//! hour. A JWKS that cannot be read (a timeout, a 5xx) refuses the sign-in rather than
+//! skip the check. Any refusal is a page, no session, and the refresh token that came
+//! with the ID token revoked. An ID token that a refresh brings is not verified against
+//! the JWKS (it is checked as above and must name the same `sub`).
 //!
 //! ## Hooks: sign-in and sign-out
 //!
@@ -570,6 +600,7 @@ mod flow;
 mod hooks;
 mod http_rules;
 mod layer;
+mod oidc;
 mod protocol;
 mod refresh;
 mod return_path;

@@ -404,6 +404,7 @@ impl HcssConfigBuilder {
                 authorize_url: endpoint(issuer, "authorize")?,
                 token_url: endpoint(issuer, "token")?,
                 revocation_url: endpoint(issuer, "revocation")?,
+                oidc: Default::default(),
                 revoke_on_logout: self.revoke_on_logout,
                 http,
                 http_timeout: self.http_timeout,

@@ -81,6 +81,9 @@ pub(crate) struct IdentityClient {
     pub(crate) authorize_url: Url,
     pub(crate) token_url: Url,
     pub(crate) revocation_url: Url,
+    /// The discovery document and signing keys, read on first use and shared by every
+    /// clone of this configuration.
+    pub(crate) oidc: std::sync::Arc<crate::oidc::Provider>,
     pub(crate) revoke_on_logout: bool,
     pub(crate) http: reqwest::Client,
     pub(crate) http_timeout: Duration,

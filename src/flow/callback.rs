@@ -170,13 +170,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     }
     let identity = &config.identity;
     match id_token {
-        Some(id_token) => match Claims::of_id_token(
-            id_token.expose_secret(),
-            &identity.issuer,
-            &identity.client_id,
-            config.now(),
-            Nonce::Login(login.nonce.as_deref()),
-        ) {
+        Some(id_token) => match verified_id_token(config, id_token.expose_secret(), &login).await {
             // Its identity claims win over the access token's.
             Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
             Err(why) => {
@@ -234,6 +228,24 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             session_id.as_str(),
             Some(ttl),
         )],
+    )
+}
+
+/// The claims of the ID token of `login`'s sign-in: its signature verified against the
+/// identity service's JWKS (when it publishes one), then its claims checked.
+async fn verified_id_token(
+    config: &crate::HcssConfig,
+    id_token: &str,
+    login: &Login,
+) -> Result<Claims, &'static str> {
+    let identity = &config.identity;
+    identity.oidc.verify_id_token(identity, id_token).await?;
+    Claims::of_id_token(
+        id_token,
+        &identity.issuer,
+        &identity.client_id,
+        config.now(),
+        Nonce::Login(login.nonce.as_deref()),
     )
 }
 

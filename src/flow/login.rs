@@ -46,6 +46,21 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         },
     };
 
+    // The identity service's endpoints (its discovery document, read on first use):
+    // one that names another issuer is not signed in with.
+    let endpoints = match config.identity.oidc.endpoints(&config.identity).await {
+        Ok(endpoints) => endpoints,
+        Err(err) => {
+            tracing::error!(reason = %err, "login refused");
+            return page(
+                config,
+                StatusCode::BAD_GATEWAY,
+                "Sign-in unavailable",
+                "The sign-in service is not set up correctly. Please try again later.",
+            );
+        }
+    };
+
     // One cookie per login, named after its state, so that logins started at the same
     // moment in several tabs never overwrite each other's.
     let state = random_token(32);
@@ -132,7 +147,13 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Some(config.lifetimes.transaction_ttl),
     );
     see_other(
-        &authorize_url(&config.identity, &state, &challenge, nonce.as_deref()),
+        &authorize_url(
+            &config.identity,
+            &endpoints.authorize,
+            &state,
+            &challenge,
+            nonce.as_deref(),
+        ),
         std::iter::once(login_cookie).chain(cleared),
     )
 }

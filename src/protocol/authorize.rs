@@ -5,11 +5,12 @@ use crate::config::IdentityClient;
 /// The URL the browser is sent to at login.
 pub(crate) fn authorize_url(
     client: &IdentityClient,
+    endpoint: &url::Url,
     state: &str,
     challenge: &str,
     nonce: Option<&str>,
 ) -> String {
-    let mut url = client.authorize_url.clone();
+    let mut url = endpoint.clone();
     {
         let mut query = url.query_pairs_mut();
         query
@@ -36,7 +37,13 @@ mod tests {
     #[test]
     fn authorize_url_carries_exactly_the_flow_parameters() {
         let c = config(ClientAuth::RequestBody, Some("s"));
-        let url = authorize_url(&c.identity, "STATE", "CHALLENGE", None);
+        let url = authorize_url(
+            &c.identity,
+            &c.identity.authorize_url,
+            "STATE",
+            "CHALLENGE",
+            None,
+        );
         assert_eq!(
             url,
             "https://api.hcssapps.com/identity/connect/authorize?client_id=my+client\

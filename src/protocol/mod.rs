@@ -28,3 +28,4 @@ pub(crate) use response::MIN_TOKEN_LIFETIME;
 pub(crate) use retry_after::parse_api_retry_after;
 pub(crate) use revoke::revoke;
 pub(crate) use token_request::{request_tokens, Grant, REFRESH_PATIENCE};
+pub(crate) use transport::get;

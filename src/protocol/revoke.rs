@@ -16,7 +16,12 @@ pub(crate) async fn revoke(
 ) -> Result<(), TokenError> {
     let mut form = vec![("token", token), ("token_type_hint", hint)];
     push_client_credentials(client, &mut form);
-    let answer = post_form(client, &client.revocation_url, &form, client.http_timeout).await?;
+    let endpoints = client
+        .oidc
+        .endpoints(client)
+        .await
+        .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
+    let answer = post_form(client, &endpoints.revocation, &form, client.http_timeout).await?;
     match TokenError::of_answer(&answer) {
         None => Ok(()),
         Some(err) => Err(err),

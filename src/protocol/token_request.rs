@@ -81,7 +81,13 @@ pub(crate) async fn request_tokens(
     };
     let form = token_form(&config.identity, &grant);
     let started = std::time::Instant::now();
-    let answer = post_form(&config.identity, &config.identity.token_url, &form, timeout).await;
+    let endpoints = config
+        .identity
+        .oidc
+        .endpoints(&config.identity)
+        .await
+        .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
+    let answer = post_form(&config.identity, &endpoints.token, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let answer = answer.inspect_err(|err| {
         tracing::debug!(grant = kind, elapsed_ms, reason = %err, "token endpoint unreachable");

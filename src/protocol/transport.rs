@@ -43,6 +43,25 @@ pub(crate) async fn post_form(
     if let Some(basic) = basic_auth_header(client) {
         request = request.header(http::header::AUTHORIZATION, basic);
     }
+    read_capped(client, request).await
+}
+
+/// GETs `url` (a discovery document, a JWKS) and reads at most `max_response_bytes` of
+/// the answer.
+pub(crate) async fn get(client: &IdentityClient, url: &url::Url) -> Result<Answer, TokenError> {
+    let request = client
+        .http
+        .get(url.clone())
+        .timeout(client.http_timeout)
+        .header(http::header::ACCEPT, "application/json");
+    read_capped(client, request).await
+}
+
+/// Sends `request`: redirects refused, the answer's size capped.
+async fn read_capped(
+    client: &IdentityClient,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, TokenError> {
     let mut response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
     let retry_after = parse_retry_after(response.headers().get(http::header::RETRY_AFTER));

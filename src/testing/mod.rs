@@ -93,7 +93,8 @@ pub use conformance::{
 };
 pub use faulty::FaultyStore;
 pub use mock::{
-    MockApiLimits, MockApiUsage, MockCounts, MockHcssIdentity, MockHcssIdentityBuilder, TokenFault,
+    DiscoveryFault, MockApiLimits, MockApiUsage, MockCounts, MockHcssIdentity,
+    MockHcssIdentityBuilder, TokenFault,
 };
 pub use seed::{seed_session, session_exists, SeededSession};
 pub use sign_in::sign_in;

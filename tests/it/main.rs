@@ -14,6 +14,7 @@ mod company;
 mod faults;
 mod flow;
 mod near_cache_attacks;
+mod oidc;
 mod redis;
 mod refresh;
 mod sealed;

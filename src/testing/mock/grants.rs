@@ -103,16 +103,15 @@ impl Grants {
     }
 }
 
-/// An OpenID Connect ID token for the mock's user (unsigned, as the crate reads ID
-/// tokens only from the token endpoint): `iss`, `aud`, `exp`, the `nonce` of the
-/// authorize request, and the user's identity claims. `fault` names a claim to get wrong.
+/// The claims of an OpenID Connect ID token for the mock's user (signed by
+/// `oidc::sign`): `iss`, `aud`, `exp`, the `nonce` of the authorize request, and the
+/// user's identity claims. `fault` names a claim to get wrong.
 pub(super) fn id_token(
     options: &MockHcssIdentityBuilder,
     issuer: &str,
     nonce: Option<&str>,
     fault: Option<&str>,
-) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+) -> serde_json::Value {
     let now = crate::clock::unix_now();
     let mut claims = json!({
         "iss": issuer,
@@ -134,11 +133,7 @@ pub(super) fn id_token(
         Some("nonce") => claims["nonce"] = json!("not-the-nonce"),
         _ => {}
     }
-    format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
+    claims
 }
 
 /// An access token as HCSS issues them: a JWT with the user's `sub` and `CompanyId`,

@@ -19,9 +19,12 @@ use tokio::time::Instant;
 
 mod api;
 mod grants;
+mod oidc;
 mod routes;
 
 pub use api::{MockApiLimits, MockApiUsage};
+pub use oidc::DiscoveryFault;
+
 use grants::Grants;
 use routes::*;
 
@@ -72,7 +75,9 @@ pub enum TokenFault {
     SlowAfterRotating(Duration),
     /// With `openid` among the scopes, an ID token whose named claim is wrong (`"iss"`,
     /// `"aud"`, `"exp"` or `"nonce"`; `"azp"`: `aud` names this client and another, and
-    /// there is no `azp`); the rest of the answer is right.
+    /// there is no `azp`), or whose signature is: `"signature"` (signed with a key that
+    /// is not the identity service's, under its key id), `"kid"` (a key id its JWKS never
+    /// has), `"alg"` (`alg: none`, unsigned); the rest of the answer is right.
     BadIdToken(&'static str),
     /// With `openid` among the scopes, a code exchange answered without an ID token; the
     /// rest of the answer is right.
@@ -107,6 +112,10 @@ pub struct MockCounts {
     pub company_grants: usize,
     /// Token calls with `grant_type=client_credentials` (the app's own company).
     pub client_credentials: usize,
+    /// `GET /identity/.well-known/openid-configuration`.
+    pub discovery: usize,
+    /// `GET /identity/.well-known/openid-configuration/jwks`.
+    pub jwks: usize,
 }
 
 /// Builds a [`MockHcssIdentity`]; every setting has a default that suits tests.
@@ -277,6 +286,8 @@ impl MockHcssIdentityBuilder {
                 limits,
                 ..Default::default()
             }),
+            signing_key: AtomicUsize::new(0),
+            discovery_fault: Mutex::default(),
         });
         let app = Router::new()
             .route("/identity/connect/authorize", get(authorize))
@@ -284,13 +295,20 @@ impl MockHcssIdentityBuilder {
             .route("/identity/connect/token", post(token))
             .route("/identity/connect/revocation", post(revocation))
             .route("/identity/redirected", post(redirected))
-            .route("/identity/.well-known/openid-configuration", get(discovery))
             .route(
                 "/heavyjob/api/v1/businessUnits",
                 get(api::business_units).post(api::create_business_unit),
             )
             .route("/heavyjob/api/v1/jobs", get(api::jobs))
             .route("/heavyjob/api/v1/jobs/{id}", get(api::job))
+            .route(
+                "/identity/.well-known/openid-configuration",
+                get(oidc::discovery),
+            )
+            .route(
+                "/identity/.well-known/openid-configuration/jwks",
+                get(oidc::jwks),
+            )
             .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -425,6 +443,18 @@ impl MockHcssIdentity {
         self.state.fault_changed.send_replace(());
     }
 
+    /// Rotates the signing key: ID tokens are signed from now on with another key, under
+    /// another key id, and the JWKS publishes only the new key.
+    pub fn rotate_signing_key(&self) {
+        self.state.signing_key.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Makes the discovery document (and the JWKS) fail in the given way from now on
+    /// (`None`: served as IdentityServer serves them).
+    pub fn set_discovery_fault(&self, fault: Option<DiscoveryFault>) {
+        *lock(&self.state.discovery_fault) = fault;
+    }
+
     /// Makes the `company` grant refuse `company` (`invalid_grant`), as HCSS does once a
     /// customer removed the app in the Marketplace or changed its scopes.
     pub fn disconnect_company(&self, company: &str) {
@@ -539,6 +569,9 @@ struct MockState {
     disconnected: Mutex<std::collections::HashSet<String>>,
     /// The API's limits, faults and what it saw per company.
     api: Mutex<api::ApiState>,
+    /// The signing key in use (counting rotations).
+    signing_key: AtomicUsize,
+    discovery_fault: Mutex<Option<DiscoveryFault>>,
 }
 
 #[derive(Default)]
@@ -553,6 +586,8 @@ struct Counters {
     redirects_followed: AtomicUsize,
     company_grants: AtomicUsize,
     client_credentials: AtomicUsize,
+    discovery: AtomicUsize,
+    jwks: AtomicUsize,
 }
 
 impl Counters {
@@ -569,6 +604,8 @@ impl Counters {
             redirects_followed: get(&self.redirects_followed),
             company_grants: get(&self.company_grants),
             client_credentials: get(&self.client_credentials),
+            discovery: get(&self.discovery),
+            jwks: get(&self.jwks),
         }
     }
 }

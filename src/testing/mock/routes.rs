@@ -1,5 +1,5 @@
-//! The mock's HTTP endpoints: authorize and consent, token, revocation, discovery (the
-//! HeavyJob-like API is in `api`).
+//! The mock's HTTP endpoints: authorize and consent, token and revocation (discovery and
+//! the keys are in `oidc`, the HeavyJob-like API in `api`).
 
 use super::grants::{id_token, PendingCode};
 use super::*;
@@ -12,19 +12,6 @@ fn oauth_error(error: &str, description: &str) -> Response {
         Json(json!({ "error": error, "error_description": description })),
     )
         .into_response()
-}
-
-pub(super) async fn discovery(State(state): State<Arc<MockState>>) -> Response {
-    let base = &state.issuer;
-    Json(json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/connect/authorize"),
-        "token_endpoint": format!("{base}/connect/token"),
-        "revocation_endpoint": format!("{base}/connect/revocation"),
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": state.options.emit_iss,
-    }))
-    .into_response()
 }
 
 /// Checks an authorize request; on success, the redirect URI to answer to.
@@ -309,12 +296,8 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
                     Some(TokenFault::BadIdToken(claim)) => Some(claim),
                     _ => None,
                 };
-                body["id_token"] = json!(id_token(
-                    options,
-                    &state.issuer,
-                    pending.nonce.as_deref(),
-                    fault
-                ));
+                let claims = id_token(options, &state.issuer, pending.nonce.as_deref(), fault);
+                body["id_token"] = json!(super::oidc::sign(state, &claims, fault));
             }
             Json(body).into_response()
         }

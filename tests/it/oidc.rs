@@ -1,0 +1,149 @@
+//! OpenID Connect: ID token signatures verified against the identity service's JWKS
+//! (key rotation, forged signatures, unknown key ids, `alg: none`), and its discovery
+//! document (another issuer refused, HCSS's layout when absent).
+
+use crate::common;
+
+use common::*;
+use hcss_auth::testing::{DiscoveryFault, MockHcssIdentity, TokenFault};
+
+const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
+
+async fn oidc_app(mock: &MockHcssIdentity) -> TestApp {
+    start_app(mock, |b| b.scopes(OIDC_SCOPES)).await
+}
+
+/// Signs in while the mock's token endpoint has `fault`, and checks that the sign-in is
+/// refused with a page of `status`, no session is created and the grant's refresh token
+/// is revoked.
+async fn refused_sign_in(mock: &MockHcssIdentity, app: &TestApp, fault: TokenFault, status: u16) {
+    let revocations = mock.counts().revocations;
+    mock.set_token_fault(Some(fault.clone()));
+    let browser = Browser::new();
+    let callback = browser.start_login(app, None).await;
+    let refused = browser.get(&callback).await;
+    mock.set_token_fault(None);
+    assert_eq!(refused.status, status, "{fault:?}: {}", refused.body);
+    assert!(
+        refused.body.contains("Sign-in failed"),
+        "{fault:?}: a page says so: {}",
+        refused.body
+    );
+    assert!(
+        browser.cookie("hcss-session").is_none(),
+        "{fault:?}: no session"
+    );
+    assert_eq!(
+        mock.counts().revocations,
+        revocations + 1,
+        "{fault:?}: the refresh token was revoked"
+    );
+}
+
+#[tokio::test]
+async fn an_id_token_with_a_forged_signature_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("signature"), 400).await;
+    // The same app signs in with a genuine token.
+    Browser::new().login(&app).await;
+}
+
+#[tokio::test]
+async fn an_unsigned_id_token_alg_none_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("alg"), 400).await;
+}
+
+/// An unknown key id reads the keys again (the service may have rotated them); when that
+/// does not help, the sign-in is refused, and the same key id does not read them again.
+#[tokio::test]
+async fn an_unknown_key_id_whose_refetch_does_not_help_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    Browser::new().login(&app).await;
+    assert_eq!(
+        mock.counts().jwks,
+        1,
+        "the keys are read at the first sign-in"
+    );
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("kid"), 400).await;
+    assert_eq!(mock.counts().jwks, 2, "an unknown kid reads the keys again");
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("kid"), 400).await;
+    assert_eq!(
+        mock.counts().jwks,
+        2,
+        "a kid that a fresh read did not have reads them no more (rate limit)"
+    );
+}
+
+#[tokio::test]
+async fn with_openid_a_missing_id_token_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    refused_sign_in(&mock, &app, TokenFault::NoIdToken, 502).await;
+}
+
+/// The identity service rotates its signing key between two sign-ins: the second one's
+/// unknown key id reads the keys again, and both sign-ins work.
+#[tokio::test]
+async fn key_rotation_between_two_sign_ins_both_work() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let first = Browser::new();
+    first.login(&app).await;
+    mock.rotate_signing_key();
+    let second = Browser::new();
+    second.login(&app).await;
+    assert!(first.cookie("hcss-session").is_some());
+    assert!(second.cookie("hcss-session").is_some());
+    assert_eq!(mock.counts().jwks, 2, "the rotated keys were read again");
+    for browser in [&first, &second] {
+        let seen = browser.get(&format!("{}/whoami", app.url)).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+    }
+}
+
+/// A discovery document that names another issuer: no sign-in starts.
+#[tokio::test]
+async fn a_discovery_document_of_another_issuer_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_discovery_fault(Some(DiscoveryFault::OtherIssuer));
+    let app = oidc_app(&mock).await;
+    let seen = Browser::new().get(&format!("{}/hcss/login", app.url)).await;
+    assert_eq!(seen.status, 502, "{}", seen.body);
+    assert!(seen.body.contains("not set up correctly"), "{}", seen.body);
+    assert_eq!(mock.counts().discovery, 1);
+    assert_eq!(mock.counts().authorize, 0, "no browser was sent to sign in");
+}
+
+/// No discovery document: HCSS's layout is used (its JWKS too, where IdentityServer
+/// publishes it), and the document is read once, not at every sign-in.
+#[tokio::test]
+async fn without_a_discovery_document_hcss_layout_is_used() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_discovery_fault(Some(DiscoveryFault::Absent));
+    let app = oidc_app(&mock).await;
+    assert_eq!(mock.counts().discovery, 0, "nothing is read at start-up");
+    Browser::new().login(&app).await;
+    Browser::new().login(&app).await;
+    let counts = mock.counts();
+    assert_eq!(counts.discovery, 1, "read once, then cached");
+    assert_eq!(counts.code_exchanges, 2);
+    assert_eq!(counts.jwks, 1, "the keys at IdentityServer's path");
+    // The layout's JWKS verifies signatures as the discovered one does.
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("signature"), 400).await;
+}
+
+/// A service that publishes no keys: the claims are still checked, the signature cannot
+/// be (as before signatures were verified).
+#[tokio::test]
+async fn without_published_keys_the_claims_are_still_checked() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_discovery_fault(Some(DiscoveryFault::NoKeys));
+    let app = oidc_app(&mock).await;
+    Browser::new().login(&app).await;
+    refused_sign_in(&mock, &app, TokenFault::BadIdToken("nonce"), 400).await;
+    assert_eq!(mock.counts().jwks, 0, "no JWKS is named, none is read");
+}
