@@ -312,9 +312,11 @@ async fn another_integration_using_half_the_budget_causes_few_429s() {
         }
     }
     let usage = mock.api_usage(COMPANY);
-    // A handful: the first calls go before any Remaining-Calls is seen, and the
-    // estimate of the others' share lags when the window counts calls from their release.
-    assert!(usage.throttled <= 5, "{usage:?}");
+    // A handful at most: each Remaining-Calls gives a floor of the others' share (this
+    // process counts its calls from their end, HCSS from their arrival), and the highest
+    // floor of the window is kept. Keeping only the latest one let the estimate sink
+    // with the answers' delay under load (7 429s seen); ignoring Remaining-Calls, 30.
+    assert!(usage.throttled <= 3, "{usage:?}");
     assert!(served >= 15, "served {served}: {usage:?}");
 }
 
@@ -372,10 +374,16 @@ async fn cancelled_calls_give_their_slots_back_long_before_their_leases_end() {
         .collect();
     for call in five {
         let answer = call.await.unwrap();
-        assert_eq!(answer.expect("a cancelled call kept its slot").status(), 200);
+        assert_eq!(
+            answer.expect("a cancelled call kept its slot").status(),
+            200
+        );
     }
     assert_eq!(mock.counts().api_calls, before + 5);
-    assert!(started.elapsed() < Duration::from_secs(21), "past the leases");
+    assert!(
+        started.elapsed() < Duration::from_secs(21),
+        "past the leases"
+    );
     let usage = mock.api_usage(COMPANY);
     assert_eq!(usage.throttled, 0, "{usage:?}");
     assert!(usage.max_in_flight <= 5, "{usage:?}");
