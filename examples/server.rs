@@ -3,7 +3,9 @@
 //! `cargo run --example server` with no `HCSS_CLIENT_ID` set starts an embedded mock HCSS
 //! identity service (with a consent page) and a HeavyJob-like API, so the whole flow can
 //! be clicked through with no HCSS account. With `HCSS_CLIENT_ID` set it uses
-//! `HcssConfig::from_env()` against HCSS (see the README for the variables).
+//! `HcssConfig::from_env()` against HCSS (see the README for the variables). HeavyJob is
+//! called through `HcssApi`, within the company's budget (`HCSS_API_RATE_PER_MINUTE`,
+//! `HCSS_API_CONCURRENCY`).
 
 use std::net::SocketAddr;
 
@@ -12,15 +14,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hcss_auth::testing::MockHcssIdentity;
-use hcss_auth::{CompanyTokenError, HcssAuth, HcssCompanyTokens, HcssConfig, HcssToken};
-
-#[derive(Clone)]
-struct AppState {
-    api_url: String,
-    http: reqwest::Client,
-    companies: HcssCompanyTokens,
-}
+use hcss_auth::testing::{MockApiLimits, MockHcssIdentity};
+use hcss_auth::{
+    CompanyTokenError, HcssApi, HcssApiError, HcssApiResponse, HcssAuth, HcssConfig, HcssSession,
+    HcssToken,
+};
 
 async fn home(token: Option<HcssToken>) -> Html<String> {
     let status = match &token {
@@ -70,30 +68,39 @@ async fn whoami(token: HcssToken) -> Response {
     .into_response()
 }
 
-/// Calls the HeavyJob-like API with `token` and relays its answer.
-async fn relay_business_units(state: &AppState, token: &HcssToken) -> Response {
-    let url = format!("{}/heavyjob/api/v1/businessUnits", state.api_url);
-    match state.http.get(url).bearer_auth(token.secret()).send().await {
+const BUSINESS_UNITS: &str = "/heavyjob/api/v1/businessUnits";
+
+/// HCSS's answer relayed as it is. The client's errors are answers of their own
+/// ([`HcssApiError`]'s `IntoResponse`): a call that cannot be made within the maximum
+/// wait is 503 with `Retry-After`, a 401 that survives the refresh is 401
+/// `login_required`, a missing scope 403 `insufficient_scope`.
+fn relay(answer: Result<HcssApiResponse, HcssApiError>) -> Response {
+    match answer {
         Ok(response) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let body = response.text().await.unwrap_or_default();
-            (status, [("content-type", "application/json")], body).into_response()
+            (
+                status,
+                [("content-type", "application/json")],
+                response.text(),
+            )
+                .into_response()
         }
         Err(err) => {
-            tracing::warn!(error = %err.without_url(), "HeavyJob API unreachable");
-            (StatusCode::BAD_GATEWAY, "HeavyJob API unreachable").into_response()
+            tracing::warn!(error = %err, "HeavyJob API call not made");
+            err.into_response()
         }
     }
 }
 
-async fn business_units(State(state): State<AppState>, token: HcssToken) -> Response {
-    relay_business_units(&state, &token).await
+/// The business units, as the signed-in user, through the company's budget.
+async fn business_units(State(api): State<HcssApi>, session: HcssSession) -> Response {
+    relay(api.as_user(&session).get(BUSINESS_UNITS).send().await)
 }
 
 /// The signed-in user's company's business units, read with a token for the company
 /// (HCSS's `company` grant), not the user's.
-async fn company_business_units(State(state): State<AppState>, token: HcssToken) -> Response {
+async fn company_business_units(State(api): State<HcssApi>, token: HcssToken) -> Response {
     let Some(company) = token.claims().company_id() else {
         return (
             StatusCode::CONFLICT,
@@ -101,31 +108,22 @@ async fn company_business_units(State(state): State<AppState>, token: HcssToken)
         )
             .into_response();
     };
-    let company_token = match state.companies.token(&company).await {
-        Ok(company_token) => company_token,
-        Err(CompanyTokenError::Disconnected { .. }) => return (
+    match api.for_company(&company).get(BUSINESS_UNITS).send().await {
+        Err(HcssApiError::Company(CompanyTokenError::Disconnected { .. })) => (
             StatusCode::FORBIDDEN,
             "Your company has not connected this app in HCSS: ask an administrator to connect it.",
         )
             .into_response(),
-        Err(CompanyTokenError::Unavailable { retry_after, .. }) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", retry_after.as_secs().max(1).to_string())],
-                "HCSS cannot issue a company token right now: try again in a moment.",
-            )
-                .into_response()
-        }
-        Err(other) => {
+        Err(HcssApiError::Company(other @ CompanyTokenError::Misconfigured { .. })) => {
             tracing::error!(error = %other, "company token refused");
-            return (
+            (
                 StatusCode::BAD_GATEWAY,
                 "HCSS refused this app's request as configured.",
             )
-                .into_response();
+                .into_response()
         }
-    };
-    relay_business_units(&state, &company_token).await
+        answer => relay(answer),
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -153,6 +151,18 @@ async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error
     Ok(HcssAuth::new(config))
 }
 
+/// A number from the environment variable `name`, if set.
+fn env_number(name: &str) -> Result<Option<u32>, String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} must be a whole number, not {value:?}")),
+        _ => Ok(None),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -168,11 +178,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
 
     // With no HCSS client configured, run against the embedded mock identity service.
+    // `HcssConfig::from_env` reads the API's URL and the company's budget
+    // (`HCSS_API_URL`, `HCSS_API_RATE_PER_MINUTE`, `HCSS_API_CONCURRENCY`,
+    // `HCSS_API_MAX_WAIT_SECS`); against the mock, the budget's variables are read too.
     let mut _mock = None;
-    let (config, api_url) = if std::env::var("HCSS_CLIENT_ID").is_ok_and(|v| !v.is_empty()) {
-        let api_url =
-            std::env::var("HCSS_API_URL").unwrap_or_else(|_| "https://api.hcssapps.com".into());
-        (HcssConfig::from_env()?, api_url)
+    let config = if std::env::var("HCSS_CLIENT_ID").is_ok_and(|v| !v.is_empty()) {
+        HcssConfig::from_env()?
     } else {
         // At `localhost`, the identity service is another site than the app at
         // 127.0.0.1, as HCSS is: browsers apply their cross-site cookie rules.
@@ -181,32 +192,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .hostname("localhost")
             .start()
             .await;
-        let config = mock
+        // The mock's API applies HCSS's published limits to each company.
+        mock.set_api_limits(Some(MockApiLimits::hcss()));
+        let mut builder = mock
             .config_builder(&format!("http://{addr}/hcss/callback"))
             .scopes(["heavyjob:read", "offline_access"])
-            .build()?;
+            .api_url(mock.api_url());
+        if let Some(calls) = env_number("HCSS_API_RATE_PER_MINUTE")? {
+            builder = builder.api_rate_per_minute(calls);
+        }
+        if let Some(calls) = env_number("HCSS_API_CONCURRENCY")? {
+            builder = builder.api_concurrency(calls);
+        }
         println!(
             "No HCSS_CLIENT_ID set: using the embedded mock identity service at {}",
             mock.identity_url()
         );
-        let api_url = mock.api_url();
         _mock = Some(mock);
-        (config, api_url)
+        builder.build()?
     };
 
     let auth = layer(config).await?;
-    let state = AppState {
-        api_url: api_url.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::new(),
-        companies: HcssCompanyTokens::new(&auth),
-    };
+    // Calls HCSS's APIs within the company's budget, shared with every instance through
+    // the layer's store.
+    let api = HcssApi::new(&auth);
     let app = Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
         .route("/company/business-units", get(company_business_units))
-        .with_state(state)
+        .with_state(api)
         .layer(auth);
 
     println!("Open http://{addr}/");

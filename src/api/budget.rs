@@ -44,6 +44,8 @@ struct Gate {
 struct Pressure {
     others: u32,
     until: Instant,
+    /// Read from a 429: not a floor, replaced by the next answer.
+    throttled: bool,
 }
 
 impl Gate {
@@ -100,7 +102,14 @@ impl Slot {
     /// What HCSS said of the company's budget with this call's answer: `remaining` calls
     /// left in its window (`Some(0)` for a 429). Calls HCSS counted beyond ours are other
     /// integrations': the next calls leave them their share for a window.
-    pub(crate) fn observe(&self, remaining: Option<u32>) {
+    ///
+    /// Each answer gives a floor of the others' share, not its value: this process
+    /// counts its calls in the window from their end, HCSS from their arrival, so it
+    /// sees more of its own calls than HCSS did, by how long the answers took to come
+    /// back, which varies with load. So the highest floor seen within a window is
+    /// kept; a lower one replaces it only once it is a window old. A 429 (which may be
+    /// HCSS's limit in flight, not its window) is taken as it is, until the next answer.
+    pub(crate) fn observe(&self, remaining: Option<u32>, throttled: bool) {
         let Some(remaining) = remaining else {
             return;
         };
@@ -109,7 +118,12 @@ impl Slot {
             .rate
             .saturating_sub(remaining)
             .saturating_sub(self.in_window);
+        let now = Instant::now();
         let mut pressure = lock(&self.gate.pressure);
+        let kept = pressure.filter(|p| p.until > now && !p.throttled && !throttled);
+        if kept.is_some_and(|p| p.others > others) {
+            return;
+        }
         if others > 0 {
             tracing::debug!(
                 others,
@@ -119,7 +133,8 @@ impl Slot {
         }
         *pressure = Some(Pressure {
             others,
-            until: Instant::now() + settings.rate_window,
+            until: now + settings.rate_window,
+            throttled,
         });
     }
 }

@@ -356,9 +356,9 @@ impl HcssApiRequest {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u32>().ok());
             if status == StatusCode::TOO_MANY_REQUESTS {
-                slot.observe(Some(0));
+                slot.observe(Some(0), true);
             } else {
-                slot.observe(remaining);
+                slot.observe(remaining, false);
             }
             drop(slot);
             match status {

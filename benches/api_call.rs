@@ -1,0 +1,188 @@
+//! One call to an HCSS API through `HcssApi` (company token from the layer, the
+//! company's budget, the answer read) side by side with the same call made with a bare
+//! `reqwest` client and the same token, against the mock's API over loopback HTTP; the
+//! budget in `MemoryStore`, and in `RedisStore` with `--features redis` and
+//! `HCSS_TEST_REDIS_URL` set, where the Redis commands each call costs are counted too
+//! (`INFO commandstats` before and after).
+//!
+//! `cargo bench --all-features --bench api_call`
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hcss_auth::testing::{MockApiLimits, MockHcssIdentity};
+use hcss_auth::{HcssApi, HcssAuth, HcssCompanyTokens, HcssConfig, MemoryStore};
+
+const COMPANY: &str = "bench-company";
+const UNITS: &str = "/heavyjob/api/v1/businessUnits";
+
+/// The budget is never reached: the window is the shortest allowed (100 ms), so that it
+/// holds about as many calls as HCSS's minute does at its limit, not a run's worth.
+fn config(mock: &MockHcssIdentity) -> HcssConfig {
+    mock.config_builder("http://127.0.0.1:9/hcss/callback")
+        .scopes(["heavyjob:read"])
+        .api_url(mock.api_url())
+        .api_rate_per_minute(1_000_000)
+        .api_rate_window(Duration::from_millis(100))
+        .api_concurrency(20)
+        .build()
+        .expect("valid config")
+}
+
+fn api_call(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = runtime.block_on(MockHcssIdentity::start());
+    // HCSS answers with Remaining-Calls: so does the mock when it has limits.
+    mock.set_api_limits(Some(MockApiLimits::new(
+        u32::MAX,
+        Duration::from_millis(100),
+        1000,
+    )));
+    let url = format!("{}{UNITS}", mock.api_url());
+    let auth = HcssAuth::with_store(config(&mock), MemoryStore::new());
+    let token = runtime
+        .block_on(HcssCompanyTokens::new(&auth).token(COMPANY))
+        .unwrap();
+    let http = reqwest::Client::new();
+    let bare = || async {
+        let response = http
+            .get(&url)
+            .bearer_auth(token.secret())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap()
+    };
+    // The client the layer builds: no redirects, a timeout per request.
+    let timed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let bare_timed = || async {
+        let response = timed
+            .get(&url)
+            .bearer_auth(token.secret())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap()
+    };
+    let memory = HcssApi::new(&auth).for_company(COMPANY);
+    let through = |caller: hcss_auth::HcssCaller| async move {
+        let response = caller.get(UNITS).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response
+    };
+    runtime.block_on(bare());
+    runtime.block_on(through(memory.clone()));
+
+    let mut group = c.benchmark_group("api_call");
+    group.bench_function("bare_reqwest", |b| b.to_async(&runtime).iter(bare));
+    group.bench_function("bare_reqwest_with_timeout", |b| {
+        b.to_async(&runtime).iter(bare_timed)
+    });
+    group.bench_function("hcss_api_memory", |b| {
+        b.to_async(&runtime).iter(|| through(memory.clone()))
+    });
+
+    match runtime.block_on(redis_caller(&mock)) {
+        Some((caller, url)) => {
+            group.bench_function("hcss_api_redis", |b| {
+                b.to_async(&runtime).iter(|| through(caller.clone()))
+            });
+            runtime.block_on(redis_commands_per_call(&url, caller, through));
+        }
+        None => eprintln!(
+            "api_call/hcss_api_redis: skipped (needs --features redis and Redis at \
+             HCSS_TEST_REDIS_URL)"
+        ),
+    }
+    group.finish();
+}
+
+#[cfg(feature = "redis")]
+async fn redis_caller(mock: &MockHcssIdentity) -> Option<(hcss_auth::HcssCaller, String)> {
+    use hcss_auth::store::RedisStore;
+    let url = std::env::var("HCSS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let prefix = format!("hcss-bench:{}:", std::process::id());
+    let store = RedisStore::connect(&url).await.ok()?.with_prefix(&prefix);
+    let caller = HcssApi::new(&HcssAuth::with_store(config(mock), store)).for_company(COMPANY);
+    caller.get(UNITS).send().await.ok()?;
+    Some((caller, url))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_caller(_: &MockHcssIdentity) -> Option<(hcss_auth::HcssCaller, String)> {
+    None
+}
+
+/// The Redis commands of 1 000 calls, per call, from `INFO commandstats` (commands run
+/// by a script are counted under their own names too: `EVAL` is the round trip).
+#[cfg(feature = "redis")]
+async fn redis_commands_per_call<F, Fut>(url: &str, caller: hcss_auth::HcssCaller, through: F)
+where
+    F: Fn(hcss_auth::HcssCaller) -> Fut,
+    Fut: std::future::Future,
+{
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Slots are given back by tasks of their own: let the last ones run.
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+    settle().await;
+    let before = command_counts(&mut conn).await;
+    const CALLS: u64 = 1000;
+    for _ in 0..CALLS {
+        through(caller.clone()).await;
+    }
+    settle().await;
+    let after = command_counts(&mut conn).await;
+    let mut line = Vec::new();
+    for (name, count) in &after {
+        let delta = count - before.get(name).copied().unwrap_or(0);
+        if delta > 0 && name != "info" {
+            line.push(format!("{name} {:.2}", delta as f64 / CALLS as f64));
+        }
+    }
+    eprintln!(
+        "api_call/hcss_api_redis: Redis commands per call: {}",
+        line.join(", ")
+    );
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_commands_per_call<F, Fut>(_: &str, _: hcss_auth::HcssCaller, _: F)
+where
+    F: Fn(hcss_auth::HcssCaller) -> Fut,
+    Fut: std::future::Future,
+{
+}
+
+#[cfg(feature = "redis")]
+async fn command_counts(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+criterion_group!(benches, api_call);
+criterion_main!(benches);
