@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
+use common::redis_help::{
+    prefix, redis_conn, redis_url, remove_keys, server_addr, through, Cleanup,
+};
 use common::*;
 use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
@@ -217,15 +219,11 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
         return;
     };
     let prefix = prefix();
-    let upstream = redis
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let upstream = server_addr(&redis);
     let relay = Relay::start(upstream).await;
     let mock = MockHcssIdentity::start().await;
-    let store = RedisStore::connect(&format!("redis://{}", relay.addr))
+    let store = RedisStore::connect(&through(&redis, &relay.addr))
         .await
         .unwrap()
         .with_prefix(&prefix);
