@@ -344,7 +344,7 @@
 //! |---|---|---|
 //! | `client_id` | `HCSS_CLIENT_ID` | required |
 //! | `client_secret` | `HCSS_CLIENT_SECRET` | none (public client; PKCE is always on) |
-//! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access` for refresh |
+//! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access`, or every session ends with its first access token (an hour): the layer warns when the configuration is built without it, and at the first sign-in HCSS answers without a refresh token |
 //! | `redirect_uri` | `HCSS_REDIRECT_URI` | required: HCSS's "Post Login Callback URL"; its path is served as the callback |
 //! | `identity_url` | `HCSS_IDENTITY_URL` | `https://api.hcssapps.com/identity` (also the expected `iss`) |
 //! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`) | off: http only on 127.0.0.1/::1/localhost, for development |

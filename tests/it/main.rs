@@ -10,6 +10,7 @@ mod common;
 mod adversary_18;
 mod claims;
 mod company;
+mod config;
 mod faults;
 mod flow;
 mod near_cache_attacks;
