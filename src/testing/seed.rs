@@ -1,6 +1,7 @@
 //! Sessions made directly in a layer's store, skipping the login pages:
 //! [`seed_session`], and [`session_exists`] to look one up.
 
+use crate::claims::Claims;
 use crate::layer::HcssAuth;
 use crate::secret::{SecretString, SessionId};
 use crate::store::{StoreError, StoreKey, TokenSet};
@@ -27,8 +28,10 @@ impl SeededSession {
 /// Signs a user in without the login pages: stores `tokens` under a new session of
 /// `auth` and returns the cookie that names it. For tests of handlers behind the layer.
 ///
-/// A set with a refresh token whose session end was not set (it ends with its access
-/// token) gets the layer's `max_session_age`, as a sign-in would. The layer's
+/// As at a sign-in, a set without claims gets those of its access token when it is a
+/// JWT (as the mock's [`issue_tokens`](super::MockHcssIdentity::issue_tokens) are), so
+/// handlers see who signed in; and a set with a refresh token whose session end was not
+/// set (it ends with its access token) gets the layer's `max_session_age`. The layer's
 /// `on_sign_in` hook is not run: a seeded session exists even where the hook would have
 /// refused the sign-in. The cookie's name follows the configuration: `__Host-hcss-session`
 /// with an `https` redirect URI, `hcss-session` with a plain-http one (the mock's).
@@ -54,6 +57,9 @@ pub async fn seed_session(
 ) -> Result<SeededSession, StoreError> {
     let shared = &auth.shared;
     let now = shared.config.now();
+    if tokens.claims.is_empty() {
+        tokens.claims = Claims::of_access_token(tokens.access_token.expose_secret());
+    }
     if tokens.refresh_token.is_some() && tokens.session_expires_at <= tokens.expires_at {
         tokens.session_expires_at =
             now.saturating_add(shared.config.lifetimes.max_session_age.as_secs());

@@ -408,3 +408,36 @@ async fn a_hook_given_to_one_builder_clone_is_not_on_another() {
         "the other clone's hook ran"
     );
 }
+
+/// A session seeded with the mock's tokens has the claims a sign-in gets (before: none,
+/// so a handler reading the company saw nobody).
+#[tokio::test]
+async fn a_seeded_session_has_the_claims_a_sign_in_would_get() {
+    let mock = MockHcssIdentity::builder()
+        .subject("user-42")
+        .company_id(Some("company-7"))
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b).await;
+    let seeded = hcss_auth::testing::seed_session(
+        &app.auth,
+        mock.issue_tokens("heavyjob:read offline_access"),
+    )
+    .await
+    .unwrap();
+    let seen = Browser::new()
+        .request(
+            "GET",
+            &format!("{}/whoami", app.url),
+            &[("cookie", &seeded.cookie_header())],
+        )
+        .await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let seeded: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    let signed_in = whoami(&mock).await;
+    for claim in ["subject", "company_id", "name", "email"] {
+        assert_eq!(seeded[claim], signed_in[claim], "{claim}");
+    }
+    assert_eq!(seeded["subject"], "user-42");
+    assert_eq!(seeded["company_id"], "company-7");
+}
