@@ -631,3 +631,38 @@ async fn sign_in_uses_the_configured_login_path() {
     let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// `session_exists` takes the cookie `sign_in` returns, as well as a seeded session
+/// (before: only a `SeededSession`, so a signed-in browser's session could not be
+/// checked after a logout).
+#[tokio::test]
+async fn session_exists_takes_the_cookie_of_a_sign_in() {
+    use hcss_auth::testing::{seed_session, session_exists, sign_in};
+    use tower::ServiceExt as _;
+
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder("http://127.0.0.1:3000/hcss/callback")
+        .scopes(SCOPES)
+        .build()
+        .unwrap();
+    let auth = hcss_auth::HcssAuth::new(config);
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "home" }))
+        .layer(auth.clone());
+    let cookie = sign_in(&app, &auth).await;
+    assert!(session_exists(&auth, &cookie).await.unwrap());
+    let seeded = seed_session(&auth, mock.issue_tokens("heavyjob:read"))
+        .await
+        .unwrap();
+    assert!(session_exists(&auth, &seeded).await.unwrap());
+    assert!(!session_exists(&auth, "theme=dark").await.unwrap());
+
+    let logout = axum::http::Request::post("/hcss/logout")
+        .header("cookie", &cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(logout).await.unwrap().status(), 303);
+    assert!(!session_exists(&auth, &cookie).await.unwrap());
+    assert!(session_exists(&auth, &seeded).await.unwrap());
+}
