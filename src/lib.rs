@@ -333,7 +333,9 @@
 //!   token) at `{identity}/connect/revocation` (a failure is logged, not fatal), clears the
 //!   cookie and sends the user to `/` (`post_logout_path`). A cross-site POST
 //!   (`Sec-Fetch-Site: cross-site`, or an `Origin` other than the redirect URI's) is
-//!   refused with 403.
+//!   refused with 403, and its log line names the origin expected. A sign-out button is
+//!   a form: `<form method="post" action="/hcss/logout"><button>Sign out</button></form>`;
+//!   a plain link (`GET /hcss/logout`) gets a page holding that form, and signs nobody out.
 //!
 //! # Configuration
 //!

@@ -132,7 +132,15 @@ where
             .flow_seen
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if req.method() != method {
-            return ResponseFuture::flow(Box::pin(std::future::ready(method_not_allowed(method))));
+            let answer = match endpoint {
+                // A plain link to the logout path: a page with the sign-out form.
+                Endpoint::Logout if matches!(*req.method(), Method::GET | Method::HEAD) => {
+                    flow::sign_out_form(config)
+                }
+                Endpoint::Logout => method_not_allowed("GET, HEAD, POST"),
+                _ => method_not_allowed(method.as_str()),
+            };
+            return ResponseFuture::flow(Box::pin(std::future::ready(answer)));
         }
         let shared = self.shared.clone();
         let (parts, _body) = req.into_parts();
@@ -154,10 +162,10 @@ where
     }
 }
 
-fn method_not_allowed(allow: Method) -> FlowResponse {
+fn method_not_allowed(allow: &str) -> FlowResponse {
     let mut response = Response::new(Bytes::from_static(b"Method Not Allowed\n"));
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let allow = HeaderValue::from_str(allow.as_str()).unwrap_or(HeaderValue::from_static("GET"));
+    let allow = HeaderValue::from_str(allow).unwrap_or(HeaderValue::from_static("GET"));
     response.headers_mut().insert(header::ALLOW, allow);
     crate::http_rules::no_store(response.headers_mut());
     response

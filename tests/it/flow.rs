@@ -535,13 +535,84 @@ async fn wrong_methods_on_flow_paths_are_405() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
-    let seen = browser.get(&format!("{}/hcss/logout", app.url)).await;
+    let seen = browser
+        .request("PUT", &format!("{}/hcss/logout", app.url), &[])
+        .await;
     assert_eq!(seen.status, 405);
-    assert_eq!(seen.headers["allow"], "POST");
+    assert_eq!(seen.headers["allow"], "GET, HEAD, POST");
     let seen = browser
         .request("POST", &format!("{}/hcss/login", app.url), &[])
         .await;
     assert_eq!(seen.status, 405);
+}
+
+/// `GET /hcss/logout` (a plain link) gets a page whose form signs out, not a bare 405;
+/// the page itself signs nobody out, and cannot be framed by another site.
+#[tokio::test]
+async fn a_link_to_logout_gets_a_page_with_the_sign_out_form() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let logout = format!("{}/hcss/logout", app.url);
+    let seen = browser.open(&logout).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(
+        seen.body
+            .contains(r#"<form method="post" action="/hcss/logout">"#),
+        "{}",
+        seen.body
+    );
+    assert!(seen.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(seen.headers["cache-control"], "no-store");
+    assert_eq!(
+        seen.headers["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200,
+        "a GET signs nobody out"
+    );
+    // The form's POST, from the app's own page.
+    let seen = browser
+        .request("POST", &logout, &[("origin", &app.url)])
+        .await;
+    assert_eq!(seen.status, 303, "{}", seen.body);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
+}
+
+/// A refused cross-site logout's log line names the origin it came from and the one it
+/// had to come from (the redirect URI's), so that a proxy that rewrites origins is
+/// found. Current-thread runtime: the app logs to this thread's subscriber.
+#[tokio::test]
+async fn a_refused_cross_site_logout_names_the_expected_origin() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let seen = Browser::new()
+        .request(
+            "POST",
+            &format!("{}/hcss/logout", app.url),
+            &[("origin", "https://elsewhere.example")],
+        )
+        .await;
+    assert_eq!(seen.status, 403);
+    let logs = capture.take();
+    assert!(logs.contains("logout refused"), "{logs}");
+    assert!(logs.contains(&app.url), "the expected origin: {logs}");
+    assert!(logs.contains("https://elsewhere.example"), "{logs}");
 }
 
 /// Which requests are sent to log in and which get 401, as the docs define it: a page
