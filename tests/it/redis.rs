@@ -18,7 +18,7 @@ use common::redis_help::{
 use common::*;
 use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, TokenSet, TokenStore};
+use hcss_auth::{HcssAuth, StoreError, TokenSet, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
 const SESSION: &str = "hcss-session";
@@ -1477,4 +1477,34 @@ async fn redis_keys_say_what_they_hold() {
         );
     }
     remove_keys(&redis, &prefix).await;
+}
+
+/// A URL that cannot work says so in Redis's words (the database index out of range, a
+/// database that is not a number, a scheme that is not Redis's), as a configuration
+/// error rather than a passing outage, and `Debug` (what `?` in `main` prints) is the
+/// message (before: "the session store is unavailable: redis: Server(ResponseError)").
+#[tokio::test]
+async fn a_redis_url_that_cannot_work_says_why_in_redis_words() {
+    for (url, says) in [
+        ("redis://127.0.0.1:6379/x", "Invalid database number"),
+        ("http://127.0.0.1:6379", "Redis URL did not parse"),
+    ] {
+        let err = RedisStore::connect(url).await.unwrap_err();
+        assert!(matches!(err, StoreError::Misconfigured(_)), "{url}: {err}");
+        let message = err.to_string();
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(!message.contains("unavailable"), "{url}: {message}");
+        assert_eq!(format!("{err:?}"), message);
+    }
+    let Some(redis) = redis_url("a_redis_url_that_cannot_work_says_why_in_redis_words") else {
+        return;
+    };
+    let mut url = url::Url::parse(&redis).unwrap();
+    url.set_path("/100000");
+    let err = RedisStore::connect(url.as_str()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Misconfigured(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("DB index is out of range"), "{message}");
+    assert!(!message.contains("unavailable"), "{message}");
+    assert_eq!(format!("{err:?}"), message);
 }
