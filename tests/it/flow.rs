@@ -615,6 +615,23 @@ async fn a_refused_cross_site_logout_names_the_expected_origin() {
     assert!(logs.contains("https://elsewhere.example"), "{logs}");
 }
 
+/// The 401 of a protected route says where to log in, as `/hcss/user`'s does: in the
+/// JSON body and in `WWW-Authenticate`.
+#[tokio::test]
+async fn an_api_call_signed_out_is_told_the_login_path() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.login_path("/auth/hcss")).await;
+    let seen = Browser::new().get(&format!("{}/whoami", app.url)).await;
+    assert_eq!(seen.status, 401);
+    let json: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(json["error"], "login_required");
+    assert_eq!(json["login_path"], "/auth/hcss");
+    assert_eq!(
+        seen.headers["www-authenticate"],
+        r#"Cookie realm="hcss", login_path="/auth/hcss""#
+    );
+}
+
 /// Which requests are sent to log in and which get 401, as the docs define it: a page
 /// load (GET/HEAD accepting HTML) and an HTML form's POST are sent to log in (the form
 /// back to its page), anything else gets 401 JSON.
