@@ -349,7 +349,7 @@
 //! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access`, or every session ends with its first access token (an hour): the layer warns when the configuration is built without it, and at the first sign-in HCSS answers without a refresh token |
 //! | `redirect_uri` | `HCSS_REDIRECT_URI` | required: HCSS's "Post Login Callback URL"; its path is served as the callback |
 //! | `identity_url` | `HCSS_IDENTITY_URL` | `https://api.hcssapps.com/identity` (also the expected `iss`) |
-//! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`) | off: http only on 127.0.0.1/::1/localhost, for development |
+//! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`, `yes`, `on`; `0`, `false`, `no`, `off` for off) | off: http only on 127.0.0.1/::1/localhost, for development |
 //! | `login_path` | | `/hcss/login` (HCSS's "Redirect URL") |
 //! | `logout_path` | | `/hcss/logout` (POST) |
 //! | `user_path` | | none: opt in to `GET /hcss/user`, who is signed in as JSON |

@@ -17,6 +17,9 @@ impl HcssConfig {
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
     /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
     /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
+    ///
+    /// A yes-or-no variable takes `1`, `true`, `yes` or `on` for yes and `0`, `false`,
+    /// `no` or `off` for no, in any case; anything else is an error that says so.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -49,17 +52,24 @@ impl HcssConfig {
         if let Some(key) = get("HCSS_COOKIE_KEY_PREVIOUS") {
             builder = builder.previous_cookie_key(key);
         }
-        match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
-            None | Some("0") | Some("false") => {}
-            Some("1") | Some("true") => builder = builder.allow_insecure_http_on_loopback(true),
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "HCSS_ALLOW_INSECURE_HTTP",
-                    "use 1 or 0",
-                ))
-            }
+        if let Some(value) = get("HCSS_ALLOW_INSECURE_HTTP") {
+            let allow = yes_or_no("HCSS_ALLOW_INSECURE_HTTP", &value)?;
+            builder = builder.allow_insecure_http_on_loopback(allow);
         }
         builder.build()
+    }
+}
+
+/// The one rule for a yes-or-no variable: `1`, `true`, `yes`, `on` or `0`, `false`,
+/// `no`, `off`, in any case, spaces around ignored.
+fn yes_or_no(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            name,
+            "use 1, true, yes or on to turn it on; 0, false, no or off (or leave it unset) to leave it off",
+        )),
     }
 }
 
@@ -93,5 +103,40 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("env-secret"), "{debug}");
         assert!(!debug.contains("QUFB"), "{debug}");
+    }
+
+    /// One rule for a yes-or-no variable: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`
+    /// in any case, and the error says so (before: `true` was taken, `yes` refused with
+    /// "use 1 or 0").
+    #[test]
+    fn a_boolean_variable_takes_the_usual_words_and_says_which() {
+        let with = |value: &'static str| {
+            move |name: &str| {
+                Some(
+                    match name {
+                        "HCSS_CLIENT_ID" => "id",
+                        "HCSS_SCOPES" => "heavyjob:read offline_access",
+                        "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
+                        "HCSS_ALLOW_INSECURE_HTTP" => value,
+                        _ => return None,
+                    }
+                    .to_owned(),
+                )
+            }
+        };
+        for yes in ["1", "true", "TRUE", "yes", "Yes", "on", " on "] {
+            assert!(HcssConfig::from_lookup(with(yes)).is_ok(), "{yes:?}");
+        }
+        for no in ["0", "false", "no", "off", "OFF"] {
+            let err = HcssConfig::from_lookup(with(no)).unwrap_err().to_string();
+            assert!(err.contains("redirect_uri"), "{no:?} allows http: {err}");
+        }
+        let err = HcssConfig::from_lookup(with("maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HCSS_ALLOW_INSECURE_HTTP"), "{err}");
+        for word in ["1", "0", "true", "false", "yes", "no", "on", "off"] {
+            assert!(err.contains(word), "{word} in {err}");
+        }
     }
 }
