@@ -62,7 +62,7 @@ struct WhoAmI<'t> {
 async fn whoami(token: HcssToken) -> Response {
     Json(WhoAmI {
         subject: token.claims().subject(),
-        company_id: token.claims().company_id(),
+        company_id: token.claims().company_id().map(str::to_owned),
         token_type: token.token_type(),
         scopes: token.scopes().collect(),
         expires_in: token.expires_in().as_secs(),
@@ -101,7 +101,7 @@ async fn company_business_units(State(state): State<AppState>, token: HcssToken)
         )
             .into_response();
     };
-    let company_token = match state.companies.token(&company).await {
+    let company_token = match state.companies.token(company).await {
         Ok(company_token) => company_token,
         Err(CompanyTokenError::Disconnected { .. }) => return (
             StatusCode::FORBIDDEN,

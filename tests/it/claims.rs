@@ -82,7 +82,7 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
         |b| b,
         |auth, _| {
             auth.on_sign_in(|sign_in: SignIn| async move {
-                match sign_in.claims().company_id().as_deref() {
+                match sign_in.claims().company_id() {
                     Some("blocked-co") => Err(SignInRefused::new(
                         "Your company <b>has not</b> connected this app.",
                     )

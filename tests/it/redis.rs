@@ -1328,10 +1328,7 @@ async fn a_cancelled_company_token_call_stalls_no_instance() {
         .await
         .expect("B waited for the lock of A's cancelled call")
         .unwrap();
-    assert_eq!(
-        token.claims().company_id().as_deref(),
-        Some("customer-co-1")
-    );
+    assert_eq!(token.claims().company_id(), Some("customer-co-1"));
     assert_eq!(
         mock.counts().company_grants,
         1,
