@@ -41,7 +41,8 @@
 //!
 //! - [Quick start](#quick-start): register the app, add the layer, take the token.
 //! - [Where the layer goes](#where-the-layer-goes), and [who signed in](#who-signed-in)
-//!   (claims, hooks at sign-in and sign-out, ending sessions).
+//!   (claims, [guarding a group of routes](#guarding-a-group-of-routes), hooks at sign-in
+//!   and sign-out, ending sessions).
 //! - [Acting for a company](#acting-for-a-company-partner-apps) with no user present, and
 //!   [your own company's data](#your-own-companys-data-client-credentials).
 //! - [The flow](#the-flow), step by step, and its [configuration](#configuration).
@@ -151,6 +152,58 @@
 //! login sends a `nonce`, and the ID token that comes back must name this issuer (`iss`)
 //! and client (`aud`), be unexpired and carry the nonce, or the sign-in is refused; its
 //! identity claims (`sub`, name, email...) are then preferred over the access token's.
+//!
+//! ## Guarding a group of routes
+//!
+//! A handler that takes [`HcssToken`] is guarded by it. To guard a group of routes whose
+//! handlers do not take it, put the extractor in front of them with Axum's
+//! `middleware::from_extractor::<HcssToken>()`, and to admit only some users, check their
+//! claims in a `middleware::from_fn` that takes the token. Either goes on the group with
+//! `route_layer` (its routes only, so an unknown path stays a 404), inside the
+//! [`HcssAuth`] layer, which stays the outermost router's last `.layer(...)`:
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::http::StatusCode;
+//! use axum::middleware::{self, Next};
+//! use axum::response::{IntoResponse, Response};
+//! use axum::{routing::get, Router};
+//! use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+//!
+//! /// Admits the users of one HCSS company; others get 403. Signed out: sent to log in
+//! /// (a page load) or 401 (an API call), as `HcssToken` does everywhere.
+//! async fn our_company_only(token: HcssToken, request: Request, next: Next) -> Response {
+//!     match token.claims().company_id() {
+//!         Some("the-company-id") => next.run(request).await,
+//!         _ => (StatusCode::FORBIDDEN, "This app is for one company's users.").into_response(),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), hcss_auth::ConfigError> {
+//! # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+//! #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+//! let reports = Router::new()
+//!     .route("/reports", get(|| async { "reports" }))
+//!     .route("/reports/{id}", get(|| async { "a report" }))
+//!     .route_layer(middleware::from_extractor::<HcssToken>()); // signed in
+//! let admin = Router::new()
+//!     .route("/admin", get(|| async { "admin" }))
+//!     .route_layer(middleware::from_fn(our_company_only)); // signed in, of the company
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "open to all" }))
+//!     .merge(reports)
+//!     .merge(admin)
+//!     .layer(HcssAuth::new(config)); // outermost, last
+//!
+//! // Signed out, as an API call: the open route answers, the guarded ones say 401.
+//! use tower::ServiceExt as _;
+//! for (uri, status) in [("/", 200), ("/reports/7", 401), ("/admin", 401)] {
+//!     let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+//!     assert_eq!(app.clone().oneshot(request).await.unwrap().status(), status, "{uri}");
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! ## Hooks: sign-in and sign-out
 //!
