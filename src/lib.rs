@@ -117,10 +117,16 @@
 //!
 //! Not with `route_layer` (it wraps matched routes only, so `/hcss/login` is a 404), and not
 //! on a nested router (it never sees `/hcss/login` either). A misplaced layer says so in a
-//! log line once browsers keep being sent to a login page it never sees; a missing one makes
-//! `HcssToken` answer 500 with a log line that says where to add it. Add your state with
-//! `.with_state(...)` before the layer; other layers (tracing, timeouts) may go on either
-//! side of it.
+//! WARN log line ("the layer is misplaced") as soon as a browser it sent to log in comes
+//! back from that 404: until a request to one of its paths reaches it, the responses that
+//! send browsers to log in carry a small cookie (`hcss-sent-to-login`, cleared by the
+//! login), and a page load that brings it back is the proof. For clients that keep no
+//! cookies it says so after 50 were sent to log in with none of its paths reached. A
+//! missing layer makes `HcssToken` answer 500 with a log line that says where to add it.
+//! A layer on a nested router as well as on the outermost one does no harm: the path to
+//! return to after a login is the one the outermost layer saw, prefix included. Add your
+//! state with `.with_state(...)` before the layer; other layers (tracing, timeouts) may
+//! go on either side of it.
 //!
 //! # Who signed in
 //!

@@ -4,6 +4,7 @@
 pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;
+pub(crate) mod misplaced;
 pub(crate) mod sealed;
 pub(crate) mod user;
 
