@@ -90,7 +90,9 @@
 //!   is, what it may do and until when. Keep the secret out of logs, URLs and responses.
 //!
 //! To try the flow with no HCSS account, the repository's example server runs against the
-//! crate's mock identity service (its README has the command).
+//! crate's mock identity service, and `examples/mock_hcss.rs` serves that mock alone on a
+//! fixed port for your own app, printing the settings to export (its README has the
+//! commands).
 //!
 //! # Where the layer goes
 //!

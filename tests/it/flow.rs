@@ -754,3 +754,78 @@ async fn session_exists_takes_the_cookie_of_a_sign_in() {
     assert!(!session_exists(&auth, &cookie).await.unwrap());
     assert!(session_exists(&auth, &seeded).await.unwrap());
 }
+
+/// The standalone mock (`examples/mock_hcss.rs`) prints settings an app signs in with:
+/// the app below is configured from them alone, signs in through the mock and calls its
+/// API. Skipped when the example is not built (`cargo test` builds it; `--test it` alone
+/// does not).
+#[tokio::test]
+async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/mock_hcss");
+    if !binary.exists() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "the_standalone_mock: skipped (build it: cargo build --all-features --example mock_hcss)"
+        );
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    let mut child = std::process::Command::new(&binary)
+        .args(["--port", &free_port().to_string(), "--auto-consent"])
+        .args(["--redirect-uri", &format!("{app_url}/hcss/callback")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _stop = Stop(child);
+    let mut settings = std::collections::HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("Serving") {
+            break;
+        }
+        if let Some((name, value)) = line
+            .strip_prefix("export ")
+            .and_then(|pair| pair.split_once('='))
+        {
+            settings.insert(name.to_owned(), value.trim_matches('\'').to_owned());
+        }
+    }
+    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+    assert_eq!(setting("HCSS_ALLOW_INSECURE_HTTP"), "1", "{settings:?}");
+    let config = hcss_auth::HcssConfig::builder()
+        .client_id(setting("HCSS_CLIENT_ID"))
+        .client_secret(setting("HCSS_CLIENT_SECRET"))
+        .scopes(setting("HCSS_SCOPES").split(' '))
+        .redirect_uri(setting("HCSS_REDIRECT_URI"))
+        .identity_url(setting("HCSS_IDENTITY_URL"))
+        .allow_insecure_http_on_loopback(true)
+        .build()
+        .unwrap();
+    serve(
+        listener,
+        router(hcss_auth::HcssAuth::new(config), setting("HCSS_API_URL")),
+    );
+    let browser = Browser::new();
+    browser.login_at(&app_url).await;
+    let whoami = browser.get(&format!("{app_url}/whoami")).await;
+    assert_eq!(whoami.status, 200, "{}", whoami.body);
+    let units = browser.get(&format!("{app_url}/business-units")).await;
+    assert_eq!(units.status, 200, "{}", units.body);
+}
