@@ -60,7 +60,7 @@ struct WhoAmI<'t> {
 async fn whoami(token: HcssToken) -> Response {
     Json(WhoAmI {
         subject: token.claims().subject(),
-        company_id: token.claims().company_id(),
+        company_id: token.claims().company_id().map(str::to_owned),
         token_type: token.token_type(),
         scopes: token.scopes().collect(),
         expires_in: token.expires_in().as_secs(),
@@ -108,7 +108,7 @@ async fn company_business_units(State(api): State<HcssApi>, token: HcssToken) ->
         )
             .into_response();
     };
-    match api.for_company(&company).get(BUSINESS_UNITS).send().await {
+    match api.for_company(company).get(BUSINESS_UNITS).send().await {
         Err(HcssApiError::Company(CompanyTokenError::Disconnected { .. })) => (
             StatusCode::FORBIDDEN,
             "Your company has not connected this app in HCSS: ask an administrator to connect it.",

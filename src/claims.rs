@@ -28,15 +28,34 @@ use serde::{Deserialize, Serialize};
 ///     format!(
 ///         "user {} of company {}",
 ///         claims.subject().unwrap_or("?"),
-///         claims.company_id().as_deref().unwrap_or("none"),
+///         claims.company_id().unwrap_or("none"),
 ///     )
 /// }
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Claims(Arc<serde_json::Map<String, serde_json::Value>>);
 
+/// Read back from a store: `CompanyId` as text, as when the token arrived (sets stored by
+/// earlier versions may hold it as a number).
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Map::deserialize(deserializer).map(Claims::from_map)
+    }
+}
+
 impl Claims {
+    /// The claims of a JWT payload, `CompanyId` kept as text: HCSS writes it as a string,
+    /// and a number is kept as its decimal digits, so that every claim the accessors
+    /// give is a `&str`.
+    fn from_map(mut map: serde_json::Map<String, serde_json::Value>) -> Self {
+        if let Some(serde_json::Value::Number(id)) = map.get("CompanyId") {
+            let text = id.to_string();
+            map.insert("CompanyId".to_owned(), serde_json::Value::String(text));
+        }
+        Self(Arc::new(map))
+    }
+
     /// The claims of `token` if it is a JWT (`header.payload.signature`, the payload a
     /// base64url JSON object); empty otherwise.
     pub(crate) fn of_access_token(token: &str) -> Self {
@@ -50,7 +69,7 @@ impl Claims {
             .decode(payload)
             .or_else(|_| URL_SAFE.decode(payload));
         match bytes.map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
-            Ok(Ok(serde_json::Value::Object(map))) => Self(Arc::new(map)),
+            Ok(Ok(serde_json::Value::Object(map))) => Self::from_map(map),
             _ => Self::default(),
         }
     }
@@ -169,13 +188,10 @@ impl Claims {
         self.get_str("sub")
     }
 
-    /// The user's HCSS company: `CompanyId` (a string, or a number written as one).
-    pub fn company_id(&self) -> Option<String> {
-        match self.get("CompanyId")? {
-            serde_json::Value::String(id) => Some(id.clone()),
-            serde_json::Value::Number(id) => Some(id.to_string()),
-            _ => None,
-        }
+    /// The user's HCSS company: `CompanyId` (a string; a number in the token is read as
+    /// its decimal digits).
+    pub fn company_id(&self) -> Option<&str> {
+        self.get_str("CompanyId")
     }
 
     /// The client the token was issued to: `client_id`.
@@ -284,13 +300,13 @@ mod tests {
             r#"{"sub":"u-1","CompanyId":"c-9","client_id":"app","name":"Ann","email":"a@x","scope":["a","b"]}"#,
         ));
         assert_eq!(claims.subject(), Some("u-1"));
-        assert_eq!(claims.company_id().as_deref(), Some("c-9"));
+        assert_eq!(claims.company_id(), Some("c-9"));
         assert_eq!(claims.client_id(), Some("app"));
         assert_eq!(claims.name(), Some("Ann"));
         assert_eq!(claims.email(), Some("a@x"));
         assert!(claims.get("scope").unwrap().is_array());
         let numeric = Claims::of_access_token(&jwt(r#"{"CompanyId":42}"#));
-        assert_eq!(numeric.company_id().as_deref(), Some("42"));
+        assert_eq!(numeric.company_id(), Some("42"));
         for opaque in [
             "at_abcdef",
             "a.b",
@@ -301,5 +317,25 @@ mod tests {
         ] {
             assert!(Claims::of_access_token(opaque).is_empty(), "{opaque}");
         }
+    }
+
+    /// `company_id` has the shape of the other accessors, `Option<&str>`, for a string
+    /// and for a number in the token, and for a number in a set stored before.
+    #[test]
+    fn company_id_is_a_str_whether_the_token_has_a_string_or_a_number() {
+        let of = |payload: &str| Claims::of_access_token(&jwt(payload));
+        let claims = of(r#"{"CompanyId":"c-7"}"#);
+        let text: Option<&str> = claims.company_id();
+        assert_eq!(text, Some("c-7"));
+        let number = of(r#"{"CompanyId":42}"#);
+        assert_eq!(number.company_id(), Some("42"));
+        assert_eq!(of(r#"{"CompanyId":true}"#).company_id(), None);
+        assert_eq!(of(r#"{"sub":"u"}"#).company_id(), None);
+        let stored: Claims = serde_json::from_str(r#"{"CompanyId":42,"sub":"u"}"#).unwrap();
+        assert_eq!(stored.company_id(), Some("42"));
+        assert_eq!(
+            serde_json::to_string(&number).unwrap(),
+            r#"{"CompanyId":"42"}"#
+        );
     }
 }

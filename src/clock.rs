@@ -16,8 +16,8 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// A clock for tests (feature `test-util`): the system's time plus an offset the test
-/// moves forward, so that a test can let a login wait half an hour or a token expire
-/// without sleeping. Give it to the configuration with
+/// moves forward, so that a test can let a login wait half an hour, a token expire or
+/// the `Retry-After` of a failed refresh pass, without sleeping. Give it to the configuration with
 /// [`HcssConfigBuilder::test_clock`](crate::HcssConfigBuilder::test_clock); clones share
 /// the offset.
 ///

@@ -48,18 +48,36 @@ impl ConfigError {
 }
 
 /// A store could not do what was asked. Flow endpoints answer it with 503.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` output is its message, so that `?` in `main` prints what failed:
+///
+/// ```
+/// let err = hcss_auth::StoreError::Misconfigured("DB index is out of range".into());
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store's backend cannot be reached or failed; the request may be retried.
     #[error("the session store is unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot work as configured (a malformed URL, a database that does not
+    /// exist, credentials or permissions refused): retrying does not help, the
+    /// configuration must change.
+    #[error("the session store is misconfigured: {0}")]
+    Misconfigured(String),
     /// A stored value could not be read back.
     #[error("a stored value is corrupt: {0}")]
     Corrupt(String),
     /// The store cannot do this at all (an optional capability it does not have).
     #[error("the session store cannot do this: {0}")]
     Unsupported(String),
+}
+
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why [`HcssSession::token`](crate::HcssSession::token) gave no token.

@@ -27,13 +27,19 @@ use crate::token::HcssToken;
 /// browser sends for its address bar, links and redirects. An **HTML form's POST**
 /// (form content type, `Accept` with `text/html`) is sent to log in too, and back to the
 /// page that had the form (its same-origin `Referer`). Everything else, `fetch` and XHR
-/// calls, curl, and test requests without an `Accept` header among them, gets the 401.
+/// calls, curl, and test requests without an `Accept` header among them, gets the 401,
+/// which names the login path for the client to send the user to: in its body,
+/// `{"error":"login_required","message":...,"login_path":"/hcss/login"}`, and in
+/// `WWW-Authenticate: Cookie realm="hcss", login_path="/hcss/login"`.
 ///
 /// ```
 /// use http::StatusCode;
 /// use hcss_auth::HcssRejection;
 ///
-/// let api = HcssRejection::LoginRequired { login_location: None };
+/// let api = HcssRejection::LoginRequired {
+///     login_location: None,
+///     login_path: "/hcss/login".into(),
+/// };
 /// assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
 /// ```
 #[derive(Debug)]
@@ -43,6 +49,9 @@ pub enum HcssRejection {
     LoginRequired {
         /// Where to send a browser to sign in; `None` for API callers.
         login_location: Option<String>,
+        /// The login path, which an API caller's 401 names (in its JSON body and its
+        /// `WWW-Authenticate`) for its client to send the user to.
+        login_path: String,
     },
     /// The session could not be checked or refreshed right now; try again later.
     Unavailable {
@@ -59,9 +68,11 @@ impl HcssRejection {
         match self {
             HcssRejection::LoginRequired {
                 login_location: Some(_),
+                ..
             } => StatusCode::SEE_OTHER,
             HcssRejection::LoginRequired {
                 login_location: None,
+                ..
             } => StatusCode::UNAUTHORIZED,
             HcssRejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             HcssRejection::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,11 +106,20 @@ fn json(status: StatusCode, error: &str, message: &str) -> Response {
     http_rules::json(status, &body).map(Body::from)
 }
 
+/// `WWW-Authenticate` of a 401: the session cookie's scheme, and where to log in (an
+/// auth-param, a quoted string).
+fn www_authenticate(login_path: &str) -> HeaderValue {
+    let quoted = login_path.replace('\\', "\\\\").replace('"', "\\\"");
+    HeaderValue::from_str(&format!("Cookie realm=\"hcss\", login_path=\"{quoted}\""))
+        .unwrap_or(HeaderValue::from_static("Cookie realm=\"hcss\""))
+}
+
 impl IntoResponse for HcssRejection {
     fn into_response(self) -> Response {
         match &self {
             HcssRejection::LoginRequired {
                 login_location: Some(location),
+                ..
             } => {
                 let mut response = StatusCode::SEE_OTHER.into_response();
                 let headers = response.headers_mut();
@@ -111,16 +131,18 @@ impl IntoResponse for HcssRejection {
             }
             HcssRejection::LoginRequired {
                 login_location: None,
+                login_path,
             } => {
-                let mut response = json(
-                    StatusCode::UNAUTHORIZED,
-                    "login_required",
-                    &self.to_string(),
-                );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Cookie realm=\"hcss\""),
-                );
+                let body = serde_json::json!({
+                    "error": "login_required",
+                    "message": self.to_string(),
+                    "login_path": login_path,
+                });
+                let mut response =
+                    http_rules::json(StatusCode::UNAUTHORIZED, &body).map(Body::from);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, www_authenticate(login_path));
                 response
             }
             HcssRejection::Unavailable { retry_after } => {
@@ -178,12 +200,14 @@ fn login_required(parts: &Parts, session: &HcssSession) -> HcssRejection {
     } else {
         return HcssRejection::LoginRequired {
             login_location: None,
+            login_path: session.login_path().to_owned(),
         };
     };
     session.sent_to_login();
     let location = login_location(session.login_path(), back_to);
     HcssRejection::LoginRequired {
         login_location: Some(location),
+        login_path: session.login_path().to_owned(),
     }
 }
 

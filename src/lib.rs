@@ -41,7 +41,8 @@
 //!
 //! - [Quick start](#quick-start): register the app, add the layer, take the token.
 //! - [Where the layer goes](#where-the-layer-goes), and [who signed in](#who-signed-in)
-//!   (claims, hooks at sign-in and sign-out, ending sessions).
+//!   (claims, [guarding a group of routes](#guarding-a-group-of-routes), hooks at sign-in
+//!   and sign-out, ending sessions).
 //! - [Acting for a company](#acting-for-a-company-partner-apps) with no user present, and
 //!   [your own company's data](#your-own-companys-data-client-credentials).
 //! - [Calling HCSS APIs](#calling-hcss-apis): within HCSS's limits, through 401s and 429s.
@@ -90,7 +91,9 @@
 //!   is, what it may do and until when. Keep the secret out of logs, URLs and responses.
 //!
 //! To try the flow with no HCSS account, the repository's example server runs against the
-//! crate's mock identity service (its README has the command).
+//! crate's mock identity service, and `examples/mock_hcss.rs` serves that mock alone on a
+//! fixed port for your own app, printing the settings to export (its README has the
+//! commands).
 //!
 //! # Where the layer goes
 //!
@@ -117,10 +120,16 @@
 //!
 //! Not with `route_layer` (it wraps matched routes only, so `/hcss/login` is a 404), and not
 //! on a nested router (it never sees `/hcss/login` either). A misplaced layer says so in a
-//! log line once browsers keep being sent to a login page it never sees; a missing one makes
-//! `HcssToken` answer 500 with a log line that says where to add it. Add your state with
-//! `.with_state(...)` before the layer; other layers (tracing, timeouts) may go on either
-//! side of it.
+//! WARN log line ("the layer is misplaced") as soon as a browser it sent to log in comes
+//! back from that 404: until a request to one of its paths reaches it, the responses that
+//! send browsers to log in carry a small cookie (`hcss-sent-to-login`, cleared by the
+//! login), and a page load that brings it back is the proof. For clients that keep no
+//! cookies it says so after 50 were sent to log in with none of its paths reached. A
+//! missing layer makes `HcssToken` answer 500 with a log line that says where to add it.
+//! A layer on a nested router as well as on the outermost one does no harm: the path to
+//! return to after a login is the one the outermost layer saw, prefix included. Add your
+//! state with `.with_state(...)` before the layer; other layers (tracing, timeouts) may
+//! go on either side of it.
 //!
 //! # Who signed in
 //!
@@ -182,6 +191,58 @@
 //! skip the check. Any refusal is a page, no session, and the refresh token that came
 //! with the ID token revoked. An ID token that a refresh brings is not verified against
 //! the JWKS (it is checked as above and must name the same `sub`).
+//!
+//! ## Guarding a group of routes
+//!
+//! A handler that takes [`HcssToken`] is guarded by it. To guard a group of routes whose
+//! handlers do not take it, put the extractor in front of them with Axum's
+//! `middleware::from_extractor::<HcssToken>()`, and to admit only some users, check their
+//! claims in a `middleware::from_fn` that takes the token. Either goes on the group with
+//! `route_layer` (its routes only, so an unknown path stays a 404), inside the
+//! [`HcssAuth`] layer, which stays the outermost router's last `.layer(...)`:
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::http::StatusCode;
+//! use axum::middleware::{self, Next};
+//! use axum::response::{IntoResponse, Response};
+//! use axum::{routing::get, Router};
+//! use hcss_auth::{HcssAuth, HcssConfig, HcssToken};
+//!
+//! /// Admits the users of one HCSS company; others get 403. Signed out: sent to log in
+//! /// (a page load) or 401 (an API call), as `HcssToken` does everywhere.
+//! async fn our_company_only(token: HcssToken, request: Request, next: Next) -> Response {
+//!     match token.claims().company_id() {
+//!         Some("the-company-id") => next.run(request).await,
+//!         _ => (StatusCode::FORBIDDEN, "This app is for one company's users.").into_response(),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), hcss_auth::ConfigError> {
+//! # let config = HcssConfig::builder().client_id("id").scopes(["heavyjob:read"])
+//! #     .redirect_uri("https://app.example.com/hcss/callback").build()?;
+//! let reports = Router::new()
+//!     .route("/reports", get(|| async { "reports" }))
+//!     .route("/reports/{id}", get(|| async { "a report" }))
+//!     .route_layer(middleware::from_extractor::<HcssToken>()); // signed in
+//! let admin = Router::new()
+//!     .route("/admin", get(|| async { "admin" }))
+//!     .route_layer(middleware::from_fn(our_company_only)); // signed in, of the company
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "open to all" }))
+//!     .merge(reports)
+//!     .merge(admin)
+//!     .layer(HcssAuth::new(config)); // outermost, last
+//!
+//! // Signed out, as an API call: the open route answers, the guarded ones say 401.
+//! use tower::ServiceExt as _;
+//! for (uri, status) in [("/", 200), ("/reports/7", 401), ("/admin", 401)] {
+//!     let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+//!     assert_eq!(app.clone().oneshot(request).await.unwrap().status(), status, "{uri}");
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! ## Hooks: sign-in and sign-out
 //!
@@ -422,7 +483,9 @@
 //!   token) at `{identity}/connect/revocation` (a failure is logged, not fatal), clears the
 //!   cookie and sends the user to `/` (`post_logout_path`). A cross-site POST
 //!   (`Sec-Fetch-Site: cross-site`, or an `Origin` other than the redirect URI's) is
-//!   refused with 403.
+//!   refused with 403, and its log line names the origin expected. A sign-out button is
+//!   a form: `<form method="post" action="/hcss/logout"><button>Sign out</button></form>`;
+//!   a plain link (`GET /hcss/logout`) gets a page holding that form, and signs nobody out.
 //!
 //! # Configuration
 //!
@@ -433,10 +496,10 @@
 //! |---|---|---|
 //! | `client_id` | `HCSS_CLIENT_ID` | required |
 //! | `client_secret` | `HCSS_CLIENT_SECRET` | none (public client; PKCE is always on) |
-//! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access` for refresh |
+//! | `scopes` | `HCSS_SCOPES` (separated by spaces or commas) | required; add `offline_access`, or every session ends with its first access token (an hour): the layer warns when the configuration is built without it, and at the first sign-in HCSS answers without a refresh token |
 //! | `redirect_uri` | `HCSS_REDIRECT_URI` | required: HCSS's "Post Login Callback URL"; its path is served as the callback |
 //! | `identity_url` | `HCSS_IDENTITY_URL` | `https://api.hcssapps.com/identity` (also the expected `iss`) |
-//! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`) | off: http only on 127.0.0.1/::1/localhost, for development |
+//! | `allow_insecure_http_on_loopback` | `HCSS_ALLOW_INSECURE_HTTP=1` (or `true`, `yes`, `on`; `0`, `false`, `no`, `off` for off) | off: http only on 127.0.0.1/::1/localhost, for development |
 //! | `login_path` | | `/hcss/login` (HCSS's "Redirect URL") |
 //! | `logout_path` | | `/hcss/logout` (POST) |
 //! | `user_path` | | none: opt in to `GET /hcss/user`, who is signed in as JSON |

@@ -119,23 +119,50 @@ where
         };
         let Some((endpoint, method)) = endpoint else {
             let id = session_cookie(req.headers(), config.session_cookie_name());
-            // Kept for a page load only, the one request sent back here after a login.
-            let return_to = crate::http_rules::is_page_load(req.method(), req.headers())
-                .then(|| req.uri().path_and_query().cloned())
-                .flatten();
+            let page_load = crate::http_rules::is_page_load(req.method(), req.headers());
+            let return_to = match req.extensions().get::<HcssSession>() {
+                // A layer outside this one saw the request before a nested router stripped
+                // its prefix: where to come back to is what it saw.
+                Some(outer) => outer.return_to_uri().cloned(),
+                // Kept for a page load only, the one request sent back here after a login.
+                None if page_load => req.uri().path_and_query().cloned(),
+                None => None,
+            };
+            // Until a flow request reaches the layer, browsers sent to log in (page loads
+            // and form posts) are marked, and one that comes back proves it misplaced.
+            let placement = &self.shared.placement;
+            let unproven = (placement.unproven() && (page_load || req.method() == Method::POST))
+                .then(|| {
+                    if page_load {
+                        flow::misplaced::came_back(placement, config, req.headers());
+                    }
+                    self.shared.clone()
+                });
             req.extensions_mut()
                 .insert(HcssSession::new(self.shared.clone(), id, return_to));
-            return ResponseFuture::inner(self.inner.call(req));
+            return ResponseFuture::inner(self.inner.call(req), unproven);
         };
         self.shared
             .placement
             .flow_seen
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if req.method() != method {
-            return ResponseFuture::flow(Box::pin(std::future::ready(method_not_allowed(method))));
+            let answer = match endpoint {
+                // A plain link to the logout path: a page with the sign-out form.
+                Endpoint::Logout if matches!(*req.method(), Method::GET | Method::HEAD) => {
+                    flow::sign_out_form(config)
+                }
+                Endpoint::Logout => method_not_allowed("GET, HEAD, POST"),
+                _ => method_not_allowed(method.as_str()),
+            };
+            return ResponseFuture::flow(Box::pin(std::future::ready(answer)));
         }
         let shared = self.shared.clone();
         let (parts, _body) = req.into_parts();
+        let clear_mark = match endpoint {
+            Endpoint::Login => flow::misplaced::clear(config, &parts.headers),
+            _ => None,
+        };
         let span = match endpoint {
             Endpoint::Login => tracing::info_span!("hcss.login"),
             Endpoint::Callback => tracing::info_span!("hcss.callback"),
@@ -143,21 +170,25 @@ where
             Endpoint::User => tracing::debug_span!("hcss.user"),
         };
         let future = async move {
-            match endpoint {
+            let mut response = match endpoint {
                 Endpoint::Login => flow::login::login(&shared, &parts).await,
                 Endpoint::Callback => flow::callback::callback(&shared, &parts).await,
                 Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
                 Endpoint::User => flow::user::user(&shared, &parts).await,
+            };
+            if let Some(clear) = clear_mark {
+                response.headers_mut().append(header::SET_COOKIE, clear);
             }
+            response
         };
         ResponseFuture::flow(Box::pin(future.instrument(span)))
     }
 }
 
-fn method_not_allowed(allow: Method) -> FlowResponse {
+fn method_not_allowed(allow: &str) -> FlowResponse {
     let mut response = Response::new(Bytes::from_static(b"Method Not Allowed\n"));
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let allow = HeaderValue::from_str(allow.as_str()).unwrap_or(HeaderValue::from_static("GET"));
+    let allow = HeaderValue::from_str(allow).unwrap_or(HeaderValue::from_static("GET"));
     response.headers_mut().insert(header::ALLOW, allow);
     crate::http_rules::no_store(response.headers_mut());
     response
@@ -177,15 +208,17 @@ pin_project! {
 pin_project! {
     #[project = FutureKindProj]
     enum FutureKind<F> {
-        Inner { #[pin] future: F },
+        // `unproven`: the layer's state while no flow request has reached it, to mark a
+        // response that sends a browser to log in (see `flow::misplaced`); else `None`.
+        Inner { #[pin] future: F, unproven: Option<Arc<Shared>> },
         Flow { future: FlowFuture },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
+    fn inner(future: F, unproven: Option<Arc<Shared>>) -> Self {
         Self {
-            kind: FutureKind::Inner { future },
+            kind: FutureKind::Inner { future, unproven },
         }
     }
 
@@ -204,9 +237,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            FutureKindProj::Inner { future } => future
-                .poll(cx)
-                .map(|r| r.map(|res| res.map(HcssBody::inner))),
+            FutureKindProj::Inner { future, unproven } => future.poll(cx).map(|r| {
+                r.map(|mut res| {
+                    if let Some(shared) = unproven {
+                        flow::misplaced::mark(&shared.placement, &shared.config, &mut res);
+                    }
+                    res.map(HcssBody::inner)
+                })
+            }),
             FutureKindProj::Flow { future } => future
                 .as_mut()
                 .poll(cx)

@@ -504,7 +504,7 @@ async fn company_token_for_the_signed_in_users_company(
     let companies = HcssCompanyTokens::new(&env.app.auth);
     let token = companies.token(&company).await.unwrap();
     let claims = token.claims();
-    assert_eq!(claims.company_id().as_deref(), Some(USER_COMPANY));
+    assert_eq!(claims.company_id(), Some(USER_COMPANY));
     assert_eq!(claims.client_id(), Some(client_id));
     assert_eq!(token.scopes().collect::<Vec<_>>(), ["heavyjob:read"]);
     assert!(token.expires_in() > Duration::from_secs(3000));
@@ -513,7 +513,7 @@ async fn company_token_for_the_signed_in_users_company(
     let again = companies.token(&company).await.unwrap();
     assert_eq!(again.secret(), token.secret(), "cached");
     let other = companies.token(OTHER_COMPANY).await.unwrap();
-    assert_eq!(other.claims().company_id().as_deref(), Some(OTHER_COMPANY));
+    assert_eq!(other.claims().company_id(), Some(OTHER_COMPANY));
     assert_eq!(env.provider.counts().await["company"], 2);
 }
 
@@ -564,7 +564,7 @@ async fn an_unknown_or_disconnected_company_is_disconnected() {
         .control_company("reconnect", OTHER_COMPANY)
         .await;
     let token = companies.token(OTHER_COMPANY).await.unwrap();
-    assert_eq!(token.claims().company_id().as_deref(), Some(OTHER_COMPANY));
+    assert_eq!(token.claims().company_id(), Some(OTHER_COMPANY));
     assert_eq!(env.provider.counts().await["company"], 3);
 }
 

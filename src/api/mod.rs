@@ -196,11 +196,8 @@ impl HcssCaller {
     fn company(&self, token: &HcssToken) -> String {
         match &self.acting {
             Acting::Company(id) => id.clone(),
-            Acting::User(_) => token.claims().company_id().unwrap_or_default(),
-            Acting::OwnCompany => token
-                .claims()
-                .company_id()
-                .unwrap_or_else(|| "\0own".to_owned()),
+            Acting::User(_) => token.claims().company_id().unwrap_or_default().to_owned(),
+            Acting::OwnCompany => token.claims().company_id().unwrap_or("\0own").to_owned(),
         }
     }
 }

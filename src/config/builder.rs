@@ -391,6 +391,13 @@ impl HcssConfigBuilder {
         checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
         self.check_api_limits()?;
         let http = identity_http_client(self.http_client, self.http_timeout, allow_http)?;
+        if !self.scopes.iter().any(|s| s == "offline_access") {
+            tracing::warn!(
+                "the scopes have no offline_access: HCSS issues no refresh token, and every \
+                 session ends when its first access token does (an hour at HCSS). Add \
+                 offline_access to the scopes (HCSS_SCOPES) to keep users signed in"
+            );
+        }
         Ok(HcssConfig {
             identity: IdentityClient {
                 client_id,

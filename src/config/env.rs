@@ -21,6 +21,9 @@ impl HcssConfig {
     /// | `HCSS_API_RATE_PER_MINUTE` | calls a company may start per minute, all instances together; default 100 |
     /// | `HCSS_API_CONCURRENCY` | calls a company may have in flight, all instances together; default 20 |
     /// | `HCSS_API_MAX_WAIT_SECS` | the longest one API call waits for the budget or `Retry-After`; default 30 |
+    ///
+    /// A yes-or-no variable takes `1`, `true`, `yes` or `on` for yes and `0`, `false`,
+    /// `no` or `off` for no, in any case; anything else is an error that says so.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -66,15 +69,9 @@ impl HcssConfig {
             let secs: u32 = number("HCSS_API_MAX_WAIT_SECS", &secs)?;
             builder = builder.api_max_wait(std::time::Duration::from_secs(secs.into()));
         }
-        match get("HCSS_ALLOW_INSECURE_HTTP").as_deref() {
-            None | Some("0") | Some("false") => {}
-            Some("1") | Some("true") => builder = builder.allow_insecure_http_on_loopback(true),
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "HCSS_ALLOW_INSECURE_HTTP",
-                    "use 1 or 0",
-                ))
-            }
+        if let Some(value) = get("HCSS_ALLOW_INSECURE_HTTP") {
+            let allow = yes_or_no("HCSS_ALLOW_INSECURE_HTTP", &value)?;
+            builder = builder.allow_insecure_http_on_loopback(allow);
         }
         builder.build()
     }
@@ -85,6 +82,19 @@ fn number(name: &'static str, text: &str) -> Result<u32, ConfigError> {
     text.trim()
         .parse()
         .map_err(|_| ConfigError::invalid(name, format!("{text:?} is not a whole number")))
+}
+
+/// The one rule for a yes-or-no variable: `1`, `true`, `yes`, `on` or `0`, `false`,
+/// `no`, `off`, in any case, spaces around ignored.
+fn yes_or_no(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            name,
+            "use 1, true, yes or on to turn it on; 0, false, no or off (or leave it unset) to leave it off",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +166,41 @@ mod tests {
                 Box::leak(Box::new([(name, value)]));
             let err = HcssConfig::from_lookup(base(pair)).unwrap_err().to_string();
             assert!(err.contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    /// One rule for a yes-or-no variable: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`
+    /// in any case, and the error says so (before: `true` was taken, `yes` refused with
+    /// "use 1 or 0").
+    #[test]
+    fn a_boolean_variable_takes_the_usual_words_and_says_which() {
+        let with = |value: &'static str| {
+            move |name: &str| {
+                Some(
+                    match name {
+                        "HCSS_CLIENT_ID" => "id",
+                        "HCSS_SCOPES" => "heavyjob:read offline_access",
+                        "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
+                        "HCSS_ALLOW_INSECURE_HTTP" => value,
+                        _ => return None,
+                    }
+                    .to_owned(),
+                )
+            }
+        };
+        for yes in ["1", "true", "TRUE", "yes", "Yes", "on", " on "] {
+            assert!(HcssConfig::from_lookup(with(yes)).is_ok(), "{yes:?}");
+        }
+        for no in ["0", "false", "no", "off", "OFF"] {
+            let err = HcssConfig::from_lookup(with(no)).unwrap_err().to_string();
+            assert!(err.contains("redirect_uri"), "{no:?} allows http: {err}");
+        }
+        let err = HcssConfig::from_lookup(with("maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HCSS_ALLOW_INSECURE_HTTP"), "{err}");
+        for word in ["1", "0", "true", "false", "yes", "no", "on", "off"] {
+            assert!(err.contains(word), "{word} in {err}");
         }
     }
 }

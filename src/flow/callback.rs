@@ -197,6 +197,10 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         None => {}
     }
 
+    if tokens.refresh_token.is_none() {
+        no_refresh_token(shared);
+    }
+
     // A new session id on every login, so a planted cookie never becomes a session.
     let session_id = SessionId::generate();
     let key = session_id.key();
@@ -247,6 +251,36 @@ async fn verified_id_token(
         config.now(),
         Nonce::Login(login.nonce.as_deref()),
     )
+}
+
+/// Says once per layer that a sign-in came without a refresh token: its session ends with
+/// its access token, which users meet as being signed out every hour.
+fn no_refresh_token(shared: &Shared) {
+    if shared
+        .told_no_refresh_token
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        return;
+    }
+    if shared
+        .config
+        .identity
+        .scope
+        .split(' ')
+        .any(|s| s == "offline_access")
+    {
+        tracing::warn!(
+            "HCSS answered a sign-in with no refresh token although the scopes ask for \
+             offline_access: the session ends when its access token does. Allow offline \
+             access for this client at HCSS (its refresh token grant)"
+        );
+    } else {
+        tracing::warn!(
+            "HCSS answered a sign-in with no refresh token (the scopes have no \
+             offline_access): the session ends when its access token does. Add \
+             offline_access to the scopes (HCSS_SCOPES) to keep users signed in"
+        );
+    }
 }
 
 /// The app's `on_sign_in` hook, if it has one: `None` to go on, or the page of a refused

@@ -4,10 +4,12 @@ use http::request::Parts;
 use http::{header, StatusCode};
 
 use super::{page, see_other, session_cookie, set_cookie, unavailable, FlowResponse};
+use crate::http_rules::printable;
 use crate::shared::Shared;
 
 /// A logout must come from this app's own pages, or a third-party site could sign users
-/// out at will.
+/// out at will: refused with a `Sec-Fetch-Site: cross-site`, or an `Origin` other than
+/// the app's (the redirect URI's).
 fn cross_site(shared: &Shared, parts: &Parts) -> bool {
     let headers = &parts.headers;
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
@@ -23,7 +25,19 @@ fn cross_site(shared: &Shared, parts: &Parts) -> bool {
 pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
     if cross_site(shared, parts) {
-        tracing::warn!("logout refused: cross-site request");
+        let told = |name| {
+            parts.headers.get(name).map_or(String::from("none"), |v| {
+                printable(&String::from_utf8_lossy(v.as_bytes()), 200)
+            })
+        };
+        tracing::warn!(
+            origin = %told(header::ORIGIN.as_str()),
+            sec_fetch_site = %told("sec-fetch-site"),
+            expected_origin = %config.routes.app_origin,
+            "logout refused: cross-site request. A sign-out must come from the app's own \
+             origin, the redirect URI's; behind a proxy that changes the host or scheme, \
+             set the redirect URI to the address browsers use"
+        );
         return page(
             config,
             StatusCode::FORBIDDEN,

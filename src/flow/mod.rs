@@ -4,6 +4,7 @@
 pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;
+pub(crate) mod misplaced;
 pub(crate) mod sealed;
 pub(crate) mod user;
 
@@ -16,6 +17,6 @@ pub(crate) use cookies::{
     cookie_names_with_prefix, cookie_value, has_cookie, sealed_cookie_value, session_cookie,
     set_cookie,
 };
-pub(crate) use pages::{page, unavailable};
+pub(crate) use pages::{page, sign_out_form, unavailable};
 pub(crate) use query::{query_params, state_or_code};
 pub(crate) use response::{see_other, FlowResponse};

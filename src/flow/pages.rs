@@ -50,6 +50,30 @@ pub(crate) fn page(
     response
 }
 
+/// The answer to `GET` on the logout path (a plain link): a sign-out is a form `POST`
+/// from this site, so the page explains that and holds the form. Never framed by another
+/// site, which could otherwise dress its button up as something else.
+pub(crate) fn sign_out_form(config: &HcssConfig) -> FlowResponse {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Sign out</title></head>\n<body><h1>Sign out</h1>\n\
+         <p>Signing out is a form submission from this site, so that no other site can \
+         sign you out with a link.</p>\n\
+         <form method=\"post\" action=\"{logout}\"><button type=\"submit\">Sign out\
+         </button></form></body></html>\n",
+        logout = escape_html(&config.routes.logout_path),
+    );
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .header("content-security-policy", "frame-ancestors 'none'")
+        .body(Bytes::from(body))
+        .expect("a static response is valid");
+    no_store(response.headers_mut());
+    response
+}
+
 /// A 503 page for a store that cannot be reached.
 pub(crate) fn unavailable(config: &HcssConfig, what: &str) -> FlowResponse {
     let mut response = page(

@@ -28,7 +28,7 @@ pub(crate) async fn await_refresh(
     rejected: Option<SecretString>,
 ) -> Outcome {
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-    let now = Instant::now();
+    let now = flow_instant(shared);
     let mut settled = match shared.flights.entry(key) {
         Entry::Occupied(flight) if !is_stale(flight.get(), now) => flight.get().settled.clone(),
         entry => {
@@ -76,7 +76,7 @@ pub(crate) async fn await_refresh(
             // A remembered failure tells a later request how long is left of the wait.
             SessionError::Unavailable { reason, .. } => SessionError::Unavailable {
                 reason,
-                retry_after: whole_seconds(until.saturating_duration_since(Instant::now())),
+                retry_after: whole_seconds(until.saturating_duration_since(flow_instant(shared))),
             },
             other => other,
         }),
@@ -85,6 +85,20 @@ pub(crate) async fn await_refresh(
             retry_after: shared.config.identity.retry_after,
         }),
     }
+}
+
+/// The time a remembered failure is counted on: Tokio's clock, moved forward with the
+/// flow's test clock (feature `test-util`), so that a test that lets time pass for the
+/// mock and the app sees the failure's `Retry-After` pass too.
+fn flow_instant(shared: &Shared) -> Instant {
+    let now = Instant::now();
+    #[cfg(feature = "test-util")]
+    if let Some(clock) = &shared.config.lifetimes.clock {
+        return now + clock.offset();
+    }
+    #[cfg(not(feature = "test-util"))]
+    let _ = shared;
+    now
 }
 
 /// A flight to replace: its task died, or it ended and its outcome no longer stands.
@@ -109,10 +123,12 @@ pub(super) async fn run_refresh(
         Err(SessionError::Unavailable { retry_after, .. }) => *retry_after,
         _ => Duration::ZERO,
     };
-    let until = Instant::now() + remember;
+    let until = flow_instant(&shared) + remember;
     publish.send_replace(Some(FlightResult { outcome, until }));
     if !remember.is_zero() {
-        tokio::time::sleep_until(until).await;
+        // A test clock moved past `until` meanwhile makes the flight stale at once: the
+        // next request replaces it, and this task then removes nothing of its successor.
+        tokio::time::sleep(remember).await;
     }
     shared.flights.remove_if(&key, |_, flight| flight.id == id);
 }

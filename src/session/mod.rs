@@ -1,7 +1,6 @@
 //! `HcssSession`: a request's small handle on its session.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{SessionError, StoreError};
@@ -74,25 +73,15 @@ impl HcssSession {
         &self.shared.config.routes.login_path
     }
 
-    /// Counts a browser sent to the login page, and says once, in a log line, when many
-    /// were sent there and not one request to the flow's paths reached the layer: the
-    /// layer is then misplaced, and its login page is a 404.
+    /// Counts a browser sent to the login page, for the layer to say when it is
+    /// misplaced (see `shared::Placement`).
     pub(crate) fn sent_to_login(&self) {
-        let placement = &self.shared.placement;
-        let sent = placement.sent_to_login.fetch_add(1, Ordering::Relaxed) + 1;
-        if sent >= crate::shared::Placement::SUSPECT_AFTER
-            && !placement.flow_seen.load(Ordering::Relaxed)
-            && !placement.warned.swap(true, Ordering::Relaxed)
-        {
-            tracing::warn!(
-                sent,
-                login_path = %self.shared.config.routes.login_path,
-                "browsers were sent to the login path, but no request to it (or to the \
-                 callback or logout path) has reached the HcssAuth layer. If they get a 404 \
-                 there, the layer is misplaced: add it as the last .layer(...) of the \
-                 outermost router, not with route_layer and not on a nested router"
-            );
-        }
+        self.shared.placement.sent(&self.shared.config);
+    }
+
+    /// The path and query of a page load as the outermost layer saw them.
+    pub(crate) fn return_to_uri(&self) -> Option<&http::uri::PathAndQuery> {
+        self.return_to.as_ref()
     }
 
     /// The app's origin (`scheme://host[:port]`), from the redirect URI.

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) code_exchanges: tokio::sync::Semaphore,
     /// What tells a misplaced layer.
     pub(crate) placement: Placement,
+    /// Whether a sign-in without a refresh token was already logged (once per layer).
+    pub(crate) told_no_refresh_token: std::sync::atomic::AtomicBool,
     /// The app's hooks, given before the layer was built.
     pub(crate) hooks: Hooks,
     /// The company-token fetch in flight per company, within this process, watched by
@@ -68,6 +70,7 @@ impl Shared {
             token_store,
             used_states: UsedStates::default(),
             placement: Placement::default(),
+            told_no_refresh_token: std::sync::atomic::AtomicBool::new(false),
             hooks,
             company_turns: DashMap::new(),
             flights: DashMap::new(),

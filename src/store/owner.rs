@@ -22,7 +22,7 @@ impl SessionOwner {
             owners.push(SessionOwner::Subject(subject.to_owned()));
         }
         if let Some(company) = tokens.claims.company_id() {
-            owners.push(SessionOwner::Company(company));
+            owners.push(SessionOwner::Company(company.to_owned()));
         }
         owners
     }

@@ -152,11 +152,18 @@ enum Connection {
 
 impl Connection {
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.query_redis(cmd).await.map_err(unavailable)
+    }
+
+    /// A query, with redis's own error.
+    async fn query_redis<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, redis::RedisError> {
         match self {
             Connection::Single(conn) => cmd.query_async(&mut conn.clone()).await,
             Connection::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         }
-        .map_err(unavailable)
     }
 
     async fn query_pipe<T: redis::FromRedisValue>(
@@ -181,29 +188,54 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
-    // The kind, and for a network error what happened: never the URL, which may carry
-    // a password.
+    StoreError::Unavailable(described(&err))
+}
+
+/// What Redis (or the connection to it) said, in its own words ("DB index is out of
+/// range", "failed to lookup address information: Name or service not known"), after
+/// what went wrong for a network error. Never the URL, which may carry a password:
+/// redis's messages do not hold it.
+fn described(err: &redis::RedisError) -> String {
     let what = if err.is_connection_refusal() {
-        ": connection refused"
+        "connection refused: "
     } else if err.is_timeout() {
-        ": timed out"
+        "timed out: "
     } else if err.is_connection_dropped() {
-        ": connection dropped"
+        "connection dropped: "
     } else {
         ""
     };
-    StoreError::Unavailable(format!("redis: {:?}{what}", err.kind()))
+    format!("redis: {what}{err}")
+}
+
+/// An error met while connecting: one that no retry mends (the URL, the database index,
+/// credentials or permissions refused) is [`StoreError::Misconfigured`]; a network
+/// failure or a busy server is [`StoreError::Unavailable`].
+fn connect_error(err: redis::RedisError) -> StoreError {
+    use redis::{ErrorKind, ServerErrorKind};
+    match err.kind() {
+        ErrorKind::InvalidClientConfig
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::NoPerm) => {
+            StoreError::Misconfigured(described(&err))
+        }
+        _ => unavailable(err),
+    }
 }
 
 impl RedisStore {
-    /// Connects to Redis at `url` (`redis://host:port/db`) and checks it answers.
+    /// Connects to Redis at `url` (`redis://[user:password@]host:port/db`) and checks it
+    /// answers.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] when the URL is invalid or Redis does not answer.
+    /// [`StoreError::Misconfigured`] when the URL is invalid or Redis refuses it for good
+    /// (a database index out of range, credentials or permissions refused);
+    /// [`StoreError::Unavailable`] when Redis cannot be reached or does not answer. Either
+    /// says what Redis said, never the password.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::connect_lazy(url)?;
-        store.conn.query::<String>(&redis::cmd("PING")).await?;
+        store.ping().await?;
         Ok(store)
     }
 
@@ -211,42 +243,45 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] when a URL is invalid or the cluster does not answer.
+    /// [`StoreError::Misconfigured`] when a URL is invalid or refused for good,
+    /// [`StoreError::Unavailable`] when the cluster does not answer.
     pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, StoreError> {
         let client = ClusterClientBuilder::new(nodes.iter().copied())
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
             .build()
-            .map_err(unavailable)?;
-        let conn = client.get_async_connection().await.map_err(unavailable)?;
+            .map_err(connect_error)?;
+        let conn = client.get_async_connection().await.map_err(connect_error)?;
         let store = Self {
             conn: Connection::Cluster(conn),
             prefix: Arc::from("hcss:"),
             near: None,
             client: None,
         };
-        store.conn.query::<String>(&redis::cmd("PING")).await?;
+        store.ping().await?;
         Ok(store)
+    }
+
+    /// The first `PING`, whose failure says whether the configuration is at fault.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong = self.conn.query_redis::<String>(&redis::cmd("PING")).await;
+        pong.map(drop).map_err(connect_error)
     }
 
     /// A store that connects on first use, so an app can start while Redis is down.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] when the URL is invalid, or when called outside a
+    /// [`StoreError::Misconfigured`] when the URL is invalid, or when called outside a
     /// Tokio runtime (the connection's tasks need one).
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::Misconfigured(
                 "RedisStore::connect_lazy must be called within a Tokio runtime".into(),
             ));
         }
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "invalid redis URL: {}",
-                format_args!("{:?}", e.kind())
-            ))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Misconfigured(format!("invalid redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))

@@ -72,8 +72,8 @@
 //! - [`sign_in(&router, &auth)`](sign_in): the cookie of a signed-in session, through the
 //!   real flow (from the login path `auth` is configured with);
 //!   [`seed_session(&auth, mock.issue_tokens(scope))`](seed_session): one without the login
-//!   pages, with tokens the mock's API accepts; [`session_exists`] says whether it still
-//!   has tokens.
+//!   pages, with tokens the mock's API accepts; [`session_exists`] says whether either
+//!   one's session still has tokens (after a logout, say).
 //! - [`FaultyStore`]: any store, with writes refused, replies lost after a write was
 //!   applied, or values that no longer parse, switched on and off by the test.
 //! - [`store_conformance(store)`](store_conformance), and its parts

@@ -82,7 +82,7 @@ async fn a_sign_in_hook_may_refuse_and_its_panics_are_pages() {
         |b| b,
         |auth, _| {
             auth.on_sign_in(|sign_in: SignIn| async move {
-                match sign_in.claims().company_id().as_deref() {
+                match sign_in.claims().company_id() {
                     Some("blocked-co") => Err(SignInRefused::new(
                         "Your company <b>has not</b> connected this app.",
                     )
@@ -407,4 +407,90 @@ async fn a_hook_given_to_one_builder_clone_is_not_on_another() {
         0,
         "the other clone's hook ran"
     );
+}
+
+/// A session seeded with the mock's tokens has the claims a sign-in gets (before: none,
+/// so a handler reading the company saw nobody).
+#[tokio::test]
+async fn a_seeded_session_has_the_claims_a_sign_in_would_get() {
+    let mock = MockHcssIdentity::builder()
+        .subject("user-42")
+        .company_id(Some("company-7"))
+        .start()
+        .await;
+    let app = start_app(&mock, |b| b).await;
+    let seeded = hcss_auth::testing::seed_session(
+        &app.auth,
+        mock.issue_tokens("heavyjob:read offline_access"),
+    )
+    .await
+    .unwrap();
+    let seen = Browser::new()
+        .request(
+            "GET",
+            &format!("{}/whoami", app.url),
+            &[("cookie", &seeded.cookie_header())],
+        )
+        .await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let seeded: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    let signed_in = whoami(&mock).await;
+    for claim in ["subject", "company_id", "name", "email"] {
+        assert_eq!(seeded[claim], signed_in[claim], "{claim}");
+    }
+    assert_eq!(seeded["subject"], "user-42");
+    assert_eq!(seeded["company_id"], "company-7");
+}
+
+/// The guide's guards for a group of routes: `from_extractor::<HcssToken>()` admits the
+/// signed-in, a `from_fn` that checks `company_id` the users of one company.
+#[tokio::test]
+async fn a_route_guard_admits_the_users_of_one_company() {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use hcss_auth::testing::sign_in;
+    use hcss_auth::HcssToken;
+    use tower::ServiceExt as _;
+
+    async fn company_7_only(token: HcssToken, request: Request, next: Next) -> Response {
+        match token.claims().company_id() {
+            Some("company-7") => next.run(request).await,
+            _ => axum::http::StatusCode::FORBIDDEN.into_response(),
+        }
+    }
+    for (company, admitted) in [("company-7", 200), ("company-8", 403)] {
+        let mock = MockHcssIdentity::builder()
+            .company_id(Some(company))
+            .start()
+            .await;
+        let config = mock
+            .config_builder("http://127.0.0.1:3000/hcss/callback")
+            .scopes(SCOPES)
+            .build()
+            .unwrap();
+        let auth = hcss_auth::HcssAuth::new(config);
+        let app = axum::Router::new()
+            .route("/reports", get(|| async { "reports" }))
+            .route_layer(middleware::from_extractor::<HcssToken>())
+            .merge(
+                axum::Router::new()
+                    .route("/admin", get(|| async { "admin" }))
+                    .route_layer(middleware::from_fn(company_7_only)),
+            )
+            .layer(auth.clone());
+        let cookie = sign_in(&app, &auth).await;
+        for (uri, signed_in) in [("/reports", 200), ("/admin", admitted)] {
+            for (cookie, status) in [(Some(&cookie), signed_in), (None, 401)] {
+                let mut request = axum::http::Request::get(uri);
+                if let Some(cookie) = cookie {
+                    request = request.header("cookie", cookie);
+                }
+                let request = request.body(axum::body::Body::empty()).unwrap();
+                let seen = app.clone().oneshot(request).await.unwrap().status();
+                assert_eq!(seen, status, "{company} {uri} cookie: {}", cookie.is_some());
+            }
+        }
+    }
 }

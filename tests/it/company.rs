@@ -18,7 +18,7 @@ async fn a_company_token_carries_the_company_and_is_cached() {
     let app = start_app(&mock, |b| b).await;
     let companies = HcssCompanyTokens::new(&app.auth);
     let token = companies.token(COMPANY).await.unwrap();
-    assert_eq!(token.claims().company_id().as_deref(), Some(COMPANY));
+    assert_eq!(token.claims().company_id(), Some(COMPANY));
     assert_eq!(
         token.scopes().collect::<Vec<_>>(),
         ["heavyjob:read"],
@@ -29,10 +29,7 @@ async fn a_company_token_carries_the_company_and_is_cached() {
     assert_eq!(mock.counts().company_grants, 1);
     // Another company is another token.
     let other = companies.token("customer-co-2").await.unwrap();
-    assert_eq!(
-        other.claims().company_id().as_deref(),
-        Some("customer-co-2")
-    );
+    assert_eq!(other.claims().company_id(), Some("customer-co-2"));
     assert_eq!(mock.counts().company_grants, 2);
 }
 
@@ -121,7 +118,7 @@ async fn client_credentials_serve_the_apps_own_company() {
     let companies = HcssCompanyTokens::new(&app.auth);
     let own = companies.own_token().await.unwrap();
     assert_eq!(
-        own.claims().company_id().as_deref(),
+        own.claims().company_id(),
         Some(MockHcssIdentity::OWN_COMPANY)
     );
     companies.own_token().await.unwrap();

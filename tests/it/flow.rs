@@ -535,13 +535,101 @@ async fn wrong_methods_on_flow_paths_are_405() {
     let mock = MockHcssIdentity::start().await;
     let app = start_app(&mock, |b| b).await;
     let browser = Browser::new();
-    let seen = browser.get(&format!("{}/hcss/logout", app.url)).await;
+    let seen = browser
+        .request("PUT", &format!("{}/hcss/logout", app.url), &[])
+        .await;
     assert_eq!(seen.status, 405);
-    assert_eq!(seen.headers["allow"], "POST");
+    assert_eq!(seen.headers["allow"], "GET, HEAD, POST");
     let seen = browser
         .request("POST", &format!("{}/hcss/login", app.url), &[])
         .await;
     assert_eq!(seen.status, 405);
+}
+
+/// `GET /hcss/logout` (a plain link) gets a page whose form signs out, not a bare 405;
+/// the page itself signs nobody out, and cannot be framed by another site.
+#[tokio::test]
+async fn a_link_to_logout_gets_a_page_with_the_sign_out_form() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let logout = format!("{}/hcss/logout", app.url);
+    let seen = browser.open(&logout).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(
+        seen.body
+            .contains(r#"<form method="post" action="/hcss/logout">"#),
+        "{}",
+        seen.body
+    );
+    assert!(seen.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(seen.headers["cache-control"], "no-store");
+    assert_eq!(
+        seen.headers["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        200,
+        "a GET signs nobody out"
+    );
+    // The form's POST, from the app's own page.
+    let seen = browser
+        .request("POST", &logout, &[("origin", &app.url)])
+        .await;
+    assert_eq!(seen.status, 303, "{}", seen.body);
+    assert_eq!(
+        browser.get(&format!("{}/whoami", app.url)).await.status,
+        401
+    );
+}
+
+/// A refused cross-site logout's log line names the origin it came from and the one it
+/// had to come from (the redirect URI's), so that a proxy that rewrites origins is
+/// found. Current-thread runtime: the app logs to this thread's subscriber.
+#[tokio::test]
+async fn a_refused_cross_site_logout_names_the_expected_origin() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let seen = Browser::new()
+        .request(
+            "POST",
+            &format!("{}/hcss/logout", app.url),
+            &[("origin", "https://elsewhere.example")],
+        )
+        .await;
+    assert_eq!(seen.status, 403);
+    let logs = capture.take();
+    assert!(logs.contains("logout refused"), "{logs}");
+    assert!(logs.contains(&app.url), "the expected origin: {logs}");
+    assert!(logs.contains("https://elsewhere.example"), "{logs}");
+}
+
+/// The 401 of a protected route says where to log in, as `/hcss/user`'s does: in the
+/// JSON body and in `WWW-Authenticate`.
+#[tokio::test]
+async fn an_api_call_signed_out_is_told_the_login_path() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b.login_path("/auth/hcss")).await;
+    let seen = Browser::new().get(&format!("{}/whoami", app.url)).await;
+    assert_eq!(seen.status, 401);
+    let json: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(json["error"], "login_required");
+    assert_eq!(json["login_path"], "/auth/hcss");
+    assert_eq!(
+        seen.headers["www-authenticate"],
+        r#"Cookie realm="hcss", login_path="/auth/hcss""#
+    );
 }
 
 /// Which requests are sent to log in and which get 401, as the docs define it: a page
@@ -630,4 +718,114 @@ async fn sign_in_uses_the_configured_login_path() {
         .unwrap();
     let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
     assert_eq!(response.status(), 200);
+}
+
+/// `session_exists` takes the cookie `sign_in` returns, as well as a seeded session
+/// (before: only a `SeededSession`, so a signed-in browser's session could not be
+/// checked after a logout).
+#[tokio::test]
+async fn session_exists_takes_the_cookie_of_a_sign_in() {
+    use hcss_auth::testing::{seed_session, session_exists, sign_in};
+    use tower::ServiceExt as _;
+
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder("http://127.0.0.1:3000/hcss/callback")
+        .scopes(SCOPES)
+        .build()
+        .unwrap();
+    let auth = hcss_auth::HcssAuth::new(config);
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "home" }))
+        .layer(auth.clone());
+    let cookie = sign_in(&app, &auth).await;
+    assert!(session_exists(&auth, &cookie).await.unwrap());
+    let seeded = seed_session(&auth, mock.issue_tokens("heavyjob:read"))
+        .await
+        .unwrap();
+    assert!(session_exists(&auth, &seeded).await.unwrap());
+    assert!(!session_exists(&auth, "theme=dark").await.unwrap());
+
+    let logout = axum::http::Request::post("/hcss/logout")
+        .header("cookie", &cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(logout).await.unwrap().status(), 303);
+    assert!(!session_exists(&auth, &cookie).await.unwrap());
+    assert!(session_exists(&auth, &seeded).await.unwrap());
+}
+
+/// The standalone mock (`examples/mock_hcss.rs`) prints settings an app signs in with:
+/// the app below is configured from them alone, signs in through the mock and calls its
+/// API. Skipped when the example is not built (`cargo test` builds it; `--test it` alone
+/// does not).
+#[tokio::test]
+async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/mock_hcss");
+    if !binary.exists() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "the_standalone_mock: skipped (build it: cargo build --all-features --example mock_hcss)"
+        );
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    let mut child = std::process::Command::new(&binary)
+        .args(["--port", &free_port().to_string(), "--auto-consent"])
+        .args(["--redirect-uri", &format!("{app_url}/hcss/callback")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _stop = Stop(child);
+    let mut settings = std::collections::HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("Serving") {
+            break;
+        }
+        if let Some((name, value)) = line
+            .strip_prefix("export ")
+            .and_then(|pair| pair.split_once('='))
+        {
+            settings.insert(name.to_owned(), value.trim_matches('\'').to_owned());
+        }
+    }
+    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+    assert_eq!(setting("HCSS_ALLOW_INSECURE_HTTP"), "1", "{settings:?}");
+    let config = hcss_auth::HcssConfig::builder()
+        .client_id(setting("HCSS_CLIENT_ID"))
+        .client_secret(setting("HCSS_CLIENT_SECRET"))
+        .scopes(setting("HCSS_SCOPES").split(' '))
+        .redirect_uri(setting("HCSS_REDIRECT_URI"))
+        .identity_url(setting("HCSS_IDENTITY_URL"))
+        .allow_insecure_http_on_loopback(true)
+        .build()
+        .unwrap();
+    serve(
+        listener,
+        router(hcss_auth::HcssAuth::new(config), setting("HCSS_API_URL")),
+    );
+    let browser = Browser::new();
+    browser.login_at(&app_url).await;
+    let whoami = browser.get(&format!("{app_url}/whoami")).await;
+    assert_eq!(whoami.status, 200, "{}", whoami.body);
+    let units = browser.get(&format!("{app_url}/business-units")).await;
+    assert_eq!(units.status, 200, "{}", units.body);
 }

@@ -11,6 +11,7 @@ mod adversary_18;
 mod api;
 mod claims;
 mod company;
+mod config;
 mod faults;
 mod flow;
 mod near_cache_attacks;

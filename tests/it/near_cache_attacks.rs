@@ -11,7 +11,9 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use common::free_port;
-use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
+use common::redis_help::{
+    prefix, redis_conn, redis_url, remove_keys, server_addr, through, Cleanup,
+};
 use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::{TokenSet, TokenStore};
 use tokio::time::Instant;
@@ -553,14 +555,10 @@ async fn a_silently_stalled_tracking_connection_is_noticed_by_the_heartbeat() {
         return;
     };
     let prefix = prefix();
-    let upstream = redis
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let upstream = server_addr(&redis);
     let relay = StallingRelay::start(upstream).await;
-    let b = RedisStore::connect(&format!("redis://{}", relay.addr))
+    let b = RedisStore::connect(&through(&redis, &relay.addr))
         .await
         .unwrap()
         .with_prefix(&prefix);

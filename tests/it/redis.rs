@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::redis_help::{prefix, redis_conn, redis_url, remove_keys};
+use common::redis_help::{
+    prefix, redis_conn, redis_url, remove_keys, server_addr, through, Cleanup,
+};
 use common::*;
 use hcss_auth::store::{RedisStore, StoreKey};
 use hcss_auth::testing::{store_conformance, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, TokenSet, TokenStore};
+use hcss_auth::{HcssAuth, StoreError, TokenSet, TokenStore};
 use tokio::net::{TcpListener, TcpStream};
 
 const SESSION: &str = "hcss-session";
@@ -217,15 +219,11 @@ async fn a_redis_outage_is_a_503_and_service_resumes_without_restart() {
         return;
     };
     let prefix = prefix();
-    let upstream = redis
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let upstream = server_addr(&redis);
     let relay = Relay::start(upstream).await;
     let mock = MockHcssIdentity::start().await;
-    let store = RedisStore::connect(&format!("redis://{}", relay.addr))
+    let store = RedisStore::connect(&through(&redis, &relay.addr))
         .await
         .unwrap()
         .with_prefix(&prefix);
@@ -1330,10 +1328,7 @@ async fn a_cancelled_company_token_call_stalls_no_instance() {
         .await
         .expect("B waited for the lock of A's cancelled call")
         .unwrap();
-    assert_eq!(
-        token.claims().company_id().as_deref(),
-        Some("customer-co-1")
-    );
+    assert_eq!(token.claims().company_id(), Some("customer-co-1"));
     assert_eq!(
         mock.counts().company_grants,
         1,
@@ -1479,4 +1474,34 @@ async fn redis_keys_say_what_they_hold() {
         );
     }
     remove_keys(&redis, &prefix).await;
+}
+
+/// A URL that cannot work says so in Redis's words (the database index out of range, a
+/// database that is not a number, a scheme that is not Redis's), as a configuration
+/// error rather than a passing outage, and `Debug` (what `?` in `main` prints) is the
+/// message (before: "the session store is unavailable: redis: Server(ResponseError)").
+#[tokio::test]
+async fn a_redis_url_that_cannot_work_says_why_in_redis_words() {
+    for (url, says) in [
+        ("redis://127.0.0.1:6379/x", "Invalid database number"),
+        ("http://127.0.0.1:6379", "Redis URL did not parse"),
+    ] {
+        let err = RedisStore::connect(url).await.unwrap_err();
+        assert!(matches!(err, StoreError::Misconfigured(_)), "{url}: {err}");
+        let message = err.to_string();
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(!message.contains("unavailable"), "{url}: {message}");
+        assert_eq!(format!("{err:?}"), message);
+    }
+    let Some(redis) = redis_url("a_redis_url_that_cannot_work_says_why_in_redis_words") else {
+        return;
+    };
+    let mut url = url::Url::parse(&redis).unwrap();
+    url.set_path("/100000");
+    let err = RedisStore::connect(url.as_str()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Misconfigured(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("DB index is out of range"), "{message}");
+    assert!(!message.contains("unavailable"), "{message}");
+    assert_eq!(format!("{err:?}"), message);
 }

@@ -433,3 +433,30 @@ async fn seeded_sessions_with_mock_tokens_call_the_api_and_refresh() {
     assert_eq!(mock.counts().refreshes, 1);
     assert_eq!(mock.counts().reuse_detected, 0);
 }
+
+/// A passing refresh failure is remembered for its `Retry-After` on the flow's clock: a
+/// test that moves the mock's clock past it is answered at once (before: the wait ran on
+/// the real clock, and the session answered 503 for the rest of it).
+#[tokio::test]
+async fn the_test_clock_ends_a_remembered_refresh_failure() {
+    let mock = MockHcssIdentity::start().await;
+    let (app, browser, id) = signed_in(&mock).await;
+    expire_session(&app.store, &id).await;
+    let whoami = format!("{}/whoami", app.url);
+    mock.set_token_fault(Some(TokenFault::Error {
+        status: 503,
+        error: "temporarily_unavailable",
+        retry_after: Some(60),
+    }));
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 503, "{}", seen.body);
+    assert_eq!(seen.headers["retry-after"], "60");
+    mock.set_token_fault(None);
+    assert_eq!(browser.get(&whoami).await.status, 503, "remembered");
+    assert_eq!(mock.counts().refreshes, 1);
+
+    mock.clock().advance(Duration::from_secs(61));
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(mock.counts().refreshes, 2);
+}

@@ -131,6 +131,7 @@ pub struct MockHcssIdentityBuilder {
     reuse_detection: bool,
     emit_iss: bool,
     hostname: String,
+    port: u16,
     subject: String,
     company_id: Option<String>,
     jwt_access_tokens: bool,
@@ -159,6 +160,7 @@ impl Default for MockHcssIdentityBuilder {
             reuse_detection: true,
             emit_iss: true,
             hostname: "127.0.0.1".into(),
+            port: 0,
             subject: "5f0c2a7e-0000-4000-8000-000000000001".into(),
             company_id: Some("a1c3e5f7-0000-4000-8000-00000000c0de".into()),
             jwt_access_tokens: true,
@@ -261,15 +263,29 @@ impl MockHcssIdentityBuilder {
         self
     }
 
-    /// Starts the service on `127.0.0.1` on a free port.
+    /// The loopback port to listen on (default 0: a free one). A fixed port keeps the
+    /// settings of an app run against the mock the same from one run to the next.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Starts the service on `127.0.0.1`, on a free port unless [`port`](Self::port)
+    /// names one.
     ///
     /// # Panics
     ///
-    /// If no loopback port can be bound (a test-machine problem).
+    /// If the port cannot be bound (a free one: a test-machine problem; a fixed one: it
+    /// is taken).
     pub async fn start(self) -> MockHcssIdentity {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
-            .expect("bind a loopback port for MockHcssIdentity");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MockHcssIdentity cannot listen on 127.0.0.1:{}: {e}",
+                    self.port
+                )
+            });
         let addr = listener.local_addr().expect("local address");
         let limits = self.api_limits;
         let state = Arc::new(MockState {
