@@ -210,6 +210,16 @@ pub(super) async fn write_or_keep(
                 from = stored.version;
                 new.version = stored.version.wrapping_add(1);
             }
+            // Past this write without holding it: it landed earlier (its reply lost) and
+            // the session moved on from it, for only this refresh may write over its
+            // mark. Its refresh token lives on in the store: nothing is revoked.
+            Ok(Fence::Moved(Some(stored))) if stored.version >= new.version => {
+                let version = new.version;
+                shared
+                    .pending
+                    .take_if(key, |kept| kept.tokens.version <= version);
+                return as_it_stands(shared, key, Ok(Some(stored)));
+            }
             Ok(Fence::Moved(_)) => return superseded(shared, key, new).await,
             Err(err) => {
                 tracing::error!(session = key.short(), error = %err,
@@ -236,7 +246,17 @@ pub(super) async fn write_or_keep(
 pub(super) async fn superseded(shared: &Shared, key: StoreKey, orphan: TokenSet) -> Outcome {
     shared.pending.take(key);
     revoke_orphan(shared, key, &orphan).await;
-    match shared.token_store.load(key).await {
+    as_it_stands(shared, key, shared.token_store.load(key).await)
+}
+
+/// The outcome of a refresh whose set is not the one stored: the session as the store
+/// holds it now (`stored`, as loaded).
+fn as_it_stands(
+    shared: &Shared,
+    key: StoreKey,
+    stored: Result<Option<TokenSet>, StoreError>,
+) -> Outcome {
+    match stored {
         Ok(None) | Err(StoreError::Corrupt(_)) => {
             tracing::info!(
                 session = key.short(),

@@ -119,6 +119,10 @@ pub(super) async fn kept_or_stored(
     let Some(stored) = stored else {
         // Signed out meanwhile: the refresh token only this process knows must not live on.
         if let Some(kept) = shared.pending.take(key) {
+            tracing::debug!(
+                session = key.short(),
+                "the session ended while refreshed tokens were kept in memory"
+            );
             revoke_orphan(shared, key, &kept.tokens).await;
             unlock(shared, key, &kept.lock_owner).await;
         }
@@ -165,9 +169,18 @@ pub(super) async fn write_kept_set(
         false => kept.base_version,
     };
     if base != current.version && current.version >= version {
-        // The session moved on without it.
-        if let Some(orphan) = landed() {
-            revoke_orphan(shared, key, &orphan.tokens).await;
+        // The store is past this set without holding it. Only the refresh that marked the
+        // stored set may write over its mark, so this set did land (a reply lost, or a
+        // write applied after its writer gave up) and the session moved on from it: its
+        // refresh token is the one the store holds, marked, or was spent by the refresh
+        // that moved on. It is dropped from memory, never revoked.
+        tracing::debug!(
+            session = key.short(),
+            stored = current.version,
+            kept = version,
+            "refreshed tokens kept in memory were stored, and the session moved on from them"
+        );
+        if landed().is_some() {
             unlock(shared, key, &kept.lock_owner).await;
         }
         return stored;

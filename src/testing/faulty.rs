@@ -37,6 +37,7 @@ use crate::store::{
 pub struct FaultyStore<S> {
     inner: S,
     refuse_writes: Arc<AtomicBool>,
+    refuse_reads: Arc<AtomicBool>,
     lose_replies: Arc<AtomicUsize>,
     unreadable: Arc<Mutex<HashSet<StoreKey>>>,
 }
@@ -47,6 +48,7 @@ impl<S> FaultyStore<S> {
         Self {
             inner,
             refuse_writes: Arc::default(),
+            refuse_reads: Arc::default(),
             lose_replies: Arc::default(),
             unreadable: Arc::default(),
         }
@@ -64,10 +66,20 @@ impl<S> FaultyStore<S> {
         self.refuse_writes.store(on, Ordering::SeqCst);
     }
 
+    /// While on, loads of token sets fail with [`StoreError::Unavailable`], and locks can
+    /// be neither taken nor renewed, as from a store this instance cannot reach; with
+    /// [`refuse_writes`](Self::refuse_writes), the instance is cut off from the store
+    /// while others still use it (and its locks lapse).
+    pub fn refuse_reads(&self, on: bool) {
+        self.refuse_reads.store(on, Ordering::SeqCst);
+    }
+
     /// The next `count` writes of token sets (`store`, `replace_if_version`, `take`,
     /// `remove`) are carried out by the inner store, but their answer is lost: each fails
     /// with [`StoreError::Unavailable`] after it was applied, as when Redis's reply times
-    /// out or the connection drops after the command ran.
+    /// out or the connection drops after the command ran. They come before
+    /// [`refuse_writes`](Self::refuse_writes): with both on, the next `count` writes are
+    /// applied (their answers lost) and the ones after them refused.
     pub fn lose_next_replies(&self, count: usize) {
         self.lose_replies.store(count, Ordering::SeqCst);
     }
@@ -98,7 +110,8 @@ impl<S> FaultyStore<S> {
     }
 
     fn refused<'a, T: 'a>(&self) -> Option<StoreFuture<'a, T>> {
-        self.refuse_writes.load(Ordering::SeqCst).then(|| {
+        let losing = self.lose_replies.load(Ordering::SeqCst) > 0;
+        (self.refuse_writes.load(Ordering::SeqCst) && !losing).then(|| {
             Box::pin(async { Err(StoreError::Unavailable("test: writes refused".into())) })
                 as StoreFuture<'a, T>
         })
@@ -123,13 +136,16 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
 
 impl<S: TokenStore> TokenStore for FaultyStore<S> {
     fn cached(&self, key: StoreKey) -> Option<TokenSet> {
-        if self.unreadable().contains(&key) {
+        if self.refuse_reads.load(Ordering::SeqCst) || self.unreadable().contains(&key) {
             return None;
         }
         self.inner.cached(key)
     }
 
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {
+        if self.refuse_reads.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("test: reads refused".into())) });
+        }
         if self.unreadable().contains(&key) {
             return Box::pin(async { Err(StoreError::Corrupt("test: unreadable".into())) });
         }
@@ -181,13 +197,20 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
     }
 }
 
-/// Locks and shared secrets pass through, whatever faults are on.
+/// Locks and shared secrets pass through, unless reads are refused (the instance is cut
+/// off from the store).
 impl<S: Coordination> Coordination for FaultyStore<S> {
     fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        if self.refuse_reads.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("test: cut off".into())) });
+        }
         self.inner.try_lock(key, owner, ttl)
     }
 
     fn renew_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        if self.refuse_reads.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("test: cut off".into())) });
+        }
         self.inner.renew_lock(key, owner, ttl)
     }
 

@@ -199,6 +199,11 @@ async fn a_kept_set_is_not_spent_again_by_another_instance() {
 }
 
 #[tokio::test]
+async fn a_kept_set_stored_after_all_is_not_revoked() {
+    faults::a_kept_set_stored_after_all_is_not_revoked(FaultyStore::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
 async fn a_logout_whose_reply_is_lost_still_revokes() {
     faults::a_logout_whose_reply_is_lost_still_revokes(FaultyStore::new(MemoryStore::new())).await;
 }

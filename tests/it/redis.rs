@@ -1007,6 +1007,19 @@ async fn fault_a_lost_reply_to_the_refresh_write_keeps_the_session() {
     remove_keys(&redis, &prefix).await;
 }
 
+#[tokio::test]
+async fn fault_a_kept_set_stored_after_all_is_not_revoked() {
+    let Some(redis) = redis_url("fault_a_kept_set_stored_after_all_is_not_revoked") else {
+        return;
+    };
+    let (store, prefix) = fault_store(&redis).await;
+    common::faults::a_kept_set_stored_after_all_is_not_revoked(common::faults::FaultyStore::new(
+        store,
+    ))
+    .await;
+    remove_keys(&redis, &prefix).await;
+}
+
 /// The lease of A's kept set lapses (its lock key is gone, as after an outage longer
 /// than the lease); B takes the free lock and must still not spend the token.
 #[tokio::test]

@@ -507,6 +507,73 @@ where
     key
 }
 
+/// The first answer to `url` that is not a 503, asked again every 100 ms for 20 s at
+/// most: for a refresh that goes on in a task of its own after the request that started
+/// it gave up waiting (one HTTP timeout). Polled: the task signals nothing.
+pub async fn past_503s(browser: &Browser, url: &str) -> super::Seen {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = browser.get(url).await;
+        if seen.status != 503 || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A refreshed set whose write was applied but answered with an error, the instance
+/// then cut off from the store (its writes refused, its reads too): A keeps the set in
+/// memory though the store holds it. B, which reaches the store, finds the set due and
+/// refreshes it. When A reaches the store again it finds the session past its kept set
+/// without holding it: before, it took the set for an orphan and revoked its refresh
+/// token, the one B had just rotated (the long soak lost sessions this way when Redis
+/// applied a write after its writer's reply timeout). The kept set is dropped, nothing
+/// is revoked, and the session goes on on both instances.
+pub async fn a_kept_set_stored_after_all_is_not_revoked<S>(store: FaultyStore<S>) -> StoreKey
+where
+    S: StateStore + TokenStore + Clone,
+{
+    let mock = MockHcssIdentity::start().await;
+    let configure = |b: hcss_auth::HcssConfigBuilder| {
+        b.http_timeout(Duration::from_millis(300))
+            .retry_after(Duration::ZERO)
+    };
+    let (a, browser, key, store_a) = expired_session(&mock, store, configure).await;
+    let store_b = FaultyStore::new(store_a.inner().clone());
+    let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;
+    let (on_a, on_b) = (format!("{a}/whoami"), format!("{b}/whoami"));
+    let status = answered_after_rotating(&mock, &browser, &on_a, 1, || {
+        store_a.lose_next_replies(1);
+        store_a.refuse_writes(true);
+        store_a.refuse_reads(true);
+    })
+    .await;
+    assert_eq!(status, 200, "A serves the set it keeps");
+    // The store holds A's set (its write was applied); B refreshes it once it is due.
+    // (B's refresh waits for A's lock to lapse; its first requests may answer 503.)
+    mock.expire_access_tokens();
+    let seen = past_503s(&browser, &on_b).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(mock.counts().refreshes, 2);
+    // A reaches the store again.
+    store_a.refuse_reads(false);
+    store_a.refuse_writes(false);
+    assert_eq!(past_503s(&browser, &on_a).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!(
+        (counts.revocations, counts.reuse_detected),
+        (0, 0),
+        "(revocations, reuse detected): A revoked the refresh token B had rotated"
+    );
+    // The session goes on refreshing, on either instance.
+    mock.expire_access_tokens();
+    assert_eq!(past_503s(&browser, &on_a).await.status, 200);
+    assert_eq!(past_503s(&browser, &on_b).await.status, 200);
+    let counts = mock.counts();
+    assert_eq!((counts.refreshes, counts.reuse_detected), (3, 0));
+    key
+}
+
 /// A logout whose take was applied but whose reply was lost answers 503; the refresh
 /// token it removed is revoked all the same (before: the retried logout found nothing to
 /// take, and the live refresh token was never revoked).
