@@ -172,7 +172,10 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     match id_token {
         Some(id_token) => match verified_id_token(config, id_token.expose_secret(), &login).await {
             // Its identity claims win over the access token's.
-            Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
+            Ok(identity) => {
+                tokens.claims = tokens.claims.overlaid_with(&identity);
+                tokens.id_token = Some(id_token);
+            }
             Err(why) => {
                 tracing::warn!(why, "callback refused: the ID token does not check out");
                 revoke_refused(config, &tokens).await;

@@ -147,3 +147,97 @@ async fn without_published_keys_the_claims_are_still_checked() {
     refused_sign_in(&mock, &app, TokenFault::BadIdToken("nonce"), 400).await;
     assert_eq!(mock.counts().jwks, 0, "no JWKS is named, none is read");
 }
+
+/// The test app with sign-out at HCSS turned on: its post-logout redirect URI is
+/// `/hcss/logout/return` on the app's origin.
+async fn signing_out_at_hcss(mock: &MockHcssIdentity) -> TestApp {
+    start_app(mock, |b| {
+        let redirect = b.build().unwrap().redirect_uri().to_owned();
+        let back = redirect.replace("/hcss/callback", "/hcss/logout/return");
+        mock.config_builder(&redirect)
+            .scopes(OIDC_SCOPES)
+            .post_logout_redirect_uri(back)
+    })
+    .await
+}
+
+/// A logout with sign-out at HCSS on: the session ends here, the browser is sent to the
+/// end-session endpoint with the ID token as hint, the identity service's own session
+/// ends, and the browser comes back with the state to `post_logout_path`. The next login
+/// asks for credentials again (a login before the logout did not).
+#[tokio::test]
+async fn sign_out_at_hcss_ends_the_identity_service_session() {
+    let mock = MockHcssIdentity::start().await;
+    let app = signing_out_at_hcss(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    browser.forget("hcss-session");
+    browser.login(&app).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        1,
+        "the identity service's session signs the same browser in again"
+    );
+    assert_eq!(mock.signed_in_browsers(), 1);
+
+    let out = browser
+        .request("POST", &format!("{}/hcss/logout", app.url), &[])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    let end_session = out.location().to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/connect/endsession?", mock.identity_url())),
+        "sent to sign out at HCSS: {end_session}"
+    );
+    assert!(query_param(&end_session, "id_token_hint").is_some());
+    assert!(browser.cookie("hcss-session").is_none(), "signed out here");
+    let back = browser.get(&end_session).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(
+        back.location()
+            .starts_with(&format!("{}/hcss/logout/return?", app.url)),
+        "{}",
+        back.location()
+    );
+    assert_eq!(mock.signed_in_browsers(), 0, "the HCSS session is gone");
+    let home = browser.get(back.location()).await;
+    assert_eq!(home.status, 303, "{}", home.body);
+    assert_eq!(home.location(), "/");
+    assert!(
+        browser.cookie("hcss-logout").is_none(),
+        "the state is used up"
+    );
+
+    browser.login(&app).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "the next login asks for credentials again"
+    );
+}
+
+/// The return from the end-session endpoint with another state, or none, or without the
+/// browser's state cookie, is refused with a page.
+#[tokio::test]
+async fn a_tampered_sign_out_state_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = signing_out_at_hcss(&mock).await;
+    for tamper in ["other state", "no state", "no cookie"] {
+        let browser = Browser::new();
+        browser.login(&app).await;
+        let out = browser
+            .request("POST", &format!("{}/hcss/logout", app.url), &[])
+            .await;
+        let back = browser.get(out.location()).await;
+        let mut url = back.location().to_owned();
+        assert!(query_param(&url, "state").is_some(), "{url}");
+        match tamper {
+            "other state" => url = with_param(&url, "state", &"x".repeat(43)),
+            "no state" => url = url.split('?').next().unwrap().to_owned(),
+            _ => browser.forget("hcss-logout"),
+        }
+        let seen = browser.get(&url).await;
+        assert_eq!(seen.status, 400, "{tamper}: {}", seen.body);
+        assert!(seen.body.contains("Sign-out not confirmed"), "{tamper}");
+    }
+}
