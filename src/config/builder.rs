@@ -52,6 +52,8 @@ pub struct HcssConfigBuilder {
     post_login_path: String,
     post_logout_path: String,
     post_logout_redirect_uri: Option<String>,
+    prompt: Option<String>,
+    max_age: Option<Duration>,
     transaction_ttl: Duration,
     refresh_skew: Duration,
     max_session_age: Duration,
@@ -88,6 +90,8 @@ impl Default for HcssConfigBuilder {
             post_login_path: "/".to_owned(),
             post_logout_path: "/".to_owned(),
             post_logout_redirect_uri: None,
+            prompt: None,
+            max_age: None,
             transaction_ttl: Duration::from_secs(600),
             refresh_skew: Duration::from_secs(60),
             max_session_age: DEFAULT_MAX_SESSION_AGE,
@@ -180,6 +184,22 @@ impl HcssConfigBuilder {
     /// Where users land after logout (default `/`).
     pub fn post_logout_path(mut self, path: impl Into<String>) -> Self {
         self.post_logout_path = path.into();
+        self
+    }
+
+    /// The `prompt` every login sends unless `/hcss/login?prompt=` names one: `login`
+    /// (sign in again), `consent` (consent again, e.g. once the app's scopes changed),
+    /// `select_account`, or `none`. Default: none sent.
+    pub fn prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.prompt = Some(prompt.into());
+        self
+    }
+
+    /// The `max_age` every login sends unless `/hcss/login?max_age=` names one: HCSS asks
+    /// for credentials again when the user entered them longer ago, and the ID token's
+    /// `auth_time` is checked against it (with `openid` among the scopes). Default: none.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
         self
     }
 
@@ -395,6 +415,14 @@ impl HcssConfigBuilder {
         let callback_path = redirect.path().to_owned();
         self.check_paths(&callback_path)?;
         let post_logout = self.checked_post_logout(&redirect, &callback_path, allow_http)?;
+        if let Some(prompt) = &self.prompt {
+            if !crate::protocol::valid_prompt(prompt) {
+                return Err(ConfigError::invalid(
+                    "prompt",
+                    "it must be login, consent, select_account or none",
+                ));
+            }
+        }
         checks::max_code_exchanges(self.max_code_exchanges)?;
         self.check_durations()?;
         let cookie_key =
@@ -429,6 +457,8 @@ impl HcssConfigBuilder {
                 revocation_url: endpoint(issuer, "revocation")?,
                 end_session_url: endpoint(issuer, "endsession")?,
                 post_logout_redirect_uri: post_logout.as_ref().map(|(uri, _)| uri.clone()),
+                prompt: self.prompt,
+                max_age: self.max_age.map(|age| age.as_secs()),
                 oidc: Default::default(),
                 revoke_on_logout: self.revoke_on_logout,
                 http,

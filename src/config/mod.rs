@@ -85,6 +85,10 @@ pub(crate) struct IdentityClient {
     pub(crate) end_session_url: Url,
     /// Sign-out at HCSS: the post-logout redirect URI, byte for byte as registered.
     pub(crate) post_logout_redirect_uri: Option<String>,
+    /// The `prompt` logins send by default.
+    pub(crate) prompt: Option<String>,
+    /// The `max_age` (seconds) logins send by default.
+    pub(crate) max_age: Option<u64>,
     /// The discovery document and signing keys, read on first use and shared by every
     /// clone of this configuration.
     pub(crate) oidc: std::sync::Arc<crate::oidc::Provider>,

@@ -241,3 +241,69 @@ async fn a_tampered_sign_out_state_is_refused() {
         assert!(seen.body.contains("Sign-out not confirmed"), "{tamper}");
     }
 }
+
+/// `/hcss/login?prompt=login` reaches the authorize URL, and the identity service asks
+/// for credentials although its session is live; `login_hint` and `max_age` pass too.
+#[tokio::test]
+async fn prompt_login_reaches_the_authorize_url() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let seen = browser
+        .get(&format!(
+            "{}/hcss/login?prompt=login&login_hint=u%40example.com&max_age=600",
+            app.url
+        ))
+        .await;
+    assert_eq!(seen.status, 303, "{}", seen.body);
+    let authorize = seen.location().to_owned();
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("login"));
+    assert_eq!(
+        query_param(&authorize, "login_hint").as_deref(),
+        Some("u@example.com")
+    );
+    assert_eq!(query_param(&authorize, "max_age").as_deref(), Some("600"));
+    let callback = browser.get(&authorize).await;
+    let signed_in = browser.get(callback.location()).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "asked for credentials again"
+    );
+}
+
+/// A `prompt` outside the allow-list, or a `max_age` that is no number, is refused with a
+/// page; no browser is sent to the identity service.
+#[tokio::test]
+async fn an_unknown_prompt_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    for query in ["prompt=admin", "prompt=none%20login", "max_age=soon"] {
+        let seen = Browser::new()
+            .get(&format!("{}/hcss/login?{query}", app.url))
+            .await;
+        assert_eq!(seen.status, 400, "{query}: {}", seen.body);
+        assert!(seen.body.contains("Bad sign-in request"), "{query}");
+    }
+    assert_eq!(mock.counts().authorize, 0);
+}
+
+/// With `max_age`, an ID token whose `auth_time` is older than it allows (the identity
+/// service signed the browser in from an old session) is refused.
+#[tokio::test]
+async fn an_auth_time_older_than_max_age_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    mock.clock().advance(std::time::Duration::from_secs(200));
+    let seen = browser
+        .get(&format!("{}/hcss/login?max_age=60", app.url))
+        .await;
+    let callback = browser.get(seen.location()).await;
+    let refused = browser.get(callback.location()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("Sign-in failed"));
+}

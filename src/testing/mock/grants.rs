@@ -17,7 +17,6 @@ pub(super) struct PendingCode {
 /// A browser signed in at the mock itself (its `idsrv.session` cookie), as HCSS keeps
 /// one: the next authorize of that browser asks for no credentials.
 pub(super) struct MockSession {
-    pub(super) subject: String,
     pub(super) auth_time: u64,
 }
 

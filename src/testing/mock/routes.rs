@@ -78,7 +78,6 @@ fn sign_in(state: &MockState, headers: &HeaderMap, force: bool) -> ((String, u64
     lock(&state.grants).sessions.insert(
         sid.clone(),
         grants::MockSession {
-            subject: state.options.subject.clone(),
             auth_time,
         },
     );
