@@ -190,7 +190,9 @@ fn login_extras(
     let identity = &config.identity;
     let prompt = match prompt {
         Some(prompt) if valid_prompt(&prompt) => Some(prompt.into_owned()),
-        Some(_) => return Err("The sign-in prompt must be login, consent, select_account or none."),
+        Some(_) => {
+            return Err("The sign-in prompt must be login, consent, select_account or none.")
+        }
         None => identity.prompt.clone(),
     };
     let login_hint = match login_hint {

@@ -93,7 +93,13 @@ mod prompt_tests {
 
     #[test]
     fn only_known_prompt_values_pass() {
-        for good in ["login", "consent", "none", "select_account", "login consent"] {
+        for good in [
+            "login",
+            "consent",
+            "none",
+            "select_account",
+            "login consent",
+        ] {
             assert!(valid_prompt(good), "{good}");
         }
         for bad in ["", "admin", "none login", "login  consent", "LOGIN"] {

@@ -75,12 +75,9 @@ fn sign_in(state: &MockState, headers: &HeaderMap, force: bool) -> ((String, u64
     bump(state, |c| &c.credential_prompts);
     let sid = random_token(16);
     let auth_time = crate::clock::unix_now();
-    lock(&state.grants).sessions.insert(
-        sid.clone(),
-        grants::MockSession {
-            auth_time,
-        },
-    );
+    lock(&state.grants)
+        .sessions
+        .insert(sid.clone(), grants::MockSession { auth_time });
     let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=None");
     ((sid, auth_time), Some(cookie))
 }
