@@ -192,6 +192,32 @@
 //! with the ID token revoked. An ID token that a refresh brings is not verified against
 //! the JWKS (it is checked as above and must name the same `sub`).
 //!
+//! ## Signing out at HCSS too
+//!
+//! By default, `POST /hcss/logout` ends the session here (its refresh token revoked) and
+//! leaves the user's HCSS session as it is: the next "sign in" goes through without a
+//! password. To end that too (OpenID Connect RP-initiated logout), set
+//! [`post_logout_redirect_uri`](HcssConfigBuilder::post_logout_redirect_uri)
+//! (`HCSS_POST_LOGOUT_REDIRECT_URI`), e.g. `https://app.example.com/hcss/logout/return`,
+//! and register that URI at HCSS as the client's post-logout redirect URI. It must be on
+//! the redirect URI's origin (https, or http on loopback in development); the layer
+//! serves its path. The logout then sends the browser to HCSS's end-session endpoint
+//! (the discovery document's `end_session_endpoint`, else `{identity_url}/connect/endsession`)
+//! with the session's ID token as `id_token_hint` (kept with the session when `openid`
+//! is among the scopes; `client_id` otherwise), the post-logout redirect URI and a random
+//! `state`, which the browser keeps in a cookie. Back at that URI, the `state` must be
+//! the cookie's, or a page refuses it; then the browser goes to `post_logout_path`.
+//!
+//! ## `prompt`, `login_hint`, `max_age`
+//!
+//! `/hcss/login?prompt=login` asks HCSS to sign in again (as someone else),
+//! `prompt=consent` to consent again (after the app's scopes changed), and
+//! `select_account` and `none` pass too; any other value is refused with a 400 page.
+//! `login_hint` (the user's email) and `max_age` (seconds) pass through as well. The
+//! config's [`prompt`](HcssConfigBuilder::prompt) and [`max_age`](HcssConfigBuilder::max_age)
+//! are the defaults. With `max_age` and `openid`, the ID token's `auth_time` must be at
+//! most that old (a minute of clock skew allowed), or the sign-in is refused.
+//!
 //! ## Guarding a group of routes
 //!
 //! A handler that takes [`HcssToken`] is guarded by it. To guard a group of routes whose

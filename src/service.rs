@@ -88,6 +88,7 @@ enum Endpoint {
     Callback,
     Logout,
     User,
+    LogoutReturn,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HcssAuthService<S>
@@ -114,6 +115,8 @@ where
             Some((Endpoint::Logout, Method::POST))
         } else if config.routes.user_path.as_deref() == Some(path) {
             Some((Endpoint::User, Method::GET))
+        } else if config.routes.logout_return_path.as_deref() == Some(path) {
+            Some((Endpoint::LogoutReturn, Method::GET))
         } else {
             None
         };
@@ -168,6 +171,7 @@ where
             Endpoint::Callback => tracing::info_span!("hcss.callback"),
             Endpoint::Logout => tracing::info_span!("hcss.logout"),
             Endpoint::User => tracing::debug_span!("hcss.user"),
+            Endpoint::LogoutReturn => tracing::info_span!("hcss.logout_return"),
         };
         let future = async move {
             let mut response = match endpoint {
@@ -175,6 +179,7 @@ where
                 Endpoint::Callback => flow::callback::callback(&shared, &parts).await,
                 Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
                 Endpoint::User => flow::user::user(&shared, &parts).await,
+                Endpoint::LogoutReturn => flow::logout::logout_return(&shared, &parts).await,
             };
             if let Some(clear) = clear_mark {
                 response.headers_mut().append(header::SET_COOKIE, clear);

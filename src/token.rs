@@ -52,6 +52,11 @@ pub struct TokenSet {
     /// The claims of the access token (empty when it is not a JWT), read when it arrived.
     #[serde(default, skip_serializing_if = "Claims::is_empty")]
     pub claims: Claims,
+    /// The verified ID token of the sign-in (with `openid` among the scopes), kept as
+    /// HCSS issued it: sign-out at HCSS sends it as `id_token_hint`. A secret like the
+    /// others (hidden from `Debug`); `None` without `openid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<SecretString>,
     /// The generation of this session's tokens: 0 at sign-in, one more at each change
     /// (a refresh marks the set as being refreshed, then writes its result: two). A
     /// refresh writes only over the generation it marked, so a logout (or another
@@ -83,6 +88,7 @@ impl TokenSet {
             session_expires_at: expires_at,
             issued_at: now,
             claims: Claims::default(),
+            id_token: None,
             version: 0,
             spent_by: None,
             written_by: None,
@@ -152,6 +158,9 @@ impl TokenSet {
         if !kept.is_empty() {
             self.claims = self.claims.overlaid_with(&kept);
         }
+        if self.id_token.is_none() {
+            self.id_token = old.id_token.clone();
+        }
         let Some(id_token) = id_token else {
             return;
         };
@@ -170,6 +179,7 @@ impl TokenSet {
                     .is_none_or(|sub| fresh.subject() == Some(sub)) =>
             {
                 self.claims = self.claims.overlaid_with(&fresh);
+                self.id_token = Some(id_token.clone());
             }
             Ok(_) => tracing::warn!(
                 "the ID token of a refresh names another user; its claims are ignored"

@@ -51,6 +51,9 @@ pub struct HcssConfigBuilder {
     user_path: Option<String>,
     post_login_path: String,
     post_logout_path: String,
+    post_logout_redirect_uri: Option<String>,
+    prompt: Option<String>,
+    max_age: Option<Duration>,
     transaction_ttl: Duration,
     refresh_skew: Duration,
     max_session_age: Duration,
@@ -86,6 +89,9 @@ impl Default for HcssConfigBuilder {
             user_path: None,
             post_login_path: "/".to_owned(),
             post_logout_path: "/".to_owned(),
+            post_logout_redirect_uri: None,
+            prompt: None,
+            max_age: None,
             transaction_ttl: Duration::from_secs(600),
             refresh_skew: Duration::from_secs(60),
             max_session_age: DEFAULT_MAX_SESSION_AGE,
@@ -178,6 +184,35 @@ impl HcssConfigBuilder {
     /// Where users land after logout (default `/`).
     pub fn post_logout_path(mut self, path: impl Into<String>) -> Self {
         self.post_logout_path = path.into();
+        self
+    }
+
+    /// The `prompt` every login sends unless `/hcss/login?prompt=` names one: `login`
+    /// (sign in again), `consent` (consent again, e.g. once the app's scopes changed),
+    /// `select_account`, or `none`. Default: none sent.
+    pub fn prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.prompt = Some(prompt.into());
+        self
+    }
+
+    /// The `max_age` every login sends unless `/hcss/login?max_age=` names one: HCSS asks
+    /// for credentials again when the user entered them longer ago, and the ID token's
+    /// `auth_time` is checked against it (with `openid` among the scopes). Default: none.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Turns on sign-out at HCSS (OpenID Connect RP-initiated logout): after a logout
+    /// ends the session here, the browser is sent to HCSS's end-session endpoint, which
+    /// ends the user's HCSS session too, and comes back to this URI, whose path the layer
+    /// serves (it checks the `state` it sent, then sends the browser to
+    /// [`post_logout_path`](Self::post_logout_path)). An absolute URL on the redirect
+    /// URI's origin, e.g. `https://app.example.com/hcss/logout/return`; register it at
+    /// HCSS as the client's post-logout redirect URI. Off by default: a logout then
+    /// leaves the HCSS session as it is. (`HCSS_POST_LOGOUT_REDIRECT_URI`)
+    pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.post_logout_redirect_uri = Some(uri.into());
         self
     }
 
@@ -379,6 +414,15 @@ impl HcssConfigBuilder {
         checks::checked_url("identity_url", issuer, allow_http)?;
         let callback_path = redirect.path().to_owned();
         self.check_paths(&callback_path)?;
+        let post_logout = self.checked_post_logout(&redirect, &callback_path, allow_http)?;
+        if let Some(prompt) = &self.prompt {
+            if !crate::protocol::valid_prompt(prompt) {
+                return Err(ConfigError::invalid(
+                    "prompt",
+                    "it must be login, consent, select_account or none",
+                ));
+            }
+        }
         checks::max_code_exchanges(self.max_code_exchanges)?;
         self.check_durations()?;
         let cookie_key =
@@ -411,6 +455,10 @@ impl HcssConfigBuilder {
                 authorize_url: endpoint(issuer, "authorize")?,
                 token_url: endpoint(issuer, "token")?,
                 revocation_url: endpoint(issuer, "revocation")?,
+                end_session_url: endpoint(issuer, "endsession")?,
+                post_logout_redirect_uri: post_logout.as_ref().map(|(uri, _)| uri.clone()),
+                prompt: self.prompt,
+                max_age: self.max_age.map(|age| age.as_secs()),
                 oidc: Default::default(),
                 revoke_on_logout: self.revoke_on_logout,
                 http,
@@ -427,6 +475,7 @@ impl HcssConfigBuilder {
                 user_path: self.user_path,
                 post_login_path: self.post_login_path,
                 post_logout_path: self.post_logout_path,
+                logout_return_path: post_logout.map(|(_, path)| path),
             },
             cookies: CookiePolicy {
                 secure_cookies: redirect.scheme() == "https",
@@ -448,6 +497,42 @@ impl HcssConfigBuilder {
                 max_wait: self.api_max_wait,
             },
         })
+    }
+
+    /// The post-logout redirect URI, when set: the text sent to HCSS and its path, which
+    /// the layer serves. On the redirect URI's origin, at a path no other endpoint uses.
+    fn checked_post_logout(
+        &self,
+        redirect: &url::Url,
+        callback_path: &str,
+        allow_http: bool,
+    ) -> Result<Option<(String, String)>, ConfigError> {
+        let Some(text) = self.post_logout_redirect_uri.as_deref() else {
+            return Ok(None);
+        };
+        const FIELD: &str = "post_logout_redirect_uri (HCSS_POST_LOGOUT_REDIRECT_URI)";
+        let url = checks::checked_url(FIELD, text, allow_http)?;
+        if url.origin() != redirect.origin() {
+            return Err(ConfigError::invalid(
+                FIELD,
+                "it must be on the redirect URI's origin (the layer serves its path)",
+            ));
+        }
+        let path = url.path().to_owned();
+        let taken = [
+            self.login_path.as_str(),
+            &self.logout_path,
+            callback_path,
+            &self.post_logout_path,
+        ];
+        if taken.contains(&path.as_str()) || self.user_path.as_deref() == Some(path.as_str()) {
+            return Err(ConfigError::invalid(
+                FIELD,
+                "its path must differ from the login, logout, callback, user and \
+                 post-logout paths (e.g. /hcss/logout/return)",
+            ));
+        }
+        Ok(Some((text.to_owned(), path)))
     }
 
     /// The flow's paths are paths on this site, and no two endpoints share one.

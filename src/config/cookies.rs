@@ -22,6 +22,16 @@ impl HcssConfig {
         }
     }
 
+    /// The name of the cookie that holds the `state` of a sign-out at HCSS until the
+    /// browser comes back from it.
+    pub(crate) fn logout_state_cookie_name(&self) -> &'static str {
+        if self.cookies.secure_cookies {
+            "__Host-hcss-logout"
+        } else {
+            "hcss-logout"
+        }
+    }
+
     /// The name of the binding cookie of the login with this `state`.
     pub(crate) fn binding_cookie_name(&self, state: &str) -> String {
         let suffix = state.get(..8).unwrap_or(state);

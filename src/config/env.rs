@@ -13,6 +13,7 @@ impl HcssConfig {
     /// | `HCSS_CLIENT_SECRET` | optional (public clients have none) |
     /// | `HCSS_SCOPES` | required, separated by spaces or commas |
     /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
+    /// | `HCSS_POST_LOGOUT_REDIRECT_URI` | optional: turns on sign-out at HCSS, see [`post_logout_redirect_uri`](crate::HcssConfigBuilder::post_logout_redirect_uri) |
     /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
     /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
@@ -46,6 +47,9 @@ impl HcssConfig {
         }
         if let Some(uri) = get("HCSS_REDIRECT_URI") {
             builder = builder.redirect_uri(uri);
+        }
+        if let Some(uri) = get("HCSS_POST_LOGOUT_REDIRECT_URI") {
+            builder = builder.post_logout_redirect_uri(uri);
         }
         if let Some(url) = get("HCSS_IDENTITY_URL") {
             builder = builder.identity_url(url);

@@ -81,6 +81,14 @@ pub(crate) struct IdentityClient {
     pub(crate) authorize_url: Url,
     pub(crate) token_url: Url,
     pub(crate) revocation_url: Url,
+    /// HCSS's end-session endpoint (IdentityServer's layout), when discovery names none.
+    pub(crate) end_session_url: Url,
+    /// Sign-out at HCSS: the post-logout redirect URI, byte for byte as registered.
+    pub(crate) post_logout_redirect_uri: Option<String>,
+    /// The `prompt` logins send by default.
+    pub(crate) prompt: Option<String>,
+    /// The `max_age` (seconds) logins send by default.
+    pub(crate) max_age: Option<u64>,
     /// The discovery document and signing keys, read on first use and shared by every
     /// clone of this configuration.
     pub(crate) oidc: std::sync::Arc<crate::oidc::Provider>,
@@ -120,6 +128,8 @@ pub(crate) struct Routes {
     pub(crate) logout_path: String,
     pub(crate) post_login_path: String,
     pub(crate) post_logout_path: String,
+    /// The path of the post-logout redirect URI, when sign-out at HCSS is on.
+    pub(crate) logout_return_path: Option<String>,
     pub(crate) user_path: Option<String>,
     pub(crate) app_origin: String,
 }

@@ -172,7 +172,10 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     match id_token {
         Some(id_token) => match verified_id_token(config, id_token.expose_secret(), &login).await {
             // Its identity claims win over the access token's.
-            Ok(identity) => tokens.claims = tokens.claims.overlaid_with(&identity),
+            Ok(identity) => {
+                tokens.claims = tokens.claims.overlaid_with(&identity);
+                tokens.id_token = Some(id_token);
+            }
             Err(why) => {
                 tracing::warn!(why, "callback refused: the ID token does not check out");
                 revoke_refused(config, &tokens).await;
@@ -244,13 +247,27 @@ async fn verified_id_token(
 ) -> Result<Claims, &'static str> {
     let identity = &config.identity;
     identity.oidc.verify_id_token(identity, id_token).await?;
-    Claims::of_id_token(
+    let now = config.now();
+    let claims = Claims::of_id_token(
         id_token,
         &identity.issuer,
         &identity.client_id,
-        config.now(),
+        now,
         Nonce::Login(login.nonce.as_deref()),
-    )
+    )?;
+    // With `max_age`, the user entered credentials at most that long ago (OpenID Connect
+    // Core §3.1.2.1), give or take a minute of clock skew.
+    if let Some(max_age) = login.max_age {
+        const SKEW: u64 = 60;
+        match claims.get("auth_time").and_then(serde_json::Value::as_u64) {
+            None => return Err("max_age was asked for and the ID token has no auth_time"),
+            Some(at) if at.saturating_add(max_age).saturating_add(SKEW) < now => {
+                return Err("auth_time is older than max_age allows")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(claims)
 }
 
 /// Says once per layer that a sign-in came without a refresh token: its session ends with
@@ -342,6 +359,7 @@ struct Login {
     return_to: String,
     created_at: u64,
     nonce: Option<String>,
+    max_age: Option<u64>,
 }
 
 /// The login that `state` names, checked to belong to this browser: opened from its
@@ -393,6 +411,7 @@ async fn open_login(
                 return_to: transaction.return_to,
                 created_at: transaction.created_at,
                 nonce: transaction.nonce,
+                max_age: transaction.max_age,
             });
         }
     };
@@ -444,6 +463,7 @@ async fn open_login(
         return_to: login.return_to,
         created_at: login.created_at,
         nonce: login.nonce,
+        max_age: login.max_age,
     })
 }
 

@@ -7,7 +7,7 @@ use super::sealed::{self, AskStore, SealedLogin};
 use super::{
     cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable, FlowResponse,
 };
-use crate::protocol::{authorize_url, pkce_challenge};
+use crate::protocol::{authorize_url, pkce_challenge, valid_prompt, AuthorizeExtras};
 use crate::return_path::valid_return_path;
 use crate::secret::random_token;
 use crate::shared::{Logins, Shared};
@@ -18,7 +18,11 @@ pub(crate) const MAX_LOGINS_IN_FLIGHT: usize = 5;
 
 pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let config = &shared.config;
-    let [return_to] = match query_params(parts.uri.query(), ["return_to"]) {
+    let params = query_params(
+        parts.uri.query(),
+        ["return_to", "prompt", "login_hint", "max_age"],
+    );
+    let [return_to, prompt, login_hint, max_age] = match params {
         Ok(found) => found,
         Err(err) => {
             tracing::info!(reason = ?err, "login refused: bad query");
@@ -44,6 +48,19 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 );
             }
         },
+    };
+
+    let extras = match login_extras(config, prompt, login_hint, max_age) {
+        Ok(extras) => extras,
+        Err(message) => {
+            tracing::info!(message, "login refused: bad prompt, login_hint or max_age");
+            return page(
+                config,
+                StatusCode::BAD_REQUEST,
+                "Bad sign-in request",
+                message,
+            );
+        }
     };
 
     // The identity service's endpoints (its discovery document, read on first use):
@@ -89,6 +106,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 return_to,
                 created_at: now,
                 nonce: nonce.clone(),
+                max_age: extras.max_age,
             };
             let sealed = login.seal(&sealer, &cookie_name);
             // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
@@ -112,7 +130,8 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 LoginTransaction::binding_hash_of(&binding),
                 now,
             )
-            .with_nonce(nonce.clone());
+            .with_nonce(nonce.clone())
+            .with_max_age(extras.max_age);
             if let Err(err) = store
                 .put_transaction(
                     StoreKey::of_login_state(&state),
@@ -153,7 +172,46 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             &state,
             &challenge,
             nonce.as_deref(),
+            &extras,
         ),
         std::iter::once(login_cookie).chain(cleared),
     )
+}
+
+/// `prompt`, `login_hint` and `max_age` from the query, else the config's defaults:
+/// `prompt` from an allow-list, `login_hint` printable and short, `max_age` a number of
+/// seconds. The error is the page's message.
+fn login_extras(
+    config: &crate::HcssConfig,
+    prompt: Option<std::borrow::Cow<'_, str>>,
+    login_hint: Option<std::borrow::Cow<'_, str>>,
+    max_age: Option<std::borrow::Cow<'_, str>>,
+) -> Result<AuthorizeExtras, &'static str> {
+    let identity = &config.identity;
+    let prompt = match prompt {
+        Some(prompt) if valid_prompt(&prompt) => Some(prompt.into_owned()),
+        Some(_) => {
+            return Err("The sign-in prompt must be login, consent, select_account or none.")
+        }
+        None => identity.prompt.clone(),
+    };
+    let login_hint = match login_hint {
+        Some(hint) if hint.len() <= 256 && !hint.chars().any(char::is_control) => {
+            Some(hint.into_owned())
+        }
+        Some(_) => return Err("The login hint is too long or not printable."),
+        None => None,
+    };
+    let max_age = match max_age {
+        Some(age) => match age.parse::<u32>() {
+            Ok(age) => Some(u64::from(age)),
+            Err(_) => return Err("max_age must be a number of seconds."),
+        },
+        None => identity.max_age,
+    };
+    Ok(AuthorizeExtras {
+        prompt,
+        login_hint,
+        max_age,
+    })
 }

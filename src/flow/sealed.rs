@@ -32,6 +32,9 @@ pub(crate) struct SealedLogin {
     /// The OpenID Connect `nonce`, with `openid` among the scopes.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub(crate) nonce: Option<String>,
+    /// The `max_age` the login sent, against which the ID token's `auth_time` is checked.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_age: Option<u64>,
 }
 
 impl SealedLogin {
@@ -166,6 +169,7 @@ mod tests {
             return_to: "/jobs".into(),
             created_at: 42,
             nonce: None,
+            max_age: None,
         };
         let sealed = login.seal(&sealer, "hcss-login-s");
         let opened = SealedLogin::open(&sealer, "hcss-login-s", &sealed).unwrap();

@@ -22,6 +22,8 @@ pub(crate) struct Endpoints {
     pub(crate) authorize: Url,
     pub(crate) token: Url,
     pub(crate) revocation: Url,
+    /// The end-session endpoint (RP-initiated logout).
+    pub(crate) end_session: Url,
     /// The JWKS, when the service publishes one (or, with HCSS's layout, where
     /// IdentityServer publishes it).
     pub(crate) jwks: Option<Url>,
@@ -56,6 +58,7 @@ struct Document {
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
     revocation_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
     jwks_uri: Option<String>,
 }
 
@@ -65,6 +68,7 @@ pub(crate) fn layout(client: &IdentityClient) -> Endpoints {
         authorize: client.authorize_url.clone(),
         token: client.token_url.clone(),
         revocation: client.revocation_url.clone(),
+        end_session: client.end_session_url.clone(),
         jwks: Url::parse(&format!(
             "{}/.well-known/openid-configuration/jwks",
             client.issuer
@@ -119,6 +123,7 @@ fn endpoints_of(client: &IdentityClient, document: &Document) -> Endpoints {
         authorize: pick(&document.authorization_endpoint, known.authorize),
         token: pick(&document.token_endpoint, known.token),
         revocation: pick(&document.revocation_endpoint, known.revocation),
+        end_session: pick(&document.end_session_endpoint, known.end_session),
         jwks: document
             .jwks_uri
             .as_deref()

@@ -9,6 +9,7 @@ pub(crate) fn authorize_url(
     state: &str,
     challenge: &str,
     nonce: Option<&str>,
+    extras: &AuthorizeExtras,
 ) -> String {
     let mut url = endpoint.clone();
     {
@@ -24,8 +25,38 @@ pub(crate) fn authorize_url(
         if let Some(nonce) = nonce {
             query.append_pair("nonce", nonce);
         }
+        if let Some(prompt) = &extras.prompt {
+            query.append_pair("prompt", prompt);
+        }
+        if let Some(hint) = &extras.login_hint {
+            query.append_pair("login_hint", hint);
+        }
+        if let Some(max_age) = extras.max_age {
+            query.append_pair("max_age", &max_age.to_string());
+        }
     }
     url.into()
+}
+
+/// What a login asks of the identity service beyond the flow's own parameters:
+/// `prompt`, `login_hint`, `max_age` (from `/hcss/login`'s query, else the config's
+/// defaults).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AuthorizeExtras {
+    pub(crate) prompt: Option<String>,
+    pub(crate) login_hint: Option<String>,
+    pub(crate) max_age: Option<u64>,
+}
+
+/// The `prompt` values a login may ask for: `login` (sign in again, e.g. as someone
+/// else), `consent` (consent again, e.g. after the app's scopes changed),
+/// `select_account`, and `none` (alone: no page at all, or an error).
+pub(crate) fn valid_prompt(prompt: &str) -> bool {
+    const ALLOWED: [&str; 4] = ["login", "consent", "select_account", "none"];
+    let values: Vec<&str> = prompt.split(' ').collect();
+    !prompt.is_empty()
+        && values.iter().all(|v| ALLOWED.contains(v))
+        && (values.len() == 1 || !values.contains(&"none"))
 }
 
 #[cfg(test)]
@@ -43,6 +74,7 @@ mod tests {
             "STATE",
             "CHALLENGE",
             None,
+            &AuthorizeExtras::default(),
         );
         assert_eq!(
             url,
@@ -52,5 +84,26 @@ mod tests {
              &code_challenge=CHALLENGE&code_challenge_method=S256"
         );
         assert!(!url.contains("secret"));
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::valid_prompt;
+
+    #[test]
+    fn only_known_prompt_values_pass() {
+        for good in [
+            "login",
+            "consent",
+            "none",
+            "select_account",
+            "login consent",
+        ] {
+            assert!(valid_prompt(good), "{good}");
+        }
+        for bad in ["", "admin", "none login", "login  consent", "LOGIN"] {
+            assert!(!valid_prompt(bad), "{bad}");
+        }
     }
 }

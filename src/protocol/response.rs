@@ -89,6 +89,7 @@ pub(crate) fn parse_token_response(
         scope: Arc::from(raw.scope.as_deref().unwrap_or("")),
         session_expires_at: now.saturating_add(max),
         issued_at: now,
+        id_token: None,
         version: 0,
         spent_by: None,
         written_by: None,

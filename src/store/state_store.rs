@@ -23,6 +23,10 @@ pub struct LoginTransaction {
     /// The OpenID Connect `nonce` sent with the login, when `openid` is among the scopes.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// The `max_age` the login sent (seconds), against which the ID token's `auth_time`
+    /// is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 impl LoginTransaction {
@@ -39,6 +43,7 @@ impl LoginTransaction {
             binding_hash: binding_hash.into(),
             created_at,
             nonce: None,
+            max_age: None,
         }
     }
 
@@ -59,6 +64,12 @@ impl LoginTransaction {
     /// hex.
     pub(crate) fn binding_hash_of(binding_cookie: &str) -> String {
         super::key::sha256_hex(&[binding_cookie.as_bytes()])
+    }
+
+    /// The same, with the `max_age` the login sent.
+    pub fn with_max_age(mut self, max_age: Option<u64>) -> Self {
+        self.max_age = max_age;
+        self
     }
 
     /// The same, with the OpenID Connect `nonce` the login sent.

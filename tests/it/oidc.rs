@@ -147,3 +147,163 @@ async fn without_published_keys_the_claims_are_still_checked() {
     refused_sign_in(&mock, &app, TokenFault::BadIdToken("nonce"), 400).await;
     assert_eq!(mock.counts().jwks, 0, "no JWKS is named, none is read");
 }
+
+/// The test app with sign-out at HCSS turned on: its post-logout redirect URI is
+/// `/hcss/logout/return` on the app's origin.
+async fn signing_out_at_hcss(mock: &MockHcssIdentity) -> TestApp {
+    start_app(mock, |b| {
+        let redirect = b.build().unwrap().redirect_uri().to_owned();
+        let back = redirect.replace("/hcss/callback", "/hcss/logout/return");
+        mock.config_builder(&redirect)
+            .scopes(OIDC_SCOPES)
+            .post_logout_redirect_uri(back)
+    })
+    .await
+}
+
+/// A logout with sign-out at HCSS on: the session ends here, the browser is sent to the
+/// end-session endpoint with the ID token as hint, the identity service's own session
+/// ends, and the browser comes back with the state to `post_logout_path`. The next login
+/// asks for credentials again (a login before the logout did not).
+#[tokio::test]
+async fn sign_out_at_hcss_ends_the_identity_service_session() {
+    let mock = MockHcssIdentity::start().await;
+    let app = signing_out_at_hcss(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    browser.forget("hcss-session");
+    browser.login(&app).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        1,
+        "the identity service's session signs the same browser in again"
+    );
+    assert_eq!(mock.signed_in_browsers(), 1);
+
+    let out = browser
+        .request("POST", &format!("{}/hcss/logout", app.url), &[])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    let end_session = out.location().to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/connect/endsession?", mock.identity_url())),
+        "sent to sign out at HCSS: {end_session}"
+    );
+    assert!(query_param(&end_session, "id_token_hint").is_some());
+    assert!(browser.cookie("hcss-session").is_none(), "signed out here");
+    let back = browser.get(&end_session).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(
+        back.location()
+            .starts_with(&format!("{}/hcss/logout/return?", app.url)),
+        "{}",
+        back.location()
+    );
+    assert_eq!(mock.signed_in_browsers(), 0, "the HCSS session is gone");
+    let home = browser.get(back.location()).await;
+    assert_eq!(home.status, 303, "{}", home.body);
+    assert_eq!(home.location(), "/");
+    assert!(
+        browser.cookie("hcss-logout").is_none(),
+        "the state is used up"
+    );
+
+    browser.login(&app).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "the next login asks for credentials again"
+    );
+}
+
+/// The return from the end-session endpoint with another state, or none, or without the
+/// browser's state cookie, is refused with a page.
+#[tokio::test]
+async fn a_tampered_sign_out_state_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = signing_out_at_hcss(&mock).await;
+    for tamper in ["other state", "no state", "no cookie"] {
+        let browser = Browser::new();
+        browser.login(&app).await;
+        let out = browser
+            .request("POST", &format!("{}/hcss/logout", app.url), &[])
+            .await;
+        let back = browser.get(out.location()).await;
+        let mut url = back.location().to_owned();
+        assert!(query_param(&url, "state").is_some(), "{url}");
+        match tamper {
+            "other state" => url = with_param(&url, "state", &"x".repeat(43)),
+            "no state" => url = url.split('?').next().unwrap().to_owned(),
+            _ => browser.forget("hcss-logout"),
+        }
+        let seen = browser.get(&url).await;
+        assert_eq!(seen.status, 400, "{tamper}: {}", seen.body);
+        assert!(seen.body.contains("Sign-out not confirmed"), "{tamper}");
+    }
+}
+
+/// `/hcss/login?prompt=login` reaches the authorize URL, and the identity service asks
+/// for credentials although its session is live; `login_hint` and `max_age` pass too.
+#[tokio::test]
+async fn prompt_login_reaches_the_authorize_url() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let seen = browser
+        .get(&format!(
+            "{}/hcss/login?prompt=login&login_hint=u%40example.com&max_age=600",
+            app.url
+        ))
+        .await;
+    assert_eq!(seen.status, 303, "{}", seen.body);
+    let authorize = seen.location().to_owned();
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("login"));
+    assert_eq!(
+        query_param(&authorize, "login_hint").as_deref(),
+        Some("u@example.com")
+    );
+    assert_eq!(query_param(&authorize, "max_age").as_deref(), Some("600"));
+    let callback = browser.get(&authorize).await;
+    let signed_in = browser.get(callback.location()).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "asked for credentials again"
+    );
+}
+
+/// A `prompt` outside the allow-list, or a `max_age` that is no number, is refused with a
+/// page; no browser is sent to the identity service.
+#[tokio::test]
+async fn an_unknown_prompt_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    for query in ["prompt=admin", "prompt=none%20login", "max_age=soon"] {
+        let seen = Browser::new()
+            .get(&format!("{}/hcss/login?{query}", app.url))
+            .await;
+        assert_eq!(seen.status, 400, "{query}: {}", seen.body);
+        assert!(seen.body.contains("Bad sign-in request"), "{query}");
+    }
+    assert_eq!(mock.counts().authorize, 0);
+}
+
+/// With `max_age`, an ID token whose `auth_time` is older than it allows (the identity
+/// service signed the browser in from an old session) is refused.
+#[tokio::test]
+async fn an_auth_time_older_than_max_age_is_refused() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    mock.clock().advance(std::time::Duration::from_secs(200));
+    let seen = browser
+        .get(&format!("{}/hcss/login?max_age=60", app.url))
+        .await;
+    let callback = browser.get(seen.location()).await;
+    let refused = browser.get(callback.location()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("Sign-in failed"));
+}

@@ -9,6 +9,15 @@ pub(super) struct PendingCode {
     pub(super) scope: String,
     pub(super) nonce: Option<String>,
     pub(super) expires: Instant,
+    /// The mock's own session of the browser that signed in (`sid`), and when its user
+    /// entered credentials (`auth_time`).
+    pub(super) session: (String, u64),
+}
+
+/// A browser signed in at the mock itself (its `idsrv.session` cookie), as HCSS keeps
+/// one: the next authorize of that browser asks for no credentials.
+pub(super) struct MockSession {
+    pub(super) auth_time: u64,
 }
 
 pub(super) struct RefreshState {
@@ -33,6 +42,8 @@ pub(super) struct Grants {
     pub(super) refresh: HashMap<String, RefreshState>,
     pub(super) access: HashMap<String, AccessState>,
     pub(super) revoked: std::collections::HashSet<u64>,
+    /// The mock's own sessions, by `sid`.
+    pub(super) sessions: HashMap<String, MockSession>,
 }
 
 impl Grants {
@@ -110,6 +121,7 @@ pub(super) fn id_token(
     options: &MockHcssIdentityBuilder,
     issuer: &str,
     nonce: Option<&str>,
+    session: Option<&(String, u64)>,
     fault: Option<&str>,
 ) -> serde_json::Value {
     let now = crate::clock::unix_now();
@@ -124,6 +136,10 @@ pub(super) fn id_token(
     });
     if let Some(nonce) = nonce {
         claims["nonce"] = json!(nonce);
+    }
+    if let Some((sid, auth_time)) = session {
+        claims["sid"] = json!(sid);
+        claims["auth_time"] = json!(auth_time);
     }
     match fault {
         Some("iss") => claims["iss"] = json!("https://elsewhere.example/identity"),

@@ -116,6 +116,12 @@ pub struct MockCounts {
     pub discovery: usize,
     /// `GET /identity/.well-known/openid-configuration/jwks`.
     pub jwks: usize,
+    /// Sign-ins at which the mock asked for credentials: the browser had no live session
+    /// at the mock (its `idsrv.session` cookie), or the app sent `prompt=login`. A browser
+    /// with a live session signs in without.
+    pub credential_prompts: usize,
+    /// `GET /identity/connect/endsession` (sign-out at the identity service).
+    pub end_sessions: usize,
 }
 
 /// Builds a [`MockHcssIdentity`]; every setting has a default that suits tests.
@@ -137,6 +143,7 @@ pub struct MockHcssIdentityBuilder {
     jwt_access_tokens: bool,
     api_limits: Option<MockApiLimits>,
     api_jobs: usize,
+    post_logout_redirect_uri: Option<String>,
 }
 
 impl std::fmt::Debug for MockHcssIdentityBuilder {
@@ -166,6 +173,7 @@ impl Default for MockHcssIdentityBuilder {
             jwt_access_tokens: true,
             api_limits: None,
             api_jobs: 7,
+            post_logout_redirect_uri: None,
         }
     }
 }
@@ -255,6 +263,14 @@ impl MockHcssIdentityBuilder {
         self
     }
 
+    /// The post-logout redirect URI registered for the client: its end-session endpoint
+    /// sends browsers back to that URI only. Default: any that a request naming this
+    /// client sends.
+    pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.post_logout_redirect_uri = Some(uri.into());
+        self
+    }
+
     /// The host name in its URLs (default `127.0.0.1`; it always listens on 127.0.0.1).
     /// `localhost` puts it on another site than an app at `127.0.0.1`, as HCSS is, so a
     /// browser applies its cross-site cookie rules on the way back.
@@ -310,6 +326,7 @@ impl MockHcssIdentityBuilder {
             .route("/identity/connect/authorize/consent", post(consent))
             .route("/identity/connect/token", post(token))
             .route("/identity/connect/revocation", post(revocation))
+            .route("/identity/connect/endsession", get(end_session))
             .route("/identity/redirected", post(redirected))
             .route(
                 "/heavyjob/api/v1/businessUnits",
@@ -554,6 +571,12 @@ impl MockHcssIdentity {
         tokens
     }
 
+    /// How many browsers are signed in at the mock itself (its own sessions, which the
+    /// end-session endpoint ends).
+    pub fn signed_in_browsers(&self) -> usize {
+        lock(&self.state.grants).sessions.len()
+    }
+
     /// Whether a grant's tokens were revoked (by revocation or reuse detection), by any
     /// of its refresh tokens.
     pub fn is_revoked(&self, refresh_token: &str) -> bool {
@@ -604,6 +627,8 @@ struct Counters {
     client_credentials: AtomicUsize,
     discovery: AtomicUsize,
     jwks: AtomicUsize,
+    credential_prompts: AtomicUsize,
+    end_sessions: AtomicUsize,
 }
 
 impl Counters {
@@ -622,6 +647,8 @@ impl Counters {
             client_credentials: get(&self.client_credentials),
             discovery: get(&self.discovery),
             jwks: get(&self.jwks),
+            credential_prompts: get(&self.credential_prompts),
+            end_sessions: get(&self.end_sessions),
         }
     }
 }

@@ -47,8 +47,69 @@ fn callback_url(state: &MockState, redirect: &str, pairs: &[(&str, &str)]) -> St
     format!("{redirect}?{}", url.finish())
 }
 
-/// Consents: records a code and sends the browser back with it.
-fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
+/// The cookie of the mock's own session.
+const SESSION_COOKIE: &str = "idsrv.session";
+
+/// The mock's session named by the browser's cookie, if it is live.
+fn live_session(state: &MockState, headers: &HeaderMap) -> Option<(String, u64)> {
+    let sid = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, sid)| sid.to_owned())?;
+    let grants = lock(&state.grants);
+    let session = grants.sessions.get(&sid)?;
+    Some((sid, session.auth_time))
+}
+
+/// Signs the browser in at the mock: its live session, or (none, or `force`) a new one,
+/// as if the user had entered credentials (counted in `credential_prompts`). Returns the
+/// session and the cookie to set, if any.
+fn sign_in(state: &MockState, headers: &HeaderMap, force: bool) -> ((String, u64), Option<String>) {
+    if let Some(live) = live_session(state, headers).filter(|_| !force) {
+        return (live, None);
+    }
+    bump(state, |c| &c.credential_prompts);
+    let sid = random_token(16);
+    let auth_time = crate::clock::unix_now();
+    lock(&state.grants)
+        .sessions
+        .insert(sid.clone(), grants::MockSession { auth_time });
+    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=None");
+    ((sid, auth_time), Some(cookie))
+}
+
+/// Consents: records a code and sends the browser back with it, signed in at the mock.
+fn grant_code(state: &MockState, p: &Params, redirect: &str, headers: &HeaderMap) -> Response {
+    let prompt = p.get("prompt").map(String::as_str).unwrap_or("");
+    let prompts: Vec<&str> = prompt.split(' ').collect();
+    if prompts.contains(&"none") && live_session(state, headers).is_none() {
+        return Redirect::to(&callback_url(
+            state,
+            redirect,
+            &[("error", "login_required"), ("state", &p["state"])],
+        ))
+        .into_response();
+    }
+    let (session, cookie) = sign_in(state, headers, prompts.contains(&"login"));
+    let mut response = grant_code_in(state, p, redirect, session);
+    if let Some(cookie) = cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.parse().expect("a cookie"));
+    }
+    response
+}
+
+fn grant_code_in(
+    state: &MockState,
+    p: &Params,
+    redirect: &str,
+    session: (String, u64),
+) -> Response {
     let code = random_token(24);
     lock(&state.grants).codes.insert(
         code.clone(),
@@ -57,6 +118,7 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str) -> Response {
             challenge: p["code_challenge"].clone(),
             scope: p["scope"].clone(),
             nonce: p.get("nonce").cloned(),
+            session,
             expires: Instant::now() + Duration::from_secs(300),
         },
     );
@@ -81,6 +143,7 @@ fn escape(text: &str) -> String {
 
 pub(super) async fn authorize(
     State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Response {
     bump(&state, |c| &c.authorize);
@@ -89,7 +152,7 @@ pub(super) async fn authorize(
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
     if state.options.auto_consent {
-        return grant_code(&state, &p, &redirect);
+        return grant_code(&state, &p, &redirect, &headers);
     }
     let hidden: String = p
         .iter()
@@ -120,6 +183,7 @@ pub(super) async fn authorize(
 
 pub(super) async fn consent(
     State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
     bump(&state, |c| &c.authorize);
@@ -128,7 +192,7 @@ pub(super) async fn consent(
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
     if p.get("decision").map(String::as_str) == Some("allow") {
-        return grant_code(&state, &p, &redirect);
+        return grant_code(&state, &p, &redirect, &headers);
     }
     Redirect::to(&callback_url(
         &state,
@@ -296,7 +360,13 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
                     Some(TokenFault::BadIdToken(claim)) => Some(claim),
                     _ => None,
                 };
-                let claims = id_token(options, &state.issuer, pending.nonce.as_deref(), fault);
+                let claims = id_token(
+                    options,
+                    &state.issuer,
+                    pending.nonce.as_deref(),
+                    Some(&pending.session),
+                    fault,
+                );
                 body["id_token"] = json!(super::oidc::sign(state, &claims, fault));
             }
             Json(body).into_response()
@@ -372,4 +442,61 @@ pub(super) async fn revocation(
     }
     grants.access.remove(token);
     StatusCode::OK.into_response()
+}
+
+/// `GET /identity/connect/endsession` (OpenID Connect RP-initiated logout): ends the
+/// mock's session of the browser (its cookie's, and the one `id_token_hint` names), then
+/// sends it back to `post_logout_redirect_uri` with the `state`, when the request names
+/// this client (by `id_token_hint` or `client_id`); else says the user is signed out.
+pub(super) async fn end_session(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
+    bump(&state, |c| &c.end_sessions);
+    let hint = p
+        .get("id_token_hint")
+        .map(|t| crate::claims::Claims::of_access_token(t));
+    let ours = match &hint {
+        Some(claims) => {
+            claims.get_str("aud") == Some(&state.options.client_id)
+                && claims.get_str("iss") == Some(&state.issuer)
+        }
+        None => p.get("client_id") == Some(&state.options.client_id),
+    };
+    {
+        let mut grants = lock(&state.grants);
+        if let Some(sid) = hint.as_ref().and_then(|c| c.get_str("sid")) {
+            grants.sessions.remove(sid);
+        }
+        drop(grants);
+        if let Some((sid, _)) = live_session(&state, &headers) {
+            lock(&state.grants).sessions.remove(&sid);
+        }
+    }
+    let cleared = format!("{SESSION_COOKIE}=; Path=/identity; Max-Age=0");
+    let registered = state.options.post_logout_redirect_uri.as_deref();
+    let back = p
+        .get("post_logout_redirect_uri")
+        .filter(|uri| ours && registered.is_none_or(|r| r == uri.as_str()));
+    let mut response = match back {
+        Some(uri) => {
+            let mut url = uri.clone();
+            if let Some(s) = p.get("state") {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(
+                    &form_urlencoded::Serializer::new(String::new())
+                        .append_pair("state", s)
+                        .finish(),
+                );
+            }
+            Redirect::to(&url).into_response()
+        }
+        None => Html("<!doctype html><title>Signed out</title><p>You are signed out of HCSS.</p>")
+            .into_response(),
+    };
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cleared.parse().expect("a cookie"));
+    response
 }
