@@ -416,7 +416,7 @@ impl HcssConfigBuilder {
         self.check_paths(&callback_path)?;
         let post_logout = self.checked_post_logout(&redirect, &callback_path, allow_http)?;
         if let Some(prompt) = &self.prompt {
-            if !crate::protocol::valid_prompt(prompt) {
+            if !super::checks::valid_prompt(prompt) {
                 return Err(ConfigError::invalid(
                     "prompt",
                     "it must be login, consent, select_account or none",

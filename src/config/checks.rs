@@ -298,3 +298,14 @@ mod tests {
         assert!(base().cookie_key(key).build().is_ok(), "unpadded base64");
     }
 }
+
+/// The `prompt` values a login may ask for: `login` (sign in again, e.g. as someone
+/// else), `consent` (consent again, e.g. after the app's scopes changed),
+/// `select_account`, and `none` (alone: no page at all, or an error).
+pub(crate) fn valid_prompt(prompt: &str) -> bool {
+    const ALLOWED: [&str; 4] = ["login", "consent", "select_account", "none"];
+    let values: Vec<&str> = prompt.split(' ').collect();
+    !prompt.is_empty()
+        && values.iter().all(|v| ALLOWED.contains(v))
+        && (values.len() == 1 || !values.contains(&"none"))
+}

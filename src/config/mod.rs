@@ -21,7 +21,7 @@ use crate::secret::SecretString;
 pub use builder::HcssConfigBuilder;
 #[cfg(feature = "test-util")]
 pub(crate) use builder::DEFAULT_MAX_SESSION_AGE;
-pub(crate) use checks::MAX_RETRY_AFTER;
+pub(crate) use checks::{valid_prompt, MAX_RETRY_AFTER};
 
 /// HCSS's identity service, the default identity base URL (and `iss`).
 pub const HCSS_IDENTITY_URL: &str = "https://api.hcssapps.com/identity";

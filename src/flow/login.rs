@@ -7,7 +7,8 @@ use super::sealed::{self, AskStore, SealedLogin};
 use super::{
     cookie_names_with_prefix, page, query_params, see_other, set_cookie, unavailable, FlowResponse,
 };
-use crate::protocol::{authorize_url, pkce_challenge, valid_prompt, AuthorizeExtras};
+use crate::config::valid_prompt;
+use crate::protocol::{authorize_url, pkce_challenge, AuthorizeExtras};
 use crate::return_path::valid_return_path;
 use crate::secret::random_token;
 use crate::shared::{Logins, Shared};

@@ -48,17 +48,6 @@ pub(crate) struct AuthorizeExtras {
     pub(crate) max_age: Option<u64>,
 }
 
-/// The `prompt` values a login may ask for: `login` (sign in again, e.g. as someone
-/// else), `consent` (consent again, e.g. after the app's scopes changed),
-/// `select_account`, and `none` (alone: no page at all, or an error).
-pub(crate) fn valid_prompt(prompt: &str) -> bool {
-    const ALLOWED: [&str; 4] = ["login", "consent", "select_account", "none"];
-    let values: Vec<&str> = prompt.split(' ').collect();
-    !prompt.is_empty()
-        && values.iter().all(|v| ALLOWED.contains(v))
-        && (values.len() == 1 || !values.contains(&"none"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +78,7 @@ mod tests {
 
 #[cfg(test)]
 mod prompt_tests {
-    use super::valid_prompt;
+    use crate::config::valid_prompt;
 
     #[test]
     fn only_known_prompt_values_pass() {

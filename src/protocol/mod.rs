@@ -19,7 +19,7 @@ mod test_support;
 mod token_request;
 mod transport;
 
-pub(crate) use authorize::{authorize_url, valid_prompt, AuthorizeExtras};
+pub(crate) use authorize::{authorize_url, AuthorizeExtras};
 pub(crate) use error::{ErrorClass, TokenError};
 pub(crate) use pkce::pkce_challenge;
 pub(crate) use response::TokenResponse;
