@@ -84,9 +84,10 @@ fn is_form(parts: &Parts) -> bool {
         .get(http::header::CONTENT_TYPE)
         .is_none_or(|value| {
             value.to_str().is_ok_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+                v.split(';').next().is_some_and(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
             })
         })
 }
@@ -104,7 +105,11 @@ async fn claim_jti(
         return Ok(false);
     }
     let ttl = Duration::from_secs(until.saturating_sub(now).max(1));
-    match shared.token_store.try_lock(key, random_token(16), ttl).await {
+    match shared
+        .token_store
+        .try_lock(key, random_token(16), ttl)
+        .await
+    {
         Ok(claimed) => Ok(claimed),
         Err(err) => {
             // Nothing ended: the identity service's retry must not be refused as a replay.

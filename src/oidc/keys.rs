@@ -70,9 +70,7 @@ pub(super) async fn verify(
     if header.crit.is_some() {
         return Err("the header has critical extensions");
     }
-    let (message, signature) = token
-        .rsplit_once('.')
-        .ok_or("the token is not a JWS")?;
+    let (message, signature) = token.rsplit_once('.').ok_or("the token is not a JWS")?;
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| "the signature is not base64url")?;

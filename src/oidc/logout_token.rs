@@ -137,13 +137,16 @@ mod tests {
         let mut audiences = valid();
         audiences["aud"] = serde_json::json!(["other", "app"]);
         assert!(check(audiences).is_ok());
-        let broken: [(&str, fn(&mut serde_json::Value)); 10] = [
+        type Breaks = fn(&mut serde_json::Value);
+        let broken: [(&str, Breaks); 10] = [
             ("iss", |c| c["iss"] = "https://elsewhere".into()),
             ("aud", |c| c["aud"] = "other".into()),
             ("iat", |c| c["iat"] = (1_100 + 301).into()),
             ("old iat", |c| c["iat"] = (1_100 - 301).into()),
             ("no iat", |c| drop(c.as_object_mut().unwrap().remove("iat"))),
-            ("events", |c| c["events"] = serde_json::json!({ "other": {} })),
+            ("events", |c| {
+                c["events"] = serde_json::json!({ "other": {} })
+            }),
             ("nonce", |c| c["nonce"] = "n".into()),
             ("no sub, no sid", |c| {
                 let map = c.as_object_mut().unwrap();

@@ -136,7 +136,11 @@ async fn forged_misaddressed_and_replayed_logout_tokens_are_refused() {
         let token = mock.logout_token(subject, Some(fault.clone()));
         let answer = post_form(&endpoint, &token).await;
         assert_eq!(answer.0, 400, "{fault:?}: {}", answer.1);
-        assert!(answer.1.contains("\"invalid_request\""), "{fault:?}: {}", answer.1);
+        assert!(
+            answer.1.contains("\"invalid_request\""),
+            "{fault:?}: {}",
+            answer.1
+        );
         assert!(session_exists(&auth, &session).await.unwrap(), "{fault:?}");
     }
     assert_eq!(signed_out.load(Ordering::SeqCst), 0);
@@ -150,17 +154,17 @@ async fn forged_misaddressed_and_replayed_logout_tokens_are_refused() {
     let again = session_of(&browser);
     let replayed = post_form(&endpoint, &token).await;
     assert_eq!(replayed.0, 400, "{}", replayed.1);
-    assert!(session_exists(&auth, &again).await.unwrap(), "replay ends nothing");
+    assert!(
+        session_exists(&auth, &again).await.unwrap(),
+        "replay ends nothing"
+    );
     assert_eq!(signed_out.load(Ordering::SeqCst), 1);
 
     // No token, or not a form: 400 too.
     let client = reqwest::Client::new();
     let empty = client.post(&endpoint).send().await.unwrap();
     assert_eq!(empty.status(), 400);
-    assert_eq!(
-        empty.headers()["cache-control"], "no-store",
-        "never cached"
-    );
+    assert_eq!(empty.headers()["cache-control"], "no-store", "never cached");
     assert!(session_exists(&auth, &again).await.unwrap());
 }
 

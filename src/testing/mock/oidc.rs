@@ -161,7 +161,11 @@ impl MockHcssIdentity {
     /// If no back-channel logout URI is set, or the app cannot be reached.
     pub async fn back_channel_logout(&self, subject: &str) -> u16 {
         let sids: Vec<String> = if subject == self.state.options.subject {
-            lock(&self.state.grants).sessions.drain().map(|(sid, _)| sid).collect()
+            lock(&self.state.grants)
+                .sessions
+                .drain()
+                .map(|(sid, _)| sid)
+                .collect()
         } else {
             Vec::new()
         };
