@@ -208,6 +208,25 @@
 //! `state`, which the browser keeps in a cookie. Back at that URI, the `state` must be
 //! the cookie's, or a page refuses it; then the browser goes to `post_logout_path`.
 //!
+//! ## Back-channel logout: HCSS tells the app
+//!
+//! When a user signs out at HCSS (in another app, or an administrator ends their HCSS
+//! session), HCSS can tell the app at once (OpenID Connect Back-Channel Logout). Turn it
+//! on with [`backchannel_logout(true)`](HcssConfigBuilder::backchannel_logout)
+//! (`HCSS_BACKCHANNEL_LOGOUT=1`) and register `{your origin}/hcss/backchannel-logout`
+//! (or your [`backchannel_logout_path`](HcssConfigBuilder::backchannel_logout_path)) at
+//! HCSS as the client's back-channel logout URI, with `openid` among the scopes. The
+//! layer then serves `POST` there: it reads the `logout_token` form field (at most
+//! 16 KiB of body), verifies its signature against HCSS's published keys (a service
+//! that publishes none gets every logout token refused), its `iss`, `aud`, `iat` (within
+//! five minutes of now), its back-channel `events` claim, that it has no `nonce`, a `sub`
+//! or a `sid`, and a `jti` not seen before on any instance sharing the token store; then
+//! it ends the sessions of that HCSS session (`sid`, kept from each session's ID token in
+//! the store's owner index), and those of that user (`sub`) whose HCSS session is
+//! unknown (or all of the user's when the token names no `sid`), as a logout does
+//! (`on_sign_out` called, refresh token revoked), on every instance sharing the store,
+//! before answering 200. Anything wrong is a 400 `{"error":"invalid_request",...}`.
+//!
 //! ## `prompt`, `login_hint`, `max_age`
 //!
 //! `/hcss/login?prompt=login` asks HCSS to sign in again (as someone else),

@@ -89,11 +89,14 @@ enum Endpoint {
     Logout,
     User,
     LogoutReturn,
+    BackchannelLogout,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HcssAuthService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
     ResBody: Body<Data = Bytes>,
 {
     type Response = Response<HcssBody<ResBody>>;
@@ -117,6 +120,8 @@ where
             Some((Endpoint::User, Method::GET))
         } else if config.routes.logout_return_path.as_deref() == Some(path) {
             Some((Endpoint::LogoutReturn, Method::GET))
+        } else if config.routes.backchannel_logout_path.as_deref() == Some(path) {
+            Some((Endpoint::BackchannelLogout, Method::POST))
         } else {
             None
         };
@@ -161,7 +166,10 @@ where
             return ResponseFuture::flow(Box::pin(std::future::ready(answer)));
         }
         let shared = self.shared.clone();
-        let (parts, _body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        // Only a back-channel logout reads the request's body (bounded); every other
+        // endpoint drops it unread.
+        let body = matches!(endpoint, Endpoint::BackchannelLogout).then_some(body);
         let clear_mark = match endpoint {
             Endpoint::Login => flow::misplaced::clear(config, &parts.headers),
             _ => None,
@@ -172,6 +180,7 @@ where
             Endpoint::Logout => tracing::info_span!("hcss.logout"),
             Endpoint::User => tracing::debug_span!("hcss.user"),
             Endpoint::LogoutReturn => tracing::info_span!("hcss.logout_return"),
+            Endpoint::BackchannelLogout => tracing::info_span!("hcss.backchannel_logout"),
         };
         let future = async move {
             let mut response = match endpoint {
@@ -180,6 +189,12 @@ where
                 Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
                 Endpoint::User => flow::user::user(&shared, &parts).await,
                 Endpoint::LogoutReturn => flow::logout::logout_return(&shared, &parts).await,
+                Endpoint::BackchannelLogout => match body {
+                    Some(body) => {
+                        flow::backchannel::backchannel_logout(&shared, &parts, body).await
+                    }
+                    None => method_not_allowed("POST"),
+                },
             };
             if let Some(clear) = clear_mark {
                 response.headers_mut().append(header::SET_COOKIE, clear);

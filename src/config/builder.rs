@@ -49,6 +49,8 @@ pub struct HcssConfigBuilder {
     login_path: String,
     logout_path: String,
     user_path: Option<String>,
+    backchannel_logout: bool,
+    backchannel_logout_path: String,
     post_login_path: String,
     post_logout_path: String,
     post_logout_redirect_uri: Option<String>,
@@ -87,6 +89,8 @@ impl Default for HcssConfigBuilder {
             login_path: "/hcss/login".to_owned(),
             logout_path: "/hcss/logout".to_owned(),
             user_path: None,
+            backchannel_logout: false,
+            backchannel_logout_path: "/hcss/backchannel-logout".to_owned(),
             post_login_path: "/".to_owned(),
             post_logout_path: "/".to_owned(),
             post_logout_redirect_uri: None,
@@ -172,6 +176,28 @@ impl HcssConfigBuilder {
     /// session end, and the logout path; 401 when signed out; never cached.
     pub fn user_path(mut self, path: impl Into<String>) -> Self {
         self.user_path = Some(path.into());
+        self
+    }
+
+    /// Turns on back-channel logout (OpenID Connect Back-Channel Logout 1.0): when the
+    /// user signs out at HCSS (in another app, or an administrator ends their HCSS
+    /// session), HCSS posts a signed logout token to
+    /// [`backchannel_logout_path`](Self::backchannel_logout_path), and the layer ends the
+    /// matching sessions on every instance sharing the token store: those of the token's
+    /// HCSS session (`sid`, kept from the ID token, so with `openid` among the scopes) or
+    /// else all of its user's (`sub`). Register `{app origin}{path}` at HCSS as the
+    /// client's back-channel logout URI. Off by default.
+    /// (`HCSS_BACKCHANNEL_LOGOUT=1`)
+    pub fn backchannel_logout(mut self, on: bool) -> Self {
+        self.backchannel_logout = on;
+        self
+    }
+
+    /// The path HCSS posts logout tokens to, with
+    /// [`backchannel_logout`](Self::backchannel_logout) on (default
+    /// `/hcss/backchannel-logout`).
+    pub fn backchannel_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.backchannel_logout_path = path.into();
         self
     }
 
@@ -473,6 +499,9 @@ impl HcssConfigBuilder {
                 callback_path,
                 logout_path: self.logout_path,
                 user_path: self.user_path,
+                backchannel_logout_path: self
+                    .backchannel_logout
+                    .then_some(self.backchannel_logout_path),
                 post_login_path: self.post_login_path,
                 post_logout_path: self.post_logout_path,
                 logout_return_path: post_logout.map(|(_, path)| path),
@@ -556,6 +585,22 @@ impl HcssConfigBuilder {
                 "logout_path",
                 "it must differ from the login path",
             ));
+        }
+        if self.backchannel_logout {
+            let path = &self.backchannel_logout_path;
+            if crate::return_path::valid_return_path(path).is_none()
+                || [self.login_path.as_str(), &self.logout_path, callback_path]
+                    .contains(&path.as_str())
+                || self.user_path.as_deref() == Some(path.as_str())
+                || self.post_logout_redirect_uri.as_deref().is_some_and(|uri| {
+                    url::Url::parse(uri).is_ok_and(|url| url.path() == path.as_str())
+                })
+            {
+                return Err(ConfigError::invalid(
+                    "backchannel_logout_path",
+                    format!("{path:?} must be a path of its own on this site"),
+                ));
+            }
         }
         if let Some(user) = &self.user_path {
             if crate::return_path::valid_return_path(user).is_none()

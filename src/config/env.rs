@@ -14,6 +14,7 @@ impl HcssConfig {
     /// | `HCSS_SCOPES` | required, separated by spaces or commas |
     /// | `HCSS_REDIRECT_URI` | required, the "Post Login Callback URL" registered at HCSS |
     /// | `HCSS_POST_LOGOUT_REDIRECT_URI` | optional: turns on sign-out at HCSS, see [`post_logout_redirect_uri`](crate::HcssConfigBuilder::post_logout_redirect_uri) |
+    /// | `HCSS_BACKCHANNEL_LOGOUT` | yes or no (default no): serves back-channel logout at `/hcss/backchannel-logout`, see [`backchannel_logout`](crate::HcssConfigBuilder::backchannel_logout) |
     /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
     /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
@@ -72,6 +73,10 @@ impl HcssConfig {
         if let Some(secs) = get("HCSS_API_MAX_WAIT_SECS") {
             let secs: u32 = number("HCSS_API_MAX_WAIT_SECS", &secs)?;
             builder = builder.api_max_wait(std::time::Duration::from_secs(secs.into()));
+        }
+        if let Some(value) = get("HCSS_BACKCHANNEL_LOGOUT") {
+            let on = yes_or_no("HCSS_BACKCHANNEL_LOGOUT", &value)?;
+            builder = builder.backchannel_logout(on);
         }
         if let Some(value) = get("HCSS_ALLOW_INSECURE_HTTP") {
             let allow = yes_or_no("HCSS_ALLOW_INSECURE_HTTP", &value)?;

@@ -131,6 +131,8 @@ pub(crate) struct Routes {
     /// The path of the post-logout redirect URI, when sign-out at HCSS is on.
     pub(crate) logout_return_path: Option<String>,
     pub(crate) user_path: Option<String>,
+    /// The path logout tokens are posted to, when back-channel logout is on.
+    pub(crate) backchannel_logout_path: Option<String>,
     pub(crate) app_origin: String,
 }
 

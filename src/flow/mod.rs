@@ -1,6 +1,7 @@
 //! The flow endpoints, each a plain async fn from request parts to a response (one file
 //! each), and the small pieces they share: query parsing, cookies, pages, the response.
 
+pub(crate) mod backchannel;
 pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;

@@ -1,5 +1,5 @@
 //! The identity service's signing keys (its JWKS), cached, read again when stale or when
-//! an ID token names a key id they lack (rate limited), and the signature check itself,
+//! a token names a key id they lack (rate limited), and the signature check itself,
 //! done by `jsonwebtoken` with aws-lc-rs (the crypto library that already verifies the
 //! identity service's TLS certificates).
 
@@ -28,8 +28,8 @@ const MISS_TTL: Duration = Duration::from_secs(5 * 60);
 /// Key ids remembered as missing, at most.
 const MAX_MISSES: usize = 32;
 
-/// The algorithms an ID token may be signed with: IdentityServer's RS256 by default, and
-/// the other RSA and EC ones it can be set to. Never `none` (not even parsed), never
+/// The algorithms an ID token or a logout token may be signed with: IdentityServer's
+/// RS256 by default, and the other RSA and EC ones it can be set to. Never `none` (not even parsed), never
 /// HMAC (a public key used as an HMAC secret would let anyone sign).
 const ACCEPTED: [Algorithm; 8] = [
     Algorithm::RS256,
@@ -53,15 +53,16 @@ pub(super) struct KeyCache {
     refetches: VecDeque<Instant>,
 }
 
-/// Verifies `id_token`'s signature with the keys at `url`.
+/// Verifies the signature of `token` (an ID token or a logout token) with the keys at
+/// `url`.
 pub(super) async fn verify(
     cache: &Mutex<KeyCache>,
     client: &IdentityClient,
     url: &Url,
-    id_token: &str,
+    token: &str,
 ) -> Result<Signature, &'static str> {
     // The header first: a token this crate would never accept costs no read of the keys.
-    let header = jsonwebtoken::decode_header(id_token)
+    let header = jsonwebtoken::decode_header(token)
         .map_err(|_| "the header names no accepted algorithm (alg none is refused)")?;
     if !ACCEPTED.contains(&header.alg) {
         return Err("the algorithm is not accepted (HMAC and none are refused)");
@@ -69,9 +70,7 @@ pub(super) async fn verify(
     if header.crit.is_some() {
         return Err("the header has critical extensions");
     }
-    let (message, signature) = id_token
-        .rsplit_once('.')
-        .ok_or("the ID token is not a JWS")?;
+    let (message, signature) = token.rsplit_once('.').ok_or("the token is not a JWS")?;
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| "the signature is not base64url")?;
@@ -114,10 +113,10 @@ pub(super) async fn verify(
         let kid = header.kid.clone().unwrap_or_default();
         if fresh || !cache.may_refetch(&kid, now) {
             cache.missed(kid, now);
-            return Err("no key of the identity service fits the ID token (unknown kid)");
+            return Err("no key of the identity service fits the token (unknown kid)");
         }
         tracing::info!(
-            "an ID token names a key not among the identity service's; reading its keys again"
+            "a token names a key not among the identity service's; reading its keys again"
         );
         cache.refetches.push_back(now);
         let keys = read(client, url).await?;

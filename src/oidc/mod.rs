@@ -8,6 +8,7 @@
 
 mod discovery;
 mod keys;
+mod logout_token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::config::IdentityClient;
 use discovery::Discovered;
 pub(crate) use discovery::Endpoints;
 use keys::KeyCache;
+pub(crate) use logout_token::{LogoutToken, IAT_WINDOW};
 
 /// What the identity service publishes, as this process last read it.
 #[derive(Default)]
@@ -124,6 +126,33 @@ impl Provider {
             self.say_no_keys();
         }
         Ok(verdict)
+    }
+
+    /// Verifies a back-channel logout token: its signature against the identity
+    /// service's JWKS (as [`verify_id_token`](Self::verify_id_token) does, but a service
+    /// that publishes no keys gets every logout token refused: unsigned, anyone could
+    /// send one), then its claims ([`LogoutToken::check`]). The error says what failed,
+    /// without token or key material.
+    pub(crate) async fn verify_logout_token(
+        &self,
+        client: &IdentityClient,
+        token: &str,
+        now: u64,
+    ) -> Result<LogoutToken, &'static str> {
+        let endpoints = self
+            .endpoints(client)
+            .await
+            .map_err(|_| "the discovery document names another issuer")?;
+        let Some(jwks_url) = &endpoints.jwks else {
+            return Err("the identity service publishes no keys to verify it with");
+        };
+        match keys::verify(&self.keys, client, jwks_url, token).await? {
+            Signature::Verified => {}
+            Signature::NoKeysPublished => {
+                return Err("the identity service publishes no keys to verify it with")
+            }
+        }
+        LogoutToken::check(token, &client.issuer, &client.client_id, now)
     }
 
     fn say_no_keys(&self) {

@@ -43,8 +43,8 @@ pub struct StoreKey {
 /// | `Session` | [`TokenStore`](super::TokenStore), [`Coordination`](super::Coordination) locks | a signed-in session's token set (from its cookie) | `tok:{hash}`; locked: `lock:tok:{hash}` |
 /// | `CompanyToken` | `TokenStore`, `Coordination` locks | a company token cached by [`HcssCompanyTokens`](crate::HcssCompanyTokens) | `co:{hash}`; locked: `lock:co:{hash}` |
 /// | `Login` | [`StateStore`](super::StateStore) | a login in progress (from its `state`) | `tx:{hash}` |
-/// | `StateClaim` | `Coordination` locks | a sealed login's `state`, claimed by its callback so that a replay is refused on every instance | `lock:claim:{hash}` |
-/// | `Owner` | the store's own owner index | the sessions of a user or a company ([`SessionOwner::index_key`]) | `own:{hash}` |
+/// | `StateClaim` | `Coordination` locks | a sealed login's `state`, claimed by its callback, or a back-channel logout token's `jti`, claimed by the logout, so that a replay is refused on every instance | `lock:claim:{hash}` |
+/// | `Owner` | the store's own owner index | the sessions of a user, a company or an identity-service session (`sid`) ([`SessionOwner::index_key`]) | `own:{hash}` |
 /// | `ApiBudget` | `Coordination`'s call budget | a company's calls to HCSS's APIs, in flight and in the rolling window | `budget:{{hash}}:fly`, `budget:{{hash}}:win` |
 ///
 /// A token store keeps sessions and company tokens through the same methods, but files
@@ -62,7 +62,9 @@ pub enum KeyKind {
     /// `state`.
     Login,
     /// A sealed login's `state`, claimed (locked, and left locked until the login would
-    /// have expired) by the callback that used it.
+    /// have expired) by the callback that used it; or a back-channel logout token's
+    /// `jti`, claimed (until the token would be refused as too old) by the logout that
+    /// used it.
     StateClaim,
     /// The index of a user's or a company's sessions.
     Owner,
@@ -88,6 +90,8 @@ const COMPANY: &[u8] = b"company-token\0company\0";
 const OWN_COMPANY: &[u8] = b"company-token\0client_credentials";
 const OWNER_SUBJECT: &[u8] = b"owner\0sub\0";
 const OWNER_COMPANY: &[u8] = b"owner\0company\0";
+const OWNER_SID: &[u8] = b"owner\0sid\0";
+const LOGOUT_JTI: &[u8] = b"logout-jti:";
 const API_BUDGET: &[u8] = b"api-budget\0company\0";
 
 impl StoreKey {
@@ -106,6 +110,12 @@ impl StoreKey {
     /// The key of the claim a callback takes on a sealed login's `state`.
     pub(crate) fn of_state_claim(state: &str) -> Self {
         Self::derive(KeyKind::StateClaim, &[STATE_CLAIM, state.as_bytes()])
+    }
+
+    /// The key of the claim a back-channel logout takes on its logout token's `jti` (of
+    /// the issuer's tokens), so that a replay is refused on every instance.
+    pub(crate) fn of_logout_jti(jti: &str) -> Self {
+        Self::derive(KeyKind::StateClaim, &[LOGOUT_JTI, jti.as_bytes()])
     }
 
     /// The key of the token of a customer company (`company` grant).
@@ -132,6 +142,9 @@ impl StoreKey {
             }
             SessionOwner::Company(id) => {
                 Self::derive(KeyKind::Owner, &[OWNER_COMPANY, id.as_bytes()])
+            }
+            SessionOwner::IdentitySession(sid) => {
+                Self::derive(KeyKind::Owner, &[OWNER_SID, sid.as_bytes()])
             }
         }
     }
@@ -291,6 +304,16 @@ mod tests {
                 StoreKey::of_owner(&SessionOwner::Company("c".into())),
                 KeyKind::Owner,
                 sha("owner\0company\0c"),
+            ),
+            (
+                StoreKey::of_owner(&SessionOwner::IdentitySession("s".into())),
+                KeyKind::Owner,
+                sha("owner\0sid\0s"),
+            ),
+            (
+                StoreKey::of_logout_jti("s"),
+                KeyKind::StateClaim,
+                sha("logout-jti:s"),
             ),
         ];
         for (key, kind, digest) in &keys {

@@ -2,9 +2,11 @@
 //! token store's owner index.
 
 use super::{KeyKind, StoreKey, TokenSet};
+use crate::claims::Claims;
 
 /// Whose sessions: a user (`sub`) or a company (`CompanyId`), from the claims of the
-/// sessions' access tokens.
+/// sessions' access tokens, or a session at the identity service (`sid`, from the
+/// sessions' ID tokens).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SessionOwner {
@@ -12,10 +14,14 @@ pub enum SessionOwner {
     Subject(String),
     /// Every user of the company with this `CompanyId`.
     Company(String),
+    /// The sessions signed in within the identity service's session with this `sid`
+    /// (the claim of their ID token), which a back-channel logout token names.
+    IdentitySession(String),
 }
 
 impl SessionOwner {
-    /// The owners a token set's claims name: its subject and its company, when present.
+    /// The owners a token set's claims name: its subject and its company, and the `sid`
+    /// of its ID token, when present.
     pub fn of(tokens: &TokenSet) -> Vec<SessionOwner> {
         let mut owners = Vec::new();
         if let Some(subject) = tokens.claims.subject() {
@@ -23,6 +29,12 @@ impl SessionOwner {
         }
         if let Some(company) = tokens.claims.company_id() {
             owners.push(SessionOwner::Company(company.to_owned()));
+        }
+        if let Some(id_token) = &tokens.id_token {
+            let claims = Claims::of_access_token(id_token.expose_secret());
+            if let Some(sid) = claims.get_str("sid").filter(|sid| !sid.is_empty()) {
+                owners.push(SessionOwner::IdentitySession(sid.to_owned()));
+            }
         }
         owners
     }

@@ -93,7 +93,7 @@ pub use conformance::{
 };
 pub use faulty::FaultyStore;
 pub use mock::{
-    DiscoveryFault, MockApiLimits, MockApiUsage, MockCounts, MockHcssIdentity,
+    DiscoveryFault, LogoutTokenFault, MockApiLimits, MockApiUsage, MockCounts, MockHcssIdentity,
     MockHcssIdentityBuilder, TokenFault,
 };
 pub use seed::{seed_session, session_exists, SeededSession};

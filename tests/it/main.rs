@@ -9,6 +9,7 @@ mod common;
 
 mod adversary_18;
 mod api;
+mod backchannel;
 mod claims;
 mod company;
 mod config;

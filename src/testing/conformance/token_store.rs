@@ -147,13 +147,15 @@ async fn storage_checks<S: TokenStore>(store: &S) {
 
     // Sessions by owner: an optional index; a store that keeps one finds every session
     // of a user and of a company, and no removed one.
-    let owned = |sub: &str, company: &str| {
+    let jwt_of = |payload: &serde_json::Value| {
         use base64::Engine as _;
-        let payload = serde_json::json!({ "sub": sub, "CompanyId": company }).to_string();
-        let jwt = format!(
+        format!(
             "e30.{}.sig",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
-        );
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string())
+        )
+    };
+    let owned = |sub: &str, company: &str| {
+        let jwt = jwt_of(&serde_json::json!({ "sub": sub, "CompanyId": company }));
         let mut set = TokenSet::new(jwt.as_str(), 3600);
         set.claims = crate::claims::Claims::of_access_token(&jwt);
         set
@@ -194,6 +196,30 @@ async fn storage_checks<S: TokenStore>(store: &S) {
             assert_eq!(
                 of_company, expected,
                 "sessions_of must find every session of a company"
+            );
+            // A session whose ID token names an identity-service session (`sid`) is filed
+            // under it too.
+            let sid = random_label();
+            let mut with_sid = owned(&sub, &random_label());
+            with_sid.id_token = Some(jwt_of(&serde_json::json!({ "sub": sub, "sid": sid })).into());
+            let d = session_key();
+            store.store(d, with_sid, minute).await.expect("store");
+            assert_eq!(
+                store
+                    .sessions_of(SessionOwner::IdentitySession(sid.clone()))
+                    .await
+                    .expect("sessions_of"),
+                vec![d],
+                "sessions_of must find the sessions of an identity-service session (sid)"
+            );
+            store.remove(d).await.expect("remove");
+            assert_eq!(
+                store
+                    .sessions_of(SessionOwner::IdentitySession(sid))
+                    .await
+                    .expect("sessions_of"),
+                Vec::new(),
+                "sessions_of must not return a removed session"
             );
             store.remove(a).await.expect("remove");
             assert_eq!(

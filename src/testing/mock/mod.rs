@@ -23,7 +23,7 @@ mod oidc;
 mod routes;
 
 pub use api::{MockApiLimits, MockApiUsage};
-pub use oidc::DiscoveryFault;
+pub use oidc::{DiscoveryFault, LogoutTokenFault};
 
 use grants::Grants;
 use routes::*;
@@ -144,6 +144,7 @@ pub struct MockHcssIdentityBuilder {
     api_limits: Option<MockApiLimits>,
     api_jobs: usize,
     post_logout_redirect_uri: Option<String>,
+    backchannel_logout_uri: Option<String>,
 }
 
 impl std::fmt::Debug for MockHcssIdentityBuilder {
@@ -174,6 +175,7 @@ impl Default for MockHcssIdentityBuilder {
             api_limits: None,
             api_jobs: 7,
             post_logout_redirect_uri: None,
+            backchannel_logout_uri: None,
         }
     }
 }
@@ -271,6 +273,15 @@ impl MockHcssIdentityBuilder {
         self
     }
 
+    /// The back-channel logout URI registered for the client, where
+    /// [`MockHcssIdentity::back_channel_logout`] posts logout tokens (also settable once
+    /// started, with [`set_backchannel_logout_uri`](MockHcssIdentity::set_backchannel_logout_uri),
+    /// when the app's address is known only then). Default: none.
+    pub fn backchannel_logout_uri(mut self, uri: impl Into<String>) -> Self {
+        self.backchannel_logout_uri = Some(uri.into());
+        self
+    }
+
     /// The host name in its URLs (default `127.0.0.1`; it always listens on 127.0.0.1).
     /// `localhost` puts it on another site than an app at `127.0.0.1`, as HCSS is, so a
     /// browser applies its cross-site cookie rules on the way back.
@@ -304,6 +315,7 @@ impl MockHcssIdentityBuilder {
             });
         let addr = listener.local_addr().expect("local address");
         let limits = self.api_limits;
+        let backchannel_logout_uri = self.backchannel_logout_uri.clone();
         let state = Arc::new(MockState {
             issuer: format!("http://{}:{}/identity", self.hostname, addr.port()),
             clock: TestClock::new(),
@@ -320,6 +332,8 @@ impl MockHcssIdentityBuilder {
             }),
             signing_key: AtomicUsize::new(0),
             discovery_fault: Mutex::default(),
+            backchannel_logout_uri: Mutex::new(backchannel_logout_uri),
+            next_jti: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/identity/connect/authorize", get(authorize))
@@ -611,6 +625,10 @@ struct MockState {
     /// The signing key in use (counting rotations).
     signing_key: AtomicUsize,
     discovery_fault: Mutex<Option<DiscoveryFault>>,
+    /// Where back-channel logout tokens are posted.
+    backchannel_logout_uri: Mutex<Option<String>>,
+    /// Numbers the logout tokens' `jti`s.
+    next_jti: AtomicUsize,
 }
 
 #[derive(Default)]

@@ -125,3 +125,131 @@ pub(super) async fn jwks(State(state): State<Arc<MockState>>) -> Response {
     }
     Json(json!({ "keys": [current_jwk(&state)] })).into_response()
 }
+
+/// What a logout token from [`MockHcssIdentity::logout_token`] gets wrong, to test that
+/// an app refuses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogoutTokenFault {
+    /// Its `aud` names another client.
+    WrongAudience,
+    /// It carries a `nonce` (a logout token must not).
+    WithNonce,
+    /// Signed with another key than the one its key id names.
+    BadSignature,
+    /// Its `events` lack the back-channel logout event.
+    NoLogoutEvent,
+    /// Issued ten minutes ago (on the mock's clock).
+    Stale,
+}
+
+impl MockHcssIdentity {
+    /// Where [`back_channel_logout`](Self::back_channel_logout) posts logout tokens: the
+    /// app's back-channel logout URI, e.g. `http://127.0.0.1:3000/hcss/backchannel-logout`.
+    pub fn set_backchannel_logout_uri(&self, uri: impl Into<String>) {
+        *lock(&self.state.backchannel_logout_uri) = Some(uri.into());
+    }
+
+    /// The user `subject` signs out at the mock: its own sessions of that user end, and
+    /// a logout token (RS256 with the current key, `sub`, and the `sid` of each of the
+    /// user's sessions here, one token per session; `sub` alone when there is none) is
+    /// posted to the app's back-channel logout URI. Returns the app's status: 200 when
+    /// every token was accepted, else the first other status.
+    ///
+    /// # Panics
+    ///
+    /// If no back-channel logout URI is set, or the app cannot be reached.
+    pub async fn back_channel_logout(&self, subject: &str) -> u16 {
+        let sids: Vec<String> = if subject == self.state.options.subject {
+            lock(&self.state.grants)
+                .sessions
+                .drain()
+                .map(|(sid, _)| sid)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let tokens: Vec<String> = if sids.is_empty() {
+            vec![self.logout_token_for(subject, None, None)]
+        } else {
+            sids.iter()
+                .map(|sid| self.logout_token_for(subject, Some(sid), None))
+                .collect()
+        };
+        let mut status = 200;
+        for token in tokens {
+            let answer = self.post_logout_token(&token).await;
+            if status == 200 {
+                status = answer;
+            }
+        }
+        status
+    }
+
+    /// A logout token for `subject` (with the `sid` of one of its sessions here, if
+    /// any), signed as [`back_channel_logout`](Self::back_channel_logout) signs them, or
+    /// wrong as `fault` says; the test posts it itself (with
+    /// [`post_logout_token`](Self::post_logout_token), or twice to replay it).
+    pub fn logout_token(&self, subject: &str, fault: Option<LogoutTokenFault>) -> String {
+        let sid = (subject == self.state.options.subject)
+            .then(|| lock(&self.state.grants).sessions.keys().next().cloned())
+            .flatten();
+        self.logout_token_for(subject, sid.as_deref(), fault)
+    }
+
+    /// Posts `logout_token` to the app's back-channel logout URI, as a form; returns
+    /// the app's status.
+    ///
+    /// # Panics
+    ///
+    /// If no back-channel logout URI is set, or the app cannot be reached.
+    pub async fn post_logout_token(&self, logout_token: &str) -> u16 {
+        let uri = lock(&self.state.backchannel_logout_uri)
+            .clone()
+            .expect("set the app's back-channel logout URI first");
+        reqwest::Client::new()
+            .post(uri)
+            .form(&[("logout_token", logout_token)])
+            .send()
+            .await
+            .expect("the app answers the back-channel logout")
+            .status()
+            .as_u16()
+    }
+
+    fn logout_token_for(
+        &self,
+        subject: &str,
+        sid: Option<&str>,
+        fault: Option<LogoutTokenFault>,
+    ) -> String {
+        let state = &self.state;
+        let now = state.clock.now();
+        let jti = state.next_jti.fetch_add(1, Ordering::SeqCst);
+        let mut claims = json!({
+            "iss": state.issuer,
+            "aud": state.options.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": format!("mock-logout-{jti}-{}", crate::secret::random_token(8)),
+            "sub": subject,
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = json!(sid);
+        }
+        let mut signing_fault = None;
+        match fault {
+            Some(LogoutTokenFault::WrongAudience) => claims["aud"] = json!("another-client"),
+            Some(LogoutTokenFault::WithNonce) => claims["nonce"] = json!("a-nonce"),
+            Some(LogoutTokenFault::BadSignature) => signing_fault = Some("signature"),
+            Some(LogoutTokenFault::NoLogoutEvent) => claims["events"] = json!({}),
+            Some(LogoutTokenFault::Stale) => {
+                claims["iat"] = json!(now.saturating_sub(600));
+                claims["exp"] = json!(now + 120);
+            }
+            None => {}
+        }
+        sign(state, &claims, signing_fault)
+    }
+}
