@@ -98,6 +98,7 @@ fn api_call(c: &mut Criterion) {
                 b.to_async(&runtime).iter(|| through(caller.clone()))
             });
             runtime.block_on(redis_commands_per_call(&url, caller, through));
+            runtime.block_on(remove_keys(&url));
         }
         None => eprintln!(
             "api_call/hcss_api_redis: skipped (needs --features redis and Redis at \
@@ -113,12 +114,42 @@ async fn redis_caller(mock: &MockHcssIdentity) -> Option<(hcss_auth::HcssCaller,
     let url = std::env::var("HCSS_TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())?;
-    let prefix = format!("hcss-bench:{}:", std::process::id());
+    let prefix = redis_prefix();
     let store = RedisStore::connect(&url).await.ok()?.with_prefix(&prefix);
     let caller = HcssApi::new(&HcssAuth::with_store(config(mock), store)).for_company(COMPANY);
     caller.get(UNITS).send().await.ok()?;
     Some((caller, url))
 }
+
+/// The bench's keys in Redis, removed when it ends.
+#[cfg(feature = "redis")]
+fn redis_prefix() -> String {
+    format!("hcss-bench:{}:", std::process::id())
+}
+
+/// Removes the keys the bench left in Redis (the company's token, the budget's sorted
+/// sets until their TTLs end, the shared cookie key).
+#[cfg(feature = "redis")]
+async fn remove_keys(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", redis_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    eprintln!("api_call/hcss_api_redis: {} keys removed", keys.len());
+}
+
+#[cfg(not(feature = "redis"))]
+async fn remove_keys(_: &str) {}
 
 #[cfg(not(feature = "redis"))]
 async fn redis_caller(_: &MockHcssIdentity) -> Option<(hcss_auth::HcssCaller, String)> {
@@ -126,7 +157,8 @@ async fn redis_caller(_: &MockHcssIdentity) -> Option<(hcss_auth::HcssCaller, St
 }
 
 /// The Redis commands of 1 000 calls, per call, from `INFO commandstats` (commands run
-/// by a script are counted under their own names too: `EVAL` is the round trip).
+/// by a script are counted under their own names too: `EVALSHA` or `EVAL` is the round
+/// trip).
 #[cfg(feature = "redis")]
 async fn redis_commands_per_call<F, Fut>(url: &str, caller: hcss_auth::HcssCaller, through: F)
 where
@@ -135,7 +167,7 @@ where
 {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    // Slots are given back by tasks of their own: let the last ones run.
+    // The last slot is given back on its own a moment after its call: let it go.
     let settle = || tokio::time::sleep(Duration::from_millis(200));
     settle().await;
     let before = command_counts(&mut conn).await;

@@ -24,7 +24,9 @@ use crate::token::{HcssToken, TokenSet};
 /// company.
 ///
 /// Each token is cached in the layer's token store (so instances sharing a `RedisStore`
-/// share it, apart from sessions: it is never ended or revoked as one) and asked for
+/// share it, apart from sessions: it is never ended or revoked as one), and held in
+/// process while it is fresh (so that a call reads no store; a token HCSS refuses with 401
+/// is dropped and read again), and asked for
 /// again before it expires, once however many calls want it at the same moment (and once
 /// across instances, through the store's lock). The asking runs as a task of its own: a
 /// call that is cancelled (its caller dropped, a timeout) stops neither it nor the other
@@ -166,6 +168,9 @@ impl HcssCompanyTokens {
     ) -> Result<HcssToken, CompanyTokenError> {
         let source = company_id.map_or(Source::Own, |id| Source::Company(id.to_owned()));
         let key = source.key();
+        self.shared.company_tokens.remove_if(&key, |_, held| {
+            held.access_token.expose_secret() == rejected.secret()
+        });
         if let Ok(Some(current)) = self.shared.token_store.load(key).await {
             if current.access_token.expose_secret() == rejected.secret() {
                 if let Err(err) = self.shared.token_store.remove(key).await {
@@ -178,7 +183,11 @@ impl HcssCompanyTokens {
 
     async fn get(&self, source: Source) -> Result<HcssToken, CompanyTokenError> {
         let key = source.key();
+        if let Some(tokens) = self.held(key) {
+            return Ok(HcssToken::from_owned(tokens));
+        }
         if let Some(tokens) = self.cached(key).await {
+            self.hold(key, &tokens);
             return Ok(HcssToken::from_owned(tokens));
         }
         // One fetch per company in this process, in a task of its own: the calls that
@@ -197,6 +206,9 @@ impl HcssCompanyTokens {
             Ok(settled) => settled.clone(),
             Err(_) => None,
         };
+        if let Some(Ok(tokens)) = &outcome {
+            self.hold(key, tokens);
+        }
         match outcome {
             Some(outcome) => outcome.map(HcssToken::from_owned),
             // The task ended without an outcome: it panicked.
@@ -231,6 +243,29 @@ impl HcssCompanyTokens {
     fn retry_after(&self, said: Option<Duration>) -> Duration {
         said.unwrap_or(self.shared.config.identity.retry_after)
             .max(Duration::from_secs(1))
+    }
+
+    /// The token this process holds for `key` if it is good beyond the refresh skew (no
+    /// store read: the call path's way).
+    fn held(&self, key: StoreKey) -> Option<TokenSet> {
+        let config = &self.shared.config;
+        let fresh = |tokens: &TokenSet| {
+            freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
+        };
+        let held = self.shared.company_tokens.get(&key)?;
+        if fresh(&held) {
+            return Some(held.clone());
+        }
+        drop(held);
+        self.shared
+            .company_tokens
+            .remove_if(&key, |_, tokens| !fresh(tokens));
+        None
+    }
+
+    /// Holds `tokens` in process for the next calls.
+    fn hold(&self, key: StoreKey, tokens: &TokenSet) {
+        self.shared.company_tokens.insert(key, tokens.clone());
     }
 
     /// The cached token if it is good beyond the refresh skew.
@@ -331,6 +366,7 @@ impl HcssCompanyTokens {
                     Source::Own => "(this app's own)".to_owned(),
                 };
                 tracing::info!(reason = %err, "company token refused: the company has not connected this app");
+                self.shared.company_tokens.remove(&key);
                 if let Err(store) = self.shared.token_store.remove(key).await {
                     tracing::debug!(error = %store, "cached company token not removed");
                 }

@@ -3,6 +3,7 @@
 //! slot given back however the call ends, and the pressure other integrations put on
 //! the company's budget, read from HCSS's `Remaining-Calls` and 429s.
 
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,22 +21,75 @@ use crate::store::{CallAdmission, CallLimits, LocalBudget, StoreKey};
 /// flight on other instances (a slot freed in this process wakes it at once).
 const POLL: Duration = Duration::from_millis(25);
 
-/// The budgets' state in one layer: a gate per company, and the in-process budget for a
-/// store that shares none.
-#[derive(Default)]
+/// How long a slot given back waits, at most, to go to the store with the next call's
+/// admission (one round trip for both) before it goes on its own. Other instances see
+/// it in flight that much longer; this process's next call never waits for it.
+const RELEASE_DELAY: Duration = Duration::from_millis(5);
+
+/// Where the budgets are counted: not known before the store first answers.
+const MODE_UNKNOWN: u8 = 0;
+/// In the store (shared by every instance on it).
+const MODE_STORE: u8 = 1;
+/// In process: the store shares no budget.
+const MODE_LOCAL: u8 = 2;
+
+/// The budgets' state in one layer: a gate per company, the in-process budget for a
+/// store that shares none, and the ids of this layer's calls (unique across instances:
+/// a random id for the layer, then a counter).
 pub(crate) struct Budgets {
     gates: DashMap<StoreKey, Arc<Gate>>,
     local: LocalBudget,
+    mode: AtomicU8,
+    instance: String,
+    calls: AtomicU64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            gates: DashMap::new(),
+            local: LocalBudget::default(),
+            mode: AtomicU8::new(MODE_UNKNOWN),
+            instance: random_token(12),
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Budgets {
+    /// A new call's id: no system call, one allocation.
+    fn call_id(&self) -> String {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n:x}", self.instance)
+    }
+
+    fn gate(&self, key: StoreKey) -> Arc<Gate> {
+        if let Some(gate) = self.gates.get(&key) {
+            return gate.clone();
+        }
+        self.gates.entry(key).or_default().value().clone()
+    }
 }
 
 /// One company, in this process: the turn its waiters take one after another (Tokio's
 /// mutex is fair: first come, first served), a wake-up when one of its slots is freed,
-/// and what HCSS said of the company's other integrations.
+/// the slots given back that the store has not been told of yet, and what HCSS said of
+/// the company's other integrations.
 #[derive(Default)]
 struct Gate {
     turn: tokio::sync::Mutex<()>,
     freed: Notify,
+    released: Mutex<Released>,
     pressure: Mutex<Option<Pressure>>,
+}
+
+/// Slots given back in this process, waiting to go to the store with the next
+/// admission, or on their own after [`RELEASE_DELAY`] (`flushing`: that is on its way).
+#[derive(Default)]
+struct Released {
+    calls: Vec<String>,
+    limits: Option<CallLimits>,
+    flushing: bool,
 }
 
 /// Calls other integrations of the company make in a window, as last seen, until when
@@ -70,8 +124,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A call's slot in its company's budget: given back when dropped, however the call
-/// ended (cancelled included), without making the call wait; a slot that cannot be
-/// given back (no runtime left) comes back when its lease ends.
+/// ended (cancelled included), without making the call wait (with the next admission,
+/// or on its own a moment later); a slot that cannot be given back (no runtime left)
+/// comes back when its lease ends.
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     gate: Arc<Gate>,
@@ -80,8 +135,6 @@ pub(crate) struct Slot {
     limits: CallLimits,
     /// The company's calls in the window when this one was granted, itself included.
     in_window: u32,
-    /// Taken in process (the store shares no budget).
-    local: bool,
     /// When its request went to HCSS, until its answer came back: a call cancelled
     /// meanwhile may still be served by HCSS, so its slot is kept until the request
     /// would have timed out.
@@ -141,34 +194,89 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let call = std::mem::take(&mut self.call);
         // Cancelled while HCSS may still serve it: kept until its request would have
         // timed out, so that HCSS never sees more calls in flight than the budget.
-        let hold = self
-            .sent_at
-            .map(|sent| sent + self.shared.config.identity.http_timeout);
-        if self.local && hold.is_none() {
-            self.shared.budgets.local.release(self.key, &self.call);
-            self.gate.freed.notify_one();
+        let Some(sent) = self.sent_at else {
+            give_back(&self.shared, &self.gate, self.key, vec![call], self.limits);
             return;
-        }
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let shared = self.shared.clone();
-        let gate = self.gate.clone();
-        let local = self.local;
-        let (key, call, limits) = (self.key, std::mem::take(&mut self.call), self.limits);
+        let hold = sent + self.shared.config.identity.http_timeout;
+        let (shared, gate, key, limits) = (
+            self.shared.clone(),
+            self.gate.clone(),
+            self.key,
+            self.limits,
+        );
         runtime.spawn(async move {
-            if let Some(hold) = hold {
-                tokio::time::sleep_until(hold).await;
-            }
-            if local {
-                shared.budgets.local.release(key, &call);
-            } else if let Err(err) = shared.token_store.release_call(key, call, limits).await {
-                tracing::debug!(error = %err, "API call slot not given back; its lease ends by itself");
-            }
-            gate.freed.notify_one();
+            tokio::time::sleep_until(hold).await;
+            give_back(&shared, &gate, key, vec![call], limits);
         });
+    }
+}
+
+/// Gives back the slots of `calls`: they go to the store with the company's next
+/// admission in this process, or on their own after [`RELEASE_DELAY`]; a waiter of this
+/// process is woken at once.
+fn give_back(
+    shared: &Arc<Shared>,
+    gate: &Arc<Gate>,
+    key: StoreKey,
+    mut calls: Vec<String>,
+    limits: CallLimits,
+) {
+    {
+        let mut released = lock(&gate.released);
+        released.calls.append(&mut calls);
+        released.limits = Some(limits);
+        if !released.flushing {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                released.flushing = true;
+                runtime.spawn(flush(shared.clone(), gate.clone(), key));
+            }
+        }
+    }
+    gate.freed.notify_one();
+}
+
+/// Tells the store of the slots given back that no admission took along.
+async fn flush(shared: Arc<Shared>, gate: Arc<Gate>, key: StoreKey) {
+    tokio::time::sleep(RELEASE_DELAY).await;
+    let (calls, limits) = {
+        let mut released = lock(&gate.released);
+        released.flushing = false;
+        (std::mem::take(&mut released.calls), released.limits)
+    };
+    let Some(limits) = limits.filter(|_| !calls.is_empty()) else {
+        return;
+    };
+    if shared.budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
+        shared.budgets.local.release(key, &calls);
+    } else if let Err(err) = shared.token_store.release_calls(key, calls, limits).await {
+        tracing::debug!(error = %err, "API call slots not given back; their leases end by themselves");
+    }
+}
+
+/// An admission on its way to the store: if it is cancelled (or fails) before the
+/// store's answer, the call's slot may have been taken and the slots it carried may not
+/// have been given back: all go back to be given back again (giving back a slot never
+/// taken is harmless).
+struct Asking<'a> {
+    shared: &'a Arc<Shared>,
+    gate: &'a Arc<Gate>,
+    key: StoreKey,
+    limits: CallLimits,
+    calls: Option<Vec<String>>,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if let Some(calls) = self.calls.take() {
+            give_back(self.shared, self.gate, self.key, calls, self.limits);
+        }
     }
 }
 
@@ -180,7 +288,8 @@ pub(crate) async fn acquire(
     deadline: Instant,
 ) -> Result<Slot, HcssApiError> {
     let key = StoreKey::of_api_budget(company);
-    let gate = shared.budgets.gates.entry(key).or_default().value().clone();
+    let budgets = &shared.budgets;
+    let gate = budgets.gate(key);
     let busy = |retry_after: Duration| HcssApiError::Busy {
         retry_after: retry_after.max(Duration::from_secs(1)),
     };
@@ -195,22 +304,40 @@ pub(crate) async fn acquire(
     let lease = shared.config.identity.http_timeout * 2 + Duration::from_secs(1);
     loop {
         let limits = gate.limits(&shared.config.api, lease);
-        let call = random_token(12);
-        let (admission, local) = match shared
-            .token_store
-            .acquire_call(key, call.clone(), limits)
-            .await
-        {
-            Ok(admission) => (admission, false),
-            Err(StoreError::Unsupported(_)) => (
-                shared.budgets.local.acquire(key, call.clone(), limits),
-                true,
-            ),
-            Err(err) => {
-                return Err(HcssApiError::Unavailable {
-                    reason: err.to_string(),
-                    retry_after: shared.config.identity.retry_after,
-                })
+        let call = budgets.call_id();
+        let released = std::mem::take(&mut lock(&gate.released).calls);
+        let admission = if budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
+            budgets.local.acquire(key, call.clone(), &released, limits)
+        } else {
+            let mut asking = Asking {
+                shared,
+                gate: &gate,
+                key,
+                limits,
+                calls: Some(released.iter().cloned().chain([call.clone()]).collect()),
+            };
+            match shared
+                .token_store
+                .acquire_call(key, call.clone(), released, limits)
+                .await
+            {
+                Ok(admission) => {
+                    asking.calls = None;
+                    budgets.mode.store(MODE_STORE, Ordering::Relaxed);
+                    admission
+                }
+                Err(StoreError::Unsupported(_)) => {
+                    // Counted in process from now on; the slots carried are given back
+                    // there (`asking`, dropped).
+                    budgets.mode.store(MODE_LOCAL, Ordering::Relaxed);
+                    continue;
+                }
+                Err(err) => {
+                    return Err(HcssApiError::Unavailable {
+                        reason: err.to_string(),
+                        retry_after: shared.config.identity.retry_after,
+                    })
+                }
             }
         };
         let now = Instant::now();
@@ -223,7 +350,6 @@ pub(crate) async fn acquire(
                     call,
                     limits,
                     in_window,
-                    local,
                     sent_at: None,
                 })
             }

@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     /// The company-token fetch in flight per company, within this process, watched by
     /// every call that waits for it.
     pub(crate) company_turns: DashMap<StoreKey, CompanyFlight>,
+    /// The company tokens this process holds, as the store holds them, kept while fresh
+    /// so that a call does not read the store for its token: dropped when HCSS refuses
+    /// one (401, `invalid_grant`) or it nears its end.
+    pub(crate) company_tokens: DashMap<StoreKey, TokenSet>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -73,6 +77,7 @@ impl Shared {
             told_no_refresh_token: std::sync::atomic::AtomicBool::new(false),
             hooks,
             company_turns: DashMap::new(),
+            company_tokens: DashMap::new(),
             flights: DashMap::new(),
             pending: Pending::default(),
             refresher: crate::secret::random_token(16),

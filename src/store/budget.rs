@@ -73,6 +73,16 @@ struct Calls {
     window: HashMap<String, Instant>,
 }
 
+impl Calls {
+    fn release(&mut self, call: &str, now: Instant) {
+        self.flying.remove(call);
+        // The window counts the call from its end: HCSS saw it at some moment before.
+        if let Some(at) = self.window.get_mut(call) {
+            *at = now;
+        }
+    }
+}
+
 /// The budgets of the companies one process calls for, on Tokio's clock (so a test with
 /// a paused clock moves them too). What `MemoryStore` keeps, and what the layer keeps for
 /// a store that shares no budget.
@@ -82,10 +92,20 @@ pub(crate) struct LocalBudget {
 }
 
 impl LocalBudget {
-    pub(crate) fn acquire(&self, key: StoreKey, call: String, limits: CallLimits) -> CallAdmission {
+    /// Gives back the slots of `released`, then takes one for `call` if `limits` allow.
+    pub(crate) fn acquire(
+        &self,
+        key: StoreKey,
+        call: String,
+        released: &[String],
+        limits: CallLimits,
+    ) -> CallAdmission {
         let now = Instant::now();
         let entry = self.companies.entry(key).or_default();
         let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
+        for call in released {
+            calls.release(call, now);
+        }
         calls.flying.retain(|_, end| *end > now);
         // A call leaves the window once it is older than the window, strictly.
         calls.window.retain(|_, at| *at + limits.window > now);
@@ -109,16 +129,14 @@ impl LocalBudget {
         }
     }
 
-    pub(crate) fn release(&self, key: StoreKey, call: &str) {
+    pub(crate) fn release(&self, key: StoreKey, released: &[String]) {
         let now = Instant::now();
         let Some(entry) = self.companies.get(&key) else {
             return;
         };
         let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
-        calls.flying.remove(call);
-        // The window counts the call from its end: HCSS saw it at some moment before.
-        if let Some(at) = calls.window.get_mut(call) {
-            *at = now;
+        for call in released {
+            calls.release(call, now);
         }
     }
 
@@ -154,34 +172,34 @@ mod tests {
         let budget = LocalBudget::default();
         let key = StoreKey::random_of(KeyKind::ApiBudget);
         let granted = |a| matches!(a, CallAdmission::Granted { .. });
-        assert!(granted(budget.acquire(key, "a".into(), limits())));
-        assert!(granted(budget.acquire(key, "b".into(), limits())));
+        assert!(granted(budget.acquire(key, "a".into(), &[], limits())));
+        assert!(granted(budget.acquire(key, "b".into(), &[], limits())));
         assert_eq!(
-            budget.acquire(key, "c".into(), limits()),
+            budget.acquire(key, "c".into(), &[], limits()),
             CallAdmission::InFlightFull {
                 retry_in: Duration::from_secs(10)
             }
         );
-        budget.release(key, "a");
+        budget.release(key, &["a".into()]);
         assert_eq!(
-            budget.acquire(key, "c".into(), limits()),
+            budget.acquire(key, "c".into(), &[], limits()),
             CallAdmission::Granted { in_window: 3 }
         );
-        budget.release(key, "c");
+        budget.release(key, &["c".into()]);
         // Three in the window: full until the first of them is a minute old.
         assert!(matches!(
-            budget.acquire(key, "d".into(), limits()),
+            budget.acquire(key, "d".into(), &[], limits()),
             CallAdmission::WindowFull { .. }
         ));
         // "b" is never released: its lease ends after 10 s, yet it stays in the window.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(matches!(
-            budget.acquire(key, "d".into(), limits()),
+            budget.acquire(key, "d".into(), &[], limits()),
             CallAdmission::WindowFull { .. }
         ));
         tokio::time::advance(Duration::from_secs(50)).await;
-        assert!(granted(budget.acquire(key, "d".into(), limits())));
-        budget.release(key, "d");
+        assert!(granted(budget.acquire(key, "d".into(), &[], limits())));
+        budget.release(key, &["d".into()]);
         tokio::time::advance(Duration::from_secs(61)).await;
         budget.sweep(Duration::from_secs(60));
         assert!(budget.companies.is_empty(), "an idle company is kept");

@@ -40,7 +40,7 @@ use super::{CallAdmission, CallLimits, StoreError, StoreFuture, StoreKey};
 ///
 /// HCSS limits each company's calls to its APIs (100 a minute, 20 at once, counted
 /// across every client). [`HcssApi`](crate::HcssApi) keeps every instance within them
-/// through [`acquire_call`](Self::acquire_call) and [`release_call`](Self::release_call)
+/// through [`acquire_call`](Self::acquire_call) and [`release_calls`](Self::release_calls)
 /// on a key of kind [`KeyKind::ApiBudget`](super::KeyKind::ApiBudget). A store that one
 /// process uses keeps the defaults, and the layer counts in process.
 ///
@@ -92,10 +92,14 @@ pub trait Coordination: Send + Sync + 'static {
     /// Takes a slot for the call `call` in the budget `budget` if `limits` allow one:
     /// fewer than `limits.in_flight` calls hold a slot whose lease has not ended, and fewer
     /// than `limits.per_window` calls are in the rolling `limits.window`. Granted, the call
-    /// holds a slot leased for `limits.lease` and counts in the window from now. Atomic:
-    /// of any number of concurrent calls, no more are granted than the limits allow (one
-    /// round trip: `RedisStore` runs one script, on Redis's clock). A call leaves the
-    /// window once it is older than the window, strictly.
+    /// holds a slot leased for `limits.lease` and counts in the window from now. A call
+    /// leaves the window once it is older than the window, strictly.
+    ///
+    /// First, whatever the answer, the slots of the calls `released` are given back as
+    /// [`release_calls`](Self::release_calls) does: the calls that ended since this
+    /// process last asked, so that giving a slot back costs no round trip of its own.
+    /// Atomic: of any number of concurrent calls, no more are granted than the limits
+    /// allow (one round trip: `RedisStore` runs one script, on Redis's clock).
     ///
     /// The default, for a store that one process uses, is
     /// [`StoreError::Unsupported`]: the layer then counts in process.
@@ -103,22 +107,24 @@ pub trait Coordination: Send + Sync + 'static {
         &self,
         budget: StoreKey,
         call: String,
+        released: Vec<String>,
         limits: CallLimits,
     ) -> StoreFuture<'_, CallAdmission> {
-        let _ = (budget, call, limits);
+        let _ = (budget, call, released, limits);
         Box::pin(async { Err(StoreError::Unsupported("no shared call budget".into())) })
     }
 
-    /// Gives back the slot of the call `call` (releasing one that is gone is not an
-    /// error), and counts the call in the window from now, when it ended, rather than from
-    /// when it started: HCSS saw it at some moment in between. Atomic.
-    fn release_call(
+    /// Gives back the slots of the calls `calls` (releasing one that is gone, or was never
+    /// granted, is not an error), and counts each call still in the window from now, when
+    /// it ended, rather than from when it started: HCSS saw it at some moment in between.
+    /// Atomic.
+    fn release_calls(
         &self,
         budget: StoreKey,
-        call: String,
+        calls: Vec<String>,
         limits: CallLimits,
     ) -> StoreFuture<'_, ()> {
-        let _ = (budget, call, limits);
+        let _ = (budget, calls, limits);
         Box::pin(async { Err(StoreError::Unsupported("no shared call budget".into())) })
     }
 }

@@ -294,9 +294,10 @@ impl Coordination for MemoryStore {
         &self,
         budget: StoreKey,
         call: String,
+        released: Vec<String>,
         limits: super::CallLimits,
     ) -> StoreFuture<'_, super::CallAdmission> {
-        let admission = self.inner.budget.acquire(budget, call, limits);
+        let admission = self.inner.budget.acquire(budget, call, &released, limits);
         if matches!(admission, super::CallAdmission::Granted { .. })
             && self.inner.budget.companies() > 1024
         {
@@ -305,14 +306,14 @@ impl Coordination for MemoryStore {
         Box::pin(async move { Ok(admission) })
     }
 
-    fn release_call(
+    fn release_calls(
         &self,
         budget: StoreKey,
-        call: String,
+        calls: Vec<String>,
         limits: super::CallLimits,
     ) -> StoreFuture<'_, ()> {
         let _ = limits;
-        self.inner.budget.release(budget, &call);
+        self.inner.budget.release(budget, &calls);
         Box::pin(async { Ok(()) })
     }
 }

@@ -13,16 +13,24 @@ use super::{
     StateStore, StoreError, StoreFuture, StoreKey, TokenSet, TokenStore,
 };
 
-/// Releases a lock only for the owner that took it.
-/// Takes a slot in a company's call budget (`KEYS[1]`: the leases in flight, a sorted set
-/// scored by when each ends; `KEYS[2]`: the calls of the window, scored by when each
-/// started or ended), on Redis's clock in milliseconds. `ARGV`: call id, in flight at
-/// most, per window at most, window ms, lease ms. Answers `{0, in_window}` granted,
+/// Gives back the slots of the calls that ended (`ARGV[6..]`), then takes a slot in a
+/// company's call budget (`KEYS[1]`: the leases in flight, a sorted set scored by when
+/// each ends; `KEYS[2]`: the calls of the window, scored by when each started or ended),
+/// on Redis's clock in milliseconds. `ARGV`: call id, in flight at most, per window at
+/// most, window ms, lease ms, then the calls released. Answers `{0, in_window}` granted,
 /// `{1, ms}` window full, `{2, ms}` in flight full.
-const ACQUIRE_CALL: &str = r"local t = redis.call('TIME')
+static ACQUIRE_CALL: Script = Script::new(
+    r"local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[4])
 local lease = tonumber(ARGV[5])
+if #ARGV > 5 then
+  for i = 6, #ARGV do
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZADD', KEYS[2], 'XX', now, ARGV[i])
+  end
+  redis.call('PEXPIRE', KEYS[2], math.max(window, lease) + 1000)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - window))
 local in_window = redis.call('ZCARD', KEYS[2])
@@ -38,18 +46,43 @@ redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], lease + 1000)
 redis.call('PEXPIRE', KEYS[2], math.max(window, lease) + 1000)
-return {0, in_window + 1}";
+return {0, in_window + 1}",
+);
 
-/// Gives back a call's slot and counts it in the window from now. `ARGV`: call id, the
-/// window's key TTL in ms.
-const RELEASE_CALL: &str = r"local t = redis.call('TIME')
+/// Gives back calls' slots and counts each in the window from now. `ARGV`: the window's
+/// key TTL in ms, then the call ids.
+static RELEASE_CALLS: Script = Script::new(
+    r"local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('ZADD', KEYS[2], 'XX', 'CH', now, ARGV[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local changed = 0
+for i = 2, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  changed = changed + redis.call('ZADD', KEYS[2], 'XX', 'CH', now, ARGV[i])
 end
-return 1";
+if changed > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return 1",
+);
 
+/// A Lua script run by its SHA-1 (`EVALSHA`: the script's text crosses the network once
+/// per server, not with every call), the digest asked of Redis (`SCRIPT LOAD`) the first
+/// time, the text sent again (`EVAL`, which loads it) where Redis does not know it.
+struct Script {
+    source: &'static str,
+    sha: std::sync::OnceLock<String>,
+}
+
+impl Script {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// Releases a lock only for the owner that took it.
 const UNLOCK: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 else
@@ -163,6 +196,38 @@ impl Connection {
         match self {
             Connection::Single(conn) => cmd.query_async(&mut conn.clone()).await,
             Connection::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// Runs `script` with `keys` and `args`: `EVALSHA`, or `EVAL` where Redis does not
+    /// hold the script (a restart, `SCRIPT FLUSH`, another node of a cluster).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        with: impl Fn(&mut redis::Cmd),
+    ) -> Result<T, StoreError> {
+        let sha = match script.sha.get() {
+            Some(sha) => sha.clone(),
+            None => {
+                let sha: String = self
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(script.source))
+                    .await?;
+                script.sha.get_or_init(|| sha).clone()
+            }
+        };
+        let mut by_sha = redis::cmd("EVALSHA");
+        by_sha.arg(&sha);
+        with(&mut by_sha);
+        match self.query_redis(&by_sha).await {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let mut by_text = redis::cmd("EVAL");
+                by_text.arg(script.source);
+                with(&mut by_text);
+                self.query(&by_text).await
+            }
+            answer => answer.map_err(unavailable),
         }
     }
 
@@ -693,22 +758,21 @@ impl Coordination for RedisStore {
         &self,
         budget: StoreKey,
         call: String,
+        released: Vec<String>,
         limits: CallLimits,
     ) -> StoreFuture<'_, CallAdmission> {
         let (flying, window) = self.budget_keys(budget);
         Box::pin(async move {
-            let mut acquire = redis::cmd("EVAL");
-            acquire
-                .arg(ACQUIRE_CALL)
-                .arg(2)
-                .arg(flying)
-                .arg(window)
-                .arg(call)
-                .arg(limits.in_flight)
-                .arg(limits.per_window)
-                .arg(millis(limits.window))
-                .arg(millis(limits.lease));
-            let (verdict, value): (i64, i64) = self.conn.query(&acquire).await?;
+            let (in_flight, per_window) = (limits.in_flight, limits.per_window);
+            let (window_ms, lease_ms) = (millis(limits.window), millis(limits.lease));
+            let (verdict, value): (i64, i64) = self
+                .conn
+                .eval(&ACQUIRE_CALL, |cmd| {
+                    cmd.arg(2).arg(&flying).arg(&window);
+                    cmd.arg(&call).arg(in_flight).arg(per_window);
+                    cmd.arg(window_ms).arg(lease_ms).arg(&released);
+                })
+                .await?;
             let ms = Duration::from_millis(u64::try_from(value).unwrap_or(0));
             Ok(match verdict {
                 0 => CallAdmission::Granted {
@@ -720,24 +784,24 @@ impl Coordination for RedisStore {
         })
     }
 
-    fn release_call(
+    fn release_calls(
         &self,
         budget: StoreKey,
-        call: String,
+        calls: Vec<String>,
         limits: CallLimits,
     ) -> StoreFuture<'_, ()> {
         let (flying, window) = self.budget_keys(budget);
         let ttl = millis(limits.window.max(limits.lease)) + 1000;
         Box::pin(async move {
-            let mut release = redis::cmd("EVAL");
-            release
-                .arg(RELEASE_CALL)
-                .arg(2)
-                .arg(flying)
-                .arg(window)
-                .arg(call)
-                .arg(ttl);
-            self.conn.query::<i64>(&release).await.map(drop)
+            if calls.is_empty() {
+                return Ok(());
+            }
+            self.conn
+                .eval::<i64>(&RELEASE_CALLS, |cmd| {
+                    cmd.arg(2).arg(&flying).arg(&window).arg(ttl).arg(&calls);
+                })
+                .await
+                .map(drop)
         })
     }
 

@@ -40,6 +40,8 @@ pub struct FaultyStore<S> {
     refuse_reads: Arc<AtomicBool>,
     lose_replies: Arc<AtomicUsize>,
     unreadable: Arc<Mutex<HashSet<StoreKey>>>,
+    stall_admissions: Arc<AtomicBool>,
+    stalled: Arc<tokio::sync::Notify>,
 }
 
 impl<S> FaultyStore<S> {
@@ -51,6 +53,8 @@ impl<S> FaultyStore<S> {
             refuse_reads: Arc::default(),
             lose_replies: Arc::default(),
             unreadable: Arc::default(),
+            stall_admissions: Arc::default(),
+            stalled: Arc::default(),
         }
     }
 
@@ -82,6 +86,21 @@ impl<S> FaultyStore<S> {
     /// applied (their answers lost) and the ones after them refused.
     pub fn lose_next_replies(&self, count: usize) {
         self.lose_replies.store(count, Ordering::SeqCst);
+    }
+
+    /// While on, a call's admission to its company's budget
+    /// ([`Coordination::acquire_call`]) is carried out by the inner store, but its answer
+    /// never comes back, as when Redis ran the script and the reply is still on its way:
+    /// the caller waits until it is cancelled.
+    pub fn stall_call_admissions(&self, on: bool) {
+        self.stall_admissions.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits until an admission stalled by
+    /// [`stall_call_admissions`](Self::stall_call_admissions) was carried out (one that
+    /// was before this call counts).
+    pub async fn admission_stalled(&self) {
+        self.stalled.notified().await;
     }
 
     /// `write`, applied, then its answer lost while replies are to be lost.
@@ -198,7 +217,8 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
 }
 
 /// Locks and shared secrets pass through, unless reads are refused (the instance is cut
-/// off from the store).
+/// off from the store); a call's admission to its company's budget stalls after it is
+/// taken while [`stall_call_admissions`](FaultyStore::stall_call_admissions) is on.
 impl<S: Coordination> Coordination for FaultyStore<S> {
     fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
         if self.refuse_reads.load(Ordering::SeqCst) {
@@ -230,17 +250,27 @@ impl<S: Coordination> Coordination for FaultyStore<S> {
         &self,
         budget: StoreKey,
         call: String,
+        released: Vec<String>,
         limits: crate::store::CallLimits,
     ) -> StoreFuture<'_, crate::store::CallAdmission> {
-        self.inner.acquire_call(budget, call, limits)
+        let admission = self.inner.acquire_call(budget, call, released, limits);
+        if !self.stall_admissions.load(Ordering::SeqCst) {
+            return admission;
+        }
+        Box::pin(async move {
+            // Taken (or not) in the store, then the answer never comes back.
+            let _taken = admission.await;
+            self.stalled.notify_one();
+            std::future::pending().await
+        })
     }
 
-    fn release_call(
+    fn release_calls(
         &self,
         budget: StoreKey,
-        call: String,
+        calls: Vec<String>,
         limits: crate::store::CallLimits,
     ) -> StoreFuture<'_, ()> {
-        self.inner.release_call(budget, call, limits)
+        self.inner.release_calls(budget, calls, limits)
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use hcss_auth::testing::{seed_session, MockApiLimits, MockHcssIdentity};
+use hcss_auth::testing::{seed_session, FaultyStore, MockApiLimits, MockHcssIdentity};
 use hcss_auth::{HcssApi, HcssApiError, HcssAuth, HcssConfigBuilder, HcssSession, TokenStore};
 use tower::ServiceExt;
 
@@ -387,4 +387,43 @@ async fn cancelled_calls_give_their_slots_back_long_before_their_leases_end() {
     let usage = mock.api_usage(COMPANY);
     assert_eq!(usage.throttled, 0, "{usage:?}");
     assert!(usage.max_in_flight <= 5, "{usage:?}");
+}
+
+/// A call cancelled while the store takes its slot (the store took it, its answer is on
+/// its way back) leaves no slot behind: the slot is given back with the next admission,
+/// not when its lease ends (21 s here, past the next call's maximum wait of 5 s).
+#[tokio::test(start_paused = true)]
+async fn a_call_cancelled_while_its_slot_is_taken_leaves_no_slot_behind() {
+    let mock = MockHcssIdentity::start().await;
+    let store = FaultyStore::new(hcss_auth::MemoryStore::new());
+    let config = config(&mock, |b| {
+        b.api_concurrency(1)
+            .api_max_wait(Duration::from_secs(5))
+            .http_timeout(Duration::from_secs(10))
+    });
+    let api = HcssApi::new(&HcssAuth::with_store(config, store.clone()));
+    // The company's token first: the call below is cancelled at its admission.
+    api.for_company(COMPANY).get(UNITS).send().await.unwrap();
+
+    store.stall_call_admissions(true);
+    let cancelled = tokio::spawn({
+        let api = api.clone();
+        async move { api.for_company(COMPANY).get(UNITS).send().await }
+    });
+    store.admission_stalled().await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    store.stall_call_admissions(false);
+
+    let started = tokio::time::Instant::now();
+    let answer = api.for_company(COMPANY).get(UNITS).send().await;
+    assert_eq!(
+        answer.expect("the cancelled call kept its slot").status(),
+        200
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }

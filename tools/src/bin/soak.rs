@@ -46,6 +46,17 @@
 //! load by a few seconds. One cycle takes 45.5 s with `--own-redis` (every window once), 27 s
 //! without.
 //!
+//! # HCSS API calls
+//!
+//! Beside the sessions' loops, `API_LOOPS` loops call the mock's HCSS API through each
+//! instance's `HcssApi` as the signed-in user (`GET /api` of a session, in turn), the
+//! mock's API limited as HCSS limits it (100 calls a minute, 20 at once, per company: all
+//! the sessions' users are of one company), each call waiting for the budget 2 s at most.
+//! Every fault window applies to them too. A call the client answers 401 for a session
+//! still signed in at the end is a call lost to a 401 that a refresh could fix: the soak
+//! fails if there is one. The figures: calls, 200s, Busy (503), 401s, the mock's 429s
+//! and the most calls it saw in flight.
+//!
 //! The figures: requests by answer, the mock's refreshes and detected reuse, sessions
 //! lost, counts by kind of window, the windows with 401s or reuse, how late the runtime
 //! woke a timer (a saturated CPU shows there first), and where the lost sessions first
@@ -71,8 +82,10 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use hcss_auth::testing::{FaultyStore, MockHcssIdentity, TokenFault};
-use hcss_auth::{HcssAuth, HcssConfig, HcssToken, MemoryStore, StateStore, TokenStore};
+use hcss_auth::testing::{FaultyStore, MockApiLimits, MockHcssIdentity, TokenFault};
+use hcss_auth::{
+    HcssApi, HcssAuth, HcssConfig, HcssSession, HcssToken, MemoryStore, StateStore, TokenStore,
+};
 use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
@@ -135,6 +148,15 @@ const LAG_STALL: Duration = Duration::from_millis(100);
 /// The lines of a list (windows with 401s or reuse, groups of lost sessions) printed at
 /// most, the first ones.
 const SHOWN_LINES: usize = 30;
+/// Loops calling the HCSS API through the app (`GET /api`), and the pause between two
+/// calls of one loop: 8 calls a second in all, past the budget of 100 a minute, so that
+/// the budget's waits and refusals are exercised too.
+const API_LOOPS: usize = 4;
+const API_PAUSE: Duration = Duration::from_millis(500);
+/// How long an API call waits for the company's budget at most.
+const API_MAX_WAIT: Duration = Duration::from_secs(2);
+/// The `CompanyId` of the mock's users (its default).
+const MOCK_COMPANY: &str = "a1c3e5f7-0000-4000-8000-00000000c0de";
 /// The session cookie of an app served over plain http on loopback.
 const SESSION_COOKIE: &str = "hcss-session";
 
@@ -790,11 +812,31 @@ async fn whoami(_token: HcssToken) -> &'static str {
     "ok"
 }
 
+/// `GET /api`: the business units as the signed-in user through `HcssApi`: 200, or the
+/// client's error as it maps it (503 `Busy`/`Unavailable`, 401 `login_required`).
+async fn api_call(
+    axum::extract::State(api): axum::extract::State<HcssApi>,
+    session: HcssSession,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match api
+        .as_user(&session)
+        .get("/heavyjob/api/v1/businessUnits")
+        .send()
+        .await
+    {
+        Ok(response) => response.status().into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
 fn app_config(mock: &MockHcssIdentity, url: &str) -> Result<HcssConfig, hcss_auth::ConfigError> {
     mock.config_builder(&format!("{url}/hcss/callback"))
         .scopes(["heavyjob:read", "offline_access"])
         .http_timeout(HTTP_TIMEOUT)
         .retry_after(Duration::from_secs(1))
+        .api_url(mock.api_url())
+        .api_max_wait(API_MAX_WAIT)
         .build()
 }
 
@@ -806,7 +848,11 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let auth = HcssAuth::with_store(app_config(mock, &url)?, store);
-    let app = Router::new().route("/whoami", get(whoami)).layer(auth);
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/api", get(api_call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             eprintln!("soak: an app instance stopped: {err}");
@@ -1068,6 +1114,62 @@ struct Load {
     first_401: Mutex<Vec<Option<Loss>>>,
     /// Set when a fault window failed: the loops stop before the deadline.
     stopped: AtomicBool,
+    api: ApiTally,
+}
+
+/// The API calls' answers, and the 401s per session.
+struct ApiTally {
+    calls: AtomicU64,
+    ok: AtomicU64,
+    unavailable: AtomicU64,
+    unauthorized: AtomicU64,
+    other: AtomicU64,
+    unauthorized_by_session: Vec<AtomicU64>,
+}
+
+impl ApiTally {
+    fn new(sessions: usize) -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+            unauthorized_by_session: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// One loop of API calls until the deadline: the sessions in turn (loop `task` takes
+/// every `API_LOOPS`th), the instances in turn.
+async fn api_worker(load: Arc<Load>, task: usize) {
+    let sessions = load.cookies.len();
+    let mut turn = task;
+    let mut rng = ((task + 1) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    tokio::time::sleep(jittered(API_PAUSE, &mut rng) / 2).await;
+    while Instant::now() < load.deadline && !load.stopped.load(Ordering::SeqCst) {
+        let (session, instance) = (turn % sessions, turn % load.apps.len());
+        turn += API_LOOPS;
+        let sent = load
+            .client
+            .get(format!("{}/api", load.apps[instance]))
+            .header(COOKIE, &load.cookies[session])
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await;
+        let t = &load.api;
+        bump(&t.calls);
+        match sent.map(|response| response.status()) {
+            Ok(StatusCode::OK) => bump(&t.ok),
+            Ok(StatusCode::SERVICE_UNAVAILABLE) => bump(&t.unavailable),
+            Ok(StatusCode::UNAUTHORIZED) => {
+                bump(&t.unauthorized);
+                bump(&t.unauthorized_by_session[session]);
+            }
+            _ => bump(&t.other),
+        }
+        tokio::time::sleep(jittered(API_PAUSE, &mut rng)).await;
+    }
 }
 
 fn xorshift(state: &mut u64) -> u64 {
@@ -1298,6 +1400,7 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
     let mock = Arc::new(
         MockHcssIdentity::builder()
             .access_token_lifetime(ACCESS_TOKEN_LIFETIME)
+            .api_limits(MockApiLimits::hcss())
             .start()
             .await,
     );
@@ -1341,6 +1444,7 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         total: Tally::default(),
         first_401: Mutex::new(vec![None; args.sessions]),
         stopped: AtomicBool::new(false),
+        api: ApiTally::new(args.sessions),
     });
     let faults = Faults {
         mock: mock.clone(),
@@ -1354,6 +1458,9 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         for task in 0..TASKS_PER_SESSION {
             workers.spawn(worker(load.clone(), session, task));
         }
+    }
+    for task in 0..API_LOOPS {
+        workers.spawn(api_worker(load.clone(), task));
     }
     while let Some(joined) = workers.join_next().await {
         joined?;
@@ -1374,6 +1481,7 @@ async fn run(args: &Args, prefix: &str) -> Result<i32, Box<dyn Error>> {
         lag: &lag,
         since_sign_in: mock.counts().refreshes - at_start.refreshes,
         mock: mock.counts(),
+        api_usage: mock.api_usage(MOCK_COMPANY),
         redis: own_redis.as_deref(),
         windows: &windows,
         finals: &finals,
@@ -1396,6 +1504,7 @@ struct Report<'a> {
     /// Refreshes at the mock since the sessions signed in.
     since_sign_in: usize,
     mock: hcss_auth::testing::MockCounts,
+    api_usage: hcss_auth::testing::MockApiUsage,
     redis: Option<&'a OwnRedis>,
     windows: &'a [Window],
     finals: &'a [Vec<String>],
@@ -1426,17 +1535,43 @@ impl Report<'_> {
         if !lost.is_empty() {
             report_lost(&lost, &losses, self.finals, self.windows);
         }
-        let failed = !lost.is_empty() || self.mock.reuse_detected > 0;
+        // A 401 for a session still signed in at the end: a refresh could have fixed it.
+        let api_lost: u64 = (0..self.args.sessions)
+            .filter(|i| !lost.contains(i))
+            .map(|i| read(&self.load.api.unauthorized_by_session[i]))
+            .sum();
+        self.api_totals(api_lost);
+        let failed = !lost.is_empty() || self.mock.reuse_detected > 0 || api_lost > 0;
         println!();
         println!(
             "{}",
             if failed {
-                "FAIL: sessions were lost or a refresh token was reused"
+                "FAIL: sessions were lost, a refresh token was reused, or API calls were lost to a 401"
             } else {
-                "PASS: every session still signed in, no refresh token reused"
+                "PASS: every session still signed in, no refresh token reused, no API call lost to a 401"
             }
         );
         i32::from(failed)
+    }
+
+    fn api_totals(&self, lost: u64) {
+        let t = &self.load.api;
+        let usage = self.api_usage;
+        println!();
+        println!(
+            "  API calls through HcssApi  {} ({API_LOOPS} loops, {} ms apart; the mock limits the company to 100 a minute, 20 at once)",
+            read(&t.calls),
+            millis(API_PAUSE)
+        );
+        println!("    200                    {}", read(&t.ok));
+        println!("    503 (Busy/Unavailable) {}", read(&t.unavailable));
+        println!("    401                    {}", read(&t.unauthorized));
+        println!("    other                  {}", read(&t.other));
+        println!("    lost to a 401 a refresh could fix: {lost}");
+        println!(
+            "  mock API                 {} calls, {} answered 429, at most {} in flight, at most {} in a window",
+            usage.calls, usage.throttled, usage.max_in_flight, usage.max_in_window
+        );
     }
 
     fn totals(&self, lost: usize) {
