@@ -8,6 +8,7 @@
 mod common;
 
 mod adversary_18;
+mod adversary_20;
 mod api;
 mod backchannel;
 mod claims;
