@@ -153,7 +153,7 @@ impl Slot {
     }
 
     /// What HCSS said of the company's budget with this call's answer: `remaining` calls
-    /// left in its window (`Some(0)` for a 429). Calls HCSS counted beyond ours are other
+    /// left in its window (as its `Remaining-Calls` says; a 429 without it says nothing of the window). Calls HCSS counted beyond ours are other
     /// integrations': the next calls leave them their share for a window.
     ///
     /// Each answer gives a floor of the others' share, not its value: this process

@@ -259,17 +259,20 @@ impl HcssApiRequest {
         self
     }
 
-    /// Whether a request that failed may be sent again: its method is idempotent.
-    fn idempotent(&self) -> bool {
-        matches!(
-            self.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        )
+    /// Whether a request that failed may be sent again: its method is idempotent and it
+    /// has no body. A body HCSS may have processed is never sent twice (not even a
+    /// `PUT`'s: not every endpoint makes it safe to replay).
+    fn resendable(&self) -> bool {
+        self.body.is_none()
+            && matches!(
+                self.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
+            )
     }
 
     /// Sends the request: through the company's budget, with a refresh on 401, waits on
@@ -319,17 +322,32 @@ impl HcssApiRequest {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    response.bytes().await.map(|body| (status, headers, body))
+                    read_capped(response, config.api.max_response_bytes)
+                        .await
+                        .map(|body| (status, headers, body))
                 }
                 Err(err) => Err(err),
             };
             slot.finished();
             let (status, headers, body) = match outcome {
-                Ok(answer) => answer,
+                Ok((status, headers, Some(body))) => (status, headers, body),
+                Ok((_, _, None)) => {
+                    drop(slot);
+                    tracing::warn!(
+                        cap = config.api.max_response_bytes,
+                        "an HCSS API response was larger than api_max_response_bytes"
+                    );
+                    return Err(HcssApiError::Invalid {
+                        reason: format!(
+                            "the response is larger than {} bytes (api_max_response_bytes)",
+                            config.api.max_response_bytes
+                        ),
+                    });
+                }
                 Err(err) => {
                     drop(slot);
                     // Never connected: nothing was sent, any request may go again.
-                    let again = self.idempotent() || err.is_connect();
+                    let again = self.resendable() || err.is_connect();
                     let reason = err.without_url().to_string();
                     let wait = FIRST_BACKOFF * 2u32.pow(retries);
                     if again && retries < MAX_RETRIES && Instant::now() + wait < deadline {
@@ -352,11 +370,10 @@ impl HcssApiRequest {
                 .get("remaining-calls")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u32>().ok());
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                slot.observe(Some(0), true);
-            } else {
-                slot.observe(remaining, false);
-            }
+            // A 429 says when to call again, not that the window is spent: HCSS answers it
+            // for calls in flight too. Only its `Remaining-Calls`, when it has one, tells
+            // how much of the window others use.
+            slot.observe(remaining, status == StatusCode::TOO_MANY_REQUESTS);
             drop(slot);
             match status {
                 StatusCode::UNAUTHORIZED if !refreshed => {
@@ -376,7 +393,11 @@ impl HcssApiRequest {
                     return Err(HcssApiError::Forbidden { scopes });
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
-                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    // At least a second: a `Retry-After` of 0 or in the past would have the
+                    // call hammer HCSS until the maximum wait.
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .max(Duration::from_secs(1));
                     if Instant::now() + wait > deadline {
                         tracing::warn!(
                             retry_after_s = wait.as_secs(),
@@ -394,7 +415,7 @@ impl HcssApiRequest {
                 }
                 status if status.is_server_error() => {
                     let wait = retry_after.unwrap_or(FIRST_BACKOFF * 2u32.pow(retries));
-                    if self.idempotent()
+                    if self.resendable()
                         && retries < MAX_RETRIES
                         && Instant::now() + wait < deadline
                     {
@@ -434,4 +455,23 @@ impl HcssApiRequest {
             invalid: self.invalid.clone(),
         }
     }
+}
+
+/// The body of `response`, read chunk by chunk up to `cap` bytes; `None` past it (the
+/// rest is not read).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }

@@ -31,6 +31,9 @@ pub struct Pages {
     request: HcssApiRequest,
     limit: Option<u32>,
     cursor: Option<String>,
+    /// The cursors followed so far: one seen again ends the pages with an error, rather
+    /// than spend the company's budget going round.
+    seen: std::collections::HashSet<String>,
     done: bool,
 }
 
@@ -58,6 +61,7 @@ impl Pages {
             request,
             limit: None,
             cursor: None,
+            seen: std::collections::HashSet::new(),
             done: false,
         }
     }
@@ -73,7 +77,8 @@ impl Pages {
     /// # Errors
     ///
     /// As [`HcssApiRequest::send`]; [`HcssApiError::Invalid`] for a status other than
-    /// 2xx or a page that is not the shape above.
+    /// 2xx, a page that is not the shape above, or a `nextCursor` given before (an
+    /// endpoint going round in circles; the pages end there).
     pub async fn next_page<T: DeserializeOwned>(&mut self) -> Option<Result<Vec<T>, HcssApiError>> {
         if self.done {
             return None;
@@ -91,11 +96,23 @@ impl Pages {
         };
         Some(match page {
             Ok(Page::Paged { results, metadata }) => {
-                self.cursor = metadata
+                let next = metadata
                     .and_then(|m| m.next_cursor)
                     .filter(|c| !c.is_empty());
-                self.done = self.cursor.is_none();
-                Ok(results)
+                match next {
+                    Some(cursor) if !self.seen.insert(cursor.clone()) => {
+                        self.done = true;
+                        tracing::warn!("an HCSS list endpoint gave a page cursor it gave before; the pages end there");
+                        Err(HcssApiError::Invalid {
+                            reason: "the endpoint gave a page cursor it had given before".into(),
+                        })
+                    }
+                    next => {
+                        self.done = next.is_none();
+                        self.cursor = next;
+                        Ok(results)
+                    }
+                }
             }
             Ok(Page::Plain(items)) => {
                 self.done = true;

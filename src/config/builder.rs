@@ -76,6 +76,7 @@ pub struct HcssConfigBuilder {
     api_rate_window: Duration,
     api_concurrency: u32,
     api_max_wait: Duration,
+    api_max_response_bytes: usize,
 }
 
 impl Default for HcssConfigBuilder {
@@ -116,6 +117,7 @@ impl Default for HcssConfigBuilder {
             api_rate_window: Duration::from_secs(60),
             api_concurrency: DEFAULT_API_CONCURRENCY,
             api_max_wait: DEFAULT_API_MAX_WAIT,
+            api_max_response_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -417,6 +419,16 @@ impl HcssConfigBuilder {
         self
     }
 
+    /// The largest body of an HCSS API response that [`HcssApi`](crate::HcssApi) reads
+    /// (default 16 MiB); a larger one is [`HcssApiError::Invalid`](crate::HcssApiError)
+    /// and is not read further, so that an endpoint streaming without end cannot take
+    /// the process's memory. Page through large lists instead
+    /// ([`HcssApiRequest::pages`](crate::HcssApiRequest::pages)).
+    pub fn api_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.api_max_response_bytes = bytes;
+        self
+    }
+
     /// **Development only.** Allows `http://` identity and redirect URIs whose host is a
     /// loopback address (`127.0.0.1`, `::1`, `localhost`). Cookies then lose `Secure`
     /// and the `__Host-` prefix when the redirect URI is `http://`.
@@ -524,6 +536,7 @@ impl HcssConfigBuilder {
                 rate_window: self.api_rate_window,
                 concurrency: self.api_concurrency,
                 max_wait: self.api_max_wait,
+                max_response_bytes: self.api_max_response_bytes,
             },
         })
     }

@@ -115,6 +115,8 @@ pub(crate) struct ApiSettings {
     pub(crate) concurrency: u32,
     /// The longest one call may wait for the budget and for HCSS's `Retry-After`.
     pub(crate) max_wait: Duration,
+    /// The largest API response body read, in bytes.
+    pub(crate) max_response_bytes: usize,
 }
 
 /// HCSS's API base URL, the default of `api_url`.

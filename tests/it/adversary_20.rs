@@ -1,7 +1,7 @@
 //! Attacks on `HcssApi` (the HCSS API client): what a hostile or failing HCSS API, a
-//! cancelled call or a second integration of the company can make it do. A test marked
-//! `#[ignore]` proves a fault the client still has (its doc comment says what it saw);
-//! the others are attacks it withstands.
+//! cancelled call or a second integration of the company can make it do. Each finding's
+//! test failed on the code before its fix (its doc comment says what it saw); the others
+//! are attacks the client withstood from the start.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,7 +64,6 @@ where
 /// today's code: `the repeated cursor was followed: 100 calls, ended with
 /// Err(Busy { retry_after: 59.525295133s })` (the window's first call leaving it).
 #[tokio::test]
-#[ignore = "finding 1: a repeating cursor is followed until the company's budget is spent"]
 async fn a_cursor_that_repeats_is_not_followed_again() {
     let mock = MockHcssIdentity::start().await;
     let (url, calls) = hostile_api(|_, _, _| {
@@ -94,10 +93,9 @@ async fn a_cursor_that_repeats_is_not_followed_again() {
 /// while the identity service's answers are capped at `max_response_bytes`. A broken
 /// proxy or endpoint streaming without end makes each call buffer all of it (until the
 /// HTTP timeout), and `Pages::all` does so for every page: one call can take the
-/// process's memory. Seen on today's code: `a 100 MiB body was read whole:
+/// process's memory. Seen on the code before its fix: `a 100 MiB body was read whole:
 /// Ok("104857600 bytes")`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 2: an API response body is read whole with no size cap"]
 async fn a_huge_body_is_not_read_whole() {
     const CHUNK: usize = 64 * 1024;
     const TOTAL: usize = 100 * 1024 * 1024;
@@ -152,10 +150,9 @@ async fn a_huge_body_is_not_read_whole() {
 /// so the retry after HCSS's second finds the window "full" for a minute, past the
 /// maximum wait, and fails at once with `Busy` of a minute, though HCSS said one second
 /// and would have served it two seconds later. Every call of the company in this
-/// process then fails the same way for the rest of the window. Seen on today's code:
+/// process then fails the same way for the rest of the window. Seen on the code before its fix:
 /// `HCSS said to retry in 1 s; the call failed: Err(Busy { retry_after: 58.996555744s })`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 3: a 429 for concurrency is taken as a spent window; the call fails with Busy of a minute"]
 async fn a_429_for_calls_in_flight_is_retried_after_its_retry_after() {
     let mock = MockHcssIdentity::start().await;
     // HCSS: one call of the company in flight at once; the window is nowhere near spent.
@@ -186,9 +183,8 @@ async fn a_429_for_calls_in_flight_is_retried_after_its_retry_after() {
 /// sent twice after a 5xx" and that "a request whose body may have been processed is
 /// never sent twice"; the client counts PUT (and DELETE) as idempotent and resends
 /// them, body included, up to three times. HCSS's PUT endpoints are not all safe to
-/// replay. Seen on today's code: `the PUT with a body was sent 2 times`.
+/// replay. Seen on the code before its fix: `the PUT with a body was sent 2 times`.
 #[tokio::test]
-#[ignore = "finding 4: a PUT with a body is sent again after a 5xx"]
 async fn a_put_with_a_body_is_not_sent_twice_after_a_5xx() {
     let mock = MockHcssIdentity::start().await;
     let (url, calls) = hostile_api(|_, _, n| {
@@ -314,10 +310,9 @@ async fn leases_in_flight(redis: &str, prefix: &str) -> usize {
 /// fails with `Unavailable` and the slot stays taken. With the company's 20 slots, a
 /// burst of client disconnects while Redis is slow starves every instance of the
 /// company for 21 s. Here (one slot, 5 s HTTP timeout: an 11 s lease) the next call,
-/// on another instance, waits its 2 s and fails. Seen on today's code: `the cancelled
+/// on another instance, waits its 2 s and fails. Seen on the code before its fix: `the cancelled
 /// acquire kept its slot: Err(Busy { retry_after: 1s })`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 5: a cancelled acquire on Redis leaks its slot until its lease ends"]
 async fn a_cancelled_acquire_on_redis_gives_its_slot_back() {
     let Some(redis) = redis_url("a_cancelled_acquire_on_redis_gives_its_slot_back") else {
         return;

@@ -219,7 +219,13 @@ fn admit_now(
                 (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
             let h = response.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            h.insert("Remaining-Calls", HeaderValue::from(0));
+            // What is left of the window (0 when it is spent; more when only the calls in
+            // flight are at their limit).
+            let left = per_window.saturating_sub(in_window);
+            h.insert(
+                "Remaining-Calls",
+                HeaderValue::from(u32::try_from(left).unwrap_or(u32::MAX)),
+            );
             return Err(response);
         }
         use_.arrivals.push_back(now);
