@@ -182,6 +182,17 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// The `prompt` values a login may ask for: `login` (sign in again, e.g. as someone
+/// else), `consent` (consent again, e.g. after the app's scopes changed),
+/// `select_account`, and `none` (alone: no page at all, or an error).
+pub(crate) fn valid_prompt(prompt: &str) -> bool {
+    const ALLOWED: [&str; 4] = ["login", "consent", "select_account", "none"];
+    let values: Vec<&str> = prompt.split(' ').collect();
+    !prompt.is_empty()
+        && values.iter().all(|v| ALLOWED.contains(v))
+        && (values.len() == 1 || !values.contains(&"none"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -297,15 +308,4 @@ mod tests {
         let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE";
         assert!(base().cookie_key(key).build().is_ok(), "unpadded base64");
     }
-}
-
-/// The `prompt` values a login may ask for: `login` (sign in again, e.g. as someone
-/// else), `consent` (consent again, e.g. after the app's scopes changed),
-/// `select_account`, and `none` (alone: no page at all, or an error).
-pub(crate) fn valid_prompt(prompt: &str) -> bool {
-    const ALLOWED: [&str; 4] = ["login", "consent", "select_account", "none"];
-    let values: Vec<&str> = prompt.split(' ').collect();
-    !prompt.is_empty()
-        && values.iter().all(|v| ALLOWED.contains(v))
-        && (values.len() == 1 || !values.contains(&"none"))
 }
