@@ -19,7 +19,6 @@ use crate::layer::HcssAuth;
 use crate::session::HcssSession;
 use crate::token::HcssToken;
 
-pub(crate) mod budget;
 mod pages;
 mod response;
 
@@ -307,7 +306,7 @@ impl HcssApiRequest {
         let mut refreshed = false;
         let mut retries = 0;
         loop {
-            let mut slot = budget::acquire(&shared, &company, deadline).await?;
+            let mut slot = crate::shared::budgets::acquire(&shared, &company, deadline).await?;
             let mut request = config
                 .identity
                 .http

@@ -12,6 +12,7 @@ use crate::seal::SealKeys;
 use crate::store::{StateStore, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
+pub(crate) mod budgets;
 mod flights;
 mod kept;
 mod placement;
@@ -57,7 +58,7 @@ pub(crate) struct Shared {
     /// (a refresh that failed before it could clear it) does not make it wait for itself.
     pub(crate) refresher: String,
     /// The companies' budgets of API calls, as this layer's calls meet them.
-    pub(crate) budgets: crate::api::budget::Budgets,
+    pub(crate) budgets: budgets::Budgets,
 }
 
 impl Shared {
