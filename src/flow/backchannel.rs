@@ -52,9 +52,9 @@ where
             return refused(why);
         }
     };
-    match claim_jti(shared, &logout, now).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let claim = match claim_jti(shared, &logout, now).await {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
             tracing::warn!("a back-channel logout token was replayed; refused");
             return refused("the logout token was used before");
         }
@@ -62,7 +62,7 @@ where
             tracing::error!(error = %err, "back-channel logout: the store failed");
             return unavailable();
         }
-    }
+    };
     match end_matching(shared, &logout).await {
         Ok(ended) => {
             tracing::info!(ended, "back-channel logout: sessions ended");
@@ -72,6 +72,10 @@ where
         }
         Err(err) => {
             tracing::error!(error = %err, "back-channel logout: the store failed");
+            // Not carried out: the identity service's retry must not be taken for a replay.
+            let (key, owner) = claim;
+            shared.used_states.release(key);
+            let _ = shared.token_store.unlock(key, owner).await;
             unavailable()
         }
     }
@@ -93,24 +97,23 @@ fn is_form(parts: &Parts) -> bool {
 }
 
 /// Claims the token's `jti` until it could no longer be accepted: in this process, then
-/// through the store's lock (so that every instance sharing it refuses a replay).
+/// through the store's lock (so that every instance sharing it refuses a replay). The
+/// claim (its key and owner, to give it back should the logout fail), or `None` when
+/// the `jti` was claimed before.
 async fn claim_jti(
     shared: &Shared,
     logout: &LogoutToken,
     now: u64,
-) -> Result<bool, crate::error::StoreError> {
+) -> Result<Option<(StoreKey, String)>, crate::error::StoreError> {
     let key = StoreKey::of_logout_jti(&logout.jti);
     let until = logout.issued_at + IAT_WINDOW.as_secs() + 1;
     if !shared.used_states.claim(key, now, until) {
-        return Ok(false);
+        return Ok(None);
     }
     let ttl = Duration::from_secs(until.saturating_sub(now).max(1));
-    match shared
-        .token_store
-        .try_lock(key, random_token(16), ttl)
-        .await
-    {
-        Ok(claimed) => Ok(claimed),
+    let owner = random_token(16);
+    match shared.token_store.try_lock(key, owner.clone(), ttl).await {
+        Ok(claimed) => Ok(claimed.then_some((key, owner))),
         Err(err) => {
             // Nothing ended: the identity service's retry must not be refused as a replay.
             shared.used_states.release(key);

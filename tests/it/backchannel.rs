@@ -10,7 +10,7 @@ use crate::common;
 use common::redis_help::{prefix, redis_url, Cleanup};
 use common::*;
 use hcss_auth::store::{StateStore, TokenStore};
-use hcss_auth::testing::{session_exists, LogoutTokenFault, MockHcssIdentity};
+use hcss_auth::testing::{session_exists, FaultyStore, LogoutTokenFault, MockHcssIdentity};
 use hcss_auth::{HcssAuth, SignOut};
 
 const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
@@ -166,6 +166,32 @@ async fn forged_misaddressed_and_replayed_logout_tokens_are_refused() {
     assert_eq!(empty.status(), 400);
     assert_eq!(empty.headers()["cache-control"], "no-store", "never cached");
     assert!(session_exists(&auth, &again).await.unwrap());
+}
+
+/// A logout token whose sessions could not be ended (the store refused to remove them)
+/// answers 503 and leaves its `jti` unclaimed: the identity service's retry of the same
+/// token ends them (before: the retry was refused as a replay, and the sessions lived on).
+#[tokio::test]
+async fn a_logout_token_the_store_failed_to_carry_out_is_taken_again() {
+    let mock = mock().await;
+    let signed_out = Arc::new(AtomicUsize::new(0));
+    let store = FaultyStore::new(hcss_auth::MemoryStore::new());
+    let (url, auth) = instance(&mock, store.clone(), &signed_out).await;
+    let endpoint = format!("{url}/hcss/backchannel-logout");
+    mock.set_backchannel_logout_uri(&endpoint);
+    let browser = Browser::new();
+    browser.login_at(&url).await;
+    let session = session_of(&browser);
+
+    let token = mock.logout_token(SUBJECT, None);
+    store.refuse_writes(true);
+    let failed = post_form(&endpoint, &token).await;
+    assert_eq!(failed.0, 503, "{}", failed.1);
+    store.refuse_writes(false);
+    let retried = post_form(&endpoint, &token).await;
+    assert_eq!(retried.0, 200, "the retry was refused: {}", retried.1);
+    assert!(!session_exists(&auth, &session).await.unwrap(), "ended");
+    assert_eq!(signed_out.load(Ordering::SeqCst), 1);
 }
 
 /// Without `backchannel_logout`, the path is the app's: nothing is served there.
