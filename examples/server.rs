@@ -6,6 +6,10 @@
 //! `HcssConfig::from_env()` against HCSS (see the README for the variables). HeavyJob is
 //! called through `HcssApi`, within the company's budget (`HCSS_API_RATE_PER_MINUTE`,
 //! `HCSS_API_CONCURRENCY`).
+//!
+//! Built with `--features metrics`, it serves the crate's metrics at `/metrics` in
+//! Prometheus's text format (`metrics-exporter-prometheus`, rendered on each scrape: no
+//! listener of its own).
 
 use std::net::SocketAddr;
 
@@ -151,6 +155,40 @@ async fn layer(config: HcssConfig) -> Result<HcssAuth, Box<dyn std::error::Error
     Ok(HcssAuth::new(config))
 }
 
+/// `/metrics` in Prometheus's text format: the process's recorder installed here, its
+/// handle rendered on each scrape. Token-endpoint latencies are histograms with buckets
+/// from 5 ms to 30 s.
+#[cfg(feature = "metrics")]
+fn with_metrics(app: Router) -> Result<Router, Box<dyn std::error::Error>> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )?
+        .install_recorder()?;
+    Ok(app.route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                handle.run_upkeep();
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    ))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn with_metrics(app: Router) -> Result<Router, Box<dyn std::error::Error>> {
+    Ok(app)
+}
+
 /// A number from the environment variable `name`, if set.
 fn env_number(name: &str) -> Result<Option<u32>, String> {
     match std::env::var(name) {
@@ -222,8 +260,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))
         .route("/company/business-units", get(company_business_units))
-        .with_state(api)
-        .layer(auth);
+        .with_state(api);
+    // `/metrics` with the feature; outside the layer's routes, yet behind it (put it on
+    // a port of its own, or a network only the scraper reaches, in production).
+    let app = with_metrics(app)?.layer(auth);
 
     println!("Open http://{addr}/");
     axum::serve(listener, app).await?;

@@ -341,6 +341,7 @@ impl HcssCompanyTokens {
                 // No refresh token: the token lives as long as it says, then is asked for again.
                 tokens.refresh_token = None;
                 tokens.session_expires_at = tokens.expires_at;
+                crate::metrics::company_token("fetched");
                 let ttl = tokens.store_ttl(config.now());
                 if let Err(err) = shared.token_store.store(key, tokens.clone(), ttl).await {
                     tracing::warn!(error = %err, "company token not cached; the next call asks HCSS again");
@@ -383,6 +384,7 @@ impl HcssCompanyTokens {
                         }
                     });
                 }
+                crate::metrics::company_token("disconnected");
                 CompanyTokenError::Disconnected { company_id }
             }
             ErrorClass::Configuration => {

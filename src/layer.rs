@@ -130,6 +130,7 @@ impl HcssAuth {
             ended += 1;
         }
         tracing::info!(ended, "sessions ended by owner");
+        crate::metrics::sessions_ended("admin", ended);
         Ok(ended)
     }
 

@@ -708,6 +708,7 @@ mod flow;
 mod hooks;
 mod http_rules;
 mod layer;
+mod metrics;
 mod oidc;
 mod protocol;
 mod refresh;

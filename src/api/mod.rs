@@ -317,6 +317,7 @@ impl HcssApiRequest {
                 request = request.body(body.clone());
             }
             slot.sent();
+            crate::metrics::api_call();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -378,6 +379,7 @@ impl HcssApiRequest {
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     tracing::info!("HCSS API refused the access token (401); refreshing it once");
                     refreshed = true;
+                    crate::metrics::api_401_refresh();
                     token = self.caller.renewed(&token).await?;
                 }
                 StatusCode::UNAUTHORIZED => {
@@ -392,6 +394,7 @@ impl HcssApiRequest {
                     return Err(HcssApiError::Forbidden { scopes });
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
+                    crate::metrics::api_429();
                     // At least a second: a `Retry-After` of 0 or in the past would have the
                     // call hammer HCSS until the maximum wait.
                     let wait = retry_after

@@ -66,16 +66,19 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         Ok(found) => found,
         Err(err) => {
             tracing::info!(reason = ?err, "callback refused: bad query");
+            crate::metrics::sign_in_refused("bad_request");
             return bad(&err.message());
         }
     };
     let Some(state) = state_or_code(state) else {
         tracing::info!("callback refused: missing or oversized state");
+        crate::metrics::sign_in_refused("bad_request");
         return bad("The sign-in response has no valid state. Please sign in again.");
     };
 
     // Before the login is opened, so that a stored login is not taken for nothing.
     let Ok(exchange) = shared.code_exchanges.try_acquire() else {
+        crate::metrics::sign_in_refused("busy");
         tracing::warn!(
             bound = config.identity.max_code_exchanges,
             "callback refused for now: as many code exchanges in flight as allowed"
@@ -93,11 +96,13 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let age = config.now().saturating_sub(login.created_at);
     if Duration::from_secs(age) > config.lifetimes.transaction_ttl {
         tracing::info!(age_secs = age, "callback refused: expired login");
+        crate::metrics::sign_in_refused("expired");
         return bad("This sign-in took too long and has expired. Please sign in again.");
     }
     if let Some(iss) = &iss {
         if iss.as_ref() != config.identity.issuer {
             tracing::warn!("callback refused: iss is not the configured issuer");
+            crate::metrics::sign_in_refused("issuer");
             return bad("The sign-in response came from an unexpected identity service.");
         }
     }
@@ -105,10 +110,12 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     if let Some(error) = error {
         if code.is_some() {
             tracing::info!("callback refused: both code and error");
+            crate::metrics::sign_in_refused("bad_request");
             return bad("The sign-in response is contradictory. Please sign in again.");
         }
         let error = printable(&error, 100);
         if error == "access_denied" {
+            crate::metrics::sign_in_refused("denied");
             tracing::info!("login declined by the user");
             return page(
                 config,
@@ -119,10 +126,12 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         }
         let description = printable(&error_description.unwrap_or_default(), 300);
         tracing::warn!(error = %error, description = %description, "identity service returned an error");
+        crate::metrics::sign_in_refused("denied");
         return bad(&format!("HCSS reported an error: {error}. {description}"));
     }
     let Some(code) = state_or_code(code) else {
         tracing::info!("callback refused: missing or empty code");
+        crate::metrics::sign_in_refused("bad_request");
         return bad("The sign-in response has no code. Please sign in again.");
     };
 
@@ -136,6 +145,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             Ok(Some(claimed)) => Some(claimed),
             Ok(None) => {
                 tracing::info!("callback refused: replayed state");
+                crate::metrics::sign_in_refused("state");
                 return bad("This sign-in was already used. Please sign in again.");
             }
             Err(err) => {
@@ -162,6 +172,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             if let Some(claimed) = claimed {
                 claimed.release(shared).await;
             }
+            crate::metrics::sign_in_refused("code_exchange");
             return exchange_failed(shared, &err);
         }
     };
@@ -178,6 +189,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             }
             Err(why) => {
                 tracing::warn!(why, "callback refused: the ID token does not check out");
+                crate::metrics::sign_in_refused("id_token");
                 revoke_refused(config, &tokens).await;
                 return bad(
                     "HCSS's answer to this sign-in could not be verified. Please sign in again.",
@@ -189,6 +201,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             tracing::warn!(
                 "callback refused: openid was asked for and the token response has no ID token"
             );
+            crate::metrics::sign_in_refused("id_token");
             revoke_refused(config, &tokens).await;
             return page(
                 config,
@@ -208,6 +221,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let session_id = SessionId::generate();
     let key = session_id.key();
     if let Some(refused) = run_sign_in_hook(shared, &tokens, key).await {
+        crate::metrics::sign_in_refused("hook");
         return refused;
     }
     let ttl = tokens.store_ttl(config.now());
@@ -226,6 +240,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         }
     }
     tracing::info!(session = key.short(), "signed in");
+    crate::metrics::sign_in();
     // The login cookie is cleared by `callback`, as after any outcome.
     see_other(
         &login.return_to,
@@ -383,6 +398,7 @@ async fn open_login(
                 Ok(Some(tx)) => tx,
                 Ok(None) => {
                     tracing::info!("callback refused: unknown, expired or replayed state");
+                    crate::metrics::sign_in_refused("state");
                     return Err(bad(
                         "This sign-in has expired or was already used. Please sign in again.",
                     ));
@@ -402,6 +418,7 @@ async fn open_login(
             });
             if !same_browser {
                 tracing::warn!("callback refused: the login was started in another browser");
+                crate::metrics::sign_in_refused("state");
                 return Err(bad(
                     "This sign-in was started in another browser. Please sign in again here.",
                 ));
@@ -417,6 +434,7 @@ async fn open_login(
     };
     let Some(sealed) = sealed_cookie_value(&parts.headers, cookie_name) else {
         tracing::info!("callback refused: no login cookie for this state");
+        crate::metrics::sign_in_refused("state");
         return Err(bad(
             "This sign-in has expired or was already used, or it was started in another \
              browser. Please sign in again.",
@@ -442,6 +460,7 @@ async fn open_login(
         }
     }
     let Some(login) = opened else {
+        crate::metrics::sign_in_refused("state");
         tracing::warn!(
             "callback refused: the login cookie does not open with this instance's key \
              (altered, or sealed by an instance with another key: give every instance the same \
@@ -454,6 +473,7 @@ async fn open_login(
     };
     if !bool::from(login.state.as_bytes().ct_eq(state.as_bytes())) {
         tracing::warn!("callback refused: the login cookie belongs to another login");
+        crate::metrics::sign_in_refused("state");
         return Err(bad(
             "This sign-in belongs to another login. Please sign in again.",
         ));

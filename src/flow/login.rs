@@ -27,6 +27,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Ok(found) => found,
         Err(err) => {
             tracing::info!(reason = ?err, "login refused: bad query");
+            crate::metrics::login_refused("bad_request");
             return page(
                 config,
                 StatusCode::BAD_REQUEST,
@@ -41,6 +42,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             Some(path) => path.to_owned(),
             None => {
                 tracing::info!("login refused: return_to is not a local path");
+                crate::metrics::login_refused("return_to");
                 return page(
                     config,
                     StatusCode::BAD_REQUEST,
@@ -70,6 +72,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
         Ok(endpoints) => endpoints,
         Err(err) => {
             tracing::error!(reason = %err, "login refused");
+            crate::metrics::login_refused("identity_service");
             return page(
                 config,
                 StatusCode::BAD_GATEWAY,
@@ -113,6 +116,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
             // Browsers keep no cookie over 4 KiB: a longer one would fail at the callback.
             if cookie_name.len() + 1 + sealed.len() > 4096 {
                 tracing::info!("login refused: return_to makes the login cookie too large");
+                crate::metrics::login_refused("return_to");
                 return page(
                     config,
                     StatusCode::BAD_REQUEST,

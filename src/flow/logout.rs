@@ -44,6 +44,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
              origin, the redirect URI's; behind a proxy that changes the host or scheme, \
              set the redirect URI to the address browsers use"
         );
+        crate::metrics::login_refused("cross_site");
         return page(
             config,
             StatusCode::FORBIDDEN,
@@ -69,6 +70,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
             );
         }
         tracing::info!(session = key.short(), "signed out");
+        crate::metrics::sessions_ended("logout", 1);
     }
     let cleared = set_cookie(config, cookie_name, "", None);
     let Some(post_logout) = &config.identity.post_logout_redirect_uri else {

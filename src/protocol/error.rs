@@ -45,6 +45,18 @@ pub(crate) enum ErrorClass {
     Failed,
 }
 
+impl ErrorClass {
+    /// The class's word in metrics' labels.
+    pub(crate) fn metric_label(self) -> &'static str {
+        match self {
+            Self::GrantGone => "invalid_grant",
+            Self::Configuration => "configuration",
+            Self::Transient => "transient",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 impl TokenError {
     /// Where this error stands in the classification table.
     pub(crate) fn class(&self) -> ErrorClass {

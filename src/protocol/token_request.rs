@@ -89,6 +89,7 @@ pub(crate) async fn request_tokens(
         .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
     let answer = post_form(&config.identity, &endpoints.token, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
+    crate::metrics::token_endpoint(kind, started.elapsed());
     let answer = answer.inspect_err(|err| {
         tracing::debug!(grant = kind, elapsed_ms, reason = %err, "token endpoint unreachable");
     })?;

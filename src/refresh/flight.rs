@@ -30,7 +30,10 @@ pub(crate) async fn await_refresh(
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
     let now = flow_instant(shared);
     let mut settled = match shared.flights.entry(key) {
-        Entry::Occupied(flight) if !is_stale(flight.get(), now) => flight.get().settled.clone(),
+        Entry::Occupied(flight) if !is_stale(flight.get(), now) => {
+            crate::metrics::refresh_waiter();
+            flight.get().settled.clone()
+        }
         entry => {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             let (publish, settled) = watch::channel(None);

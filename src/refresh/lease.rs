@@ -130,6 +130,9 @@ pub(super) async fn refresh_under_lease(
                     });
                 }
                 // Another instance is refreshing: wait for its result.
+                if pause == Duration::from_millis(10) {
+                    crate::metrics::refresh_lock_wait();
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(200));
                 continue;

@@ -45,6 +45,7 @@ pub(super) async fn refresh_with(
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(mark.into());
             tracing::debug!(session = key.short(), "access token refreshed");
+            crate::metrics::refresh("ok");
             return write_or_keep(shared, key, owner, base, &old, new).await;
         }
         Err(err) => err,
@@ -52,6 +53,7 @@ pub(super) async fn refresh_with(
     let session = key.short();
     let reason = err.to_string();
     let retry_after = err.retry_after().unwrap_or(config.identity.retry_after);
+    crate::metrics::refresh(err.class().metric_label());
     match err.class() {
         ErrorClass::GrantGone => {
             tracing::warn!(session, reason = %err,

@@ -221,6 +221,8 @@ impl HcssSession {
         let key = id.key();
         crate::session::end_session(&self.shared, key)
             .await
-            .map_err(|err| refresh::store_unavailable(&self.shared.config, err))
+            .map_err(|err| refresh::store_unavailable(&self.shared.config, err))?;
+        crate::metrics::sessions_ended("app", 1);
+        Ok(())
     }
 }

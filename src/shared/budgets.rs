@@ -365,6 +365,7 @@ pub(crate) async fn acquire(
                     retry_in_ms = retry_in.as_millis() as u64,
                     "HCSS API call waits: the company's calls of this minute are spent"
                 );
+                crate::metrics::api_budget_wait("minute");
                 tokio::time::sleep(retry_in).await;
             }
             CallAdmission::InFlightFull { retry_in } => {
@@ -372,6 +373,7 @@ pub(crate) async fn acquire(
                     tracing::info!("HCSS API call not made: the company's calls in flight stayed at the limit for the maximum wait");
                     return Err(busy(Duration::from_secs(1)));
                 }
+                crate::metrics::api_budget_wait("in_flight");
                 let wake = (now + retry_in.clamp(Duration::from_millis(1), POLL)).min(deadline);
                 // Woken by a slot freed in this process, or at `wake` to ask the store again.
                 let _ = tokio::time::timeout_at(wake, gate.freed.notified()).await;

@@ -54,6 +54,8 @@ impl Pending {
         let replaced = self.sets.insert(key, set).is_some();
         if replaced {
             self.count.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            crate::metrics::kept_token_sets(1);
         }
         !replaced
     }
@@ -87,6 +89,7 @@ impl Pending {
         }
         let (_, set) = self.sets.remove_if(&key, |_, set| drop(set))?;
         self.count.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::kept_token_sets(-1);
         Some(set)
     }
 }

@@ -232,6 +232,7 @@ impl NearCache {
     fn on_push(&self, connection: u64, prefix: &[u8], push: PushInfo) {
         match push.kind {
             PushKind::Invalidate => {
+                crate::metrics::near_cache("invalidation");
                 let mut keys = Vec::new();
                 let mut all = push.data.is_empty();
                 for value in &push.data {
@@ -273,6 +274,7 @@ impl NearCache {
         self.entries.clear();
         if current {
             self.tracking.send_replace(None);
+            crate::metrics::near_cache_tracking(false);
         }
     }
 
@@ -290,6 +292,7 @@ impl NearCache {
             .is_ok();
         if went_live {
             self.tracking.send_replace(Some((connection, client_id)));
+            crate::metrics::near_cache_tracking(true);
         }
         went_live
     }

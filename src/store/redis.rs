@@ -586,7 +586,9 @@ impl TokenStore for RedisStore {
         if key.kind() != KeyKind::Session {
             return None;
         }
-        self.near()?.get(key)
+        let cached = self.near()?.get(key);
+        crate::metrics::near_cache(if cached.is_some() { "hit" } else { "miss" });
+        cached
     }
 
     fn load(&self, key: StoreKey) -> StoreFuture<'_, Option<TokenSet>> {

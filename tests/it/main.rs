@@ -16,6 +16,8 @@ mod company;
 mod config;
 mod faults;
 mod flow;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod near_cache_attacks;
 mod oidc;
 mod redis;
