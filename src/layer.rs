@@ -134,6 +134,29 @@ impl HcssAuth {
         Ok(ended)
     }
 
+    /// Checks, with no user, that this configuration works against the identity service
+    /// it names, and reports each item with what to do when it fails: the discovery
+    /// document and its issuer; the token endpoint reached over TLS; the client's
+    /// credentials (a code exchange with a made-up code: `invalid_grant` means the client
+    /// was accepted, `invalid_client` that it was not); this machine's clock against the
+    /// identity service's `Date`; the redirect URI; `offline_access`; the cookie key; and
+    /// a shared store's own checks (`RedisStore`: reachable, client tracking). Run it at
+    /// deploy time (`cargo run --example doctor` prints it); it changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let auth = hcss_auth::HcssAuth::new(hcss_auth::HcssConfig::from_env()?);
+    /// let report = auth.check().await;
+    /// print!("{report}");
+    /// if report.has_failures() {
+    ///     std::process::exit(1);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self) -> crate::CheckReport {
+        crate::doctor::run(&self.shared).await
+    }
+
     /// The configuration this layer runs with.
     pub fn config(&self) -> &HcssConfig {
         &self.shared.config

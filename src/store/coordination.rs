@@ -89,6 +89,14 @@ pub trait Coordination: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// What [`HcssAuth::check`](crate::HcssAuth::check) reports of this store: `None`
+    /// for a store that one process uses (the default); for a store that several
+    /// instances share, its own checks (`RedisStore`: Redis reachable, client tracking
+    /// for its near cache), each with what to do when it fails.
+    fn shared_store_checks(&self) -> StoreFuture<'_, Option<Vec<crate::CheckItem>>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Takes a slot for the call `call` in the budget `budget` if `limits` allow one:
     /// fewer than `limits.in_flight` calls hold a slot whose lease has not ended, and fewer
     /// than `limits.per_window` calls are in the rolling `limits.window`. Granted, the call

@@ -718,6 +718,41 @@ impl TokenStore for RedisStore {
 }
 
 impl Coordination for RedisStore {
+    fn shared_store_checks(&self) -> StoreFuture<'_, Option<Vec<crate::CheckItem>>> {
+        use crate::CheckItem;
+        Box::pin(async move {
+            if let Err(err) = self.ping().await {
+                let fix = "check HCSS_REDIS_URL (host, port, database, user and password) \
+                           and that this machine reaches Redis";
+                let item = CheckItem::fail("redis", format!("not reachable: {err}"), fix);
+                return Ok(Some(vec![item]));
+            }
+            let mut items = vec![CheckItem::pass("redis", "reachable (PING answered)")];
+            items.push(match self.near() {
+                None => CheckItem::pass(
+                    "client tracking",
+                    "not used: the near cache is off, every signed-in request reads Redis",
+                ),
+                Some(near) => match tokio::time::timeout(TIMEOUT, near.tracking(0)).await {
+                    Ok(_) => CheckItem::pass(
+                        "client tracking",
+                        "on: the near cache serves sessions without a Redis read",
+                    ),
+                    Err(_) => CheckItem::warn(
+                        "client tracking",
+                        format!(
+                            "not on within {} s: every signed-in request reads Redis",
+                            TIMEOUT.as_secs()
+                        ),
+                        "use Redis 6 or later, with an ACL that allows CLIENT TRACKING and \
+                         CLIENT ID to this user (or turn the near cache off)",
+                    ),
+                },
+            });
+            Ok(Some(items))
+        })
+    }
+
     fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
         let lock = self.lock_key(key);
         Box::pin(async move {

@@ -14,6 +14,7 @@ mod backchannel;
 mod claims;
 mod company;
 mod config;
+mod doctor;
 mod faults;
 mod flow;
 #[cfg(feature = "metrics")]

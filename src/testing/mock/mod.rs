@@ -334,6 +334,7 @@ impl MockHcssIdentityBuilder {
             discovery_fault: Mutex::default(),
             backchannel_logout_uri: Mutex::new(backchannel_logout_uri),
             next_jti: AtomicUsize::new(0),
+            date_skew: Mutex::default(),
         });
         let app = Router::new()
             .route("/identity/connect/authorize", get(authorize))
@@ -356,6 +357,10 @@ impl MockHcssIdentityBuilder {
                 "/identity/.well-known/openid-configuration/jwks",
                 get(oidc::jwks),
             )
+            .layer(axum::middleware::map_response_with_state(
+                state.clone(),
+                skewed_date,
+            ))
             .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -502,6 +507,13 @@ impl MockHcssIdentity {
         *lock(&self.state.discovery_fault) = fault;
     }
 
+    /// Makes every answer's `Date` header `seconds` away from the true time (negative:
+    /// behind), as an identity service whose clock (or this machine's) is off; 0 sends
+    /// the true time again. The configuration doctor compares the two.
+    pub fn set_date_skew(&self, seconds: i64) {
+        *lock(&self.state.date_skew) = (seconds != 0).then_some(seconds);
+    }
+
     /// Makes the `company` grant refuse `company` (`invalid_grant`), as HCSS does once a
     /// customer removed the app in the Marketplace or changed its scopes.
     pub fn disconnect_company(&self, company: &str) {
@@ -607,6 +619,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 struct MockState {
+    /// Seconds the `Date` of every answer is moved by.
+    date_skew: Mutex<Option<i64>>,
     options: MockHcssIdentityBuilder,
     issuer: String,
     /// The clock that apps configured with `config_builder` run on.
@@ -674,4 +688,20 @@ impl Counters {
 fn bump(state: &MockState, counter: impl Fn(&Counters) -> &AtomicUsize) {
     counter(&state.counts).fetch_add(1, Ordering::SeqCst);
     state.counted.send_replace(());
+}
+
+/// Moves the answer's `Date` by the skew set with `set_date_skew`.
+async fn skewed_date(
+    axum::extract::State(state): axum::extract::State<Arc<MockState>>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if let Some(skew) = *lock(&state.date_skew) {
+        let now = std::time::SystemTime::now();
+        let shift = Duration::from_secs(skew.unsigned_abs());
+        let date = if skew > 0 { now + shift } else { now - shift };
+        if let Ok(value) = http::HeaderValue::from_str(&httpdate::fmt_http_date(date)) {
+            response.headers_mut().insert(http::header::DATE, value);
+        }
+    }
+    response
 }

@@ -1,0 +1,126 @@
+//! The configuration doctor (`HcssAuth::check`) against the mock identity service: a
+//! configuration that works, and each way one does not.
+
+use hcss_auth::testing::{DiscoveryFault, MockHcssIdentity};
+use hcss_auth::{CheckReport, CheckStatus, HcssAuth, HcssConfigBuilder};
+
+const REDIRECT: &str = "http://127.0.0.1:9/hcss/callback";
+
+async fn check(
+    mock: &MockHcssIdentity,
+    configure: impl FnOnce(HcssConfigBuilder) -> HcssConfigBuilder,
+) -> CheckReport {
+    let config = configure(
+        mock.config_builder(REDIRECT)
+            .scopes(["heavyjob:read", "offline_access"]),
+    )
+    .build()
+    .unwrap();
+    HcssAuth::new(config).check().await
+}
+
+fn status(report: &CheckReport, name: &str) -> CheckStatus {
+    report
+        .item(name)
+        .unwrap_or_else(|| panic!("no {name} item in:\n{report}"))
+        .status()
+}
+
+#[tokio::test]
+async fn a_working_configuration_passes_with_the_development_settings_flagged() {
+    let mock = MockHcssIdentity::start().await;
+    let report = check(&mock, |b| b).await;
+    assert!(!report.has_failures(), "{report}");
+    for name in [
+        "discovery",
+        "client credentials",
+        "clock",
+        "offline_access",
+        "cookie key",
+    ] {
+        assert_eq!(status(&report, name), CheckStatus::Pass, "{report}");
+    }
+    // The mock speaks plain http on loopback: allowed for development, and said so.
+    assert_eq!(
+        status(&report, "token endpoint"),
+        CheckStatus::Warn,
+        "{report}"
+    );
+    let redirect = report.item("redirect URI").unwrap();
+    assert_eq!(redirect.status(), CheckStatus::Warn);
+    assert!(redirect.fix().unwrap().contains("https://"), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("[ok]   client credentials"), "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_fails_as_invalid_client() {
+    let mock = MockHcssIdentity::start().await;
+    let report = check(&mock, |b| b.client_secret("not-the-secret")).await;
+    assert!(report.has_failures());
+    let item = report.item("client credentials").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(item.detail().contains("invalid_client"), "{report}");
+    assert!(item.fix().unwrap().contains("HCSS_CLIENT_SECRET"));
+    // Reached all the same, and the secret is nowhere in the report.
+    assert_ne!(status(&report, "token endpoint"), CheckStatus::Fail);
+    assert!(!report.to_string().contains("not-the-secret"));
+    assert!(report.to_string().contains("[FAIL] client credentials"));
+}
+
+#[tokio::test]
+async fn a_clock_off_by_minutes_fails() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_date_skew(-120);
+    let report = check(&mock, |b| b).await;
+    let item = report.item("clock").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(item.detail().contains("ahead of"), "{report}");
+    mock.set_date_skew(3);
+    assert_eq!(
+        status(&check(&mock, |b| b).await, "clock"),
+        CheckStatus::Pass
+    );
+}
+
+#[tokio::test]
+async fn another_issuer_in_the_discovery_document_fails() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_discovery_fault(Some(DiscoveryFault::OtherIssuer));
+    let report = check(&mock, |b| b).await;
+    let item = report.item("discovery").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(item.fix().unwrap().contains("HCSS_IDENTITY_URL"));
+    // No document at all is a fallback, not a failure.
+    mock.set_discovery_fault(Some(DiscoveryFault::Absent));
+    let report = check(&mock, |b| b).await;
+    assert_eq!(status(&report, "discovery"), CheckStatus::Warn, "{report}");
+}
+
+#[tokio::test]
+async fn missing_offline_access_fails() {
+    let mock = MockHcssIdentity::start().await;
+    let report = check(&mock, |b| b.scopes(["heavyjob:read"])).await;
+    let item = report.item("offline_access").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(item.fix().unwrap().contains("HCSS_SCOPES"));
+}
+
+#[tokio::test]
+async fn an_unreachable_identity_service_fails_the_token_endpoint() {
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder(REDIRECT)
+        .scopes(["heavyjob:read", "offline_access"])
+        .identity_url("http://127.0.0.1:9/identity")
+        .build()
+        .unwrap();
+    let report = HcssAuth::new(config).check().await;
+    assert_eq!(
+        status(&report, "token endpoint"),
+        CheckStatus::Fail,
+        "{report}"
+    );
+    assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
+}
