@@ -641,6 +641,96 @@
 //! runs a short version and fails on any lost session or reused refresh token. Its figures
 //! and commands are in `BENCHMARKS.md` in the repository.
 //!
+//! # Checking a configuration: the doctor
+//!
+//! [`HcssAuth::check`] asks the identity service, with no user, whether the
+//! configuration works, and returns a [`CheckReport`]: one [`CheckItem`] per check, each
+//! [`CheckStatus::Pass`], `Warn` (works, but not as production should run) or `Fail`,
+//! with what to do. `cargo run --example doctor` reads the configuration from the
+//! environment (`HcssConfig::from_env`, and `HCSS_REDIS_URL` with `--features redis`),
+//! prints the checklist and exits with 1 when an item failed: run it at deploy time.
+//!
+//! | item | passes when | fails (or warns) when |
+//! |---|---|---|
+//! | `discovery` | `{identity_url}/.well-known/openid-configuration` names the configured issuer | it names another issuer (fail: sign-ins are refused); no document (warn: HCSS's layout is used) |
+//! | `token endpoint` | it answers, over TLS | it does not answer (fail); plain http on loopback (warn) |
+//! | `client credentials` | a code exchange with a made-up code is refused as `invalid_grant`: the client was accepted | `invalid_client` or `unauthorized_client` (fail: check the id, secret and client authentication) |
+//! | `clock` | within 5 s of the identity service's `Date` | further off (fail: synchronise the clock) |
+//! | `redirect URI` | `https://`, its path served by the layer | plain http on loopback (warn: development only) |
+//! | `offline_access` | among the scopes | missing (fail: every session would end with its first access token) |
+//! | `cookie key` | set, or one instance with its own store | unset with a shared store (warn: set `HCSS_COOKIE_KEY` on every instance) |
+//! | a shared store's own ([`Coordination::shared_store_checks`](store::Coordination::shared_store_checks)) | `RedisStore`: `redis` answers `PING`; `client tracking` on for the near cache | Redis unreachable (fail); tracking unavailable (warn: every request reads Redis) |
+//!
+//! With the mock (`cargo run --example mock_hcss`, its settings exported), a broken
+//! configuration prints:
+//!
+//! ```text
+//! hcss-auth configuration check: 2 passed, 3 warnings, 3 failed
+//! [ok]   discovery: discovery document found; its issuer is http://localhost:4000/identity
+//! [warn] token endpoint: http://localhost:4000/identity/connect/token answers over plain http
+//!        -> for development on loopback only: production talks to HCSS over https
+//! [FAIL] client credentials: HCSS refused client test-client (invalid_client)
+//!        -> check HCSS_CLIENT_ID and HCSS_CLIENT_SECRET against the HCSS Partner Portal, and the client authentication it expects (HCSS_CLIENT_AUTH: body or basic)
+//! [ok]   clock: within 0 s of the identity service's
+//! [warn] redirect URI: http://127.0.0.1:3000/hcss/callback: plain http on loopback (its path /hcss/callback served by the layer)
+//!        -> for development only: production needs an https:// redirect URI, registered exactly at HCSS
+//! [FAIL] offline_access: not among the scopes (heavyjob:read)
+//!        -> add offline_access to HCSS_SCOPES (and to the client at HCSS): without it HCSS gives no refresh token and every session ends when its first access token does (about an hour)
+//! [warn] cookie key: not set: instances agree on one through the shared store
+//!        -> set HCSS_COOKIE_KEY (the same on every instance) so that logins in progress survive the store losing its keys
+//! [FAIL] redis: not reachable: the session store is unavailable: redis: connection refused: Connection refused (os error 111)
+//!        -> check HCSS_REDIS_URL (host, port, database, user and password) and that this machine reaches Redis
+//! ```
+//!
+//! # Metrics
+//!
+//! With the feature `metrics`, the crate counts through the [`metrics`](https://docs.rs/metrics)
+//! facade: the app installs the exporter it wants (Prometheus, StatsD, OpenTelemetry
+//! through a bridge) and sees every metric below; without an exporter, or without the
+//! feature, counting costs nothing. No label carries a token, a code, a session id, a user
+//! or a company: labels are the fixed words listed here. The example server
+//! (`cargo run --example server --features metrics`) serves them at `/metrics` in
+//! Prometheus's text format, rendered from a `metrics-exporter-prometheus` handle.
+//!
+//! | metric | type | labels | counts |
+//! |---|---|---|---|
+//! | `hcss_auth_sign_ins_total` | counter | — | sessions started at the callback |
+//! | `hcss_auth_sign_ins_refused_total` | counter | `reason`: `bad_request`, `state` (unknown, replayed, other browser, unreadable login cookie), `expired`, `issuer`, `denied` (the user or HCSS said no), `busy` (code exchanges at their bound), `code_exchange`, `id_token`, `hook` (`on_sign_in` refused) | callbacks that started no session |
+//! | `hcss_auth_logins_refused_total` | counter | `reason`: `bad_request`, `return_to`, `identity_service` (discovery names another issuer), `cross_site` (a logout from another site) | `/hcss/login` and `/hcss/logout` requests refused |
+//! | `hcss_auth_refreshes_total` | counter | `outcome`: `ok`, `invalid_grant` (session ended), `transient` (HCSS down, slow, 429, 5xx), `configuration` (`invalid_client` and kin), `failed` (any other refusal) | refresh tokens spent at HCSS |
+//! | `hcss_auth_token_endpoint_seconds` | histogram | `grant`: `authorization_code`, `refresh_token`, `company`, `client_credentials` | time to the token endpoint's answer (or failure) |
+//! | `hcss_auth_refresh_waiters_total` | counter | — | requests that joined a refresh already in flight (or its remembered failure) instead of calling HCSS |
+//! | `hcss_auth_refresh_lock_waits_total` | counter | — | refreshes that waited for another instance holding the session's refresh lock |
+//! | `hcss_auth_kept_token_sets` | gauge | — | refreshed token sets kept in memory because the store refused them (should be 0) |
+//! | `hcss_auth_near_cache_total` | counter | `event`: `hit`, `miss`, `invalidation` | `RedisStore`'s near cache: sessions served without Redis, reads that went to Redis, invalidation messages from Redis |
+//! | `hcss_auth_near_cache_tracking` | gauge | — | 1 while the near cache's client tracking is live, 0 once it is lost |
+//! | `hcss_auth_company_tokens_total` | counter | `event`: `fetched`, `disconnected` | company and own-company tokens fetched from HCSS; companies found disconnected |
+//! | `hcss_auth_sessions_ended_total` | counter | `by`: `logout`, `app` (`HcssSession::end`), `admin` (`end_sessions_for_subject`/`_company`), `back_channel` | sessions ended |
+//! | `hcss_auth_api_calls_total` | counter | — | requests `HcssApi` sent to HCSS's APIs |
+//! | `hcss_auth_api_401_refreshes_total` | counter | — | API 401s answered by one forced refresh |
+//! | `hcss_auth_api_429_total` | counter | — | API 429s |
+//! | `hcss_auth_api_budget_waits_total` | counter | `limit`: `minute`, `in_flight` | waits for the company's budget of API calls |
+//!
+//! With `metrics-exporter-prometheus` (default features off: no listener, no push):
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! let app: Router = Router::new().route(
+//!     "/metrics",
+//!     get(move || {
+//!         let handle = handle.clone();
+//!         async move {
+//!             handle.run_upkeep();
+//!             handle.render()
+//!         }
+//!     }),
+//! );
+//! # let _ = app; Ok(()) }
+//! ```
+//!
 //! # Security
 //!
 //! `SECURITY.md` in the repository holds the threat model, each item of the security bar
@@ -684,6 +774,7 @@
 //! | feature | gives |
 //! |---|---|
 //! | `redis` | [`store::RedisStore`]: sessions shared by several instances, one refresh between them |
+//! | `metrics` | counters, gauges and histograms through the `metrics` facade ([Metrics](#metrics)) |
 //! | `test-util` | the [`testing`] module: `MockHcssIdentity` (an HCSS-like identity service and API on loopback), `sign_in`, `seed_session`, `TestClock`, `FaultyStore`, and the conformance suites (`store_conformance`, `token_store_conformance`, `state_store_conformance`, `coordination_conformance`); `HcssConfigBuilder::test_clock` |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -124,3 +124,41 @@ async fn an_unreachable_identity_service_fails_the_token_endpoint() {
     );
     assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_store_is_checked_reachable_with_tracking_and_unreachable() {
+    use crate::common::redis_help::{prefix, redis_url, remove_keys};
+    use hcss_auth::store::RedisStore;
+    let Some(redis) = redis_url("a_redis_store_is_checked_reachable_with_tracking_and_unreachable")
+    else {
+        return;
+    };
+    let mock = MockHcssIdentity::start().await;
+    let config = || {
+        mock.config_builder(REDIRECT)
+            .scopes(["heavyjob:read", "offline_access"])
+            .build()
+            .unwrap()
+    };
+    let prefix = prefix();
+    let store = RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
+    let report = HcssAuth::with_store(config(), store).check().await;
+    assert_eq!(status(&report, "redis"), CheckStatus::Pass, "{report}");
+    assert_eq!(
+        status(&report, "client tracking"),
+        CheckStatus::Pass,
+        "{report}"
+    );
+    // Shared by instances, with no cookie key of their own.
+    assert_eq!(status(&report, "cookie key"), CheckStatus::Warn, "{report}");
+    remove_keys(&redis, &prefix).await;
+
+    let nowhere = RedisStore::connect_lazy("redis://127.0.0.1:9").unwrap();
+    let report = HcssAuth::with_store(config(), nowhere).check().await;
+    assert_eq!(status(&report, "redis"), CheckStatus::Fail, "{report}");
+    assert!(report.has_failures());
+}
