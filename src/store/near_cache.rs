@@ -316,8 +316,7 @@ impl NearCache {
     }
 
     /// Waits until tracking is on over a connection numbered above `after`; its number
-    /// and Redis `CLIENT ID`.
-    #[cfg(feature = "test-util")]
+    /// and Redis `CLIENT ID` (tests; the configuration doctor).
     pub(crate) async fn tracking(&self, after: u64) -> (u64, i64) {
         let mut rx = self.tracking.subscribe();
         let up = rx
