@@ -695,8 +695,8 @@
 //! | metric | type | labels | counts |
 //! |---|---|---|---|
 //! | `hcss_auth_sign_ins_total` | counter | — | sessions started at the callback |
-//! | `hcss_auth_sign_ins_refused_total` | counter | `reason`: `bad_request`, `state` (unknown, replayed, other browser, unreadable login cookie), `expired`, `issuer`, `denied` (the user or HCSS said no), `busy` (code exchanges at their bound), `code_exchange`, `id_token`, `hook` (`on_sign_in` refused) | callbacks that started no session |
-//! | `hcss_auth_logins_refused_total` | counter | `reason`: `bad_request`, `return_to`, `identity_service` (discovery names another issuer), `cross_site` (a logout from another site) | `/hcss/login` and `/hcss/logout` requests refused |
+//! | `hcss_auth_sign_ins_refused_total` | counter | `reason`: `bad_request`, `state` (unknown, replayed, other browser, unreadable login cookie), `expired`, `issuer`, `denied` (the user or HCSS said no), `busy` (code exchanges at their bound), `code_exchange`, `id_token`, `hook` (`on_sign_in` refused), `unavailable` (a store or the cookie key out of reach: 503) | callbacks that started no session |
+//! | `hcss_auth_logins_refused_total` | counter | `reason`: `bad_request`, `return_to`, `identity_service` (discovery names another issuer), `cross_site` (a logout from another site), `unavailable` (503) | `/hcss/login` and `/hcss/logout` requests refused |
 //! | `hcss_auth_refreshes_total` | counter | `outcome`: `ok`, `invalid_grant` (session ended), `transient` (HCSS down, slow, 429, 5xx), `configuration` (`invalid_client` and kin), `failed` (any other refusal) | refresh tokens spent at HCSS |
 //! | `hcss_auth_token_endpoint_seconds` | histogram | `grant`: `authorization_code`, `refresh_token`, `company`, `client_credentials` | time to the token endpoint's answer (or failure) |
 //! | `hcss_auth_refresh_waiters_total` | counter | — | requests that joined a refresh already in flight (or its remembered failure) instead of calling HCSS |
@@ -705,7 +705,7 @@
 //! | `hcss_auth_near_cache_total` | counter | `event`: `hit`, `miss`, `invalidation` | `RedisStore`'s near cache: sessions served without Redis, reads that went to Redis, invalidation messages from Redis |
 //! | `hcss_auth_near_cache_tracking` | gauge | — | 1 while the near cache's client tracking is live, 0 once it is lost |
 //! | `hcss_auth_company_tokens_total` | counter | `event`: `fetched`, `disconnected` | company and own-company tokens fetched from HCSS; companies found disconnected |
-//! | `hcss_auth_sessions_ended_total` | counter | `by`: `logout`, `app` (`HcssSession::end`), `admin` (`end_sessions_for_subject`/`_company`), `back_channel` | sessions ended |
+//! | `hcss_auth_sessions_ended_total` | counter | `by`: `logout`, `app` (`HcssSession::end`), `admin` (`end_sessions_for_subject`/`_company`), `back_channel` (reserved for OpenID back-channel logout, once the layer serves it) | sessions ended |
 //! | `hcss_auth_api_calls_total` | counter | — | requests `HcssApi` sent to HCSS's APIs |
 //! | `hcss_auth_api_401_refreshes_total` | counter | — | API 401s answered by one forced refresh |
 //! | `hcss_auth_api_429_total` | counter | — | API 429s |

@@ -42,7 +42,8 @@ pub(crate) fn sign_in() {
 }
 
 /// A callback refused (no session started), for `reason`: `bad_request`, `state`,
-/// `expired`, `issuer`, `denied`, `busy`, `code_exchange`, `id_token`, `hook`.
+/// `expired`, `issuer`, `denied`, `busy`, `code_exchange`, `id_token`, `hook`,
+/// `unavailable`.
 #[inline]
 pub(crate) fn sign_in_refused(reason: &'static str) {
     #[cfg(feature = "metrics")]
@@ -52,7 +53,7 @@ pub(crate) fn sign_in_refused(reason: &'static str) {
 }
 
 /// `/hcss/login` or `/hcss/logout` refused, for `reason`: `bad_request`, `return_to`,
-/// `identity_service`, `cross_site`.
+/// `identity_service`, `cross_site`, `unavailable`.
 #[inline]
 pub(crate) fn login_refused(reason: &'static str) {
     #[cfg(feature = "metrics")]

@@ -150,6 +150,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             }
             Err(err) => {
                 tracing::error!(error = %err, "callback failed: the store is unavailable");
+                crate::metrics::sign_in_refused("unavailable");
                 return retry_later(unavailable(
                     config,
                     "The sign-in service cannot check the login right now.",
@@ -227,6 +228,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     let ttl = tokens.store_ttl(config.now());
     if let Err(err) = shared.token_store.store(key, tokens, ttl).await {
         tracing::error!(error = %err, "callback failed: the token store is unavailable");
+        crate::metrics::sign_in_refused("unavailable");
         return unavailable(
             config,
             "The sign-in service cannot save your session right now.",
@@ -405,6 +407,7 @@ async fn open_login(
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "callback failed: the state store is unavailable");
+                    crate::metrics::sign_in_refused("unavailable");
                     return Err(retry_later(unavailable(
                         config,
                         "The sign-in service cannot read the login right now.",
@@ -448,6 +451,7 @@ async fn open_login(
             Ok(sealer) => sealer,
             Err(err) => {
                 tracing::error!(error = %err, "callback failed: the cookie key is unavailable");
+                crate::metrics::sign_in_refused("unavailable");
                 return Err(retry_later(unavailable(
                     config,
                     "The sign-in service cannot read the login right now.",

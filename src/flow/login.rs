@@ -98,6 +98,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 Ok(sealer) => sealer,
                 Err(err) => {
                     tracing::error!(error = %err, "login failed: the cookie key is unavailable");
+                    crate::metrics::login_refused("unavailable");
                     return unavailable(
                         config,
                         "The sign-in service cannot start a login right now.",
@@ -146,6 +147,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
                 .await
             {
                 tracing::error!(error = %err, "login failed: the state store is unavailable");
+                crate::metrics::login_refused("unavailable");
                 return unavailable(
                     config,
                     "The sign-in service cannot store the login right now.",
