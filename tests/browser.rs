@@ -198,6 +198,20 @@ async fn the_whole_flow_in_headless_chromium() {
     let units = browser.source().await.unwrap();
     assert!(units.contains("Main Business Unit"), "{units}");
 
+    // Built with `metrics`, the example counts this sign-in and its API call at /metrics.
+    #[cfg(feature = "metrics")]
+    {
+        browser.goto(&format!("{app}/metrics")).await.unwrap();
+        let metrics = browser.source().await.unwrap();
+        for line in [
+            "hcss_auth_sign_ins_total 1",
+            "hcss_auth_api_calls_total 1",
+            "hcss_auth_token_endpoint_seconds_count{grant=\"authorization_code\"} 1",
+        ] {
+            assert!(metrics.contains(line), "{line} not in {metrics}");
+        }
+    }
+
     browser.goto(&format!("{app}/")).await.unwrap();
     browser
         .find(Locator::Id("logout"))
