@@ -191,84 +191,7 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
 
     // A code exchange with a code that does not exist: HCSS checks the client first.
     let endpoints = identity.oidc.endpoints(identity).await.ok();
-    let token_url = endpoints
-        .as_ref()
-        .map_or_else(|| identity.token_url.to_string(), |e| e.token.to_string());
-    let bogus = crate::secret::random_token(16);
-    let verifier = crate::secret::random_token(32);
-    let exchange = protocol::request_tokens(
-        config,
-        Grant::AuthorizationCode {
-            code: &format!("hcss-auth-check-{bogus}"),
-            verifier: &verifier,
-        },
-    )
-    .await;
-    let reached = match &exchange {
-        Err(TokenError::Rejected { .. }) | Ok(_) => true,
-        Err(err) => !matches!(err.class(), ErrorClass::Transient),
-    };
-    let secure = token_url.starts_with("https://");
-    items.push(match (reached, secure) {
-        (false, _) => CheckItem::fail(
-            "token endpoint",
-            format!(
-                "{token_url} did not answer ({})",
-                exchange
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            ),
-            "check HCSS_IDENTITY_URL, this machine's network path (proxy, firewall, DNS) to \
-             the identity service, and its TLS certificates",
-        ),
-        (true, true) => CheckItem::pass("token endpoint", format!("{token_url} answers over TLS")),
-        (true, false) => CheckItem::warn(
-            "token endpoint",
-            format!("{token_url} answers over plain http"),
-            "for development on loopback only: production talks to HCSS over https",
-        ),
-    });
-    items.push(match &exchange {
-        Err(TokenError::Rejected { error, .. }) if error == "invalid_grant" => CheckItem::pass(
-            "client credentials",
-            format!(
-                "client {} accepted (a made-up code was refused as invalid_grant)",
-                identity.client_id
-            ),
-        ),
-        Err(TokenError::Rejected { error, .. })
-            if matches!(err_class(&exchange), Some(ErrorClass::Configuration)) =>
-        {
-            CheckItem::fail(
-                "client credentials",
-                format!("HCSS refused client {} ({error})", identity.client_id),
-                "check HCSS_CLIENT_ID and HCSS_CLIENT_SECRET against the HCSS Partner Portal, \
-                 and the client authentication it expects (HCSS_CLIENT_AUTH: body or basic)",
-            )
-        }
-        Err(TokenError::Rejected { error, .. }) => CheckItem::warn(
-            "client credentials",
-            format!("HCSS answered {error} to a made-up code, not invalid_grant"),
-            "compare the client's settings in the HCSS Partner Portal with this configuration",
-        ),
-        Err(_) if !reached => CheckItem::fail(
-            "client credentials",
-            "not checked: the token endpoint did not answer",
-            "fix the token endpoint first",
-        ),
-        Err(err) => CheckItem::warn(
-            "client credentials",
-            format!("the token endpoint's answer could not be read ({err})"),
-            "check that HCSS_IDENTITY_URL is HCSS's identity service",
-        ),
-        Ok(_) => CheckItem::fail(
-            "client credentials",
-            "the token endpoint issued tokens for a made-up code",
-            "HCSS_IDENTITY_URL does not point at a real OAuth server",
-        ),
-    });
+    items.extend(token_endpoint(config, endpoints.as_deref()).await);
 
     items.push(clock(date, config.now()));
     items.push(redirect_uri(config));
@@ -312,8 +235,84 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
     CheckReport { items }
 }
 
-fn err_class<T>(result: &Result<T, TokenError>) -> Option<ErrorClass> {
-    result.as_ref().err().map(TokenError::class)
+/// The token endpoint's item and the client's, from a code exchange with a made-up
+/// code at `endpoints.token`.
+async fn token_endpoint(
+    config: &crate::HcssConfig,
+    endpoints: Option<&crate::oidc::Endpoints>,
+) -> [CheckItem; 2] {
+    let Some(endpoints) = endpoints else {
+        let why = "not tried: the discovery document names another issuer";
+        return [
+            CheckItem::fail("token endpoint", why, "fix the discovery item first"),
+            CheckItem::fail("client credentials", why, "fix the discovery item first"),
+        ];
+    };
+    let identity = &config.identity;
+    let token_url = &endpoints.token;
+    let code = format!("hcss-auth-check-{}", crate::secret::random_token(16));
+    let verifier = crate::secret::random_token(32);
+    let grant = Grant::AuthorizationCode {
+        code: &code,
+        verifier: &verifier,
+    };
+    let exchange = protocol::request_tokens(config, grant).await;
+    let endpoint = match &exchange {
+        Err(err @ TokenError::Transient { .. }) => CheckItem::fail(
+            "token endpoint",
+            format!("{token_url} failed: {err}"),
+            "check HCSS_IDENTITY_URL, this machine's network path (proxy, firewall, DNS) to \
+             the identity service, and its TLS certificates; a 5xx or 429 is the identity \
+             service's own trouble: try again later",
+        ),
+        Err(TokenError::InvalidResponse(why)) => CheckItem::fail(
+            "token endpoint",
+            format!("{token_url} answered, but not as an OAuth token endpoint ({why})"),
+            "check HCSS_IDENTITY_URL: the identity service's base URL (HCSS's is \
+             https://api.hcssapps.com/identity)",
+        ),
+        _ if token_url.scheme() == "https" => {
+            CheckItem::pass("token endpoint", format!("{token_url} answers over TLS"))
+        }
+        _ => CheckItem::warn(
+            "token endpoint",
+            format!("{token_url} answers over plain http"),
+            "for development on loopback only: production talks to HCSS over https",
+        ),
+    };
+    let client = &identity.client_id;
+    let credentials = match &exchange {
+        Err(TokenError::Rejected { error, .. }) if error == "invalid_grant" => CheckItem::pass(
+            "client credentials",
+            format!("client {client} accepted (a made-up code was refused as invalid_grant)"),
+        ),
+        Err(err @ TokenError::Rejected { error, .. })
+            if err.class() == ErrorClass::Configuration =>
+        {
+            CheckItem::fail(
+                "client credentials",
+                format!("HCSS refused client {client} ({error})"),
+                "check HCSS_CLIENT_ID and HCSS_CLIENT_SECRET against the HCSS Partner Portal, \
+                 and the client authentication it expects (HCSS_CLIENT_AUTH: body or basic)",
+            )
+        }
+        Err(TokenError::Rejected { error, .. }) => CheckItem::warn(
+            "client credentials",
+            format!("HCSS answered {error} to a made-up code, not invalid_grant"),
+            "compare the client's settings in the HCSS Partner Portal with this configuration",
+        ),
+        Err(_) => CheckItem::fail(
+            "client credentials",
+            "not checked: the token endpoint gave no verdict",
+            "fix the token endpoint first",
+        ),
+        Ok(_) => CheckItem::fail(
+            "client credentials",
+            "the token endpoint issued tokens for a made-up code",
+            "HCSS_IDENTITY_URL does not point at a real OAuth server",
+        ),
+    };
+    [endpoint, credentials]
 }
 
 /// The `Date` of an answer, in Unix seconds.

@@ -92,6 +92,13 @@ async fn another_issuer_in_the_discovery_document_fails() {
     let item = report.item("discovery").unwrap();
     assert_eq!(item.status(), CheckStatus::Fail, "{report}");
     assert!(item.fix().unwrap().contains("HCSS_IDENTITY_URL"));
+    // The layer would refuse to sign in with it: nothing is said to work.
+    assert_eq!(
+        status(&report, "token endpoint"),
+        CheckStatus::Fail,
+        "{report}"
+    );
+    assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
     // No document at all is a fallback, not a failure.
     mock.set_discovery_fault(Some(DiscoveryFault::Absent));
     let report = check(&mock, |b| b).await;
@@ -120,6 +127,23 @@ async fn an_unreachable_identity_service_fails_the_token_endpoint() {
     assert_eq!(
         status(&report, "token endpoint"),
         CheckStatus::Fail,
+        "{report}"
+    );
+    assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
+}
+
+#[tokio::test]
+async fn an_identity_url_that_is_no_identity_service_fails_the_token_endpoint() {
+    let mock = MockHcssIdentity::start().await;
+    // The API's host: it answers, but 404 at /connect/token.
+    let report = check(&mock, |b| {
+        b.identity_url(format!("{}/elsewhere", mock.api_url()))
+    })
+    .await;
+    let item = report.item("token endpoint").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(
+        item.detail().contains("not as an OAuth token endpoint"),
         "{report}"
     );
     assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
