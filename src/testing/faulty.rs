@@ -246,6 +246,10 @@ impl<S: Coordination> Coordination for FaultyStore<S> {
         self.inner.shared_secret(name, proposal)
     }
 
+    fn shared_store_checks(&self) -> StoreFuture<'_, Option<Vec<crate::CheckItem>>> {
+        self.inner.shared_store_checks()
+    }
+
     fn acquire_call(
         &self,
         budget: StoreKey,
