@@ -705,7 +705,7 @@
 //! | `hcss_auth_near_cache_total` | counter | `event`: `hit`, `miss`, `invalidation` | `RedisStore`'s near cache: sessions served without Redis, reads that went to Redis, invalidation messages from Redis |
 //! | `hcss_auth_near_cache_tracking` | gauge | — | 1 while the near cache's client tracking is live, 0 once it is lost |
 //! | `hcss_auth_company_tokens_total` | counter | `event`: `fetched`, `disconnected` | company and own-company tokens fetched from HCSS; companies found disconnected |
-//! | `hcss_auth_sessions_ended_total` | counter | `by`: `logout`, `app` (`HcssSession::end`), `admin` (`end_sessions_for_subject`/`_company`), `back_channel` (reserved for OpenID back-channel logout, once the layer serves it) | sessions ended |
+//! | `hcss_auth_sessions_ended_total` | counter | `by`: `logout`, `app` (`HcssSession::end`), `admin` (`end_sessions_for_subject`/`_company`), `back_channel` (a logout token at `/hcss/backchannel-logout`) | sessions ended |
 //! | `hcss_auth_api_calls_total` | counter | — | requests `HcssApi` sent to HCSS's APIs |
 //! | `hcss_auth_api_401_refreshes_total` | counter | — | API 401s answered by one forced refresh |
 //! | `hcss_auth_api_429_total` | counter | — | API 429s |

@@ -135,7 +135,7 @@ pub(crate) fn company_token(event: &'static str) {
 }
 
 /// `count` sessions ended `by`: `logout`, `app` (`HcssSession::end`), `admin`
-/// (`end_sessions_for_*`), `back_channel`.
+/// (`end_sessions_for_*`), `back_channel` (a logout token).
 #[inline]
 pub(crate) fn sessions_ended(by: &'static str, count: usize) {
     #[cfg(feature = "metrics")]

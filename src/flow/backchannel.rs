@@ -66,6 +66,7 @@ where
     match end_matching(shared, &logout).await {
         Ok(ended) => {
             tracing::info!(ended, "back-channel logout: sessions ended");
+            crate::metrics::sessions_ended("back_channel", ended);
             let mut response = Response::new(Bytes::new());
             crate::http_rules::no_store(response.headers_mut());
             response
