@@ -413,6 +413,7 @@ async fn fault_outage_with_oauth_error_bodies_keeps_the_session() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::outage_with_oauth_error_bodies_keeps_the_session(store).await;
     remove_keys(&redis, &prefix).await;
 }
@@ -423,6 +424,7 @@ async fn fault_invalid_client_keeps_the_session() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::invalid_client_keeps_the_session(store).await;
     remove_keys(&redis, &prefix).await;
 }
@@ -433,6 +435,7 @@ async fn fault_a_cancelled_request_does_not_lose_the_rotated_token_and_frees_the
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let key = common::faults::a_cancelled_request_does_not_lose_the_rotated_token(store).await;
     let lock: Option<String> = redis::cmd("GET")
         .arg(format!("{prefix}lock:tok:{key}"))
@@ -449,6 +452,7 @@ async fn fault_logout_during_a_refresh_wins() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::logout_during_a_refresh_wins(store).await;
     remove_keys(&redis, &prefix).await;
 }
@@ -459,6 +463,7 @@ async fn fault_waiters_share_a_failed_refresh() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::waiters_share_a_failed_refresh(store).await;
     remove_keys(&redis, &prefix).await;
 }
@@ -469,6 +474,7 @@ async fn fault_an_unreadable_value_is_signed_out() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let (url, tok_prefix) = (redis.clone(), format!("{prefix}tok:"));
     let key = common::faults::an_unreadable_value_is_signed_out(store, async |key| {
         redis::cmd("SET")
@@ -636,6 +642,7 @@ async fn fault_refreshing_a_kept_set_keeps_the_session() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::refreshing_a_kept_set_keeps_the_session(common::faults::FaultyStore::new(
         store,
     ))
@@ -650,6 +657,7 @@ async fn fault_logout_of_an_unreadable_session_signs_out() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let mock = MockHcssIdentity::start().await;
     let (url, _auth) = start_app_with_store(&mock, |b| b, store).await;
     let browser = Browser::new();
@@ -680,6 +688,7 @@ async fn fault_a_set_kept_on_one_instance_is_not_spent_again_by_another() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let store = common::faults::FaultyStore::new(store);
     let mock = MockHcssIdentity::start().await;
     let configure = |b: hcss_auth::HcssConfigBuilder| b.http_timeout(Duration::from_millis(300));
@@ -749,6 +758,7 @@ async fn fault_sessions_end_by_subject_and_by_company() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::sessions_end_by_subject_and_by_company(store).await;
     remove_keys(&redis, &prefix).await;
 }
@@ -1000,6 +1010,7 @@ async fn fault_a_lost_reply_to_the_refresh_write_keeps_the_session() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::a_lost_reply_to_the_refresh_write_keeps_the_session(
         common::faults::FaultyStore::new(store),
     )
@@ -1013,6 +1024,7 @@ async fn fault_a_kept_set_stored_after_all_is_not_revoked() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::a_kept_set_stored_after_all_is_not_revoked(common::faults::FaultyStore::new(
         store,
     ))
@@ -1029,6 +1041,7 @@ async fn fault_a_kept_set_is_not_spent_again_after_its_lease_lapsed() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let lock_prefix = format!("{prefix}lock:tok:");
     let conn_url = redis.clone();
     common::faults::a_kept_set_is_not_spent_again_after_its_lease_lapsed(
@@ -1052,6 +1065,7 @@ async fn fault_a_logout_whose_reply_is_lost_still_revokes() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     common::faults::a_logout_whose_reply_is_lost_still_revokes(common::faults::FaultyStore::new(
         store,
     ))
@@ -1437,6 +1451,7 @@ async fn redis_keys_say_what_they_hold() {
         return;
     };
     let (store, prefix) = fault_store(&redis).await;
+    let _cleanup = Cleanup::new(&redis, &prefix);
     let mock = MockHcssIdentity::start().await;
     let (url, auth) = start_app_with_store(&mock, |b| b, store).await;
     let keys = || keys_under(&redis, &prefix);
