@@ -2,7 +2,7 @@
 //! for ([`CallLimits`]), what it is told ([`CallAdmission`]), and the in-process budget
 //! that `MemoryStore` keeps and that the layer falls back on for a store that shares none.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -65,20 +65,74 @@ pub enum CallAdmission {
     },
 }
 
-/// One company's calls: leases in flight by call id (their end), and the calls of the
-/// window by call id (when each started, or ended once it did).
+/// One company's calls: leases in flight by call id (their end; as many as the calls
+/// allowed at once), and the calls of the window.
 #[derive(Debug, Default)]
 struct Calls {
     flying: HashMap<String, Instant>,
-    window: HashMap<String, Instant>,
+    window: Window,
+}
+
+/// The calls of a window by call id (when each started, or ended once it did), also in
+/// time order, so that the calls that left the window are dropped from its front: a call
+/// costs the same whether the window holds ten calls or ten thousand.
+#[derive(Debug, Default)]
+struct Window {
+    at: HashMap<String, Instant>,
+    order: BTreeSet<(Instant, String)>,
+}
+
+impl Window {
+    fn insert(&mut self, call: String, at: Instant) {
+        if let Some(before) = self.at.insert(call.clone(), at) {
+            self.order.remove(&(before, call.clone()));
+        }
+        self.order.insert((at, call));
+    }
+
+    /// Moves `call` to `at`, if the window holds it.
+    fn touch(&mut self, call: &str, at: Instant) {
+        if self.at.contains_key(call) {
+            self.insert(call.to_owned(), at);
+        }
+    }
+
+    /// Drops the calls at `cutoff` or before.
+    fn drop_until(&mut self, cutoff: Instant) {
+        while let Some((at, _)) = self.order.first() {
+            if *at > cutoff {
+                break;
+            }
+            if let Some((_, call)) = self.order.pop_first() {
+                self.at.remove(&call);
+            }
+        }
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.order.first().map(|(at, _)| *at)
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
 }
 
 impl Calls {
     fn release(&mut self, call: &str, now: Instant) {
         self.flying.remove(call);
         // The window counts the call from its end: HCSS saw it at some moment before.
-        if let Some(at) = self.window.get_mut(call) {
-            *at = now;
+        self.window.touch(call, now);
+    }
+
+    /// Drops the calls that left the window: older than it, strictly.
+    fn drop_old(&mut self, window: Duration, now: Instant) {
+        if let Some(cutoff) = now.checked_sub(window) {
+            self.window.drop_until(cutoff);
         }
     }
 }
@@ -107,10 +161,9 @@ impl LocalBudget {
             calls.release(call, now);
         }
         calls.flying.retain(|_, end| *end > now);
-        // A call leaves the window once it is older than the window, strictly.
-        calls.window.retain(|_, at| *at + limits.window > now);
+        calls.drop_old(limits.window, now);
         if calls.window.len() >= limits.per_window as usize {
-            let oldest = calls.window.values().min().copied().unwrap_or(now);
+            let oldest = calls.window.oldest().unwrap_or(now);
             return CallAdmission::WindowFull {
                 retry_in: (oldest + limits.window).saturating_duration_since(now)
                     + Duration::from_millis(1),
@@ -152,7 +205,7 @@ impl LocalBudget {
         self.companies.retain(|_, calls| {
             let calls = calls.get_mut().unwrap_or_else(|e| e.into_inner());
             calls.flying.retain(|_, end| *end > now);
-            calls.window.retain(|_, at| *at + window > now);
+            calls.drop_old(window, now);
             !(calls.flying.is_empty() && calls.window.is_empty())
         });
     }
