@@ -180,63 +180,49 @@ pub(super) fn unmarked(old: &TokenSet, marked_version: u64) -> TokenSet {
 
 /// Writes a refreshed set over the version it came from. A store that fails is retried
 /// with backoff for up to half the HTTP timeout (the lock covers it); past that the set is
-/// kept in this process, served from there, and written by a task of its own. Should the
-/// store hold the very set this refresh spent (kept in memory before, and written
-/// meanwhile), the new set is written over that. A session that is gone (logged out
-/// meanwhile) stays gone, and the new refresh token is revoked.
+/// kept in this process, served from there, and written by a task of its own. A session
+/// that is gone (logged out meanwhile) stays gone, and the new refresh token is revoked.
 pub(super) async fn write_or_keep(
     shared: &Arc<Shared>,
     key: StoreKey,
     owner: &str,
-    from_version: u64,
-    old: &TokenSet,
-    mut new: TokenSet,
+    from: u64,
+    new: TokenSet,
 ) -> Outcome {
     // Half an HTTP timeout: a request waiting on this refresh still gets its outcome.
     let give_up = Instant::now() + shared.config.identity.http_timeout / 2;
-    let mut from = from_version;
-    loop {
-        match write_over(shared, key, from, &new, give_up).await {
-            Ok(Fence::Written) => {
-                let version = new.version;
-                shared
-                    .pending
-                    .take_if(key, |kept| kept.tokens.version <= version);
-                return Ok(new);
-            }
-            Ok(Fence::Moved(Some(stored)))
-                if same_write(&stored, old) && stored.version != from =>
-            {
-                from = stored.version;
-                new.version = stored.version.wrapping_add(1);
-            }
-            // Past this write without holding it: it landed earlier (its reply lost) and
-            // the session moved on from it, for only this refresh may write over its
-            // mark. Its refresh token lives on in the store: nothing is revoked.
-            Ok(Fence::Moved(Some(stored))) if stored.version >= new.version => {
-                let version = new.version;
-                shared
-                    .pending
-                    .take_if(key, |kept| kept.tokens.version <= version);
-                return as_it_stands(shared, key, Ok(Some(stored)));
-            }
-            Ok(Fence::Moved(_)) => return superseded(shared, key, new).await,
-            Err(err) => {
-                tracing::error!(session = key.short(), error = %err,
-                    "refreshed tokens could not be stored; this instance keeps them in \
-                     memory and stores them once the store accepts writes again");
-                keep(
-                    shared,
-                    key,
-                    PendingSet {
-                        tokens: new.clone(),
-                        base_version: from,
-                        lock_owner: owner.to_owned(),
-                        refreshed_from: old.clone(),
-                    },
-                );
-                return Ok(new);
-            }
+    let version = new.version;
+    match write_over(shared, key, from, &new, give_up).await {
+        Ok(Fence::Written) => {
+            shared
+                .pending
+                .take_if(key, |kept| kept.tokens.version <= version);
+            Ok(new)
+        }
+        // Past this write without holding it: it landed earlier (its reply lost) and the
+        // session moved on from it, for only this refresh may write over its mark. Its
+        // refresh token lives on in the store: nothing is revoked.
+        Ok(Fence::Moved(Some(stored))) if stored.version >= version => {
+            shared
+                .pending
+                .take_if(key, |kept| kept.tokens.version <= version);
+            as_it_stands(shared, key, Ok(Some(stored)))
+        }
+        Ok(Fence::Moved(_)) => superseded(shared, key, new).await,
+        Err(err) => {
+            tracing::error!(session = key.short(), error = %err,
+                "refreshed tokens could not be stored; this instance keeps them in \
+                 memory and stores them once the store accepts writes again");
+            keep(
+                shared,
+                key,
+                PendingSet {
+                    tokens: new.clone(),
+                    base_version: from,
+                    lock_owner: owner.to_owned(),
+                },
+            );
+            Ok(new)
         }
     }
 }

@@ -17,8 +17,7 @@ use crate::token::TokenSet;
 
 /// Writes a set kept in memory once the store takes it, trying again with backoff until
 /// it is written, dropped (a logout) or past its session's end, and renews its lease
-/// meanwhile. One runs per key while sets are kept for it; a set kept again (refreshed
-/// from memory) is picked up by the same task.
+/// meanwhile. One runs per key while a set is kept for it.
 pub(super) async fn write_kept(shared: Arc<Shared>, key: StoreKey) {
     let lease = lease_ttl(&shared.config);
     let longest_pause = (lease / 3).min(Duration::from_secs(2));
@@ -143,9 +142,8 @@ pub(super) async fn kept_or_stored(
     Some(kept.tokens)
 }
 
-/// Writes the set kept under `key` (its turn held by the caller): over the set it was
-/// refreshed from, should the store hold that now (a set kept before it, written
-/// meanwhile), else over the version its refresh marked. What the session holds after.
+/// Writes the set kept under `key` (its turn held by the caller) over the version its
+/// refresh marked. What the session holds after.
 pub(super) async fn write_kept_set(
     shared: &Shared,
     key: StoreKey,
@@ -164,10 +162,7 @@ pub(super) async fn write_kept_set(
             .pending
             .take_if(key, |now| now.tokens.version == version)
     };
-    let base = match same_write(current, &kept.refreshed_from) {
-        true => current.version,
-        false => kept.base_version,
-    };
+    let base = kept.base_version;
     if base != current.version && current.version >= version {
         // The store is past this set without holding it. Only the refresh that marked the
         // stored set may write over its mark, so this set did land (a reply lost, or a

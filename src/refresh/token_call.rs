@@ -46,7 +46,7 @@ pub(super) async fn refresh_with(
             new.written_by = Some(mark.into());
             tracing::debug!(session = key.short(), "access token refreshed");
             crate::metrics::refresh("ok");
-            return write_or_keep(shared, key, owner, base, &old, new).await;
+            return write_or_keep(shared, key, owner, base, new).await;
         }
         Err(err) => err,
     };

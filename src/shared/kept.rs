@@ -29,9 +29,6 @@ pub(crate) struct PendingSet {
     pub(crate) tokens: TokenSet,
     pub(crate) base_version: u64,
     pub(crate) lock_owner: String,
-    /// The set whose refresh token this refresh spent: should the store come to hold it
-    /// (another kept set written meanwhile), this one is written over it.
-    pub(crate) refreshed_from: TokenSet,
 }
 
 impl Pending {
