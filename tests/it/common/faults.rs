@@ -486,20 +486,9 @@ where
     );
     assert_eq!(mock.counts().refreshes, 1);
     store.refuse_writes(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = browser.get(&format!("{b}/whoami")).await.status;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "B waits, it does not sign out");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never got A's set"
-        );
-        // Polled: A writes on its own schedule, with nothing here to wait on.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // B waits (503s), it does not sign out, until A writes on its own schedule.
+    let seen = past_503s(&browser, &format!("{b}/whoami")).await;
+    assert_eq!(seen.status, 200, "B never got A's set: {}", seen.body);
     assert_eq!(browser.get(&format!("{a}/whoami")).await.status, 200);
     let counts = mock.counts();
     assert_eq!(counts.reuse_detected, 0);
