@@ -9,6 +9,7 @@ mod common;
 
 mod adversary_18;
 mod adversary_20;
+mod adversary_21;
 mod api;
 mod backchannel;
 mod claims;

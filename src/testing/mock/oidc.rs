@@ -27,6 +27,11 @@ pub enum DiscoveryFault {
     /// A document that names no `jwks_uri`, and no JWKS at IdentityServer's path: the
     /// service publishes no keys.
     NoKeys,
+    /// A document whose `jwks_uri` uses another scheme than the issuer (`https` under
+    /// the mock's `http`), as IdentityServer behind a TLS-terminating proxy names
+    /// `http://` URLs under an `https` issuer. The JWKS is still served at
+    /// IdentityServer's path.
+    JwksUriOtherScheme,
 }
 
 /// The key id of key number `index` (counting rotations).
@@ -112,6 +117,10 @@ pub(super) async fn discovery(State(state): State<Arc<MockState>>) -> Response {
                 .as_object_mut()
                 .expect("an object")
                 .remove("jwks_uri");
+        }
+        Some(DiscoveryFault::JwksUriOtherScheme) => {
+            let https = base.replacen("http://", "https://", 1);
+            document["jwks_uri"] = json!(format!("{https}/.well-known/openid-configuration/jwks"));
         }
         None => {}
     }
