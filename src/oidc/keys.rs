@@ -27,6 +27,10 @@ const REFETCH_WINDOW: Duration = Duration::from_secs(60);
 const MISS_TTL: Duration = Duration::from_secs(5 * 60);
 /// Key ids remembered as missing, at most.
 const MAX_MISSES: usize = 32;
+/// How long after a failed read of the keys they are not read again: until then every
+/// token is refused without a request to the identity service (anyone can post logout
+/// tokens, and each would be a read while the keys cannot be read).
+const RETRY_FAILED_READ: Duration = Duration::from_secs(10);
 
 /// The algorithms an ID token or a logout token may be signed with: IdentityServer's
 /// RS256 by default, and the other RSA and EC ones it can be set to. Never `none` (not even parsed), never
@@ -51,6 +55,8 @@ pub(super) struct KeyCache {
     missed: VecDeque<(String, Instant)>,
     /// When the keys were read again because of an unknown key id.
     refetches: VecDeque<Instant>,
+    /// When a read of the keys last failed (answered neither 200 with a JWKS nor 404).
+    failed_at: Option<Instant>,
 }
 
 /// Verifies the signature of `token` (an ID token or a logout token) with the keys at
@@ -83,7 +89,7 @@ pub(super) async fn verify(
         .as_ref()
         .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= KEYS_TTL)
     {
-        let keys = read(client, url).await?;
+        let keys = cache.read_keys(client, url, now).await?;
         cache.read = Some((now, keys));
         fresh = true;
     }
@@ -119,13 +125,32 @@ pub(super) async fn verify(
             "a token names a key not among the identity service's; reading its keys again"
         );
         cache.refetches.push_back(now);
-        let keys = read(client, url).await?;
+        let keys = cache.read_keys(client, url, now).await?;
         cache.read = Some((now, keys));
         fresh = true;
     }
 }
 
 impl KeyCache {
+    /// Reads the keys, unless a read failed less than [`RETRY_FAILED_READ`] ago: then
+    /// the error comes without a request.
+    async fn read_keys(
+        &mut self,
+        client: &IdentityClient,
+        url: &Url,
+        now: Instant,
+    ) -> Result<Option<Vec<Jwk>>, &'static str> {
+        if self
+            .failed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < RETRY_FAILED_READ)
+        {
+            return Err(UNREADABLE);
+        }
+        let read = read(client, url).await;
+        self.failed_at = read.is_err().then_some(now);
+        read
+    }
+
     /// Whether the keys may be read again for `kid`: it has not been missed lately, and
     /// the reads of the last minute leave room.
     fn may_refetch(&mut self, kid: &str, now: Instant) -> bool {
@@ -173,12 +198,15 @@ fn fits(key: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
         .is_none_or(|named| named == KeyAlgorithm::from(alg))
 }
 
+/// Why a token was refused when the keys could not be read.
+const UNREADABLE: &str = "the identity service's keys could not be read";
+
 /// Reads the JWKS at `url`: its keys (those that parse), or `None` when it is not
 /// published (404). Any other failure refuses the sign-in: it may pass.
 async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, &'static str> {
     let answer = get(client, url).await.map_err(|err| {
         tracing::warn!(reason = %err, "the identity service's keys could not be read");
-        "the identity service's keys could not be read"
+        UNREADABLE
     })?;
     if answer.status == 404 {
         return Ok(None);
@@ -188,7 +216,7 @@ async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, &'
             status = answer.status,
             "the identity service's keys could not be read"
         );
-        return Err("the identity service's keys could not be read");
+        return Err(UNREADABLE);
     }
     #[derive(serde::Deserialize)]
     struct Set {
