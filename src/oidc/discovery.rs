@@ -107,8 +107,10 @@ pub(super) async fn read(client: &IdentityClient) -> Discovered {
 }
 
 /// The endpoints a document names, each checked to use the issuer's scheme; HCSS's
-/// layout for any it does not name. A document that names no `jwks_uri` publishes no
-/// keys.
+/// layout for any it does not name or names wrongly. A document that names no
+/// `jwks_uri` publishes no keys; one that names it wrongly (another scheme, not a URL)
+/// does publish some, at HCSS's path then: a misnamed `jwks_uri` never turns the
+/// signature check off.
 fn endpoints_of(client: &IdentityClient, document: &Document) -> Endpoints {
     let known = layout(client);
     let scheme = known.token.scheme().to_owned();
@@ -124,10 +126,10 @@ fn endpoints_of(client: &IdentityClient, document: &Document) -> Endpoints {
         token: pick(&document.token_endpoint, known.token),
         revocation: pick(&document.revocation_endpoint, known.revocation),
         end_session: pick(&document.end_session_endpoint, known.end_session),
-        jwks: document
-            .jwks_uri
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok())
-            .filter(|u| u.scheme() == scheme),
+        jwks: match (&document.jwks_uri, known.jwks) {
+            (None, _) => None,
+            (named, Some(known)) => Some(pick(named, known)),
+            (Some(named), None) => Url::parse(named).ok().filter(|u| u.scheme() == scheme),
+        },
     }
 }
