@@ -223,8 +223,9 @@ impl HcssConfigBuilder {
         self
     }
 
-    /// The `max_age` every login sends unless `/hcss/login?max_age=` names one: HCSS asks
-    /// for credentials again when the user entered them longer ago, and the ID token's
+    /// The `max_age` every login sends unless `/hcss/login?max_age=` names a shorter
+    /// one (a longer one is not taken: this is the app's bound): HCSS asks for
+    /// credentials again when the user entered them longer ago, and the ID token's
     /// `auth_time` is checked against it (with `openid` among the scopes). Default: none.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);

@@ -187,7 +187,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
 
 /// `prompt`, `login_hint` and `max_age` from the query, else the config's defaults:
 /// `prompt` from an allow-list, `login_hint` printable and short, `max_age` a number of
-/// seconds. The error is the page's message.
+/// seconds, no more than the config's. The error is the page's message.
 fn login_extras(
     config: &crate::HcssConfig,
     prompt: Option<std::borrow::Cow<'_, str>>,
@@ -209,9 +209,16 @@ fn login_extras(
         Some(_) => return Err("The login hint is too long or not printable."),
         None => None,
     };
+    // The query may ask for more recent credentials than the config, never for older
+    // ones: the config's `max_age` is the app's bound, which anyone who can open a URL
+    // (on a shared computer, say) would otherwise lift.
     let max_age = match max_age {
         Some(age) => match age.parse::<u32>() {
-            Ok(age) => Some(u64::from(age)),
+            Ok(age) => Some(
+                identity
+                    .max_age
+                    .map_or(u64::from(age), |c| c.min(age.into())),
+            ),
             Err(_) => return Err("max_age must be a number of seconds."),
         },
         None => identity.max_age,
