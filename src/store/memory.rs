@@ -48,6 +48,9 @@ struct Inner {
     owners: Mutex<HashMap<StoreKey, HashSet<StoreKey>>>,
     /// The companies' budgets of API calls, shared by every layer on this store.
     budget: super::LocalBudget,
+    /// Locks on claims (a logout token's `jti`, a sealed login's state): their owner and
+    /// when they lapse, so that layers sharing this store refuse each other's replays.
+    claims: Mutex<HashMap<StoreKey, (String, Instant)>>,
 }
 
 impl Default for MemoryStore {
@@ -79,6 +82,7 @@ impl MemoryStore {
                 company_tokens: Bounded::new(sessions.max(1)),
                 owners: Mutex::default(),
                 budget: super::LocalBudget::default(),
+                claims: Mutex::default(),
             }),
         }
     }
@@ -288,8 +292,36 @@ impl Inner {
 
 /// One process: the layer's in-process single flights are all the locking it needs,
 /// and there is no other instance to share a secret with. The companies' budgets of API
-/// calls are kept here, so that every layer built on this store shares them.
+/// calls are kept here, so that every layer built on this store shares them, and so are
+/// the locks on claims ([`KeyKind::StateClaim`]: a logout token's `jti`, a sealed
+/// login's state), so that a replay to another layer on this store is refused too.
 impl Coordination for MemoryStore {
+    fn try_lock(&self, key: StoreKey, owner: String, ttl: Duration) -> StoreFuture<'_, bool> {
+        let taken = key.kind() != KeyKind::StateClaim || {
+            let now = Instant::now();
+            let mut claims = self.inner.claims.lock().unwrap_or_else(|e| e.into_inner());
+            if claims.len() >= 4096 {
+                claims.retain(|_, (_, lapses)| *lapses > now);
+            }
+            match claims.get(&key) {
+                Some((_, lapses)) if *lapses > now => false,
+                _ => {
+                    claims.insert(key, (owner, expiry(now, ttl)));
+                    true
+                }
+            }
+        };
+        Box::pin(async move { Ok(taken) })
+    }
+
+    fn unlock(&self, key: StoreKey, owner: String) -> StoreFuture<'_, ()> {
+        let mut claims = self.inner.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if claims.get(&key).is_some_and(|(holder, _)| *holder == owner) {
+            claims.remove(&key);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
     fn acquire_call(
         &self,
         budget: StoreKey,
