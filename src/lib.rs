@@ -552,7 +552,7 @@
 //! | `transaction_ttl` | | 10 minutes: how long a started login may take to come back |
 //! | `refresh_skew` | | 60 s |
 //! | `max_session_age` | | 30 days |
-//! | `client_auth` | | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
+//! | `client_auth` | `HCSS_CLIENT_AUTH` (`body` or `basic`) | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
 //! | `revoke_on_logout` | | on |
 //! | `http_timeout` | | 10 s per identity-service call |
 //! | `retry_after` | | 5 s: the wait after a passing refresh failure when HCSS gives none |
