@@ -212,7 +212,12 @@ mod tests {
                 )
             }
         };
-        let auth = |value| HcssConfig::from_lookup(with(value)).unwrap().identity.client_auth;
+        let auth = |value| {
+            HcssConfig::from_lookup(with(value))
+                .unwrap()
+                .identity
+                .client_auth
+        };
         assert_eq!(auth("basic"), crate::ClientAuth::BasicAuth);
         assert_eq!(auth(" Basic "), crate::ClientAuth::BasicAuth);
         assert_eq!(auth("body"), crate::ClientAuth::RequestBody);
