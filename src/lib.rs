@@ -603,8 +603,9 @@
 //! against [`MockHcssIdentity`](testing::MockHcssIdentity), an HCSS-like identity service
 //! on loopback, in process: [`testing::sign_in`] gives the cookie of a signed-in session,
 //! `mock.expire_access_tokens()` lets an hour pass for the mock and the app, and switches
-//! make the token endpoint fail. The [`testing`] module shows a whole test and lists what
-//! the mock, [`FaultyStore`](testing::FaultyStore) and the conformance suites offer.
+//! make the token endpoint fail. The [`testing`] module shows a whole test, lists what
+//! the mock, [`FaultyStore`](testing::FaultyStore) and the conformance suites offer, and
+//! says how to run the tests on Redis too without leaving keys behind.
 //!
 //! # When things go wrong
 //!
