@@ -13,13 +13,19 @@
 //! - `--redirect-uri URI`: the app's callback, printed as `HCSS_REDIRECT_URI` (default
 //!   `http://127.0.0.1:3000/hcss/callback`).
 //! - `--auto-consent`: sign in at once, without the mock's consent page (for scripts).
+//! - `--access-token-lifetime SECONDS`: how long its access tokens live (default 3600,
+//!   HCSS's hour). Short-lived tokens show the app refreshing within a minute: with 30,
+//!   a signed-in request refreshes after about 15 s (a token that lives less than twice
+//!   the refresh skew, 60 s, is refreshed at half its life), and the example's `/metrics`
+//!   counts it in `hcss_auth_refreshes_total`.
 //!
 //! It signs in one user (of a customer company), issues JWT access tokens that live an
-//! hour, refresh tokens that rotate, and company tokens (`company` and
-//! `client_credentials` grants); `GET /heavyjob/api/v1/businessUnits` accepts its live
-//! access tokens.
+//! hour (or `--access-token-lifetime`), refresh tokens that rotate, and company tokens
+//! (`company` and `client_credentials` grants); `GET /heavyjob/api/v1/businessUnits`
+//! accepts its live access tokens.
 
 use std::error::Error;
+use std::time::Duration;
 
 use hcss_auth::testing::MockHcssIdentity;
 
@@ -27,18 +33,21 @@ struct Args {
     port: u16,
     redirect_uri: String,
     auto_consent: bool,
+    access_token_lifetime: Duration,
 }
 
 const USAGE: &str =
-    "usage: mock_hcss [--port N] [--redirect-uri http://127.0.0.1:3000/hcss/callback] [--auto-consent]";
+    "usage: mock_hcss [--port N] [--redirect-uri http://127.0.0.1:3000/hcss/callback] \
+     [--auto-consent] [--access-token-lifetime SECONDS]";
 
-fn args() -> Result<Args, Box<dyn Error>> {
+fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>> {
     let mut args = Args {
         port: 4000,
         redirect_uri: "http://127.0.0.1:3000/hcss/callback".into(),
         auto_consent: false,
+        access_token_lifetime: Duration::from_secs(3600),
     };
-    let mut given = std::env::args().skip(1);
+    let mut given = given.into_iter();
     while let Some(arg) = given.next() {
         let mut value = || {
             given
@@ -49,6 +58,18 @@ fn args() -> Result<Args, Box<dyn Error>> {
             "--port" => args.port = value()?.parse()?,
             "--redirect-uri" => args.redirect_uri = value()?,
             "--auto-consent" => args.auto_consent = true,
+            "--access-token-lifetime" => {
+                let secs = value()?;
+                args.access_token_lifetime = match secs.parse::<u64>() {
+                    Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                    _ => {
+                        return Err(format!(
+                            "--access-token-lifetime takes whole seconds above 0, not {secs:?}\n{USAGE}"
+                        )
+                        .into())
+                    }
+                };
+            }
             _ => return Err(format!("unknown argument {arg}\n{USAGE}").into()),
         }
     }
@@ -57,7 +78,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let args = args()?;
+    let args = args(std::env::args().skip(1))?;
     // Said plainly rather than as the mock's panic.
     if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", args.port)) {
         return Err(format!(
@@ -70,6 +91,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .port(args.port)
         .hostname("localhost")
         .auto_consent(args.auto_consent)
+        .access_token_lifetime(args.access_token_lifetime)
         .start()
         .await;
     println!("Mock HCSS identity service at {}", mock.identity_url());
@@ -95,4 +117,34 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("Serving until stopped (Ctrl-C).");
     std::future::pending::<()>().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, String> {
+        args(line.split_whitespace().map(str::to_owned)).map_err(|e| e.to_string())
+    }
+
+    /// Short-lived tokens, so that a newcomer sees the app refresh (and its `/metrics`
+    /// count it) within a minute rather than an hour.
+    #[test]
+    fn the_access_token_lifetime_is_an_argument() {
+        let args = parse("--port 4100 --access-token-lifetime 30").unwrap();
+        assert_eq!(args.port, 4100);
+        assert_eq!(args.access_token_lifetime, Duration::from_secs(30));
+        assert_eq!(
+            parse("").unwrap().access_token_lifetime,
+            Duration::from_secs(3600)
+        );
+        for bad in [
+            "--access-token-lifetime 0",
+            "--access-token-lifetime soon",
+            "--access-token-lifetime",
+        ] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.contains("--access-token-lifetime"), "{bad}: {err}");
+        }
+    }
 }

@@ -114,11 +114,12 @@ impl CheckReport {
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |s| self.items.iter().filter(|i| i.status == s).count();
+        let warnings = count(CheckStatus::Warn);
         writeln!(
             f,
-            "hcss-auth configuration check: {} passed, {} warnings, {} failed",
+            "hcss-auth configuration check: {} passed, {warnings} {}, {} failed",
             count(CheckStatus::Pass),
-            count(CheckStatus::Warn),
+            if warnings == 1 { "warning" } else { "warnings" },
             count(CheckStatus::Fail)
         )?;
         for item in &self.items {
@@ -155,7 +156,7 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
     items.push(match answer {
         Err(err) => CheckItem::warn(
             "discovery",
-            format!("{discovery_url} could not be read ({})", err.without_url()),
+            format!("{discovery_url} could not be read ({})", cause(err)),
             "check HCSS_IDENTITY_URL and that this machine reaches the identity service; \
              without the document, HCSS's known endpoint layout is used",
         ),
@@ -313,6 +314,25 @@ async fn token_endpoint(
         ),
     };
     [endpoint, credentials]
+}
+
+/// What went wrong with a request, in the words of its innermost cause ("tcp connect
+/// error: Connection refused", "dns error: ...", "invalid peer certificate: ..."), which
+/// is what an operator acts on; reqwest's own words ("error sending request") otherwise.
+/// Never the URL: the innermost causes are the connector's and the OS's, which do not
+/// carry it, and reqwest's own message is taken without it.
+fn cause(err: reqwest::Error) -> String {
+    let mut innermost: Option<&dyn std::error::Error> = None;
+    let mut source = std::error::Error::source(&err);
+    while let Some(next) = source {
+        innermost = Some(next);
+        source = next.source();
+    }
+    match innermost {
+        Some(cause) if err.is_timeout() => format!("timed out: {cause}"),
+        Some(cause) => cause.to_string(),
+        None => err.without_url().to_string(),
+    }
 }
 
 /// The `Date` of an answer, in Unix seconds.

@@ -552,7 +552,7 @@
 //! | `transaction_ttl` | | 10 minutes: how long a started login may take to come back |
 //! | `refresh_skew` | | 60 s |
 //! | `max_session_age` | | 30 days |
-//! | `client_auth` | | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
+//! | `client_auth` | `HCSS_CLIENT_AUTH` (`body` or `basic`) | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
 //! | `revoke_on_logout` | | on |
 //! | `http_timeout` | | 10 s per identity-service call |
 //! | `retry_after` | | 5 s: the wait after a passing refresh failure when HCSS gives none |
@@ -603,8 +603,9 @@
 //! against [`MockHcssIdentity`](testing::MockHcssIdentity), an HCSS-like identity service
 //! on loopback, in process: [`testing::sign_in`] gives the cookie of a signed-in session,
 //! `mock.expire_access_tokens()` lets an hour pass for the mock and the app, and switches
-//! make the token endpoint fail. The [`testing`] module shows a whole test and lists what
-//! the mock, [`FaultyStore`](testing::FaultyStore) and the conformance suites offer.
+//! make the token endpoint fail. The [`testing`] module shows a whole test, lists what
+//! the mock, [`FaultyStore`](testing::FaultyStore) and the conformance suites offer, and
+//! says how to run the tests on Redis too without leaving keys behind.
 //!
 //! # When things go wrong
 //!

@@ -265,7 +265,8 @@ impl HcssConfigBuilder {
         self
     }
 
-    /// How the client authenticates to the token endpoint (default: in the body).
+    /// How the client authenticates to the token endpoint (default: in the body;
+    /// `HCSS_CLIENT_AUTH=basic` with [`HcssConfig::from_env`]).
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.client_auth = auth;
         self

@@ -18,6 +18,7 @@ impl HcssConfig {
     /// | `HCSS_IDENTITY_URL` | default `https://api.hcssapps.com/identity` |
     /// | `HCSS_COOKIE_KEY` | base64 of at least 32 random bytes: seals login cookies; the same on every instance |
     /// | `HCSS_COOKIE_KEY_PREVIOUS` | the key before it, accepted during a rotation |
+    /// | `HCSS_CLIENT_AUTH` | how the client authenticates at the token endpoint: `body` (default, as HCSS documents) or `basic` (HTTP Basic), see [`ClientAuth`](crate::ClientAuth) |
     /// | `HCSS_ALLOW_INSECURE_HTTP` | `1` allows `http://` on loopback, for local development |
     /// | `HCSS_API_URL` | HCSS's API base URL, default `https://api.hcssapps.com` |
     /// | `HCSS_API_RATE_PER_MINUTE` | calls a company may start per minute, all instances together; default 100 |
@@ -78,6 +79,9 @@ impl HcssConfig {
             let on = yes_or_no("HCSS_BACKCHANNEL_LOGOUT", &value)?;
             builder = builder.backchannel_logout(on);
         }
+        if let Some(value) = get("HCSS_CLIENT_AUTH") {
+            builder = builder.client_auth(client_auth(&value)?);
+        }
         if let Some(value) = get("HCSS_ALLOW_INSECURE_HTTP") {
             let allow = yes_or_no("HCSS_ALLOW_INSECURE_HTTP", &value)?;
             builder = builder.allow_insecure_http_on_loopback(allow);
@@ -91,6 +95,18 @@ fn number(name: &'static str, text: &str) -> Result<u32, ConfigError> {
     text.trim()
         .parse()
         .map_err(|_| ConfigError::invalid(name, format!("{text:?} is not a whole number")))
+}
+
+/// `HCSS_CLIENT_AUTH`: `body` or `basic`, in any case, spaces around ignored.
+fn client_auth(value: &str) -> Result<crate::ClientAuth, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "body" => Ok(crate::ClientAuth::RequestBody),
+        "basic" => Ok(crate::ClientAuth::BasicAuth),
+        _ => Err(ConfigError::invalid(
+            "HCSS_CLIENT_AUTH",
+            "use body (the client's id and secret in the form body, as HCSS documents) or basic (HTTP Basic)",
+        )),
+    }
 }
 
 /// The one rule for a yes-or-no variable: `1`, `true`, `yes`, `on` or `0`, `false`,
@@ -176,6 +192,41 @@ mod tests {
             let err = HcssConfig::from_lookup(base(pair)).unwrap_err().to_string();
             assert!(err.contains(name), "{name}={value}: {err}");
         }
+    }
+
+    /// The doctor tells a client refused as `invalid_client` to check `HCSS_CLIENT_AUTH`:
+    /// the variable is read (`body` or `basic`), and another value names it.
+    #[test]
+    fn client_auth_is_read_from_its_variable() {
+        let with = |value: &'static str| {
+            move |name: &str| {
+                Some(
+                    match name {
+                        "HCSS_CLIENT_ID" => "id",
+                        "HCSS_SCOPES" => "heavyjob:read offline_access",
+                        "HCSS_REDIRECT_URI" => "https://app.example.com/hcss/callback",
+                        "HCSS_CLIENT_AUTH" => value,
+                        _ => return None,
+                    }
+                    .to_owned(),
+                )
+            }
+        };
+        let auth = |value| {
+            HcssConfig::from_lookup(with(value))
+                .unwrap()
+                .identity
+                .client_auth
+        };
+        assert_eq!(auth("basic"), crate::ClientAuth::BasicAuth);
+        assert_eq!(auth(" Basic "), crate::ClientAuth::BasicAuth);
+        assert_eq!(auth("body"), crate::ClientAuth::RequestBody);
+        assert_eq!(auth(""), crate::ClientAuth::RequestBody);
+        let err = HcssConfig::from_lookup(with("header"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HCSS_CLIENT_AUTH"), "{err}");
+        assert!(err.contains("body") && err.contains("basic"), "{err}");
     }
 
     /// One rule for a yes-or-no variable: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`

@@ -80,6 +80,44 @@
 //!   [`token_store_conformance`], [`state_store_conformance`] and
 //!   [`coordination_conformance`]: the suites every store (yours too) must pass; see
 //!   [writing your own store](crate::store#writing-your-own-store).
+//!
+//! ## With Redis
+//!
+//! To run the same tests on [`RedisStore`](crate::store::RedisStore) (feature `redis`),
+//! give each test a key prefix of its own and delete what it leaves: a sign-in writes the
+//! session and the claim of its login (10 minutes), and `{prefix}secret:cookie-key`,
+//! which has no TTL, when the configuration sets no cookie key. Read the URL from a
+//! variable, database included (`redis://127.0.0.1:6379/7` keeps the tests off database
+//! 0), and skip the test when it is unset. The `redis` crate, as a dev-dependency,
+//! deletes the keys:
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn test() -> Result<(), Box<dyn std::error::Error>> {
+//! use hcss_auth::{store::RedisStore, testing::MockHcssIdentity, HcssAuth};
+//!
+//! let Ok(url) = std::env::var("MYAPP_TEST_REDIS_URL") else {
+//!     eprintln!("skipped: set MYAPP_TEST_REDIS_URL to run it");
+//!     return Ok(());
+//! };
+//! let nanos = std::time::UNIX_EPOCH.elapsed()?.as_nanos();
+//! let prefix = format!("myapp-test:{}:{nanos}:", std::process::id());
+//! let store = RedisStore::connect(&url).await?.with_prefix(prefix.clone());
+//! let mock = MockHcssIdentity::start().await;
+//! let config = mock.config_builder("http://127.0.0.1:3000/hcss/callback")
+//!     .scopes(["heavyjob:read", "offline_access"])
+//!     .build()?;
+//! let auth = HcssAuth::with_store(config, store);
+//! // ... sign_in(&app, &auth), requests, session_exists(&auth, &cookie) ...
+//!
+//! // Afterwards (or in a guard's `Drop`, so that a failing test cleans up too):
+//! let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+//! let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+//! if !keys.is_empty() {
+//!     redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+//! }
+//! # Ok(()) }
+//! ```
 
 mod conformance;
 mod faulty;

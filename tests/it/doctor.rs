@@ -130,6 +130,35 @@ async fn an_unreachable_identity_service_fails_the_token_endpoint() {
         "{report}"
     );
     assert_eq!(status(&report, "client credentials"), CheckStatus::Fail);
+    // What went wrong in the network's words (refused, DNS, TLS), not only reqwest's
+    // "error sending request".
+    let discovery = report.item("discovery").unwrap().detail();
+    assert!(discovery.contains("refused"), "{report}");
+    assert!(!discovery.contains("error sending request"), "{report}");
+}
+
+#[tokio::test]
+async fn the_summary_says_warning_for_one_and_warnings_for_several() {
+    let mock = MockHcssIdentity::start().await;
+    // The mock's plain http warns twice (token endpoint, redirect URI)...
+    let report = check(&mock, |b| b).await;
+    assert!(
+        report
+            .to_string()
+            .starts_with("hcss-auth configuration check: 5 passed, 2 warnings, 0 failed"),
+        "{report}"
+    );
+    // ...and once with an https redirect URI.
+    let report = check(&mock, |b| {
+        b.redirect_uri("https://app.example.com/hcss/callback")
+    })
+    .await;
+    assert!(
+        report
+            .to_string()
+            .starts_with("hcss-auth configuration check: 6 passed, 1 warning, 0 failed"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
