@@ -57,8 +57,10 @@ fn api_call(c: &mut Criterion) {
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap()
     };
-    // The client the layer builds: no redirects, a timeout per request.
+    // The client the layer builds: its user agent, no redirects, a timeout per request.
     let timed = reqwest::Client::builder()
+        .user_agent(concat!("hcss-auth/", env!("CARGO_PKG_VERSION")))
+        .https_only(false)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))

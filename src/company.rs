@@ -14,7 +14,7 @@ use crate::layer::HcssAuth;
 use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
 use crate::refresh::{freshness, Freshness};
 use crate::secret::random_token;
-use crate::shared::{CompanyFlight, Shared};
+use crate::shared::{CompanyFlight, CompanySource as Source, Shared};
 use crate::store::StoreKey;
 use crate::token::{HcssToken, TokenSet};
 
@@ -62,13 +62,6 @@ impl std::fmt::Debug for HcssCompanyTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HcssCompanyTokens").finish_non_exhaustive()
     }
-}
-
-/// Which grant a company token comes from.
-#[derive(Clone)]
-enum Source {
-    Company(String),
-    Own,
 }
 
 impl Source {
@@ -168,7 +161,7 @@ impl HcssCompanyTokens {
     ) -> Result<HcssToken, CompanyTokenError> {
         let source = company_id.map_or(Source::Own, |id| Source::Company(id.to_owned()));
         let key = source.key();
-        self.shared.company_tokens.remove_if(&key, |_, held| {
+        self.shared.company_tokens.remove_if(&source, |_, held| {
             held.access_token.expose_secret() == rejected.secret()
         });
         if let Ok(Some(current)) = self.shared.token_store.load(key).await {
@@ -182,12 +175,12 @@ impl HcssCompanyTokens {
     }
 
     async fn get(&self, source: Source) -> Result<HcssToken, CompanyTokenError> {
-        let key = source.key();
-        if let Some(tokens) = self.held(key) {
-            return Ok(HcssToken::from_owned(tokens));
+        if let Some(token) = self.held(&source) {
+            return Ok(token);
         }
+        let key = source.key();
         if let Some(tokens) = self.cached(key).await {
-            self.hold(key, &tokens);
+            self.hold(&source, &tokens);
             return Ok(HcssToken::from_owned(tokens));
         }
         // One fetch per company in this process, in a task of its own: the calls that
@@ -198,7 +191,7 @@ impl HcssCompanyTokens {
             Entry::Vacant(vacant) => {
                 let (publish, settled) = watch::channel(None);
                 vacant.insert(settled.clone());
-                tokio::spawn(self.clone().fetch(key, source, publish));
+                tokio::spawn(self.clone().fetch(key, source.clone(), publish));
                 settled
             }
         };
@@ -207,7 +200,7 @@ impl HcssCompanyTokens {
             Err(_) => None,
         };
         if let Some(Ok(tokens)) = &outcome {
-            self.hold(key, tokens);
+            self.hold(&source, tokens);
         }
         match outcome {
             Some(outcome) => outcome.map(HcssToken::from_owned),
@@ -247,25 +240,27 @@ impl HcssCompanyTokens {
 
     /// The token this process holds for `key` if it is good beyond the refresh skew (no
     /// store read: the call path's way).
-    fn held(&self, key: StoreKey) -> Option<TokenSet> {
+    fn held(&self, source: &Source) -> Option<HcssToken> {
         let config = &self.shared.config;
         let fresh = |tokens: &TokenSet| {
             freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
         };
-        let held = self.shared.company_tokens.get(&key)?;
+        let held = self.shared.company_tokens.get(source)?;
         if fresh(&held) {
-            return Some(held.clone());
+            return Some(HcssToken::from_set(&held));
         }
         drop(held);
         self.shared
             .company_tokens
-            .remove_if(&key, |_, tokens| !fresh(tokens));
+            .remove_if(source, |_, tokens| !fresh(tokens));
         None
     }
 
     /// Holds `tokens` in process for the next calls.
-    fn hold(&self, key: StoreKey, tokens: &TokenSet) {
-        self.shared.company_tokens.insert(key, tokens.clone());
+    fn hold(&self, source: &Source, tokens: &TokenSet) {
+        self.shared
+            .company_tokens
+            .insert(source.clone(), Arc::new(tokens.clone()));
     }
 
     /// The cached token if it is good beyond the refresh skew.
@@ -367,7 +362,7 @@ impl HcssCompanyTokens {
                     Source::Own => "(this app's own)".to_owned(),
                 };
                 tracing::info!(reason = %err, "company token refused: the company has not connected this app");
-                self.shared.company_tokens.remove(&key);
+                self.shared.company_tokens.remove(source);
                 if let Err(store) = self.shared.token_store.remove(key).await {
                     tracing::debug!(error = %store, "cached company token not removed");
                 }

@@ -311,17 +311,19 @@ impl HcssApiRequest {
                 .identity
                 .http
                 .request(self.method.clone(), url.clone())
-                .headers(self.headers.clone())
                 .bearer_auth(token.secret());
+            if !self.headers.is_empty() {
+                request = request.headers(self.headers.clone());
+            }
             if let Some(body) = &self.body {
                 request = request.body(body.clone());
             }
             slot.sent();
             crate::metrics::api_call();
             let outcome = match request.send().await {
-                Ok(response) => {
+                Ok(mut response) => {
                     let status = response.status();
-                    let headers = response.headers().clone();
+                    let headers = std::mem::take(response.headers_mut());
                     read_capped(response, config.api.max_response_bytes)
                         .await
                         .map(|body| (status, headers, body))
@@ -468,12 +470,25 @@ async fn read_capped(
     if response.content_length().is_some_and(|n| n > cap as u64) {
         return Ok(None);
     }
-    let mut body = bytes::BytesMut::new();
+    // A body in one chunk (most answers) is kept as it came, not copied.
+    let mut first = Bytes::new();
+    let mut rest = bytes::BytesMut::new();
     while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > cap {
+        if first.len() + rest.len() + chunk.len() > cap {
             return Ok(None);
         }
-        body.extend_from_slice(&chunk);
+        if first.is_empty() && rest.is_empty() {
+            first = chunk;
+        } else {
+            if rest.is_empty() {
+                rest.extend_from_slice(&std::mem::take(&mut first));
+            }
+            rest.extend_from_slice(&chunk);
+        }
     }
-    Ok(Some(body.freeze()))
+    Ok(Some(if rest.is_empty() {
+        first
+    } else {
+        rest.freeze()
+    }))
 }

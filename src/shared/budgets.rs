@@ -37,7 +37,8 @@ const MODE_LOCAL: u8 = 2;
 /// store that shares none, and the ids of this layer's calls (unique across instances:
 /// a random id for the layer, then a counter).
 pub(crate) struct Budgets {
-    gates: DashMap<StoreKey, Arc<Gate>>,
+    /// By company id: a call computes no store key.
+    gates: DashMap<Box<str>, Arc<Gate>>,
     local: LocalBudget,
     mode: AtomicU8,
     instance: String,
@@ -60,14 +61,27 @@ impl Budgets {
     /// A new call's id: no system call, one allocation.
     fn call_id(&self) -> String {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        format!("{}.{n:x}", self.instance)
+        let mut id = String::with_capacity(self.instance.len() + 17);
+        id.push_str(&self.instance);
+        id.push('.');
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            id.push(char::from(
+                b"0123456789abcdef"[((n >> (shift * 4)) & 0xf) as usize],
+            ));
+        }
+        id
     }
 
-    fn gate(&self, key: StoreKey) -> Arc<Gate> {
-        if let Some(gate) = self.gates.get(&key) {
+    fn gate(&self, company: &str) -> Arc<Gate> {
+        if let Some(gate) = self.gates.get(company) {
             return gate.clone();
         }
-        self.gates.entry(key).or_default().value().clone()
+        self.gates
+            .entry(company.into())
+            .or_insert_with(|| Arc::new(Gate::new(StoreKey::of_api_budget(company))))
+            .value()
+            .clone()
     }
 }
 
@@ -75,8 +89,9 @@ impl Budgets {
 /// mutex is fair: first come, first served), a wake-up when one of its slots is freed,
 /// the slots given back that the store has not been told of yet, and what HCSS said of
 /// the company's other integrations.
-#[derive(Default)]
 struct Gate {
+    /// The company's budget in the store.
+    key: StoreKey,
     turn: tokio::sync::Mutex<()>,
     freed: Notify,
     released: Mutex<Released>,
@@ -103,6 +118,16 @@ struct Pressure {
 }
 
 impl Gate {
+    fn new(key: StoreKey) -> Self {
+        Self {
+            key,
+            turn: Default::default(),
+            freed: Default::default(),
+            released: Default::default(),
+            pressure: Default::default(),
+        }
+    }
+
     /// The limits for the next call: the configured ones, less what other integrations
     /// were last seen to use of the window.
     fn limits(&self, settings: &ApiSettings, lease: Duration) -> CallLimits {
@@ -269,12 +294,16 @@ struct Asking<'a> {
     gate: &'a Arc<Gate>,
     key: StoreKey,
     limits: CallLimits,
-    calls: Option<Vec<String>>,
+    released: Vec<String>,
+    call: &'a str,
+    answered: bool,
 }
 
 impl Drop for Asking<'_> {
     fn drop(&mut self) {
-        if let Some(calls) = self.calls.take() {
+        if !self.answered {
+            let mut calls = std::mem::take(&mut self.released);
+            calls.push(self.call.to_owned());
             give_back(self.shared, self.gate, self.key, calls, self.limits);
         }
     }
@@ -287,9 +316,9 @@ pub(crate) async fn acquire(
     company: &str,
     deadline: Instant,
 ) -> Result<Slot, HcssApiError> {
-    let key = StoreKey::of_api_budget(company);
     let budgets = &shared.budgets;
-    let gate = budgets.gate(key);
+    let gate = budgets.gate(company);
+    let key = gate.key;
     let busy = |retry_after: Duration| HcssApiError::Busy {
         retry_after: retry_after.max(Duration::from_secs(1)),
     };
@@ -307,22 +336,24 @@ pub(crate) async fn acquire(
         let call = budgets.call_id();
         let released = std::mem::take(&mut lock(&gate.released).calls);
         let admission = if budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
-            budgets.local.acquire(key, call.clone(), &released, limits)
+            budgets.local.acquire(key, &call, &released, limits)
         } else {
             let mut asking = Asking {
                 shared,
                 gate: &gate,
                 key,
                 limits,
-                calls: Some(released.iter().cloned().chain([call.clone()]).collect()),
+                released,
+                call: &call,
+                answered: false,
             };
             match shared
                 .token_store
-                .acquire_call(key, call.clone(), released, limits)
+                .acquire_call(key, &call, &asking.released, limits)
                 .await
             {
                 Ok(admission) => {
-                    asking.calls = None;
+                    asking.answered = true;
                     budgets.mode.store(MODE_STORE, Ordering::Relaxed);
                     admission
                 }
@@ -379,5 +410,22 @@ pub(crate) async fn acquire(
                 let _ = tokio::time::timeout_at(wake, gate.freed.notified()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_the_instance_and_a_hex_counter() {
+        let budgets = Budgets::default();
+        let ids: Vec<String> = (0..17).map(|_| budgets.call_id()).collect();
+        let instance = &budgets.instance;
+        assert_eq!(ids[0], format!("{instance}.0"));
+        assert_eq!(ids[15], format!("{instance}.f"));
+        assert_eq!(ids[16], format!("{instance}.10"));
+        budgets.calls.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(budgets.call_id(), format!("{instance}.ffffffffffffffff"));
     }
 }

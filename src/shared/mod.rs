@@ -47,7 +47,8 @@ pub(crate) struct Shared {
     /// The company tokens this process holds, as the store holds them, kept while fresh
     /// so that a call does not read the store for its token: dropped when HCSS refuses
     /// one (401, `invalid_grant`) or it nears its end.
-    pub(crate) company_tokens: DashMap<StoreKey, TokenSet>,
+    /// Keyed by whose token it is, not by its store key, so that a call computes no key.
+    pub(crate) company_tokens: DashMap<CompanySource, Arc<TokenSet>>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -85,6 +86,14 @@ impl Shared {
             budgets: Default::default(),
         }
     }
+}
+
+/// Whose company token: a customer company's (HCSS's `company` grant) or the app's own
+/// (`client_credentials`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CompanySource {
+    Company(String),
+    Own,
 }
 
 /// A company-token fetch: its outcome once settled.

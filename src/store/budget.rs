@@ -2,8 +2,9 @@
 //! for ([`CallLimits`]), what it is told ([`CallAdmission`]), and the in-process budget
 //! that `MemoryStore` keeps and that the layer falls back on for a store that shares none.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -69,48 +70,80 @@ pub enum CallAdmission {
 /// allowed at once), and the calls of the window.
 #[derive(Debug, Default)]
 struct Calls {
-    flying: HashMap<String, Instant>,
+    flying: CallMap,
     window: Window,
+}
+
+/// Calls by id. The ids are the layer's own (its random id and a counter), never a
+/// caller's input, so a plain hash (FNV-1a) serves: no flood of chosen ids can reach it.
+type CallMap = HashMap<Arc<str>, Instant, BuildHasherDefault<Fnv>>;
+
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 /// The calls of a window by call id (when each started, or ended once it did), also in
 /// time order, so that the calls that left the window are dropped from its front: a call
 /// costs the same whether the window holds ten calls or ten thousand.
+///
+/// Times only grow (a time earlier than the newest is taken as the newest), so a call
+/// goes in at the back; a call moved to a later time goes in again at the back, and its
+/// earlier place, stale, is dropped when it reaches the front (and skipped by
+/// [`oldest`](Self::oldest) until then).
 #[derive(Debug, Default)]
 struct Window {
-    at: HashMap<String, Instant>,
-    order: BTreeSet<(Instant, String)>,
+    at: CallMap,
+    order: VecDeque<(Instant, Arc<str>)>,
 }
 
 impl Window {
-    fn insert(&mut self, call: String, at: Instant) {
-        if let Some(before) = self.at.insert(call.clone(), at) {
-            self.order.remove(&(before, call.clone()));
-        }
-        self.order.insert((at, call));
+    fn insert(&mut self, call: Arc<str>, at: Instant) {
+        let at = self.order.back().map_or(at, |(newest, _)| at.max(*newest));
+        self.at.insert(call.clone(), at);
+        self.order.push_back((at, call));
     }
 
     /// Moves `call` to `at`, if the window holds it.
     fn touch(&mut self, call: &str, at: Instant) {
-        if self.at.contains_key(call) {
-            self.insert(call.to_owned(), at);
+        if let Some((call, _)) = self.at.get_key_value(call) {
+            self.insert(call.clone(), at);
         }
     }
 
     /// Drops the calls at `cutoff` or before.
     fn drop_until(&mut self, cutoff: Instant) {
-        while let Some((at, _)) = self.order.first() {
-            if *at > cutoff {
-                break;
-            }
-            if let Some((_, call)) = self.order.pop_first() {
-                self.at.remove(&call);
+        while self.order.front().is_some_and(|(at, _)| *at <= cutoff) {
+            if let Some((at, call)) = self.order.pop_front() {
+                if self.at.get(&call) == Some(&at) {
+                    self.at.remove(&call);
+                }
             }
         }
     }
 
+    /// When the oldest call in the window went in (a place its call left is not it).
     fn oldest(&self) -> Option<Instant> {
-        self.order.first().map(|(at, _)| *at)
+        self.order
+            .iter()
+            .find(|(at, call)| self.at.get(call) == Some(at))
+            .map(|(at, _)| *at)
     }
 
     fn len(&self) -> usize {
@@ -150,7 +183,7 @@ impl LocalBudget {
     pub(crate) fn acquire(
         &self,
         key: StoreKey,
-        call: String,
+        call: &str,
         released: &[String],
         limits: CallLimits,
     ) -> CallAdmission {
@@ -175,6 +208,7 @@ impl LocalBudget {
                 retry_in: first.saturating_duration_since(now),
             };
         }
+        let call: Arc<str> = call.into();
         calls.flying.insert(call.clone(), now + limits.lease);
         calls.window.insert(call, now);
         CallAdmission::Granted {
@@ -216,6 +250,29 @@ mod tests {
     use super::*;
     use crate::store::KeyKind;
 
+    #[test]
+    fn a_call_moved_to_its_end_leaves_the_window_from_there() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut window = Window::default();
+        window.insert("a".into(), t0);
+        window.insert("b".into(), t0 + s(1));
+        window.touch("a", t0 + s(2));
+        window.touch("gone", t0 + s(2));
+        assert_eq!(window.len(), 2);
+        // "a"'s first place is stale: "b" is the oldest now.
+        assert_eq!(window.oldest(), Some(t0 + s(1)));
+        window.drop_until(t0 + s(1));
+        assert_eq!((window.len(), window.oldest()), (1, Some(t0 + s(2))));
+        // A time earlier than the newest counts as the newest.
+        window.insert("c".into(), t0);
+        window.drop_until(t0 + s(1));
+        assert_eq!(window.len(), 2);
+        window.drop_until(t0 + s(2));
+        assert!(window.is_empty());
+        assert_eq!(window.oldest(), None);
+    }
+
     fn limits() -> CallLimits {
         CallLimits::new(2, 3, Duration::from_secs(60), Duration::from_secs(10))
     }
@@ -225,33 +282,33 @@ mod tests {
         let budget = LocalBudget::default();
         let key = StoreKey::random_of(KeyKind::ApiBudget);
         let granted = |a| matches!(a, CallAdmission::Granted { .. });
-        assert!(granted(budget.acquire(key, "a".into(), &[], limits())));
-        assert!(granted(budget.acquire(key, "b".into(), &[], limits())));
+        assert!(granted(budget.acquire(key, "a", &[], limits())));
+        assert!(granted(budget.acquire(key, "b", &[], limits())));
         assert_eq!(
-            budget.acquire(key, "c".into(), &[], limits()),
+            budget.acquire(key, "c", &[], limits()),
             CallAdmission::InFlightFull {
                 retry_in: Duration::from_secs(10)
             }
         );
         budget.release(key, &["a".into()]);
         assert_eq!(
-            budget.acquire(key, "c".into(), &[], limits()),
+            budget.acquire(key, "c", &[], limits()),
             CallAdmission::Granted { in_window: 3 }
         );
         budget.release(key, &["c".into()]);
         // Three in the window: full until the first of them is a minute old.
         assert!(matches!(
-            budget.acquire(key, "d".into(), &[], limits()),
+            budget.acquire(key, "d", &[], limits()),
             CallAdmission::WindowFull { .. }
         ));
         // "b" is never released: its lease ends after 10 s, yet it stays in the window.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(matches!(
-            budget.acquire(key, "d".into(), &[], limits()),
+            budget.acquire(key, "d", &[], limits()),
             CallAdmission::WindowFull { .. }
         ));
         tokio::time::advance(Duration::from_secs(50)).await;
-        assert!(granted(budget.acquire(key, "d".into(), &[], limits())));
+        assert!(granted(budget.acquire(key, "d", &[], limits())));
         budget.release(key, &["d".into()]);
         tokio::time::advance(Duration::from_secs(61)).await;
         budget.sweep(Duration::from_secs(60));

@@ -111,13 +111,13 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// The default, for a store that one process uses, is
     /// [`StoreError::Unsupported`]: the layer then counts in process.
-    fn acquire_call(
-        &self,
+    fn acquire_call<'a>(
+        &'a self,
         budget: StoreKey,
-        call: String,
-        released: Vec<String>,
+        call: &'a str,
+        released: &'a [String],
         limits: CallLimits,
-    ) -> StoreFuture<'_, CallAdmission> {
+    ) -> StoreFuture<'a, CallAdmission> {
         let _ = (budget, call, released, limits);
         Box::pin(async { Err(StoreError::Unsupported("no shared call budget".into())) })
     }

@@ -322,14 +322,14 @@ impl Coordination for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn acquire_call(
-        &self,
+    fn acquire_call<'a>(
+        &'a self,
         budget: StoreKey,
-        call: String,
-        released: Vec<String>,
+        call: &'a str,
+        released: &'a [String],
         limits: super::CallLimits,
-    ) -> StoreFuture<'_, super::CallAdmission> {
-        let admission = self.inner.budget.acquire(budget, call, &released, limits);
+    ) -> StoreFuture<'a, super::CallAdmission> {
+        let admission = self.inner.budget.acquire(budget, call, released, limits);
         if matches!(admission, super::CallAdmission::Granted { .. })
             && self.inner.budget.companies() > 1024
         {

@@ -791,13 +791,13 @@ impl Coordination for RedisStore {
         })
     }
 
-    fn acquire_call(
-        &self,
+    fn acquire_call<'a>(
+        &'a self,
         budget: StoreKey,
-        call: String,
-        released: Vec<String>,
+        call: &'a str,
+        released: &'a [String],
         limits: CallLimits,
-    ) -> StoreFuture<'_, CallAdmission> {
+    ) -> StoreFuture<'a, CallAdmission> {
         let (flying, window) = self.budget_keys(budget);
         Box::pin(async move {
             let (in_flight, per_window) = (limits.in_flight, limits.per_window);
@@ -806,8 +806,8 @@ impl Coordination for RedisStore {
                 .conn
                 .eval(&ACQUIRE_CALL, |cmd| {
                     cmd.arg(2).arg(&flying).arg(&window);
-                    cmd.arg(&call).arg(in_flight).arg(per_window);
-                    cmd.arg(window_ms).arg(lease_ms).arg(&released);
+                    cmd.arg(call).arg(in_flight).arg(per_window);
+                    cmd.arg(window_ms).arg(lease_ms).arg(released);
                 })
                 .await?;
             let ms = Duration::from_millis(u64::try_from(value).unwrap_or(0));

@@ -250,13 +250,13 @@ impl<S: Coordination> Coordination for FaultyStore<S> {
         self.inner.shared_store_checks()
     }
 
-    fn acquire_call(
-        &self,
+    fn acquire_call<'a>(
+        &'a self,
         budget: StoreKey,
-        call: String,
-        released: Vec<String>,
+        call: &'a str,
+        released: &'a [String],
         limits: crate::store::CallLimits,
-    ) -> StoreFuture<'_, crate::store::CallAdmission> {
+    ) -> StoreFuture<'a, crate::store::CallAdmission> {
         let admission = self.inner.acquire_call(budget, call, released, limits);
         if !self.stall_admissions.load(Ordering::SeqCst) {
             return admission;

@@ -139,18 +139,18 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
     let granted = |a: &CallAdmission| matches!(a, CallAdmission::Granted { .. });
     let key = fresh_key(KeyKind::ApiBudget);
     let limits = CallLimits::new(2, 3, Duration::from_secs(60), Duration::from_secs(60));
-    match store.acquire_call(key, "a".into(), vec![], limits).await {
+    match store.acquire_call(key, "a", &[], limits).await {
         Err(StoreError::Unsupported(_)) => return,
         Ok(CallAdmission::Granted { in_window: 1 }) => {}
         other => panic!("a first call must be granted, with 1 in the window: {other:?}"),
     }
-    let b = store.acquire_call(key, "b".into(), vec![], limits).await;
+    let b = store.acquire_call(key, "b", &[], limits).await;
     assert!(
         matches!(b, Ok(CallAdmission::Granted { in_window: 2 })),
         "a second call within both limits must be granted: {b:?}"
     );
     let c = store
-        .acquire_call(key, "c".into(), vec![], limits)
+        .acquire_call(key, "c", &[], limits)
         .await
         .expect("acquire_call");
     assert!(
@@ -163,7 +163,7 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
         .expect("releasing an unknown call is no error");
     // "a" given back with the next admission, in the same step.
     let c = store
-        .acquire_call(key, "c".into(), vec!["a".into()], limits)
+        .acquire_call(key, "c", &["a".to_owned()], limits)
         .await
         .expect("acquire_call");
     assert_eq!(
@@ -172,7 +172,7 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
         "a slot released with an admission must be granted to it"
     );
     let d = store
-        .acquire_call(key, "d".into(), vec![], limits)
+        .acquire_call(key, "d", &[], limits)
         .await
         .expect("acquire_call");
     assert!(
@@ -188,7 +188,7 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
         let store = store.clone();
         callers.spawn(async move {
             store
-                .acquire_call(key, format!("call-{i}"), vec![], limits)
+                .acquire_call(key, &format!("call-{i}"), &[], limits)
                 .await
         });
     }
@@ -206,15 +206,15 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
     // A slot never released comes back when its lease ends.
     let key = fresh_key(KeyKind::ApiBudget);
     let limits = CallLimits::new(1, 100, Duration::from_secs(60), ms(200));
-    let held = store.acquire_call(key, "held".into(), vec![], limits).await;
+    let held = store.acquire_call(key, "held", &[], limits).await;
     assert!(granted(held.as_ref().expect("acquire_call")));
-    let next = store.acquire_call(key, "next".into(), vec![], limits).await;
+    let next = store.acquire_call(key, "next", &[], limits).await;
     assert!(
         matches!(next, Ok(CallAdmission::InFlightFull { .. })),
         "the only slot is held: {next:?}"
     );
     tokio::time::sleep(ms(300)).await;
-    let next = store.acquire_call(key, "next".into(), vec![], limits).await;
+    let next = store.acquire_call(key, "next", &[], limits).await;
     assert!(
         granted(next.as_ref().expect("acquire_call")),
         "a slot whose lease ended must come back (a cancelled call, a dead instance): {next:?}"
@@ -223,9 +223,7 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
     // The window counts a call from its release.
     let key = fresh_key(KeyKind::ApiBudget);
     let limits = CallLimits::new(5, 1, ms(400), Duration::from_secs(60));
-    let first = store
-        .acquire_call(key, "first".into(), vec![], limits)
-        .await;
+    let first = store.acquire_call(key, "first", &[], limits).await;
     assert!(granted(first.as_ref().expect("acquire_call")));
     tokio::time::sleep(ms(250)).await;
     store
@@ -233,17 +231,13 @@ async fn call_budget_conformance<S: Coordination>(store: &Arc<S>) {
         .await
         .expect("release_calls");
     tokio::time::sleep(ms(250)).await;
-    let second = store
-        .acquire_call(key, "second".into(), vec![], limits)
-        .await;
+    let second = store.acquire_call(key, "second", &[], limits).await;
     assert!(
         matches!(second, Ok(CallAdmission::WindowFull { .. })),
         "a call stays in the window for a window after its release: {second:?}"
     );
     tokio::time::sleep(ms(250)).await;
-    let second = store
-        .acquire_call(key, "second".into(), vec![], limits)
-        .await;
+    let second = store.acquire_call(key, "second", &[], limits).await;
     assert!(
         granted(second.as_ref().expect("acquire_call")),
         "a call leaves the window a window after its release: {second:?}"
