@@ -2,7 +2,8 @@
 //! refreshed when stale) and its signing keys (the JWKS), against which ID tokens are
 //! verified.
 //!
-//! One [`Provider`] is shared by every clone of a configuration. Nothing here is read at
+//! One [`Provider`] lives in the layer's shared state (every clone of the layer uses it);
+//! the protocol calls are given the endpoints it finds. Nothing here is read at
 //! start-up: the first login (or token call) reads the discovery document, the first ID
 //! token reads the keys.
 

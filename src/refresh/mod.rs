@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use crate::error::{SessionError, StoreError};
-use crate::protocol;
 use crate::shared::{Outcome, Shared};
 use crate::store::StoreKey;
 use crate::token::TokenSet;
@@ -108,12 +107,9 @@ pub(super) async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &Token
     let Some(refresh) = &orphan.refresh_token else {
         return;
     };
-    match protocol::revoke(
-        &shared.config.identity,
-        refresh.expose_secret(),
-        "refresh_token",
-    )
-    .await
+    match shared
+        .revoke(refresh.expose_secret(), "refresh_token")
+        .await
     {
         Ok(()) => tracing::debug!(session = key.short(), "orphaned refresh token revoked"),
         Err(err) => tracing::warn!(session = key.short(), reason = %err,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::fence::{unmark, write_or_keep};
 use super::signed_out;
 use crate::error::SessionError;
-use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
+use crate::protocol::{ErrorClass, Grant, TokenResponse};
 use crate::shared::{Outcome, Shared};
 use crate::store::StoreKey;
 use crate::token::TokenSet;
@@ -29,7 +29,7 @@ pub(super) async fn refresh_with(
     let grant = Grant::RefreshToken {
         refresh_token: refresh_token.expose_secret(),
     };
-    let err = match protocol::request_tokens(config, grant).await {
+    let err = match shared.request_tokens(grant).await {
         Ok(TokenResponse {
             tokens: mut new,
             id_token,
