@@ -264,7 +264,11 @@ async fn verified_id_token(
 ) -> Result<Claims, &'static str> {
     let config = &shared.config;
     let identity = &config.identity;
-    shared.oidc.verify_id_token(identity, id_token).await?;
+    shared
+        .oidc
+        .verify_id_token(identity, id_token)
+        .await
+        .map_err(|err| err.why)?;
     let now = config.now();
     let claims = Claims::of_id_token(
         id_token,

@@ -14,7 +14,8 @@
 //! same token. A result the store refuses is kept in this process and written by a task
 //! of its own ([`kept`]). A passing failure is remembered until its `Retry-After`, so the
 //! session's other requests get the same answer without calling HCSS again.
-//! [`token_call`] is the call to HCSS itself and how its answer is read.
+//! [`token_call`] is the call to HCSS itself and how its answer is read; [`id_token`]
+//! checks the ID token a refresh may bring.
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use crate::token::TokenSet;
 
 mod fence;
 mod flight;
+mod id_token;
 mod kept;
 mod lease;
 mod token_call;

@@ -27,6 +27,8 @@ pub enum DiscoveryFault {
     /// A document that names no `jwks_uri`, and no JWKS at IdentityServer's path: the
     /// service publishes no keys.
     NoKeys,
+    /// The document as usual, but its JWKS answers 503: the keys cannot be read for now.
+    KeysUnavailable,
 }
 
 /// The key id of key number `index` (counting rotations).
@@ -107,6 +109,7 @@ pub(super) async fn discovery(State(state): State<Arc<MockState>>) -> Response {
         Some(DiscoveryFault::OtherIssuer) => {
             document["issuer"] = json!("https://elsewhere.example/identity")
         }
+        Some(DiscoveryFault::KeysUnavailable) => {}
         Some(DiscoveryFault::NoKeys) => {
             document
                 .as_object_mut()
@@ -122,6 +125,9 @@ pub(super) async fn jwks(State(state): State<Arc<MockState>>) -> Response {
     bump(&state, |c| &c.jwks);
     if lock(&state.discovery_fault).as_ref() == Some(&DiscoveryFault::NoKeys) {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    if lock(&state.discovery_fault).as_ref() == Some(&DiscoveryFault::KeysUnavailable) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     Json(json!({ "keys": [current_jwk(&state)] })).into_response()
 }

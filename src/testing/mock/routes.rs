@@ -353,6 +353,7 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             let grant = grants.next;
             let offline = pending.scope.split(' ').any(|s| s == "offline_access");
             let mut body = grants.issue(options, &state.issuer, grant, &pending.scope, offline);
+            grants.grant_sessions.insert(grant, pending.session.clone());
             let fault = lock(&state.fault).clone();
             let with_id_token = fault != Some(TokenFault::NoIdToken);
             if with_id_token && pending.scope.split(' ').any(|s| s == "openid") {
@@ -363,6 +364,7 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
                 let claims = id_token(
                     options,
                     &state.issuer,
+                    state.clock.now(),
                     pending.nonce.as_deref(),
                     Some(&pending.session),
                     fault,
@@ -388,13 +390,25 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             if reused || grants.revoked.contains(&grant) {
                 return oauth_error("invalid_grant", "refresh token revoked");
             }
-            let body = grants.issue(
+            let mut body = grants.issue(
                 options,
                 &state.issuer,
                 grant,
                 &scope,
                 options.rotate_refresh_tokens,
             );
+            // As IdentityServer does, a refresh of a grant with `openid` brings a new ID
+            // token: the same user and session, no nonce.
+            if scope.split(' ').any(|s| s == "openid") {
+                let fault = match lock(&state.fault).clone() {
+                    Some(TokenFault::BadIdToken(claim)) => Some(claim),
+                    _ => None,
+                };
+                let session = grants.grant_sessions.get(&grant).cloned();
+                let now = state.clock.now();
+                let claims = id_token(options, &state.issuer, now, None, session.as_ref(), fault);
+                body["id_token"] = json!(super::oidc::sign(state, &claims, fault));
+            }
             Json(body).into_response()
         }
         "company" => {
