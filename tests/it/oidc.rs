@@ -291,15 +291,16 @@ async fn an_unknown_prompt_is_refused() {
     assert_eq!(mock.counts().authorize, 0);
 }
 
-/// With `max_age`, an ID token whose `auth_time` is older than it allows (the identity
-/// service signed the browser in from an old session) is refused.
+/// With `max_age`, an ID token whose `auth_time` is older than it allows (an identity
+/// service that signed the browser in from an old session, not honouring `max_age`) is
+/// refused.
 #[tokio::test]
 async fn an_auth_time_older_than_max_age_is_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = oidc_app(&mock).await;
     let browser = Browser::new();
     browser.login(&app).await;
-    mock.clock().advance(std::time::Duration::from_secs(200));
+    mock.set_token_fault(Some(TokenFault::BadIdToken("auth_time")));
     let seen = browser
         .get(&format!("{}/hcss/login?max_age=60", app.url))
         .await;
@@ -307,6 +308,52 @@ async fn an_auth_time_older_than_max_age_is_refused() {
     let refused = browser.get(callback.location()).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("Sign-in failed"));
+}
+
+/// The mock honours `max_age`: a session of its own older than `max_age` asks for
+/// credentials again and gives a fresh `auth_time` (which the app accepts); a younger one
+/// signs in without.
+#[tokio::test]
+async fn the_mock_asks_for_credentials_again_past_max_age() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    assert_eq!(mock.counts().credential_prompts, 1);
+    let login_with = |max_age: u64| {
+        let browser = &browser;
+        let url = format!("{}/hcss/login?max_age={max_age}", app.url);
+        async move {
+            let seen = browser.get(&url).await;
+            assert_eq!(seen.status, 303, "{}", seen.body);
+            let callback = browser.get(seen.location()).await;
+            let signed_in = browser.get(callback.location()).await;
+            assert_eq!(
+                signed_in.status, 303,
+                "max_age={max_age}: {}",
+                signed_in.body
+            );
+        }
+    };
+    mock.clock().advance(std::time::Duration::from_secs(200));
+    login_with(600).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        1,
+        "a session younger than max_age signs in without credentials"
+    );
+    login_with(60).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "a session older than max_age asks for credentials again"
+    );
+    login_with(60).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "the new session's auth_time is fresh"
+    );
 }
 
 /// A refresh whose ID token fails the checks of a sign-in (OpenID Connect Core §12.2):

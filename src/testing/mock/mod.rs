@@ -119,8 +119,10 @@ pub struct MockCounts {
     /// `GET /identity/.well-known/openid-configuration/jwks`.
     pub jwks: usize,
     /// Sign-ins at which the mock asked for credentials: the browser had no live session
-    /// at the mock (its `idsrv.session` cookie), or the app sent `prompt=login`. A browser
-    /// with a live session signs in without.
+    /// at the mock (its `idsrv.session` cookie), the app sent `prompt=login`, or the app
+    /// sent a `max_age` that the session's age (on the mock's [`clock`](MockHcssIdentity::clock))
+    /// reaches (the new session has a fresh `auth_time`). A browser with a live session
+    /// signs in without.
     pub credential_prompts: usize,
     /// `GET /identity/connect/endsession` (sign-out at the identity service).
     pub end_sessions: usize,

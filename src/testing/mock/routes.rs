@@ -65,16 +65,26 @@ fn live_session(state: &MockState, headers: &HeaderMap) -> Option<(String, u64)>
     Some((sid, session.auth_time))
 }
 
-/// Signs the browser in at the mock: its live session, or (none, or `force`) a new one,
-/// as if the user had entered credentials (counted in `credential_prompts`). Returns the
-/// session and the cookie to set, if any.
-fn sign_in(state: &MockState, headers: &HeaderMap, force: bool) -> ((String, u64), Option<String>) {
-    if let Some(live) = live_session(state, headers).filter(|_| !force) {
+/// Signs the browser in at the mock: its live session, or (none, `force`, or one whose
+/// user entered credentials longer than `max_age` seconds ago) a new one, as if the user
+/// had entered credentials (counted in `credential_prompts`) at the mock's clock's now.
+/// Returns the session and the cookie to set, if any.
+fn sign_in(
+    state: &MockState,
+    headers: &HeaderMap,
+    force: bool,
+    max_age: Option<u64>,
+) -> ((String, u64), Option<String>) {
+    let now = state.clock.now();
+    let fresh_enough = |(_, auth_time): &(String, u64)| {
+        max_age.is_none_or(|max| now.saturating_sub(*auth_time) < max)
+    };
+    if let Some(live) = live_session(state, headers).filter(|live| !force && fresh_enough(live)) {
         return (live, None);
     }
     bump(state, |c| &c.credential_prompts);
     let sid = random_token(16);
-    let auth_time = crate::clock::unix_now();
+    let auth_time = now;
     lock(&state.grants)
         .sessions
         .insert(sid.clone(), grants::MockSession { auth_time });
@@ -94,7 +104,10 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str, headers: &HeaderMap
         ))
         .into_response();
     }
-    let (session, cookie) = sign_in(state, headers, prompts.contains(&"login"));
+    // `max_age` (OpenID Connect Core §3.1.2.1): a session older than it signs in again;
+    // `0` always does, as `prompt=login`.
+    let max_age = p.get("max_age").and_then(|age| age.parse::<u64>().ok());
+    let (session, cookie) = sign_in(state, headers, prompts.contains(&"login"), max_age);
     let mut response = grant_code_in(state, p, redirect, session);
     if let Some(cookie) = cookie {
         response
