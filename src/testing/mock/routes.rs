@@ -75,21 +75,49 @@ fn sign_in(
     force: bool,
     max_age: Option<u64>,
 ) -> ((String, u64), Option<String>) {
-    let now = state.clock.now();
-    let fresh_enough = |(_, auth_time): &(String, u64)| {
-        max_age.is_none_or(|max| now.saturating_sub(*auth_time) < max)
-    };
-    if let Some(live) = live_session(state, headers).filter(|live| !force && fresh_enough(live)) {
+    if let Some(live) = live_session(state, headers)
+        .filter(|_| !asks_for_credentials(state, headers, force, max_age))
+    {
         return (live, None);
     }
     bump(state, |c| &c.credential_prompts);
     let sid = random_token(16);
-    let auth_time = now;
+    let auth_time = state.clock.now();
     lock(&state.grants)
         .sessions
         .insert(sid.clone(), grants::MockSession { auth_time });
-    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=None");
+    // Lax: sent on the top-level navigations to the mock (authorize, end-session), and
+    // kept by browsers over plain http (`SameSite=None` needs `Secure`).
+    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=Lax");
     ((sid, auth_time), Some(cookie))
+}
+
+/// Whether signing in asks for credentials: no live session, `force` (`prompt=login`),
+/// or a session whose user entered credentials `max_age` seconds ago or longer.
+fn asks_for_credentials(
+    state: &MockState,
+    headers: &HeaderMap,
+    force: bool,
+    max_age: Option<u64>,
+) -> bool {
+    let now = state.clock.now();
+    match live_session(state, headers) {
+        None => true,
+        Some((_, auth_time)) => {
+            force || max_age.is_some_and(|max| now.saturating_sub(auth_time) >= max)
+        }
+    }
+}
+
+/// `prompt` and `max_age` of an authorize request: whether it forces a sign-in, and the
+/// age at which a session must sign in again.
+fn sign_in_asked(p: &Params) -> (bool, Option<u64>) {
+    let prompt = p.get("prompt").map(String::as_str).unwrap_or("");
+    let force = prompt.split(' ').any(|v| v == "login");
+    // `max_age` (OpenID Connect Core §3.1.2.1): a session older than it signs in again;
+    // `0` always does, as `prompt=login`.
+    let max_age = p.get("max_age").and_then(|age| age.parse::<u64>().ok());
+    (force, max_age)
 }
 
 /// Consents: records a code and sends the browser back with it, signed in at the mock.
@@ -104,10 +132,8 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str, headers: &HeaderMap
         ))
         .into_response();
     }
-    // `max_age` (OpenID Connect Core §3.1.2.1): a session older than it signs in again;
-    // `0` always does, as `prompt=login`.
-    let max_age = p.get("max_age").and_then(|age| age.parse::<u64>().ok());
-    let (session, cookie) = sign_in(state, headers, prompts.contains(&"login"), max_age);
+    let (force, max_age) = sign_in_asked(p);
+    let (session, cookie) = sign_in(state, headers, force, max_age);
     let mut response = grant_code_in(state, p, redirect, session);
     if let Some(cookie) = cookie {
         response
@@ -177,17 +203,30 @@ pub(super) async fn authorize(
             )
         })
         .collect();
+    // What the user meets: a sign-in with credentials, or their live session here.
+    let (force, max_age) = sign_in_asked(&p);
+    let who = if asks_for_credentials(&state, &headers, force, max_age) {
+        format!(
+            "<p id=\"credentials\">Sign in to HCSS as <b>{}</b> (the mock asks for no \
+             password: allowing below counts as entering credentials).</p>",
+            escape(&state.options.user)
+        )
+    } else {
+        format!(
+            "<p id=\"hcss-session\">Signed in at HCSS as <b>{}</b>.</p>",
+            escape(&state.options.user)
+        )
+    };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>HCSS sign-in (mock)</title></head><body>\
-         <h1>Mock HCSS identity</h1>\
-         <p>Signed in as <b>{user}</b>. The application <b>{client}</b> asks for: \
+         <h1>Mock HCSS identity</h1>{who}\
+         <p>The application <b>{client}</b> asks for: \
          <code>{scope}</code>.</p>\
-         <form method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
+         <form id=\"consent\" method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
          <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button>\
          </form></body></html>",
-        user = escape(&state.options.user),
         client = escape(&state.options.client_id),
         scope = escape(p.get("scope").map_or("", String::as_str)),
     ))
