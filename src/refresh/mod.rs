@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(freshness(&short, t, skew), Freshness::Fresh);
         assert_eq!(freshness(&short, t + 14, skew), Freshness::Fresh);
         assert_eq!(freshness(&short, t + 15, skew), Freshness::Refresh);
-        let floor = set(t, t + protocol::MIN_TOKEN_LIFETIME, true);
+        let floor = set(t, t + crate::protocol::MIN_TOKEN_LIFETIME, true);
         assert_eq!(freshness(&floor, t, skew), Freshness::Fresh);
     }
 }
