@@ -7,6 +7,14 @@
 //! called through `HcssApi`, within the company's budget (`HCSS_API_RATE_PER_MINUTE`,
 //! `HCSS_API_CONCURRENCY`).
 //!
+//! OpenID Connect, against HCSS or the mock: with `openid` among `HCSS_SCOPES` (e.g.
+//! `HCSS_SCOPES="openid heavyjob:read offline_access"`) every ID token's signature is
+//! verified against the identity service's keys; `HCSS_POST_LOGOUT_REDIRECT_URI` (e.g.
+//! `http://127.0.0.1:3000/hcss/logout/return`) turns on sign-out at HCSS, and the home
+//! page's logout button then says it signs out of HCSS too; `HCSS_BACKCHANNEL_LOGOUT=1`
+//! serves back-channel logout at `/hcss/backchannel-logout` (the mock is told to post
+//! there).
+//!
 //! Built with `--features metrics`, it serves the crate's metrics at `/metrics` in
 //! Prometheus's text format (`metrics-exporter-prometheus`, rendered on each scrape: no
 //! listener of its own).
@@ -24,12 +32,19 @@ use hcss_auth::{
     HcssToken,
 };
 
-async fn home(token: Option<HcssToken>) -> Html<String> {
+/// The home page. With sign-out at HCSS on (`sign_out_at_hcss`), its logout ends the
+/// HCSS session too, and its button says so.
+async fn home(token: Option<HcssToken>, sign_out_at_hcss: bool) -> Html<String> {
+    let logout = if sign_out_at_hcss {
+        "<button id=\"logout-hcss\" type=\"submit\">Log out and sign out of HCSS too</button>"
+    } else {
+        "<button id=\"logout\" type=\"submit\">Log out</button>"
+    };
     let status = match &token {
         Some(token) => format!(
             "<p id=\"status\">Signed in with HCSS as {} (scopes: {}).</p>\
              <p><a href=\"/whoami\">/whoami</a> · <a href=\"/business-units\">/business-units</a> · <a href=\"/company/business-units\">/company/business-units</a></p>\
-             <form method=\"post\" action=\"/hcss/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form>",
+             <form method=\"post\" action=\"/hcss/logout\">{logout}</form>",
             escape(token.claims().subject().unwrap_or("an unnamed user")),
             token.scopes().collect::<Vec<_>>().join(" ")
         ),
@@ -189,6 +204,13 @@ fn with_metrics(app: Router) -> Result<Router, Box<dyn std::error::Error>> {
     Ok(app)
 }
 
+/// The environment variable `name`, if set and not empty.
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
 /// A number from the environment variable `name`, if set.
 fn env_number(name: &str) -> Result<Option<u32>, String> {
     match std::env::var(name) {
@@ -232,10 +254,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
         // The mock's API applies HCSS's published limits to each company.
         mock.set_api_limits(Some(MockApiLimits::hcss()));
+        // The same variables as against HCSS (`HcssConfig::from_env`) for the scopes,
+        // sign-out at HCSS and back-channel logout.
+        let scopes = env_text("HCSS_SCOPES").unwrap_or("heavyjob:read offline_access".into());
         let mut builder = mock
             .config_builder(&format!("http://{addr}/hcss/callback"))
-            .scopes(["heavyjob:read", "offline_access"])
+            .scopes(
+                scopes
+                    .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                    .filter(|scope| !scope.is_empty()),
+            )
             .api_url(mock.api_url());
+        if let Some(uri) = env_text("HCSS_POST_LOGOUT_REDIRECT_URI") {
+            builder = builder.post_logout_redirect_uri(uri);
+        }
+        if env_text("HCSS_BACKCHANNEL_LOGOUT")
+            .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+        {
+            builder = builder.backchannel_logout(true);
+            mock.set_backchannel_logout_uri(format!("http://{addr}/hcss/backchannel-logout"));
+        }
         if let Some(calls) = env_number("HCSS_API_RATE_PER_MINUTE")? {
             builder = builder.api_rate_per_minute(calls);
         }
@@ -250,12 +288,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()?
     };
 
+    let sign_out_at_hcss = env_text("HCSS_POST_LOGOUT_REDIRECT_URI").is_some();
     let auth = layer(config).await?;
     // Calls HCSS's APIs within the company's budget, shared with every instance through
     // the layer's store.
     let api = HcssApi::new(&auth);
     let app = Router::new()
-        .route("/", get(home))
+        .route(
+            "/",
+            get(move |token: Option<HcssToken>| home(token, sign_out_at_hcss)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/business-units", get(business_units))

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::CompanyTokenError;
 use crate::layer::HcssAuth;
-use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
+use crate::protocol::{ErrorClass, Grant, TokenError, TokenResponse};
 use crate::refresh::{freshness, Freshness};
 use crate::secret::random_token;
 use crate::shared::{CompanyFlight, CompanySource as Source, Shared};
@@ -331,7 +331,7 @@ impl HcssCompanyTokens {
             Source::Company(company_id) => Grant::Company { company_id },
             Source::Own => Grant::ClientCredentials,
         };
-        match protocol::request_tokens(config, grant).await {
+        match shared.request_tokens(grant).await {
             Ok(TokenResponse { mut tokens, .. }) => {
                 // No refresh token: the token lives as long as it says, then is asked for again.
                 tokens.refresh_token = None;

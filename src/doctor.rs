@@ -191,8 +191,8 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
     });
 
     // A code exchange with a code that does not exist: HCSS checks the client first.
-    let endpoints = identity.oidc.endpoints(identity).await.ok();
-    items.extend(token_endpoint(config, endpoints.as_deref()).await);
+    let endpoints = shared.oidc.endpoints(identity).await.ok();
+    items.extend(token_endpoint(shared, endpoints.as_deref()).await);
 
     items.push(clock(date, config.now()));
     items.push(redirect_uri(config));
@@ -239,7 +239,7 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
 /// The token endpoint's item and the client's, from a code exchange with a made-up
 /// code at `endpoints.token`.
 async fn token_endpoint(
-    config: &crate::HcssConfig,
+    shared: &Shared,
     endpoints: Option<&crate::oidc::Endpoints>,
 ) -> [CheckItem; 2] {
     let Some(endpoints) = endpoints else {
@@ -249,6 +249,7 @@ async fn token_endpoint(
             CheckItem::fail("client credentials", why, "fix the discovery item first"),
         ];
     };
+    let config = &shared.config;
     let identity = &config.identity;
     let token_url = &endpoints.token;
     let code = format!("hcss-auth-check-{}", crate::secret::random_token(16));
@@ -257,7 +258,7 @@ async fn token_endpoint(
         code: &code,
         verifier: &verifier,
     };
-    let exchange = protocol::request_tokens(config, grant).await;
+    let exchange = protocol::request_tokens(config, token_url, grant).await;
     let endpoint = match &exchange {
         Err(err @ TokenError::Transient { .. }) => CheckItem::fail(
             "token endpoint",

@@ -189,8 +189,17 @@
 //! for a `kid` a fresh read did not have); the keys are otherwise read again after an
 //! hour. A JWKS that cannot be read (a timeout, a 5xx) refuses the sign-in rather than
 //! skip the check. Any refusal is a page, no session, and the refresh token that came
-//! with the ID token revoked. An ID token that a refresh brings is not verified against
-//! the JWKS (it is checked as above and must name the same `sub`).
+//! with the ID token revoked.
+//!
+//! An ID token that a refresh brings is checked as a sign-in's (OpenID Connect Core
+//! §12.2): its signature against the JWKS, its `iss`, `aud`, `azp` and `exp`, and the
+//! same `sub` as the session's. One that fails (a forged signature, `alg: none`, an
+//! unknown `kid` that a fresh read of the keys does not have, another user...) is not
+//! signed in with: the session ends as after `invalid_grant` (the user signs in again)
+//! and the refresh token that came with it is revoked. Keys that cannot be read (a
+//! timeout, a 5xx) say nothing about the token, and the refresh token it came with is
+//! already spent: the session goes on with the refreshed tokens but keeps its identity
+//! (the claims and the ID token verified before), and a warning is logged.
 //!
 //! ## Signing out at HCSS too
 //!
@@ -698,7 +707,7 @@
 //! | `hcss_auth_sign_ins_total` | counter | — | sessions started at the callback |
 //! | `hcss_auth_sign_ins_refused_total` | counter | `reason`: `bad_request`, `state` (unknown, replayed, other browser, unreadable login cookie), `expired`, `issuer`, `denied` (the user or HCSS said no), `busy` (code exchanges at their bound), `code_exchange`, `id_token`, `hook` (`on_sign_in` refused), `unavailable` (a store or the cookie key out of reach: 503) | callbacks that started no session |
 //! | `hcss_auth_logins_refused_total` | counter | `reason`: `bad_request`, `return_to`, `identity_service` (discovery names another issuer), `cross_site` (a logout from another site), `unavailable` (503) | `/hcss/login` and `/hcss/logout` requests refused |
-//! | `hcss_auth_refreshes_total` | counter | `outcome`: `ok`, `invalid_grant` (session ended), `transient` (HCSS down, slow, 429, 5xx), `configuration` (`invalid_client` and kin), `failed` (any other refusal) | refresh tokens spent at HCSS |
+//! | `hcss_auth_refreshes_total` | counter | `outcome`: `ok`, `invalid_grant` (session ended), `transient` (HCSS down, slow, 429, 5xx), `configuration` (`invalid_client` and kin), `failed` (any other refusal), `id_token` (its ID token did not check out: session ended) | refresh tokens spent at HCSS |
 //! | `hcss_auth_token_endpoint_seconds` | histogram | `grant`: `authorization_code`, `refresh_token`, `company`, `client_credentials` | time to the token endpoint's answer (or failure) |
 //! | `hcss_auth_refresh_waiters_total` | counter | — | requests that joined a refresh already in flight (or its remembered failure) instead of calling HCSS |
 //! | `hcss_auth_refresh_lock_waits_total` | counter | — | refreshes that waited for another instance holding the session's refresh lock |

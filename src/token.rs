@@ -5,9 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::claims::{Claims, Nonce};
+use crate::claims::Claims;
 use crate::clock::unix_now;
-use crate::config::HcssConfig;
 use crate::secret::SecretString;
 
 /// The tokens of one signed-in session, as a [`TokenStore`](crate::TokenStore) keeps them.
@@ -143,15 +142,14 @@ impl TokenSet {
     /// Keeps, in this set just refreshed from `old`, the identity claims that `old` got
     /// from its ID token (a refresh answers with a new access token, whose claims would
     /// otherwise replace them): the claims of `old` that its own access token lacks or
-    /// says otherwise go on top of this set's. When the refresh brought an ID token
-    /// (`id_token`) that checks out (issuer, audience, `azp`, expiry, and the same `sub`),
-    /// its identity claims go on top of those; one that does not check out is ignored and
-    /// logged.
+    /// says otherwise go on top of this set's. When the refresh brought an ID token that
+    /// checked out (`fresh`: the token and its claims, checked by the refresh as a
+    /// sign-in's are), its identity claims go on top of those and it becomes the set's
+    /// ID token.
     pub(crate) fn keep_identity_from(
         &mut self,
         old: &TokenSet,
-        id_token: Option<&SecretString>,
-        config: &HcssConfig,
+        fresh: Option<(&SecretString, &Claims)>,
     ) {
         let old_access = Claims::of_access_token(old.access_token.expose_secret());
         let kept = old.claims.beyond(&old_access);
@@ -161,33 +159,9 @@ impl TokenSet {
         if self.id_token.is_none() {
             self.id_token = old.id_token.clone();
         }
-        let Some(id_token) = id_token else {
-            return;
-        };
-        let identity = &config.identity;
-        match Claims::of_id_token(
-            id_token.expose_secret(),
-            &identity.issuer,
-            &identity.client_id,
-            config.now(),
-            Nonce::Refresh,
-        ) {
-            Ok(fresh)
-                if old
-                    .claims
-                    .subject()
-                    .is_none_or(|sub| fresh.subject() == Some(sub)) =>
-            {
-                self.claims = self.claims.overlaid_with(&fresh);
-                self.id_token = Some(id_token.clone());
-            }
-            Ok(_) => tracing::warn!(
-                "the ID token of a refresh names another user; its claims are ignored"
-            ),
-            Err(why) => tracing::warn!(
-                why,
-                "the ID token of a refresh does not check out; its claims are ignored"
-            ),
+        if let Some((id_token, claims)) = fresh {
+            self.claims = self.claims.overlaid_with(claims);
+            self.id_token = Some(id_token.clone());
         }
     }
 
@@ -333,7 +307,7 @@ mod tests {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine as _;
         let jwt = |payload: &str| format!("h.{}.s", URL_SAFE_NO_PAD.encode(payload));
-        let config = HcssConfig::builder()
+        let config = crate::config::HcssConfig::builder()
             .client_id("app")
             .scopes(["openid"])
             .redirect_uri("https://app.example.com/hcss/callback")
@@ -360,35 +334,34 @@ mod tests {
         // No ID token in the refresh: the old one's claims stay, the access token's own
         // claims are the new one's.
         let mut new = access("new AT name");
-        new.keep_identity_from(&old, None, &config);
+        new.keep_identity_from(&old, None);
         assert_eq!(new.claims.name(), Some("ID name"));
         assert_eq!(new.claims.email(), Some("u@x"));
         // And again from that set.
         let mut newer = access("newest AT name");
-        newer.keep_identity_from(&new, None, &config);
+        newer.keep_identity_from(&new, None);
         assert_eq!(newer.claims.name(), Some("ID name"));
 
         // A new ID token that checks out: its claims win.
         let mut new = access("new AT name");
         let fresh = SecretString::from(id_token("u", "new ID name"));
-        new.keep_identity_from(&old, Some(&fresh), &config);
+        let checked = Claims::of_access_token(fresh.expose_secret());
+        new.keep_identity_from(&old, Some((&fresh, &checked)));
         assert_eq!(new.claims.name(), Some("new ID name"));
         assert!(
             new.claims.get("iss").is_none(),
             "not the ID token's own claims"
         );
 
-        // One for another user, or that does not check out: ignored.
-        for bad in [id_token("someone-else", "X"), jwt(r#"{"iss":"elsewhere"}"#)] {
-            let mut new = access("new AT name");
-            new.keep_identity_from(&old, Some(&SecretString::from(bad)), &config);
-            assert_eq!(new.claims.name(), Some("ID name"));
-        }
+        assert_eq!(
+            new.id_token.as_ref().map(|t| t.expose_secret()),
+            Some(fresh.expose_secret())
+        );
 
         // Without an ID token at sign-in, the new access token's claims are all there is.
         let plain = access("AT name");
         let mut new = access("new AT name");
-        new.keep_identity_from(&plain, None, &config);
+        new.keep_identity_from(&plain, None);
         assert_eq!(new.claims.name(), Some("new AT name"));
     }
 

@@ -42,10 +42,19 @@ fn example_server() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// Starts the example server on a free loopback port; returns it and its URL.
+/// Starts the example server on a free loopback port, with OpenID Connect (`openid`
+/// among its scopes), sign-out at HCSS (its post-logout redirect URI on that port) and
+/// back-channel logout on; returns it and its URL.
 fn start_example(binary: &Path) -> (Running, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(binary)
-        .env("HCSS_EXAMPLE_ADDR", "127.0.0.1:0")
+        .env("HCSS_EXAMPLE_ADDR", &addr)
+        .env("HCSS_SCOPES", "openid heavyjob:read offline_access")
+        .env(
+            "HCSS_POST_LOGOUT_REDIRECT_URI",
+            format!("http://{addr}/hcss/logout/return"),
+        )
+        .env("HCSS_BACKCHANNEL_LOGOUT", "1")
         .env_remove("HCSS_CLIENT_ID")
         .env_remove("HCSS_REDIS_URL")
         .env("RUST_LOG", "warn")
@@ -160,14 +169,17 @@ async fn the_whole_flow_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    // The identity service's consent page.
+    // The identity service's consent page, which asks for credentials: the browser has
+    // no session there yet.
     let allow = browser
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Id("allow"))
         .await
         .expect("the consent page");
-    assert!(browser.source().await.unwrap().contains("heavyjob:read"));
+    let consent = browser.source().await.unwrap();
+    assert!(consent.contains("heavyjob:read"));
+    assert!(consent.contains("id=\"credentials\""), "{consent}");
     allow.click().await.unwrap();
 
     // Back on the app, signed in: the cookies survived the trip through HCSS.
@@ -212,9 +224,21 @@ async fn the_whole_flow_in_headless_chromium() {
         }
     }
 
+    // The identity service keeps its own session: another login there asks for no
+    // credentials (the login is left at its consent page).
+    browser.goto(&format!("{app}/hcss/login")).await.unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("hcss-session"))
+        .await
+        .expect("the identity service's session is live");
+
+    // Log out, signing out of HCSS too: the browser goes through the identity service's
+    // end-session endpoint and comes back to the app, signed out.
     browser.goto(&format!("{app}/")).await.unwrap();
     browser
-        .find(Locator::Id("logout"))
+        .find(Locator::Id("logout-hcss"))
         .await
         .unwrap()
         .click()
@@ -230,11 +254,29 @@ async fn the_whole_flow_in_headless_chromium() {
         assert!(std::time::Instant::now() < deadline, "still: {now}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        browser.current_url().await.unwrap().as_str(),
+        format!("{app}/"),
+        "back at the app (post_logout_path) from the identity service"
+    );
     browser.goto(&format!("{app}/whoami")).await.unwrap();
     assert_eq!(
         browser.current_url().await.unwrap().path(),
         "/identity/connect/authorize",
         "a page load without a session is sent to log in"
+    );
+    // And the identity service's session is gone: this login asks for credentials.
+    let consent = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("allow"))
+        .await
+        .map(|_| ());
+    assert!(consent.is_ok(), "the consent page");
+    let page = browser.source().await.unwrap();
+    assert!(
+        page.contains("id=\"credentials\"") && !page.contains("id=\"hcss-session\""),
+        "the next login asks for credentials again: {page}"
     );
     browser.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);

@@ -1,7 +1,10 @@
 //! Interop with a certified OpenID provider: node `oidc-provider`, laid out like HCSS's
 //! identity service (`tests/interop/provider.mjs`), PKCE required, refresh tokens rotated
 //! with reuse detection, JWT access tokens carrying `CompanyId`, `client_credentials` and
-//! HCSS's custom `company` grant.
+//! HCSS's custom `company` grant; OpenID Connect as IdentityServer publishes it: its
+//! discovery document, ID tokens verified against its JWKS, RP-initiated logout, and
+//! back-channel logout to two instances of the app sharing Redis (that case needs
+//! `HCSS_TEST_REDIS_URL` and the `redis` feature, and says it was skipped otherwise).
 //!
 //! Needs Node.js and npm; the harness installs `oidc-provider` into `tests/interop/`
 //! (git ignores its `node_modules`). Without `node` every case says it was skipped.
@@ -48,6 +51,12 @@ fn interop_dir() -> std::path::PathBuf {
 /// Installs `oidc-provider` once per machine (a lock file keeps parallel tests from
 /// installing twice) and starts it; `None` when Node.js is not there.
 fn start_provider(test: &str, redirect_uri: &str) -> Option<Provider> {
+    start_provider_with(test, redirect_uri, &[])
+}
+
+/// [`start_provider`] with more of `provider.mjs`'s environment (its post-logout and
+/// back-channel logout URIs).
+fn start_provider_with(test: &str, redirect_uri: &str, env: &[(&str, &str)]) -> Option<Provider> {
     if Command::new("node").arg("--version").output().is_err() {
         skipped(test, "node is not installed");
         return None;
@@ -70,6 +79,7 @@ fn start_provider(test: &str, redirect_uri: &str) -> Option<Provider> {
         .current_dir(&dir)
         .env("PORT", "0")
         .env("REDIRECT_URIS", redirect_uri)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -616,4 +626,297 @@ async fn client_credentials_give_the_apps_own_token() {
     let counts = env.provider.counts().await;
     assert_eq!(counts["client_credentials"], 1);
     assert_eq!(counts["company"], 0);
+}
+
+const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
+
+/// An app with `openid` among its scopes for the provider's `secret-basic` client, its
+/// configuration finished by `configure` (given the app's URL), the provider started
+/// with `env` besides.
+async fn openid_client(
+    test: &str,
+    env: &[(&str, &str)],
+    configure: impl FnOnce(hcss_auth::HcssConfigBuilder, &str) -> hcss_auth::HcssConfigBuilder,
+) -> Option<Interop> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let callback = format!("{url}/hcss/callback");
+    let env: Vec<(&str, String)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.replace("{app}", &url)))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let provider = start_provider_with(test, &callback, &env)?;
+    let builder = hcss_auth::HcssConfig::builder()
+        .client_id("secret-basic")
+        .client_secret("basic-secret")
+        .client_auth(ClientAuth::BasicAuth)
+        .scopes(OIDC_SCOPES)
+        .redirect_uri(&callback)
+        .identity_url(&provider.issuer)
+        .allow_insecure_http_on_loopback(true);
+    let store = MemoryStore::new();
+    let auth = HcssAuth::with_store(configure(builder, &url).build().unwrap(), store.clone());
+    serve(listener, router(auth.clone(), provider.base().to_owned()));
+    Some(Interop {
+        provider,
+        app: TestApp { url, auth, store },
+    })
+}
+
+/// The provider's discovery document is read (once), and the sign-in's ID token is
+/// verified against the JWKS it names (read once, then cached for the refresh).
+#[tokio::test]
+async fn discovery_and_id_token_signatures_against_the_providers_jwks() {
+    let test = "discovery_and_id_token_signatures_against_the_providers_jwks";
+    let Some(env) = openid_client(test, &[], |b, _| b).await else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    assert_eq!(whoami(&browser, &env).await["subject"], "interop-user");
+    let counts = env.provider.counts().await;
+    assert_eq!(counts["discovery"], 1, "the discovery document was read");
+    assert_eq!(counts["jwks"], 1, "the JWKS it names was read");
+
+    // A refresh is checked with the keys already read.
+    let id = browser.cookie(SESSION).unwrap();
+    expire_session(&env.app.store, &id).await;
+    assert_eq!(whoami(&browser, &env).await["subject"], "interop-user");
+    let counts = env.provider.counts().await;
+    assert_eq!(counts["refresh"], 1);
+    assert_eq!(
+        (counts["discovery"].as_u64(), counts["jwks"].as_u64()),
+        (Some(1), Some(1)),
+        "both cached"
+    );
+}
+
+/// The provider's JWKS publishes another key under its signing key's id: its ID token
+/// does not verify, the sign-in is refused, and its refresh token is revoked.
+#[tokio::test]
+async fn an_id_token_that_does_not_verify_against_the_jwks_is_refused() {
+    let test = "an_id_token_that_does_not_verify_against_the_jwks_is_refused";
+    let Some(env) = openid_client(test, &[], |b, _| b).await else {
+        return;
+    };
+    reqwest::get(format!("{}/test/forge-keys", env.provider.base()))
+        .await
+        .unwrap();
+    let browser = Browser::new();
+    let callback = authorize(&browser, &env.app).await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("could not be verified"),
+        "{}",
+        refused.body
+    );
+    assert!(browser.cookie(SESSION).is_none(), "no session");
+    let counts = env.provider.counts().await;
+    assert_eq!(counts["jwks"], 1);
+    assert_eq!(counts["revocation"], 1, "the refresh token was revoked");
+}
+
+/// The provider's logout confirmation page, as a user confirms it: posts its `xsrf` and
+/// `logout=yes` to its action. Returns the provider's answer.
+async fn confirm_logout(browser: &Browser, page: &str) -> Seen {
+    let attribute = |name: &str| {
+        let start = page
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in the logout page: {page}"))
+            + name.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    };
+    let action = attribute("action=\"");
+    let xsrf = attribute("name=\"xsrf\" value=\"");
+    browser
+        .post_form(&action, &[("xsrf", &xsrf), ("logout", "yes")])
+        .await
+}
+
+/// Sign-out at the provider (RP-initiated logout): the app's logout sends the browser
+/// to the provider's end-session endpoint, which (once the user confirms) ends its own
+/// session and sends the browser back with the app's `state`; the app then lands it on
+/// `post_logout_path`. The next login at the provider asks for credentials again.
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_providers_session() {
+    let test = "rp_initiated_logout_ends_the_providers_session";
+    let Some(env) = openid_client(
+        test,
+        &[("POST_LOGOUT_REDIRECT_URIS", "{app}/hcss/logout/return")],
+        |b, app| b.post_logout_redirect_uri(format!("{app}/hcss/logout/return")),
+    )
+    .await
+    else {
+        return;
+    };
+    let browser = Browser::new();
+    login(&browser, &env).await;
+    assert_eq!(env.provider.counts().await["logins"], 1);
+    // While the provider's session lives, another login asks for no credentials.
+    login(&browser, &env).await;
+    assert_eq!(env.provider.counts().await["logins"], 1);
+
+    let logout = browser
+        .request(
+            "POST",
+            &format!("{}/hcss/logout", env.app.url),
+            &[("origin", &env.app.url)],
+        )
+        .await;
+    assert_eq!(logout.status, 303, "{}", logout.body);
+    let end_session = logout.location().to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/connect/endsession?", env.provider.issuer)),
+        "{end_session}"
+    );
+    assert!(query_param(&end_session, "id_token_hint").is_some());
+    let page = browser.get(&end_session).await;
+    assert_eq!(
+        page.status, 200,
+        "the provider's confirmation: {}",
+        page.body
+    );
+    let back = confirm_logout(&browser, &page.body).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let back = back.location().to_owned();
+    assert!(
+        back.starts_with(&format!("{}/hcss/logout/return?", env.app.url)),
+        "{back}"
+    );
+    let landed = browser.get(&back).await;
+    assert_eq!(landed.status, 303, "the state checks out: {}", landed.body);
+    assert_eq!(landed.location(), "/");
+    assert_eq!(
+        browser.get(&format!("{}/whoami", env.app.url)).await.status,
+        401
+    );
+
+    login(&browser, &env).await;
+    assert_eq!(
+        env.provider.counts().await["logins"],
+        2,
+        "the provider's session is gone: it asked for credentials again"
+    );
+}
+
+/// Signs `browser` in at the app at `url`, following the provider's redirects.
+async fn signed_in_at(browser: &Browser, url: &str) {
+    let login = browser.get(&format!("{url}/hcss/login")).await;
+    let mut next = login.location().to_owned();
+    for _ in 0..10 {
+        if next.starts_with(url) {
+            break;
+        }
+        let seen = browser.get(&next).await;
+        assert!(matches!(seen.status, 302 | 303), "{}", seen.body);
+        next = url::Url::parse(&next)
+            .unwrap()
+            .join(seen.location())
+            .unwrap()
+            .into();
+    }
+    let done = browser.get(&next).await;
+    assert_eq!(done.status, 303, "callback: {}", done.body);
+}
+
+/// The status of `/whoami` at the app at `url` for `browser`.
+async fn status_at(browser: &Browser, url: &str) -> u16 {
+    browser.get(&format!("{url}/whoami")).await.status
+}
+
+/// Back-channel logout with two instances of the app sharing Redis: one user signed in
+/// on both (one provider session), signs out at the provider; the provider posts its
+/// logout token to the first instance, and the sessions on both instances end within
+/// that request.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn backchannel_logout_ends_the_sessions_on_both_instances() {
+    use common::redis_help::{prefix, redis_url, Cleanup};
+    let test = "backchannel_logout_ends_the_sessions_on_both_instances";
+    let Some(redis) = redis_url(test) else {
+        return;
+    };
+    let prefix = prefix();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().unwrap()))
+        .collect();
+    let callbacks: Vec<String> = urls.iter().map(|u| format!("{u}/hcss/callback")).collect();
+    let backchannel = format!("{}/hcss/backchannel-logout", urls[0]);
+    let Some(provider) = start_provider_with(
+        test,
+        &callbacks.join(" "),
+        &[("BACKCHANNEL_LOGOUT_URI", &backchannel)],
+    ) else {
+        return;
+    };
+    let mut instances = Vec::new();
+    for (listener, (url, callback)) in listeners.into_iter().zip(urls.iter().zip(&callbacks)) {
+        let config = hcss_auth::HcssConfig::builder()
+            .client_id("secret-basic")
+            .client_secret("basic-secret")
+            .client_auth(ClientAuth::BasicAuth)
+            .scopes(OIDC_SCOPES)
+            .redirect_uri(callback)
+            .identity_url(&provider.issuer)
+            .backchannel_logout(true)
+            .allow_insecure_http_on_loopback(true)
+            .build()
+            .unwrap();
+        let store = hcss_auth::store::RedisStore::connect(&redis)
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        let auth = HcssAuth::with_store(config, store);
+        serve(listener, router(auth, provider.base().to_owned()));
+        instances.push(url.clone());
+    }
+    let first = Browser::new();
+    signed_in_at(&first, &instances[0]).await;
+    // The same user in another tab of the same browser (the provider's session cookie),
+    // on the other instance.
+    let second = Browser::new();
+    second.take_cookies_of(&first);
+    second.forget(SESSION);
+    signed_in_at(&second, &instances[1]).await;
+    assert_eq!(provider.counts().await["logins"], 1, "one provider session");
+    assert_eq!(status_at(&first, &instances[0]).await, 200);
+    assert_eq!(status_at(&second, &instances[1]).await, 200);
+
+    // The user signs out at the provider itself.
+    let page = second
+        .get(&format!(
+            "{}/connect/endsession?client_id=secret-basic",
+            provider.issuer
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let done = confirm_logout(&second, &page.body).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let counts = provider.counts().await;
+    assert_eq!(
+        (
+            counts["backchannel"].as_u64(),
+            counts["backchannel_errors"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "the logout token was accepted"
+    );
+    assert_eq!(
+        status_at(&first, &instances[0]).await,
+        401,
+        "ended on the first"
+    );
+    assert_eq!(
+        status_at(&second, &instances[1]).await,
+        401,
+        "and on the second"
+    );
 }

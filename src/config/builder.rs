@@ -499,7 +499,6 @@ impl HcssConfigBuilder {
                 post_logout_redirect_uri: post_logout.as_ref().map(|(uri, _)| uri.clone()),
                 prompt: self.prompt,
                 max_age: self.max_age.map(|age| age.as_secs()),
-                oidc: Default::default(),
                 revoke_on_logout: self.revoke_on_logout,
                 http,
                 http_timeout: self.http_timeout,

@@ -89,9 +89,6 @@ pub(crate) struct IdentityClient {
     pub(crate) prompt: Option<String>,
     /// The `max_age` (seconds) logins send by default.
     pub(crate) max_age: Option<u64>,
-    /// The discovery document and signing keys, read on first use and shared by every
-    /// clone of this configuration.
-    pub(crate) oidc: std::sync::Arc<crate::oidc::Provider>,
     pub(crate) revoke_on_logout: bool,
     pub(crate) http: reqwest::Client,
     pub(crate) http_timeout: Duration,

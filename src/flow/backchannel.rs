@@ -41,11 +41,7 @@ where
     let config = &shared.config;
     let identity = &config.identity;
     let now = config.now();
-    let logout = match identity
-        .oidc
-        .verify_logout_token(identity, &token, now)
-        .await
-    {
+    let logout = match shared.oidc.verify_logout_token(identity, &token, now).await {
         Ok(logout) => logout,
         Err(why) => {
             tracing::warn!(why, "a back-channel logout token was refused");

@@ -15,7 +15,7 @@ use super::{
 use crate::claims::{Claims, Nonce};
 use crate::hooks::SignIn;
 use crate::http_rules::printable;
-use crate::protocol::{self, ErrorClass, Grant, TokenError, TokenResponse};
+use crate::protocol::{ErrorClass, Grant, TokenError, TokenResponse};
 use crate::secret::{random_token, SecretString, SessionId};
 use crate::shared::{Logins, Shared};
 use crate::store::{LoginTransaction, StoreKey};
@@ -165,7 +165,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
         code: &code,
         verifier: login.verifier.expose_secret(),
     };
-    let exchanged = protocol::request_tokens(config, grant).await;
+    let exchanged = shared.request_tokens(grant).await;
     drop(exchange);
     let (mut tokens, id_token) = match exchanged {
         Ok(TokenResponse { tokens, id_token }) => (tokens, id_token),
@@ -182,7 +182,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
     }
     let identity = &config.identity;
     match id_token {
-        Some(id_token) => match verified_id_token(config, id_token.expose_secret(), &login).await {
+        Some(id_token) => match verified_id_token(shared, id_token.expose_secret(), &login).await {
             // Its identity claims win over the access token's.
             Ok(identity) => {
                 tokens.claims = tokens.claims.overlaid_with(&identity);
@@ -191,7 +191,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
             Err(why) => {
                 tracing::warn!(why, "callback refused: the ID token does not check out");
                 crate::metrics::sign_in_refused("id_token");
-                revoke_refused(config, &tokens).await;
+                revoke_refused(shared, &tokens).await;
                 return bad(
                     "HCSS's answer to this sign-in could not be verified. Please sign in again.",
                 );
@@ -203,7 +203,7 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
                 "callback refused: openid was asked for and the token response has no ID token"
             );
             crate::metrics::sign_in_refused("id_token");
-            revoke_refused(config, &tokens).await;
+            revoke_refused(shared, &tokens).await;
             return page(
                 config,
                 StatusCode::BAD_GATEWAY,
@@ -258,12 +258,17 @@ async fn answer(shared: &Shared, parts: &Parts) -> FlowResponse {
 /// The claims of the ID token of `login`'s sign-in: its signature verified against the
 /// identity service's JWKS (when it publishes one), then its claims checked.
 async fn verified_id_token(
-    config: &crate::HcssConfig,
+    shared: &Shared,
     id_token: &str,
     login: &Login,
 ) -> Result<Claims, &'static str> {
+    let config = &shared.config;
     let identity = &config.identity;
-    identity.oidc.verify_id_token(identity, id_token).await?;
+    shared
+        .oidc
+        .verify_id_token(identity, id_token)
+        .await
+        .map_err(|err| err.why)?;
     let now = config.now();
     let claims = Claims::of_id_token(
         id_token,
@@ -354,16 +359,17 @@ async fn run_sign_in_hook(
             )
         }
     };
-    revoke_refused(config, tokens).await;
+    revoke_refused(shared, tokens).await;
     Some(refused)
 }
 
 /// Revokes the refresh token of a sign-in refused after HCSS issued its tokens, so that
 /// no grant outlives it.
-async fn revoke_refused(config: &crate::HcssConfig, tokens: &TokenSet) {
+async fn revoke_refused(shared: &Shared, tokens: &TokenSet) {
     if let Some(refresh) = &tokens.refresh_token {
-        if let Err(err) =
-            protocol::revoke(&config.identity, refresh.expose_secret(), "refresh_token").await
+        if let Err(err) = shared
+            .revoke(refresh.expose_secret(), "refresh_token")
+            .await
         {
             tracing::warn!(reason = %err, "the refused sign-in's refresh token could not be revoked");
         }

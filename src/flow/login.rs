@@ -68,7 +68,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
 
     // The identity service's endpoints (its discovery document, read on first use):
     // one that names another issuer is not signed in with.
-    let endpoints = match config.identity.oidc.endpoints(&config.identity).await {
+    let endpoints = match shared.oidc.endpoints(&config.identity).await {
         Ok(endpoints) => endpoints,
         Err(err) => {
             tracing::error!(reason = %err, "login refused");

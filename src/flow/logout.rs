@@ -78,7 +78,7 @@ pub(crate) async fn logout(shared: &Shared, parts: &Parts) -> FlowResponse {
     };
     // Sign-out at HCSS: the browser goes to its end-session endpoint, with a `state` this
     // browser keeps in a cookie until it comes back.
-    let end_session = match config.identity.oidc.endpoints(&config.identity).await {
+    let end_session = match shared.oidc.endpoints(&config.identity).await {
         Ok(endpoints) => endpoints.end_session.clone(),
         Err(err) => {
             tracing::error!(reason = %err, "signed out here; not sent to sign out at HCSS");

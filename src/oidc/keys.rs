@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::Signature;
+use super::{Signature, SignatureError};
 use crate::config::IdentityClient;
 use crate::protocol::get;
 
@@ -66,20 +66,25 @@ pub(super) async fn verify(
     client: &IdentityClient,
     url: &Url,
     token: &str,
-) -> Result<Signature, &'static str> {
+) -> Result<Signature, SignatureError> {
+    let refused = SignatureError::refused;
     // The header first: a token this crate would never accept costs no read of the keys.
     let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| "the header names no accepted algorithm (alg none is refused)")?;
+        .map_err(|_| refused("the header names no accepted algorithm (alg none is refused)"))?;
     if !ACCEPTED.contains(&header.alg) {
-        return Err("the algorithm is not accepted (HMAC and none are refused)");
+        return Err(refused(
+            "the algorithm is not accepted (HMAC and none are refused)",
+        ));
     }
     if header.crit.is_some() {
-        return Err("the header has critical extensions");
+        return Err(refused("the header has critical extensions"));
     }
-    let (message, signature) = token.rsplit_once('.').ok_or("the token is not a JWS")?;
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or(refused("the token is not a JWS"))?;
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
-        .map_err(|_| "the signature is not base64url")?;
+        .map_err(|_| refused("the signature is not base64url"))?;
 
     let mut cache = cache.lock().await;
     let now = Instant::now();
@@ -112,14 +117,16 @@ pub(super) async fn verify(
             return if verified {
                 Ok(Signature::Verified)
             } else {
-                Err("the signature does not verify")
+                Err(refused("the signature does not verify"))
             };
         }
         // No key fits: the service may have rotated its keys since they were read.
         let kid = header.kid.clone().unwrap_or_default();
         if fresh || !cache.may_refetch(&kid, now) {
             cache.missed(kid, now);
-            return Err("no key of the identity service fits the token (unknown kid)");
+            return Err(refused(
+                "no key of the identity service fits the token (unknown kid)",
+            ));
         }
         tracing::info!(
             "a token names a key not among the identity service's; reading its keys again"
@@ -139,7 +146,7 @@ impl KeyCache {
         client: &IdentityClient,
         url: &Url,
         now: Instant,
-    ) -> Result<Option<Vec<Jwk>>, &'static str> {
+    ) -> Result<Option<Vec<Jwk>>, SignatureError> {
         if self
             .failed_at
             .is_some_and(|at| now.saturating_duration_since(at) < RETRY_FAILED_READ)
@@ -198,12 +205,14 @@ fn fits(key: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
         .is_none_or(|named| named == KeyAlgorithm::from(alg))
 }
 
-/// Why a token was refused when the keys could not be read.
-const UNREADABLE: &str = "the identity service's keys could not be read";
+/// Why a token was refused when the keys could not be read (it may pass).
+const UNREADABLE: SignatureError =
+    SignatureError::keys_unreadable("the identity service's keys could not be read");
 
 /// Reads the JWKS at `url`: its keys (those that parse), or `None` when it is not
-/// published (404). Any other failure refuses the sign-in: it may pass.
-async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, &'static str> {
+/// published (404). Any other failure is [`SignatureError::keys_unreadable`]: it may
+/// pass.
+async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, SignatureError> {
     let answer = get(client, url).await.map_err(|err| {
         tracing::warn!(reason = %err, "the identity service's keys could not be read");
         UNREADABLE
@@ -222,8 +231,9 @@ async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, &'
     struct Set {
         keys: Vec<serde_json::Value>,
     }
-    let set: Set = serde_json::from_slice(&answer.body)
-        .map_err(|_| "the identity service's JWKS is not a JWKS")?;
+    let set: Set = serde_json::from_slice(&answer.body).map_err(|_| {
+        SignatureError::keys_unreadable("the identity service's JWKS is not a JWKS")
+    })?;
     Ok(Some(
         set.keys
             .into_iter()

@@ -2,7 +2,8 @@
 //! refreshed when stale) and its signing keys (the JWKS), against which ID tokens are
 //! verified.
 //!
-//! One [`Provider`] is shared by every clone of a configuration. Nothing here is read at
+//! One [`Provider`] lives in the layer's shared state (every clone of the layer uses it);
+//! the protocol calls are given the endpoints it finds. Nothing here is read at
 //! start-up: the first login (or token call) reads the discovery document, the first ID
 //! token reads the keys.
 
@@ -52,6 +53,35 @@ impl std::fmt::Display for IssuerMismatch {
             "the identity service's discovery document names another issuer than the \
              configured identity URL (check HCSS_IDENTITY_URL / identity_url)",
         )
+    }
+}
+
+/// Why a token's signature was not verified: what failed (no token or key material),
+/// and whether it may pass later (the keys could not be read) or is a verdict on the
+/// token (a bad signature, a refused algorithm, a key id the service does not have).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SignatureError {
+    pub(crate) why: &'static str,
+    /// The identity service's keys could not be read (unreachable, an error status, not
+    /// a JWKS): nothing was learnt about the token.
+    pub(crate) keys_unreadable: bool,
+}
+
+impl SignatureError {
+    /// A verdict on the token.
+    pub(crate) const fn refused(why: &'static str) -> Self {
+        Self {
+            why,
+            keys_unreadable: false,
+        }
+    }
+
+    /// The keys could not be read.
+    pub(crate) const fn keys_unreadable(why: &'static str) -> Self {
+        Self {
+            why,
+            keys_unreadable: true,
+        }
     }
 }
 
@@ -107,16 +137,17 @@ impl Provider {
     /// RS512, PS256, PS384, PS512, ES256, ES384; never `none`, never HMAC), a key of
     /// the JWKS that fits it (by `kid`; an unknown `kid` reads the keys again, rate
     /// limited). `Ok(NoKeysPublished)` when the service publishes no JWKS. The error
-    /// says what failed, without token or key material.
+    /// says what failed, without token or key material, and whether the keys could not
+    /// be read.
     pub(crate) async fn verify_id_token(
         &self,
         client: &IdentityClient,
         id_token: &str,
-    ) -> Result<Signature, &'static str> {
+    ) -> Result<Signature, SignatureError> {
         let endpoints = self
             .endpoints(client)
             .await
-            .map_err(|_| "the discovery document names another issuer")?;
+            .map_err(|_| SignatureError::refused("the discovery document names another issuer"))?;
         let Some(jwks_url) = &endpoints.jwks else {
             self.say_no_keys();
             return Ok(Signature::NoKeysPublished);
@@ -146,7 +177,10 @@ impl Provider {
         let Some(jwks_url) = &endpoints.jwks else {
             return Err("the identity service publishes no keys to verify it with");
         };
-        match keys::verify(&self.keys, client, jwks_url, token).await? {
+        match keys::verify(&self.keys, client, jwks_url, token)
+            .await
+            .map_err(|err| err.why)?
+        {
             Signature::Verified => {}
             Signature::NoKeysPublished => {
                 return Err("the identity service publishes no keys to verify it with")

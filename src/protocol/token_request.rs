@@ -1,5 +1,7 @@
 //! The token request: the grants, the form each sends, and the request itself.
 
+use url::Url;
+
 use crate::config::{HcssConfig, IdentityClient};
 
 use super::client_auth::push_client_credentials;
@@ -61,9 +63,12 @@ pub(crate) fn token_form<'a>(
 /// the session can only sign in again).
 pub(crate) const REFRESH_PATIENCE: u32 = 6;
 
-/// Exchanges an authorization code or a refresh token for tokens.
+/// Exchanges an authorization code or a refresh token for tokens at `token_url` (the
+/// identity service's token endpoint, as its discovery document or HCSS's layout names
+/// it).
 pub(crate) async fn request_tokens(
     config: &HcssConfig,
+    token_url: &Url,
     grant: Grant<'_>,
 ) -> Result<TokenResponse, TokenError> {
     let kind = match grant {
@@ -81,13 +86,7 @@ pub(crate) async fn request_tokens(
     };
     let form = token_form(&config.identity, &grant);
     let started = std::time::Instant::now();
-    let endpoints = config
-        .identity
-        .oidc
-        .endpoints(&config.identity)
-        .await
-        .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
-    let answer = post_form(&config.identity, &endpoints.token, &form, timeout).await;
+    let answer = post_form(&config.identity, token_url, &form, timeout).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     crate::metrics::token_endpoint(kind, started.elapsed());
     let answer = answer.inspect_err(|err| {

@@ -14,18 +14,19 @@
 //! same token. A result the store refuses is kept in this process and written by a task
 //! of its own ([`kept`]). A passing failure is remembered until its `Retry-After`, so the
 //! session's other requests get the same answer without calling HCSS again.
-//! [`token_call`] is the call to HCSS itself and how its answer is read.
+//! [`token_call`] is the call to HCSS itself and how its answer is read; [`id_token`]
+//! checks the ID token a refresh may bring.
 
 use std::time::Duration;
 
 use crate::error::{SessionError, StoreError};
-use crate::protocol;
 use crate::shared::{Outcome, Shared};
 use crate::store::StoreKey;
 use crate::token::TokenSet;
 
 mod fence;
 mod flight;
+mod id_token;
 mod kept;
 mod lease;
 mod token_call;
@@ -108,12 +109,9 @@ pub(super) async fn revoke_orphan(shared: &Shared, key: StoreKey, orphan: &Token
     let Some(refresh) = &orphan.refresh_token else {
         return;
     };
-    match protocol::revoke(
-        &shared.config.identity,
-        refresh.expose_secret(),
-        "refresh_token",
-    )
-    .await
+    match shared
+        .revoke(refresh.expose_secret(), "refresh_token")
+        .await
     {
         Ok(()) => tracing::debug!(session = key.short(), "orphaned refresh token revoked"),
         Err(err) => tracing::warn!(session = key.short(), reason = %err,
@@ -175,7 +173,7 @@ mod tests {
         assert_eq!(freshness(&short, t, skew), Freshness::Fresh);
         assert_eq!(freshness(&short, t + 14, skew), Freshness::Fresh);
         assert_eq!(freshness(&short, t + 15, skew), Freshness::Refresh);
-        let floor = set(t, t + protocol::MIN_TOKEN_LIFETIME, true);
+        let floor = set(t, t + crate::protocol::MIN_TOKEN_LIFETIME, true);
         assert_eq!(freshness(&floor, t, skew), Freshness::Fresh);
     }
 }

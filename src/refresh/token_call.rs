@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::fence::{unmark, write_or_keep};
-use super::signed_out;
+use super::id_token::{self, Checked};
+use super::{revoke_orphan, signed_out};
 use crate::error::SessionError;
-use crate::protocol::{self, ErrorClass, Grant, TokenResponse};
+use crate::protocol::{ErrorClass, Grant, TokenResponse};
 use crate::shared::{Outcome, Shared};
 use crate::store::StoreKey;
 use crate::token::TokenSet;
@@ -29,7 +30,7 @@ pub(super) async fn refresh_with(
     let grant = Grant::RefreshToken {
         refresh_token: refresh_token.expose_secret(),
     };
-    let err = match protocol::request_tokens(config, grant).await {
+    let err = match shared.request_tokens(grant).await {
         Ok(TokenResponse {
             tokens: mut new,
             id_token,
@@ -41,7 +42,35 @@ pub(super) async fn refresh_with(
                 new.scope = old.scope.clone();
             }
             new.session_expires_at = old.session_expires_at;
-            new.keep_identity_from(&old, id_token.as_ref(), config);
+            let checked = match &id_token {
+                Some(id_token) => Some(id_token::check(shared, &old, id_token).await),
+                None => None,
+            };
+            let fresh = match &checked {
+                Some(Checked::Fresh(claims)) => id_token.as_ref().map(|token| (token, claims)),
+                Some(Checked::Unverified(why)) => {
+                    tracing::warn!(
+                        session = key.short(),
+                        why,
+                        "the ID token of a refresh could not be verified for now; the \
+                         refreshed tokens are used and the session keeps its identity"
+                    );
+                    None
+                }
+                Some(Checked::Refused(why)) => {
+                    tracing::error!(
+                        session = key.short(),
+                        why,
+                        "the ID token of a refresh does not check out: the refresh is not \
+                         used, the session is ended and its new refresh token revoked"
+                    );
+                    crate::metrics::refresh("id_token");
+                    revoke_orphan(shared, key, &new).await;
+                    return signed_out(shared, key).await;
+                }
+                None => None,
+            };
+            new.keep_identity_from(&old, fresh);
             new.version = base.max(old.version).wrapping_add(1);
             new.written_by = Some(mark.into());
             tracing::debug!(session = key.short(), "access token refreshed");

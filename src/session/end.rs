@@ -3,7 +3,6 @@
 
 use crate::error::StoreError;
 use crate::hooks::SignOut;
-use crate::protocol;
 use crate::refresh::discard_unreadable;
 use crate::shared::Shared;
 use crate::store::StoreKey;
@@ -41,7 +40,7 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
             // longer refresh, and the retried logout removes it).
             let known = shared.pending.get(key).map(|p| p.tokens).or(before);
             if let Some(tokens) = known {
-                revoke_ended(config, &tokens).await;
+                revoke_ended(shared, &tokens).await;
             }
             return Err(err);
         }
@@ -65,19 +64,19 @@ pub(crate) async fn end_session(shared: &Shared, key: StoreKey) -> Result<(), St
         }
     }
     if let Some(tokens) = tokens.filter(|_| config.identity.revoke_on_logout) {
-        revoke_ended(config, &tokens).await;
+        revoke_ended(shared, &tokens).await;
     }
     Ok(())
 }
 
 /// Revokes the live token of an ended session at HCSS: its refresh token, or its access
 /// token when it has none.
-async fn revoke_ended(config: &crate::HcssConfig, tokens: &TokenSet) {
+async fn revoke_ended(shared: &Shared, tokens: &TokenSet) {
     let (token, hint) = match &tokens.refresh_token {
         Some(refresh) => (refresh, "refresh_token"),
         None => (&tokens.access_token, "access_token"),
     };
-    match protocol::revoke(&config.identity, token.expose_secret(), hint).await {
+    match shared.revoke(token.expose_secret(), hint).await {
         Ok(()) => tracing::debug!(hint, "token revoked"),
         Err(err) => {
             tracing::warn!(reason = %err, "revocation failed; signed out here anyway")

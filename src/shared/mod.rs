@@ -8,12 +8,14 @@ use tokio::sync::watch;
 use crate::config::HcssConfig;
 use crate::error::CompanyTokenError;
 use crate::hooks::Hooks;
+use crate::oidc::Provider;
 use crate::seal::SealKeys;
 use crate::store::{StateStore, StoreKey, TokenStore};
 use crate::token::TokenSet;
 
 pub(crate) mod budgets;
 mod flights;
+mod identity;
 mod kept;
 mod placement;
 mod used_states;
@@ -60,6 +62,9 @@ pub(crate) struct Shared {
     pub(crate) refresher: String,
     /// The companies' budgets of API calls, as this layer's calls meet them.
     pub(crate) budgets: budgets::Budgets,
+    /// What the identity service publishes (its discovery document and signing keys),
+    /// read on first use and shared by every clone of the layer.
+    pub(crate) oidc: Provider,
 }
 
 impl Shared {
@@ -84,6 +89,7 @@ impl Shared {
             pending: Pending::default(),
             refresher: crate::secret::random_token(16),
             budgets: Default::default(),
+            oidc: Provider::default(),
         }
     }
 }

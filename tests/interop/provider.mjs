@@ -9,17 +9,43 @@
 // `company` grant (a token for a customer company given by `CompanyId`; `invalid_grant`
 // for a company that is unknown or has disconnected the app).
 //
-// Environment: PORT (0 for any), REDIRECT_URIS (space-separated). Prints
-// `ready http://127.0.0.1:PORT/identity` on stdout when listening.
+// OpenID Connect as IdentityServer publishes it: the discovery document at
+// `/identity/.well-known/openid-configuration`, ID tokens signed (RS256) with a key of
+// its JWKS, RP-initiated logout at `/identity/connect/endsession` (its confirmation page
+// posts `xsrf` and `logout=yes`) and back-channel logout to the clients' registered URI.
 //
-// Test controls: `GET /test/counts`, `GET /test/deny-next`,
-// `GET /test/disconnect?company=ID` and `GET /test/reconnect?company=ID`.
+// Environment: PORT (0 for any), REDIRECT_URIS (space-separated),
+// POST_LOGOUT_REDIRECT_URIS (space-separated, optional), BACKCHANNEL_LOGOUT_URI
+// (optional). Prints `ready http://127.0.0.1:PORT/identity` on stdout when listening.
+//
+// Test controls: `GET /test/counts` (`logins` counts the sign-ins at which the provider
+// had no session of the browser, so asked for credentials), `GET /test/deny-next`,
+// `GET /test/disconnect?company=ID`, `GET /test/reconnect?company=ID`, and
+// `GET /test/forge-keys` (from then on its JWKS publishes another key under the signing
+// key's id: its ID tokens no longer verify against it).
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
+// stdout carries the `ready` line only (the harness stops reading it after that line):
+// the provider's own notices go to stderr.
+console.log = console.info = (...args) => console.error(...args);
+
 const port = Number(process.env.PORT || 0);
 const redirectUris = (process.env.REDIRECT_URIS || '').split(' ').filter(Boolean);
+const postLogoutRedirectUris = (process.env.POST_LOGOUT_REDIRECT_URIS || '').split(' ').filter(Boolean);
+const backchannelLogoutUri = process.env.BACKCHANNEL_LOGOUT_URI || undefined;
 let denyNext = false;
+
+// The signing key (RS256), and another one under its key id for `/test/forge-keys`.
+const KID = 'interop-signing-key';
+const rsaJwk = (which) => ({
+  ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })[which].export({ format: 'jwk' }),
+  kid: KID, alg: 'RS256', use: 'sig',
+});
+const signingKey = rsaJwk('privateKey');
+const forgedKey = rsaJwk('publicKey');
+let forgeKeys = false;
 
 // The HCSS API, the one resource server: every access token is a JWT for it.
 const API = 'https://api.hcss.test';
@@ -45,6 +71,10 @@ const client = (client_id, extra) => ({
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials', 'company'],
   response_types: ['code'],
   scope: 'openid offline_access heavyjob:read',
+  post_logout_redirect_uris: postLogoutRedirectUris,
+  ...(backchannelLogoutUri
+    ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
+    : {}),
   ...extra,
 });
 
@@ -58,11 +88,14 @@ const provider = new Provider(issuer, {
     }),
   ],
   scopes: ['openid', 'offline_access', 'heavyjob:read'],
+  jwks: { keys: [signingKey] },
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
     clientCredentials: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API,
@@ -91,6 +124,12 @@ const provider = new Provider(issuer, {
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
   ttl: { AccessToken: 3600, ClientCredentials: 3600, AuthorizationCode: 300, RefreshToken: 86400, Grant: 86400, Interaction: 600, Session: 86400 },
+  // Its outgoing requests (back-channel logout tokens) go to the apps under test on
+  // loopback, which its SSRF protection refuses: this test provider lets them through.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
 });
 provider.proxy = false;
@@ -124,7 +163,10 @@ provider.registerGrantType('company', async (ctx) => {
   };
 }, ['CompanyId', 'scope']);
 
-const counts = { token: 0, refresh: 0, revocation: 0, company: 0, client_credentials: 0 };
+const counts = {
+  token: 0, refresh: 0, revocation: 0, company: 0, client_credentials: 0,
+  discovery: 0, jwks: 0, logins: 0, end_session: 0, backchannel: 0, backchannel_errors: 0,
+};
 const count = (ctx) => {
   counts.token += 1;
   const grantType = ctx.oidc.params.grant_type;
@@ -133,12 +175,36 @@ const count = (ctx) => {
 };
 provider.on('grant.success', count);
 provider.on('grant.error', count);
+provider.on('backchannel.success', () => { counts.backchannel += 1; });
+provider.on('backchannel.error', (ctx, err) => {
+  counts.backchannel_errors += 1;
+  console.error('backchannel logout failed:', err && err.message, err && err.cause && err.cause.message);
+});
 
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
     if (url.pathname === '/identity/connect/revocation') counts.revocation += 1;
+    if (url.pathname === '/identity/connect/endsession') counts.end_session += 1;
+    // Discovery under the issuer, as IdentityServer publishes it.
+    if (url.pathname === '/identity/.well-known/openid-configuration') {
+      counts.discovery += 1;
+      req.url = '/.well-known/openid-configuration';
+    }
+    if (url.pathname === '/identity/.well-known/jwks') {
+      counts.jwks += 1;
+      if (forgeKeys) {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ keys: [forgedKey] }));
+        return;
+      }
+    }
+    if (url.pathname === '/test/forge-keys') {
+      forgeKeys = true;
+      res.end('ok');
+      return;
+    }
     if (url.pathname === '/test/counts') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(counts));
@@ -158,6 +224,7 @@ server.on('request', async (req, res) => {
     }
     if (url.pathname.startsWith('/interaction/')) {
       const details = await provider.interactionDetails(req, res);
+      if (details.prompt.name === 'login') counts.logins += 1;
       if (process.env.DEBUG_INTERACTIONS) console.error(JSON.stringify(details.prompt), details.session);
       if (denyNext) {
         denyNext = false;

@@ -6,6 +6,7 @@ use crate::common;
 
 use common::*;
 use hcss_auth::testing::{DiscoveryFault, MockHcssIdentity, TokenFault};
+use hcss_auth::TokenStore;
 
 const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
 
@@ -290,15 +291,16 @@ async fn an_unknown_prompt_is_refused() {
     assert_eq!(mock.counts().authorize, 0);
 }
 
-/// With `max_age`, an ID token whose `auth_time` is older than it allows (the identity
-/// service signed the browser in from an old session) is refused.
+/// With `max_age`, an ID token whose `auth_time` is older than it allows (an identity
+/// service that signed the browser in from an old session, not honouring `max_age`) is
+/// refused.
 #[tokio::test]
 async fn an_auth_time_older_than_max_age_is_refused() {
     let mock = MockHcssIdentity::start().await;
     let app = oidc_app(&mock).await;
     let browser = Browser::new();
     browser.login(&app).await;
-    mock.clock().advance(std::time::Duration::from_secs(200));
+    mock.set_token_fault(Some(TokenFault::BadIdToken("auth_time")));
     let seen = browser
         .get(&format!("{}/hcss/login?max_age=60", app.url))
         .await;
@@ -306,4 +308,137 @@ async fn an_auth_time_older_than_max_age_is_refused() {
     let refused = browser.get(callback.location()).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("Sign-in failed"));
+}
+
+/// The mock honours `max_age`: a session of its own older than `max_age` asks for
+/// credentials again and gives a fresh `auth_time` (which the app accepts); a younger one
+/// signs in without.
+#[tokio::test]
+async fn the_mock_asks_for_credentials_again_past_max_age() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    assert_eq!(mock.counts().credential_prompts, 1);
+    let login_with = |max_age: u64| {
+        let browser = &browser;
+        let url = format!("{}/hcss/login?max_age={max_age}", app.url);
+        async move {
+            let seen = browser.get(&url).await;
+            assert_eq!(seen.status, 303, "{}", seen.body);
+            let callback = browser.get(seen.location()).await;
+            let signed_in = browser.get(callback.location()).await;
+            assert_eq!(
+                signed_in.status, 303,
+                "max_age={max_age}: {}",
+                signed_in.body
+            );
+        }
+    };
+    mock.clock().advance(std::time::Duration::from_secs(200));
+    login_with(600).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        1,
+        "a session younger than max_age signs in without credentials"
+    );
+    login_with(60).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "a session older than max_age asks for credentials again"
+    );
+    login_with(60).await;
+    assert_eq!(
+        mock.counts().credential_prompts,
+        2,
+        "the new session's auth_time is fresh"
+    );
+}
+
+/// A refresh whose ID token fails the checks of a sign-in (OpenID Connect Core §12.2):
+/// the refresh is not used, the session ends (as after `invalid_grant`), and the refresh
+/// token it brought is revoked.
+async fn refresh_with_a_bad_id_token_ends_the_session(claim: &'static str) {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let id = browser.cookie("hcss-session").unwrap();
+    let whoami = format!("{}/whoami", app.url);
+    // A refresh with a genuine ID token is used.
+    expire_session(&app.store, &id).await;
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 200, "{claim}: {}", seen.body);
+    assert_eq!(mock.counts().refreshes, 1);
+
+    let revocations = mock.counts().revocations;
+    mock.set_token_fault(Some(TokenFault::BadIdToken(claim)));
+    expire_session(&app.store, &id).await;
+    let seen = browser.get(&whoami).await;
+    mock.set_token_fault(None);
+    assert_eq!(mock.counts().refreshes, 2, "{claim}");
+    assert_eq!(seen.status, 401, "{claim}: signed out: {}", seen.body);
+    assert!(
+        app.store.load(session_key(&id)).await.unwrap().is_none(),
+        "{claim}: the session is gone"
+    );
+    assert_eq!(
+        mock.counts().revocations,
+        revocations + 1,
+        "{claim}: the refresh token the refresh brought was revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_whose_id_token_has_a_forged_signature_ends_the_session() {
+    refresh_with_a_bad_id_token_ends_the_session("signature").await;
+}
+
+#[tokio::test]
+async fn a_refresh_whose_id_token_is_unsigned_or_for_another_user_ends_the_session() {
+    for claim in ["alg", "sub", "iss"] {
+        refresh_with_a_bad_id_token_ends_the_session(claim).await;
+    }
+}
+
+/// The identity service's keys cannot be read when a refresh brings an ID token under a
+/// new key id: nothing is known about that token, so the session is not lost to the
+/// outage (the refreshed tokens are used), but its ID token is not taken either (the
+/// session keeps the one verified before). Once the keys can be read, the next refresh's
+/// ID token is verified and taken.
+#[tokio::test]
+async fn a_refresh_whose_id_token_cannot_be_verified_for_now_keeps_the_session() {
+    let mock = MockHcssIdentity::start().await;
+    let app = oidc_app(&mock).await;
+    let browser = Browser::new();
+    browser.login(&app).await;
+    let id = browser.cookie("hcss-session").unwrap();
+    let whoami = format!("{}/whoami", app.url);
+    let signed_in_with = expire_session(&app.store, &id).await.id_token.unwrap();
+
+    mock.rotate_signing_key();
+    mock.set_discovery_fault(Some(DiscoveryFault::KeysUnavailable));
+    let revocations = mock.counts().revocations;
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 200, "the session goes on: {}", seen.body);
+    assert_eq!(mock.counts().refreshes, 1);
+    assert_eq!(mock.counts().revocations, revocations, "nothing revoked");
+    let kept = app.store.load(session_key(&id)).await.unwrap().unwrap();
+    assert!(
+        kept.id_token.as_ref().map(|t| t.expose_secret()) == Some(signed_in_with.expose_secret()),
+        "the unverified ID token was not taken"
+    );
+
+    mock.set_discovery_fault(None);
+    expire_session(&app.store, &id).await;
+    let seen = browser.get(&whoami).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(mock.counts().refreshes, 2);
+    let refreshed = app.store.load(session_key(&id)).await.unwrap().unwrap();
+    assert!(
+        refreshed.id_token.as_ref().map(|t| t.expose_secret())
+            != Some(signed_in_with.expose_secret()),
+        "a verified ID token of a refresh is taken"
+    );
 }

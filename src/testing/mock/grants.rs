@@ -44,6 +44,9 @@ pub(super) struct Grants {
     pub(super) revoked: std::collections::HashSet<u64>,
     /// The mock's own sessions, by `sid`.
     pub(super) sessions: HashMap<String, MockSession>,
+    /// The mock's session (`sid`, `auth_time`) each grant of a signed-in user came from,
+    /// for the ID tokens of its refreshes.
+    pub(super) grant_sessions: HashMap<u64, (String, u64)>,
 }
 
 impl Grants {
@@ -116,15 +119,16 @@ impl Grants {
 
 /// The claims of an OpenID Connect ID token for the mock's user (signed by
 /// `oidc::sign`): `iss`, `aud`, `exp`, the `nonce` of the authorize request, and the
-/// user's identity claims. `fault` names a claim to get wrong.
+/// user's identity claims, issued at `now` (the mock's clock). `fault` names a claim to
+/// get wrong.
 pub(super) fn id_token(
     options: &MockHcssIdentityBuilder,
     issuer: &str,
+    now: u64,
     nonce: Option<&str>,
     session: Option<&(String, u64)>,
     fault: Option<&str>,
 ) -> serde_json::Value {
-    let now = crate::clock::unix_now();
     let mut claims = json!({
         "iss": issuer,
         "aud": options.client_id,
@@ -147,6 +151,8 @@ pub(super) fn id_token(
         Some("azp") => claims["aud"] = json!([options.client_id, "another-client"]),
         Some("exp") => claims["exp"] = json!(now.saturating_sub(60)),
         Some("nonce") => claims["nonce"] = json!("not-the-nonce"),
+        Some("sub") => claims["sub"] = json!("someone-else"),
+        Some("auth_time") => claims["auth_time"] = json!(now.saturating_sub(3600)),
         _ => {}
     }
     claims

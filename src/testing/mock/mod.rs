@@ -73,11 +73,13 @@ pub enum TokenFault {
     /// wait this long before answering: an answer that comes late, or never reaches a
     /// client that gave up.
     SlowAfterRotating(Duration),
-    /// With `openid` among the scopes, an ID token whose named claim is wrong (`"iss"`,
-    /// `"aud"`, `"exp"` or `"nonce"`; `"azp"`: `aud` names this client and another, and
-    /// there is no `azp`), or whose signature is: `"signature"` (signed with a key that
-    /// is not the identity service's, under its key id), `"kid"` (a key id its JWKS never
-    /// has), `"alg"` (`alg: none`, unsigned); the rest of the answer is right.
+    /// With `openid` among the scopes, an ID token (of a code exchange or a refresh)
+    /// whose named claim is wrong (`"iss"`, `"aud"`, `"exp"` or `"nonce"`; `"sub"`:
+    /// another user; `"auth_time"`: an hour ago, whatever `max_age` asked for; `"azp"`:
+    /// `aud` names this client and another, and there is no `azp`), or whose signature
+    /// is: `"signature"` (signed with a key that is not the
+    /// identity service's, under its key id), `"kid"` (a key id its JWKS never has),
+    /// `"alg"` (`alg: none`, unsigned); the rest of the answer is right.
     BadIdToken(&'static str),
     /// With `openid` among the scopes, a code exchange answered without an ID token; the
     /// rest of the answer is right.
@@ -117,8 +119,10 @@ pub struct MockCounts {
     /// `GET /identity/.well-known/openid-configuration/jwks`.
     pub jwks: usize,
     /// Sign-ins at which the mock asked for credentials: the browser had no live session
-    /// at the mock (its `idsrv.session` cookie), or the app sent `prompt=login`. A browser
-    /// with a live session signs in without.
+    /// at the mock (its `idsrv.session` cookie), the app sent `prompt=login`, or the app
+    /// sent a `max_age` that the session's age (on the mock's [`clock`](MockHcssIdentity::clock))
+    /// reaches (the new session has a fresh `auth_time`). A browser with a live session
+    /// signs in without.
     pub credential_prompts: usize,
     /// `GET /identity/connect/endsession` (sign-out at the identity service).
     pub end_sessions: usize,

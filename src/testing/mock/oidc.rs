@@ -32,6 +32,8 @@ pub enum DiscoveryFault {
     /// `http://` URLs under an `https` issuer. The JWKS is still served at
     /// IdentityServer's path.
     JwksUriOtherScheme,
+    /// The document as usual, but its JWKS answers 503: the keys cannot be read for now.
+    KeysUnavailable,
 }
 
 /// The key id of key number `index` (counting rotations).
@@ -112,6 +114,7 @@ pub(super) async fn discovery(State(state): State<Arc<MockState>>) -> Response {
         Some(DiscoveryFault::OtherIssuer) => {
             document["issuer"] = json!("https://elsewhere.example/identity")
         }
+        Some(DiscoveryFault::KeysUnavailable) => {}
         Some(DiscoveryFault::NoKeys) => {
             document
                 .as_object_mut()
@@ -131,6 +134,9 @@ pub(super) async fn jwks(State(state): State<Arc<MockState>>) -> Response {
     bump(&state, |c| &c.jwks);
     if lock(&state.discovery_fault).as_ref() == Some(&DiscoveryFault::NoKeys) {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    if lock(&state.discovery_fault).as_ref() == Some(&DiscoveryFault::KeysUnavailable) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     Json(json!({ "keys": [current_jwk(&state)] })).into_response()
 }

@@ -65,21 +65,59 @@ fn live_session(state: &MockState, headers: &HeaderMap) -> Option<(String, u64)>
     Some((sid, session.auth_time))
 }
 
-/// Signs the browser in at the mock: its live session, or (none, or `force`) a new one,
-/// as if the user had entered credentials (counted in `credential_prompts`). Returns the
-/// session and the cookie to set, if any.
-fn sign_in(state: &MockState, headers: &HeaderMap, force: bool) -> ((String, u64), Option<String>) {
-    if let Some(live) = live_session(state, headers).filter(|_| !force) {
+/// Signs the browser in at the mock: its live session, or (none, `force`, or one whose
+/// user entered credentials longer than `max_age` seconds ago) a new one, as if the user
+/// had entered credentials (counted in `credential_prompts`) at the mock's clock's now.
+/// Returns the session and the cookie to set, if any.
+fn sign_in(
+    state: &MockState,
+    headers: &HeaderMap,
+    force: bool,
+    max_age: Option<u64>,
+) -> ((String, u64), Option<String>) {
+    if let Some(live) = live_session(state, headers)
+        .filter(|_| !asks_for_credentials(state, headers, force, max_age))
+    {
         return (live, None);
     }
     bump(state, |c| &c.credential_prompts);
     let sid = random_token(16);
-    let auth_time = crate::clock::unix_now();
+    let auth_time = state.clock.now();
     lock(&state.grants)
         .sessions
         .insert(sid.clone(), grants::MockSession { auth_time });
-    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=None");
+    // Lax: sent on the top-level navigations to the mock (authorize, end-session), and
+    // kept by browsers over plain http (`SameSite=None` needs `Secure`).
+    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/identity; HttpOnly; SameSite=Lax");
     ((sid, auth_time), Some(cookie))
+}
+
+/// Whether signing in asks for credentials: no live session, `force` (`prompt=login`),
+/// or a session whose user entered credentials `max_age` seconds ago or longer.
+fn asks_for_credentials(
+    state: &MockState,
+    headers: &HeaderMap,
+    force: bool,
+    max_age: Option<u64>,
+) -> bool {
+    let now = state.clock.now();
+    match live_session(state, headers) {
+        None => true,
+        Some((_, auth_time)) => {
+            force || max_age.is_some_and(|max| now.saturating_sub(auth_time) >= max)
+        }
+    }
+}
+
+/// `prompt` and `max_age` of an authorize request: whether it forces a sign-in, and the
+/// age at which a session must sign in again.
+fn sign_in_asked(p: &Params) -> (bool, Option<u64>) {
+    let prompt = p.get("prompt").map(String::as_str).unwrap_or("");
+    let force = prompt.split(' ').any(|v| v == "login");
+    // `max_age` (OpenID Connect Core §3.1.2.1): a session older than it signs in again;
+    // `0` always does, as `prompt=login`.
+    let max_age = p.get("max_age").and_then(|age| age.parse::<u64>().ok());
+    (force, max_age)
 }
 
 /// Consents: records a code and sends the browser back with it, signed in at the mock.
@@ -94,7 +132,8 @@ fn grant_code(state: &MockState, p: &Params, redirect: &str, headers: &HeaderMap
         ))
         .into_response();
     }
-    let (session, cookie) = sign_in(state, headers, prompts.contains(&"login"));
+    let (force, max_age) = sign_in_asked(p);
+    let (session, cookie) = sign_in(state, headers, force, max_age);
     let mut response = grant_code_in(state, p, redirect, session);
     if let Some(cookie) = cookie {
         response
@@ -164,17 +203,30 @@ pub(super) async fn authorize(
             )
         })
         .collect();
+    // What the user meets: a sign-in with credentials, or their live session here.
+    let (force, max_age) = sign_in_asked(&p);
+    let who = if asks_for_credentials(&state, &headers, force, max_age) {
+        format!(
+            "<p id=\"credentials\">Sign in to HCSS as <b>{}</b> (the mock asks for no \
+             password: allowing below counts as entering credentials).</p>",
+            escape(&state.options.user)
+        )
+    } else {
+        format!(
+            "<p id=\"hcss-session\">Signed in at HCSS as <b>{}</b>.</p>",
+            escape(&state.options.user)
+        )
+    };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>HCSS sign-in (mock)</title></head><body>\
-         <h1>Mock HCSS identity</h1>\
-         <p>Signed in as <b>{user}</b>. The application <b>{client}</b> asks for: \
+         <h1>Mock HCSS identity</h1>{who}\
+         <p>The application <b>{client}</b> asks for: \
          <code>{scope}</code>.</p>\
-         <form method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
+         <form id=\"consent\" method=\"post\" action=\"/identity/connect/authorize/consent\">{hidden}\
          <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button>\
          </form></body></html>",
-        user = escape(&state.options.user),
         client = escape(&state.options.client_id),
         scope = escape(p.get("scope").map_or("", String::as_str)),
     ))
@@ -353,6 +405,7 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             let grant = grants.next;
             let offline = pending.scope.split(' ').any(|s| s == "offline_access");
             let mut body = grants.issue(options, &state.issuer, grant, &pending.scope, offline);
+            grants.grant_sessions.insert(grant, pending.session.clone());
             let fault = lock(&state.fault).clone();
             let with_id_token = fault != Some(TokenFault::NoIdToken);
             if with_id_token && pending.scope.split(' ').any(|s| s == "openid") {
@@ -363,6 +416,7 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
                 let claims = id_token(
                     options,
                     &state.issuer,
+                    state.clock.now(),
                     pending.nonce.as_deref(),
                     Some(&pending.session),
                     fault,
@@ -388,13 +442,25 @@ fn grant(state: &MockState, headers: &HeaderMap, p: &Params) -> Response {
             if reused || grants.revoked.contains(&grant) {
                 return oauth_error("invalid_grant", "refresh token revoked");
             }
-            let body = grants.issue(
+            let mut body = grants.issue(
                 options,
                 &state.issuer,
                 grant,
                 &scope,
                 options.rotate_refresh_tokens,
             );
+            // As IdentityServer does, a refresh of a grant with `openid` brings a new ID
+            // token: the same user and session, no nonce.
+            if scope.split(' ').any(|s| s == "openid") {
+                let fault = match lock(&state.fault).clone() {
+                    Some(TokenFault::BadIdToken(claim)) => Some(claim),
+                    _ => None,
+                };
+                let session = grants.grant_sessions.get(&grant).cloned();
+                let now = state.clock.now();
+                let claims = id_token(options, &state.issuer, now, None, session.as_ref(), fault);
+                body["id_token"] = json!(super::oidc::sign(state, &claims, fault));
+            }
             Json(body).into_response()
         }
         "company" => {

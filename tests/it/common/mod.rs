@@ -360,7 +360,19 @@ impl Browser {
     }
 
     pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)]) -> Seen {
-        let mut request = Self::client().request(method.parse().unwrap(), url);
+        self.send(
+            Self::client().request(method.parse().unwrap(), url),
+            headers,
+        )
+        .await
+    }
+
+    /// Posts `form` (`application/x-www-form-urlencoded`) to `url`, as a page's form.
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Seen {
+        self.send(Self::client().post(url).form(form), &[]).await
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Seen {
         let cookie = {
             let jar = self.jar.lock().unwrap();
             jar.iter()
