@@ -853,14 +853,17 @@ async fn the_login_query_cannot_loosen_the_configured_max_age() {
         Some("60"),
         "the authorize URL asks for the configured bound"
     );
+    // The identity service, told 60 s, asks for credentials again rather than signing
+    // the old session in (the app's own `auth_time` check is proven in `oidc`).
+    let prompts = mock.counts().credential_prompts;
     let callback = browser.get(seen.location()).await;
-    let refused = browser.get(callback.location()).await;
+    let signed_in = browser.get(callback.location()).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     assert_eq!(
-        refused.status, 400,
-        "an old session signed in: {}",
-        refused.body
+        mock.counts().credential_prompts,
+        prompts + 1,
+        "an old session signed in without credentials"
     );
-    assert!(browser.cookie("hcss-session").is_none());
 
     // A tighter one than the configuration's is taken.
     let seen = browser
@@ -961,8 +964,9 @@ async fn oidc_secrets_never_reach_the_logs() {
 
     let logs = capture.take();
     // Which lines reach this thread's subscriber depends on the callsites' interest,
-    // which tests on other threads share; the sign-in's lines always do.
-    assert!(logs.contains("hcss.callback"), "logs were captured: {logs}");
+    // which tests on other threads share: some do, not always the same ones (the whole
+    // flow's lines are checked with a process-wide subscriber in `tests/secrets.rs`).
+    assert!(logs.contains("hcss."), "no log line was captured");
     for secret in &secrets {
         // The JWTs' signatures alone would be enough to spot them.
         let tail = secret.rsplit('.').next().unwrap();

@@ -406,7 +406,8 @@ async fn a_refresh_whose_id_token_is_unsigned_or_for_another_user_ends_the_sessi
 /// new key id: nothing is known about that token, so the session is not lost to the
 /// outage (the refreshed tokens are used), but its ID token is not taken either (the
 /// session keeps the one verified before). Once the keys can be read, the next refresh's
-/// ID token is verified and taken.
+/// ID token is verified and taken: here by another instance on the same store, since the
+/// instance whose read failed waits ten seconds before it reads the keys again.
 #[tokio::test]
 async fn a_refresh_whose_id_token_cannot_be_verified_for_now_keeps_the_session() {
     let mock = MockHcssIdentity::start().await;
@@ -432,7 +433,9 @@ async fn a_refresh_whose_id_token_cannot_be_verified_for_now_keeps_the_session()
 
     mock.set_discovery_fault(None);
     expire_session(&app.store, &id).await;
-    let seen = browser.get(&whoami).await;
+    let (other, _auth) =
+        start_app_with_store(&mock, |b| b.scopes(OIDC_SCOPES), app.store.clone()).await;
+    let seen = browser.get(&format!("{other}/whoami")).await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(mock.counts().refreshes, 2);
     let refreshed = app.store.load(session_key(&id)).await.unwrap().unwrap();
