@@ -27,6 +27,9 @@ pub use response::HcssApiResponse;
 
 /// Retries of a 5xx or a connection error, at most, for an idempotent request.
 const MAX_RETRIES: u32 = 3;
+
+/// HCSS's header telling how many calls are left in the company's window.
+const REMAINING_CALLS: HeaderName = HeaderName::from_static("remaining-calls");
 /// The first pause before such a retry; each next one doubles.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -192,11 +195,16 @@ impl HcssCaller {
     }
 
     /// The company whose budget the call counts against.
-    fn company(&self, token: &HcssToken) -> String {
+    fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
         match &self.acting {
-            Acting::Company(id) => id.clone(),
-            Acting::User(_) => token.claims().company_id().unwrap_or_default().to_owned(),
-            Acting::OwnCompany => token.claims().company_id().unwrap_or("\0own").to_owned(),
+            Acting::Company(id) => id.into(),
+            Acting::User(_) => token.claims().company_id().unwrap_or_default().to_owned().into(),
+            Acting::OwnCompany => token
+                .claims()
+                .company_id()
+                .unwrap_or("\0own")
+                .to_owned()
+                .into(),
         }
     }
 }
@@ -369,7 +377,7 @@ impl HcssApiRequest {
             let retry_after =
                 crate::protocol::parse_api_retry_after(headers.get(http::header::RETRY_AFTER), now);
             let remaining = headers
-                .get("remaining-calls")
+                .get(REMAINING_CALLS)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u32>().ok());
             // A 429 says when to call again, not that the window is spent: HCSS answers it

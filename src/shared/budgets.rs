@@ -223,7 +223,7 @@ impl Drop for Slot {
         // Cancelled while HCSS may still serve it: kept until its request would have
         // timed out, so that HCSS never sees more calls in flight than the budget.
         let Some(sent) = self.sent_at else {
-            give_back(&self.shared, &self.gate, self.key, vec![call], self.limits);
+            give_back(&self.shared, &self.gate, self.key, [call], self.limits);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -238,7 +238,7 @@ impl Drop for Slot {
         );
         runtime.spawn(async move {
             tokio::time::sleep_until(hold).await;
-            give_back(&shared, &gate, key, vec![call], limits);
+            give_back(&shared, &gate, key, [call], limits);
         });
     }
 }
@@ -250,12 +250,12 @@ fn give_back(
     shared: &Arc<Shared>,
     gate: &Arc<Gate>,
     key: StoreKey,
-    mut calls: Vec<String>,
+    calls: impl IntoIterator<Item = String>,
     limits: CallLimits,
 ) {
     {
         let mut released = lock(&gate.released);
-        released.calls.append(&mut calls);
+        released.calls.extend(calls);
         released.limits = Some(limits);
         if !released.flushing {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -2,6 +2,7 @@
 //! for ([`CallLimits`]), what it is told ([`CallAdmission`]), and the in-process budget
 //! that `MemoryStore` keeps and that the layer falls back on for a store that shares none.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
@@ -127,12 +128,24 @@ impl Window {
         }
     }
 
+    /// Moves `call` to `at`, if the window holds it (the id as the window holds it: one
+    /// lookup).
+    fn move_to(&mut self, call: Arc<str>, at: Instant) {
+        let at = self.order.back().map_or(at, |(newest, _)| at.max(*newest));
+        if let Some(held) = self.at.get_mut(&call) {
+            *held = at;
+            self.order.push_back((at, call));
+        }
+    }
+
     /// Drops the calls at `cutoff` or before.
     fn drop_until(&mut self, cutoff: Instant) {
         while self.order.front().is_some_and(|(at, _)| *at <= cutoff) {
             if let Some((at, call)) = self.order.pop_front() {
-                if self.at.get(&call) == Some(&at) {
-                    self.at.remove(&call);
+                if let Entry::Occupied(entry) = self.at.entry(call) {
+                    if *entry.get() == at {
+                        entry.remove();
+                    }
                 }
             }
         }
@@ -157,9 +170,11 @@ impl Window {
 
 impl Calls {
     fn release(&mut self, call: &str, now: Instant) {
-        self.flying.remove(call);
         // The window counts the call from its end: HCSS saw it at some moment before.
-        self.window.touch(call, now);
+        match self.flying.remove_entry(call) {
+            Some((call, _)) => self.window.move_to(call, now),
+            None => self.window.touch(call, now),
+        }
     }
 
     /// Drops the calls that left the window: older than it, strictly.
