@@ -78,7 +78,18 @@ fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>>
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let args = args(std::env::args().skip(1))?;
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    // Said as text, not as the error's `Debug` (which would escape the usage's lines).
+    let args = match args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(2);
+        }
+    };
     // Said plainly rather than as the mock's panic.
     if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", args.port)) {
         return Err(format!(

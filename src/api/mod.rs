@@ -198,7 +198,12 @@ impl HcssCaller {
     fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
         match &self.acting {
             Acting::Company(id) => id.into(),
-            Acting::User(_) => token.claims().company_id().unwrap_or_default().to_owned().into(),
+            Acting::User(_) => token
+                .claims()
+                .company_id()
+                .unwrap_or_default()
+                .to_owned()
+                .into(),
             Acting::OwnCompany => token
                 .claims()
                 .company_id()

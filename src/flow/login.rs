@@ -56,7 +56,7 @@ pub(crate) async fn login(shared: &Shared, parts: &Parts) -> FlowResponse {
     let extras = match login_extras(config, prompt, login_hint, max_age) {
         Ok(extras) => extras,
         Err(message) => {
-            tracing::info!(message, "login refused: bad prompt, login_hint or max_age");
+            tracing::info!(reason = %message, "login refused: bad prompt, login_hint or max_age");
             return page(
                 config,
                 StatusCode::BAD_REQUEST,

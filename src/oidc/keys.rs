@@ -70,7 +70,7 @@ pub(super) async fn verify(
     let refused = SignatureError::refused;
     // The header first: a token this crate would never accept costs no read of the keys.
     let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| refused("the header names no accepted algorithm (alg none is refused)"))?;
+        .map_err(|_| refused("the token is not a JWS, or its header names no accepted algorithm (alg none is refused)"))?;
     if !ACCEPTED.contains(&header.alg) {
         return Err(refused(
             "the algorithm is not accepted (HMAC and none are refused)",
