@@ -122,8 +122,7 @@ pub(super) async fn verify(
         }
         // No key fits: the service may have rotated its keys since they were read.
         let kid = header.kid.clone().unwrap_or_default();
-        if fresh || !cache.may_refetch(&kid, now) {
-            cache.missed(kid, now);
+        if !cache.may_read_again_for(&kid, fresh, now) {
             return Err(refused(
                 "no key of the identity service fits the token (unknown kid)",
             ));
@@ -156,6 +155,18 @@ impl KeyCache {
         let read = read(client, url).await;
         self.failed_at = read.is_err().then_some(now);
         read
+    }
+
+    /// Whether the keys may be read again for a token whose key id `kid` no key fits:
+    /// not when they were just read (`fresh`; the key id is then remembered as missing),
+    /// nor past the rate limit (the key id is not remembered then: no read lacked it, and
+    /// a key the service rotated to is read once the limit allows).
+    fn may_read_again_for(&mut self, kid: &str, fresh: bool, now: Instant) -> bool {
+        if fresh {
+            self.missed(kid.to_owned(), now);
+            return false;
+        }
+        self.may_refetch(kid, now)
     }
 
     /// Whether the keys may be read again for `kid`: it has not been missed lately, and
@@ -240,4 +251,31 @@ async fn read(client: &IdentityClient, url: &Url) -> Result<Option<Vec<Jwk>>, Si
             .filter_map(|key| serde_json::from_value(key).ok())
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unknown key ids sent to spend the reads of a minute (anyone can post a logout
+    /// token) must not keep a key the service rotated to from being read once the minute
+    /// is over: only a read that did not have a key id marks it missing.
+    #[test]
+    fn spent_reads_do_not_mark_a_key_id_missing() {
+        let mut cache = KeyCache::default();
+        let start = Instant::now();
+        for n in 0..MAX_REFETCHES {
+            assert!(cache.may_read_again_for(&format!("junk-{n}"), false, start));
+            cache.refetches.push_back(start);
+        }
+        assert!(!cache.may_read_again_for("rotated", false, start));
+        let later = start + REFETCH_WINDOW + Duration::from_secs(1);
+        assert!(
+            cache.may_read_again_for("rotated", false, later),
+            "the rotated key's id was marked missing though no read lacked it"
+        );
+        // A read that lacked it does mark it.
+        assert!(!cache.may_read_again_for("gone", true, later));
+        assert!(!cache.may_read_again_for("gone", false, later));
+    }
 }
