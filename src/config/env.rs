@@ -126,6 +126,25 @@ fn yes_or_no(name: &'static str, value: &str) -> Result<bool, ConfigError> {
 mod tests {
     use super::*;
 
+    /// The environment of a minimal valid configuration redirecting to `redirect_uri`,
+    /// with `name` set to `value`.
+    fn env_with(
+        redirect_uri: &'static str,
+        name: &'static str,
+        value: &'static str,
+    ) -> impl Fn(&str) -> Option<String> {
+        move |var: &str| {
+            let found = match var {
+                "HCSS_CLIENT_ID" => "id",
+                "HCSS_SCOPES" => "heavyjob:read offline_access",
+                "HCSS_REDIRECT_URI" => redirect_uri,
+                _ if var == name => value,
+                _ => return None,
+            };
+            Some(found.to_owned())
+        }
+    }
+
     #[test]
     fn from_env_reads_every_variable() {
         let env = |name: &str| {
@@ -198,19 +217,12 @@ mod tests {
     /// the variable is read (`body` or `basic`), and another value names it.
     #[test]
     fn client_auth_is_read_from_its_variable() {
-        let with = |value: &'static str| {
-            move |name: &str| {
-                Some(
-                    match name {
-                        "HCSS_CLIENT_ID" => "id",
-                        "HCSS_SCOPES" => "heavyjob:read offline_access",
-                        "HCSS_REDIRECT_URI" => "https://app.example.com/hcss/callback",
-                        "HCSS_CLIENT_AUTH" => value,
-                        _ => return None,
-                    }
-                    .to_owned(),
-                )
-            }
+        let with = |value| {
+            env_with(
+                "https://app.example.com/hcss/callback",
+                "HCSS_CLIENT_AUTH",
+                value,
+            )
         };
         let auth = |value| {
             HcssConfig::from_lookup(with(value))
@@ -234,19 +246,12 @@ mod tests {
     /// "use 1 or 0").
     #[test]
     fn a_boolean_variable_takes_the_usual_words_and_says_which() {
-        let with = |value: &'static str| {
-            move |name: &str| {
-                Some(
-                    match name {
-                        "HCSS_CLIENT_ID" => "id",
-                        "HCSS_SCOPES" => "heavyjob:read offline_access",
-                        "HCSS_REDIRECT_URI" => "http://127.0.0.1:3000/hcss/callback",
-                        "HCSS_ALLOW_INSECURE_HTTP" => value,
-                        _ => return None,
-                    }
-                    .to_owned(),
-                )
-            }
+        let with = |value| {
+            env_with(
+                "http://127.0.0.1:3000/hcss/callback",
+                "HCSS_ALLOW_INSECURE_HTTP",
+                value,
+            )
         };
         for yes in ["1", "true", "TRUE", "yes", "Yes", "on", " on "] {
             assert!(HcssConfig::from_lookup(with(yes)).is_ok(), "{yes:?}");
