@@ -115,26 +115,30 @@ struct Window {
 }
 
 impl Window {
+    /// `at`, or the newest time the window holds if that is later: times only grow.
+    fn not_before_newest(&self, at: Instant) -> Instant {
+        self.order.back().map_or(at, |(newest, _)| at.max(*newest))
+    }
+
     fn insert(&mut self, call: Arc<str>, at: Instant) {
-        let at = self.order.back().map_or(at, |(newest, _)| at.max(*newest));
+        let at = self.not_before_newest(at);
         self.at.insert(call.clone(), at);
         self.order.push_back((at, call));
     }
 
-    /// Moves `call` to `at`, if the window holds it.
-    fn touch(&mut self, call: &str, at: Instant) {
-        if let Some((call, _)) = self.at.get_key_value(call) {
-            self.insert(call.clone(), at);
-        }
-    }
-
-    /// Moves `call` to `at`, if the window holds it (the id as the window holds it: one
-    /// lookup).
+    /// Moves `call` to `at`, if the window holds it (one lookup).
     fn move_to(&mut self, call: Arc<str>, at: Instant) {
-        let at = self.order.back().map_or(at, |(newest, _)| at.max(*newest));
+        let at = self.not_before_newest(at);
         if let Some(held) = self.at.get_mut(&call) {
             *held = at;
             self.order.push_back((at, call));
+        }
+    }
+
+    /// [`move_to`](Self::move_to) for an id the caller holds only as text.
+    fn touch(&mut self, call: &str, at: Instant) {
+        if let Some((call, _)) = self.at.get_key_value(call) {
+            self.move_to(call.clone(), at);
         }
     }
 
