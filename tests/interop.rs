@@ -628,8 +628,6 @@ async fn client_credentials_give_the_apps_own_token() {
     assert_eq!(counts["company"], 0);
 }
 
-const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
-
 /// An app with `openid` among its scopes for the provider's `secret-basic` client, its
 /// configuration finished by `configure` (given the app's URL), the provider started
 /// with `env` besides.

@@ -27,7 +27,6 @@ use hcss_auth::store::{StateStore, TokenStore};
 use hcss_auth::testing::{session_exists, DiscoveryFault, MockHcssIdentity, TokenFault};
 use hcss_auth::{HcssAuth, HcssConfig};
 
-const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
 const SUBJECT: &str = "adversary-21-user";
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// The mock's current signing key (before any rotation) and its key id.
@@ -112,13 +111,6 @@ async fn post_token(endpoint: &str, logout_token: &str) -> (u16, String) {
         .unwrap();
     let status = answer.status().as_u16();
     (status, answer.text().await.unwrap())
-}
-
-fn session_of(browser: &Browser) -> String {
-    format!(
-        "hcss-session={}",
-        browser.cookie("hcss-session").expect("signed in")
-    )
 }
 
 /// An app over `store` with back-channel logout on, and the endpoint's URL.
@@ -705,17 +697,6 @@ async fn hostile_back_channel_bodies_are_refused() {
 // ---------------------------------------------------------------------------------
 // RP-initiated logout.
 // ---------------------------------------------------------------------------------
-
-async fn signing_out_at_hcss(mock: &MockHcssIdentity) -> TestApp {
-    start_app(mock, |b| {
-        let redirect = b.build().unwrap().redirect_uri().to_owned();
-        let back = redirect.replace("/hcss/callback", "/hcss/logout/return");
-        mock.config_builder(&redirect)
-            .scopes(OIDC_SCOPES)
-            .post_logout_redirect_uri(back)
-    })
-    .await
-}
 
 /// Parameters smuggled into the logout or its return never choose where the browser
 /// goes: the end-session URL carries the configured post-logout redirect URI once, and

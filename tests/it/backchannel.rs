@@ -13,8 +13,6 @@ use hcss_auth::store::{StateStore, TokenStore};
 use hcss_auth::testing::{session_exists, FaultyStore, LogoutTokenFault, MockHcssIdentity};
 use hcss_auth::{HcssAuth, SignOut};
 
-const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
-
 /// An instance of the app over `store`, with back-channel logout on, counting its
 /// `on_sign_out` calls in `signed_out`.
 async fn instance<S>(
@@ -42,13 +40,6 @@ where
         },
     )
     .await
-}
-
-fn session_of(browser: &Browser) -> String {
-    format!(
-        "hcss-session={}",
-        browser.cookie("hcss-session").expect("signed in")
-    )
 }
 
 /// One user signed in on two instances sharing `store` (one HCSS session: the second

@@ -8,8 +8,6 @@ use common::*;
 use hcss_auth::testing::{DiscoveryFault, MockHcssIdentity, TokenFault};
 use hcss_auth::TokenStore;
 
-const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
-
 async fn oidc_app(mock: &MockHcssIdentity) -> TestApp {
     start_app(mock, |b| b.scopes(OIDC_SCOPES)).await
 }
@@ -147,19 +145,6 @@ async fn without_published_keys_the_claims_are_still_checked() {
     Browser::new().login(&app).await;
     refused_sign_in(&mock, &app, TokenFault::BadIdToken("nonce"), 400).await;
     assert_eq!(mock.counts().jwks, 0, "no JWKS is named, none is read");
-}
-
-/// The test app with sign-out at HCSS turned on: its post-logout redirect URI is
-/// `/hcss/logout/return` on the app's origin.
-async fn signing_out_at_hcss(mock: &MockHcssIdentity) -> TestApp {
-    start_app(mock, |b| {
-        let redirect = b.build().unwrap().redirect_uri().to_owned();
-        let back = redirect.replace("/hcss/callback", "/hcss/logout/return");
-        mock.config_builder(&redirect)
-            .scopes(OIDC_SCOPES)
-            .post_logout_redirect_uri(back)
-    })
-    .await
 }
 
 /// A logout with sign-out at HCSS on: the session ends here, the browser is sent to the

@@ -464,10 +464,7 @@ where
     S: StateStore + TokenStore + Clone,
 {
     let mock = MockHcssIdentity::start().await;
-    let configure = |b: hcss_auth::HcssConfigBuilder| {
-        b.http_timeout(Duration::from_millis(300))
-            .retry_after(Duration::ZERO)
-    };
+    let configure = two_instances_config;
     let (a, browser, key, store) = expired_session(&mock, store, configure).await;
     let (b, _auth) = start_app_with_store(&mock, configure, store.clone()).await;
     let status = answered_after_rotating(&mock, &browser, &format!("{a}/whoami"), 1, || {
@@ -494,6 +491,13 @@ where
     assert_eq!(counts.reuse_detected, 0);
     assert_eq!(counts.refreshes, 1, "A's refresh served both instances");
     key
+}
+
+/// Two instances' configuration for the kept-set cases: a token call gives up after
+/// 300 ms, and a failed refresh is not remembered (each request tries again).
+fn two_instances_config(b: hcss_auth::HcssConfigBuilder) -> hcss_auth::HcssConfigBuilder {
+    b.http_timeout(Duration::from_millis(300))
+        .retry_after(Duration::ZERO)
 }
 
 /// The first answer to `url` that is not a 503, asked again every 100 ms for 20 s at
@@ -523,10 +527,7 @@ where
     S: StateStore + TokenStore + Clone,
 {
     let mock = MockHcssIdentity::start().await;
-    let configure = |b: hcss_auth::HcssConfigBuilder| {
-        b.http_timeout(Duration::from_millis(300))
-            .retry_after(Duration::ZERO)
-    };
+    let configure = two_instances_config;
     let (a, browser, key, store_a) = expired_session(&mock, store, configure).await;
     let store_b = FaultyStore::new(store_a.inner().clone());
     let (b, _auth) = start_app_with_store(&mock, configure, store_b).await;

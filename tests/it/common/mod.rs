@@ -560,3 +560,27 @@ pub async fn company_tokens_are_not_sessions(mock: &MockHcssIdentity, auth: &Hcs
         "the cached company tokens were removed"
     );
 }
+
+/// The scopes of an OpenID Connect sign-in that refreshes.
+pub const OIDC_SCOPES: [&str; 3] = ["openid", "heavyjob:read", "offline_access"];
+
+/// The `Cookie` header of `browser`'s session, for a request made outside it.
+pub fn session_of(browser: &Browser) -> String {
+    format!(
+        "hcss-session={}",
+        browser.cookie("hcss-session").expect("signed in")
+    )
+}
+
+/// The test app with sign-out at HCSS turned on: its post-logout redirect URI is
+/// `/hcss/logout/return` on the app's origin.
+pub async fn signing_out_at_hcss(mock: &MockHcssIdentity) -> TestApp {
+    start_app(mock, |b| {
+        let redirect = b.build().unwrap().redirect_uri().to_owned();
+        let back = redirect.replace("/hcss/callback", "/hcss/logout/return");
+        mock.config_builder(&redirect)
+            .scopes(OIDC_SCOPES)
+            .post_logout_redirect_uri(back)
+    })
+    .await
+}
