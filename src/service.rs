@@ -166,10 +166,9 @@ where
             return ResponseFuture::flow(Box::pin(std::future::ready(answer)));
         }
         let shared = self.shared.clone();
-        let (parts, body) = req.into_parts();
         // Only a back-channel logout reads the request's body (bounded); every other
-        // endpoint drops it unread.
-        let body = matches!(endpoint, Endpoint::BackchannelLogout).then_some(body);
+        // endpoint leaves it unread.
+        let (parts, body) = req.into_parts();
         let clear_mark = match endpoint {
             Endpoint::Login => flow::misplaced::clear(config, &parts.headers),
             _ => None,
@@ -189,12 +188,9 @@ where
                 Endpoint::Logout => flow::logout::logout(&shared, &parts).await,
                 Endpoint::User => flow::user::user(&shared, &parts).await,
                 Endpoint::LogoutReturn => flow::logout::logout_return(&shared, &parts).await,
-                Endpoint::BackchannelLogout => match body {
-                    Some(body) => {
-                        flow::backchannel::backchannel_logout(&shared, &parts, body).await
-                    }
-                    None => method_not_allowed("POST"),
-                },
+                Endpoint::BackchannelLogout => {
+                    flow::backchannel::backchannel_logout(&shared, &parts, body).await
+                }
             };
             if let Some(clear) = clear_mark {
                 response.headers_mut().append(header::SET_COOKIE, clear);
