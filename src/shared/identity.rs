@@ -2,6 +2,9 @@
 //! [`Provider`](crate::oidc::Provider) finds them (its discovery document, or HCSS's
 //! layout).
 
+use std::sync::Arc;
+
+use crate::oidc::Endpoints;
 use crate::protocol::{self, Grant, TokenError, TokenResponse};
 
 use super::Shared;
@@ -14,12 +17,7 @@ impl Shared {
         &self,
         grant: Grant<'_>,
     ) -> Result<TokenResponse, TokenError> {
-        let identity = &self.config.identity;
-        let endpoints = self
-            .oidc
-            .endpoints(identity)
-            .await
-            .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
+        let endpoints = self.endpoints().await?;
         protocol::request_tokens(&self.config, &endpoints.token, grant).await
     }
 
@@ -27,12 +25,16 @@ impl Shared {
     /// ([`protocol::revoke`]). A discovery document that names another issuer fails it,
     /// with no call made.
     pub(crate) async fn revoke(&self, token: &str, hint: &'static str) -> Result<(), TokenError> {
-        let identity = &self.config.identity;
-        let endpoints = self
-            .oidc
-            .endpoints(identity)
+        let endpoints = self.endpoints().await?;
+        protocol::revoke(&self.config.identity, &endpoints.revocation, token, hint).await
+    }
+
+    /// Where the endpoints are; a discovery document that names another issuer is an
+    /// error of the answer, so that no call is made.
+    async fn endpoints(&self) -> Result<Arc<Endpoints>, TokenError> {
+        self.oidc
+            .endpoints(&self.config.identity)
             .await
-            .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
-        protocol::revoke(identity, &endpoints.revocation, token, hint).await
+            .map_err(|err| TokenError::InvalidResponse(err.to_string()))
     }
 }
