@@ -21,6 +21,7 @@ use crate::token::HcssToken;
 
 mod pages;
 mod response;
+mod target;
 
 pub use pages::Pages;
 pub use response::HcssApiResponse;
@@ -303,16 +304,10 @@ impl HcssApiRequest {
         }
         let shared = self.caller.api.companies.shared().clone();
         let config = &shared.config;
-        let url = format!("{}{}", config.api.url, self.path);
-        let mut url = url::Url::parse(&url)
-            .ok()
-            .filter(|_| self.path.starts_with('/'))
+        let url = target::call_url(&config.api.url, &config.api.base, &self.path, &self.query)
             .ok_or_else(|| HcssApiError::Invalid {
                 reason: format!("{:?} is not a path under the API URL", self.path),
             })?;
-        if !self.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(&self.query);
-        }
         let deadline = Instant::now() + config.api.max_wait;
         let mut token = self.caller.token().await?;
         let company = self.caller.company(&token);

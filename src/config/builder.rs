@@ -472,7 +472,7 @@ impl HcssConfigBuilder {
             self.previous_cookie_key.as_ref(),
         )?;
         let api_url = self.api_url.trim_end_matches('/').to_owned();
-        checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
+        let api_base = checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
         self.check_api_limits()?;
         let http = identity_http_client(self.http_client, self.http_timeout, allow_http)?;
         if !self.scopes.iter().any(|s| s == "offline_access") {
@@ -533,6 +533,7 @@ impl HcssConfigBuilder {
             },
             api: ApiSettings {
                 url: api_url,
+                base: api_base,
                 rate: self.api_rate_per_minute,
                 rate_window: self.api_rate_window,
                 concurrency: self.api_concurrency,
