@@ -16,7 +16,7 @@ use crate::refresh::{freshness, Freshness};
 use crate::secret::random_token;
 use crate::shared::{CompanyFlight, CompanySource as Source, Shared};
 use crate::store::StoreKey;
-use crate::token::{HcssToken, TokenSet};
+use crate::token::{HcssToken, HeldToken, TokenSet};
 
 /// Tokens for HCSS companies, with no user present: [`token`](Self::token) asks HCSS's
 /// `company` grant for a customer company's token (the `CompanyId` a user's claims
@@ -138,7 +138,11 @@ impl HcssCompanyTokens {
     /// (`invalid_grant`), [`CompanyTokenError::Misconfigured`] when it refuses the app's
     /// request as configured, [`CompanyTokenError::Unavailable`] (retry later) otherwise.
     pub async fn token(&self, company_id: &str) -> Result<HcssToken, CompanyTokenError> {
-        self.get(Source::Company(company_id.to_owned())).await
+        Ok(self
+            .held_token(&Source::Company(company_id.to_owned()))
+            .await?
+            .token
+            .clone())
     }
 
     /// A live token for the app's own company (`client_credentials`).
@@ -147,7 +151,7 @@ impl HcssCompanyTokens {
     ///
     /// As [`token`](Self::token).
     pub async fn own_token(&self) -> Result<HcssToken, CompanyTokenError> {
-        self.get(Source::Own).await
+        Ok(self.held_token(&Source::Own).await?.token.clone())
     }
 
     /// A new token after an HCSS API refused `rejected` with 401 (the company's token or,
@@ -156,14 +160,13 @@ impl HcssCompanyTokens {
     /// it (the others find the new one cached).
     pub(crate) async fn after_rejection(
         &self,
-        company_id: Option<&str>,
+        source: &Source,
         rejected: &HcssToken,
-    ) -> Result<HcssToken, CompanyTokenError> {
-        let source = company_id.map_or(Source::Own, |id| Source::Company(id.to_owned()));
+    ) -> Result<Arc<HeldToken>, CompanyTokenError> {
         let key = source.key();
-        self.shared.company_tokens.remove_if(&source, |_, held| {
-            held.access_token.expose_secret() == rejected.secret()
-        });
+        self.shared
+            .company_tokens
+            .remove_if(source, |_, held| held.token.secret() == rejected.secret());
         if let Ok(Some(current)) = self.shared.token_store.load(key).await {
             if current.access_token.expose_secret() == rejected.secret() {
                 if let Err(err) = self.shared.token_store.remove(key).await {
@@ -171,17 +174,21 @@ impl HcssCompanyTokens {
                 }
             }
         }
-        self.get(source).await
+        self.held_token(source).await
     }
 
-    async fn get(&self, source: Source) -> Result<HcssToken, CompanyTokenError> {
-        if let Some(token) = self.held(&source) {
-            return Ok(token);
+    /// The token for `source`, as held in process (with its `Authorization` header):
+    /// the call path's way, which copies no token.
+    pub(crate) async fn held_token(
+        &self,
+        source: &Source,
+    ) -> Result<Arc<HeldToken>, CompanyTokenError> {
+        if let Some(held) = self.held(source) {
+            return Ok(held);
         }
         let key = source.key();
         if let Some(tokens) = self.cached(key).await {
-            self.hold(&source, &tokens);
-            return Ok(HcssToken::from_owned(tokens));
+            return Ok(self.hold(source, tokens));
         }
         // One fetch per company in this process, in a task of its own: the calls that
         // want it wait for its outcome, and one that goes away cancels nothing, so the
@@ -199,11 +206,8 @@ impl HcssCompanyTokens {
             Ok(settled) => settled.clone(),
             Err(_) => None,
         };
-        if let Some(Ok(tokens)) = &outcome {
-            self.hold(&source, tokens);
-        }
         match outcome {
-            Some(outcome) => outcome.map(HcssToken::from_owned),
+            Some(outcome) => outcome.map(|tokens| self.hold(source, tokens)),
             // The task ended without an outcome: it panicked.
             None => Err(CompanyTokenError::Unavailable {
                 reason: "the company token fetch failed".into(),
@@ -240,27 +244,29 @@ impl HcssCompanyTokens {
 
     /// The token this process holds for `key` if it is good beyond the refresh skew (no
     /// store read: the call path's way).
-    fn held(&self, source: &Source) -> Option<HcssToken> {
+    fn held(&self, source: &Source) -> Option<Arc<HeldToken>> {
         let config = &self.shared.config;
         let fresh = |tokens: &TokenSet| {
             freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
         };
         let held = self.shared.company_tokens.get(source)?;
-        if fresh(&held) {
-            return Some(HcssToken::from_set(&held));
+        if fresh(&held.set) {
+            return Some(held.clone());
         }
         drop(held);
         self.shared
             .company_tokens
-            .remove_if(source, |_, tokens| !fresh(tokens));
+            .remove_if(source, |_, held| !fresh(&held.set));
         None
     }
 
     /// Holds `tokens` in process for the next calls.
-    fn hold(&self, source: &Source, tokens: &TokenSet) {
+    fn hold(&self, source: &Source, tokens: TokenSet) -> Arc<HeldToken> {
+        let held = Arc::new(HeldToken::new(tokens));
         self.shared
             .company_tokens
-            .insert(source.clone(), Arc::new(tokens.clone()));
+            .insert(source.clone(), held.clone());
+        held
     }
 
     /// The cached token if it is good beyond the refresh skew.

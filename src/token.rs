@@ -203,6 +203,29 @@ pub struct HcssToken {
     claims: Claims,
 }
 
+/// A token held in process for the calls that use it: its set (whose freshness says how
+/// long it is held), the token handed out, and its `Authorization` header, built once
+/// and marked sensitive (never printed); `None` for a token a header cannot carry, which
+/// each request then reports.
+pub(crate) struct HeldToken {
+    pub(crate) set: TokenSet,
+    pub(crate) token: HcssToken,
+    pub(crate) bearer: Option<http::HeaderValue>,
+}
+
+impl HeldToken {
+    pub(crate) fn new(set: TokenSet) -> Self {
+        let token = HcssToken::from_set(&set);
+        let bearer = http::HeaderValue::try_from(format!("Bearer {}", token.secret()))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        Self { set, token, bearer }
+    }
+}
+
 impl HcssToken {
     /// The token of a set, its fields moved rather than shared (the hot path's way).
     pub(crate) fn from_owned(set: TokenSet) -> Self {

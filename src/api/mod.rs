@@ -7,6 +7,7 @@
 //! forced refresh, 429 after `Retry-After`, 5xx and connection errors for idempotent
 //! requests) → transport (the configured `reqwest` client).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,8 @@ use crate::company::HcssCompanyTokens;
 use crate::error::{HcssApiError, SessionError};
 use crate::layer::HcssAuth;
 use crate::session::HcssSession;
-use crate::token::HcssToken;
+use crate::shared::CompanySource;
+use crate::token::{HcssToken, HeldToken};
 
 mod pages;
 mod response;
@@ -89,8 +91,35 @@ impl std::fmt::Debug for HcssApi {
 #[derive(Clone, Debug)]
 enum Acting {
     User(HcssSession),
-    Company(String),
-    OwnCompany,
+    /// A customer company or the app's own.
+    Company(CompanySource),
+}
+
+/// The token a call goes with: a company's as held in process (its `Authorization`
+/// header built once), or the user's.
+enum Credential {
+    Held(Arc<HeldToken>),
+    User(HcssToken),
+}
+
+impl Credential {
+    fn token(&self) -> &HcssToken {
+        match self {
+            Credential::Held(held) => &held.token,
+            Credential::User(token) => token,
+        }
+    }
+
+    /// `request` with the token's `Authorization` header.
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credential::Held(held) => match &held.bearer {
+                Some(bearer) => request.header(http::header::AUTHORIZATION, bearer.clone()),
+                None => request.bearer_auth(held.token.secret()),
+            },
+            Credential::User(token) => request.bearer_auth(token.secret()),
+        }
+    }
 }
 
 impl HcssApi {
@@ -116,12 +145,14 @@ impl HcssApi {
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
     /// grant.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
-        self.caller(Acting::Company(company_id.to_owned()))
+        self.caller(Acting::Company(CompanySource::Company(
+            company_id.to_owned(),
+        )))
     }
 
     /// Calls as the app's own company, with its `client_credentials` token.
     pub fn as_own_company(&self) -> HcssCaller {
-        self.caller(Acting::OwnCompany)
+        self.caller(Acting::Company(CompanySource::Own))
     }
 
     fn caller(&self, acting: Acting) -> HcssCaller {
@@ -174,38 +205,44 @@ impl HcssCaller {
     }
 
     /// A live token for whom this caller acts.
-    async fn token(&self) -> Result<HcssToken, HcssApiError> {
+    async fn token(&self) -> Result<Credential, HcssApiError> {
         match &self.acting {
-            Acting::User(session) => session.token().await.map_err(session_error),
-            Acting::Company(id) => Ok(self.api.companies.token(id).await?),
-            Acting::OwnCompany => Ok(self.api.companies.own_token().await?),
+            Acting::User(session) => session
+                .token()
+                .await
+                .map(Credential::User)
+                .map_err(session_error),
+            Acting::Company(source) => Ok(Credential::Held(
+                self.api.companies.held_token(source).await?,
+            )),
         }
     }
 
     /// A new token after HCSS refused `rejected` with 401.
-    async fn renewed(&self, rejected: &HcssToken) -> Result<HcssToken, HcssApiError> {
+    async fn renewed(&self, rejected: &HcssToken) -> Result<Credential, HcssApiError> {
         match &self.acting {
-            Acting::User(session) => session.refresh(rejected).await.map_err(session_error),
-            Acting::Company(id) => Ok(self
-                .api
-                .companies
-                .after_rejection(Some(id), rejected)
-                .await?),
-            Acting::OwnCompany => Ok(self.api.companies.after_rejection(None, rejected).await?),
+            Acting::User(session) => session
+                .refresh(rejected)
+                .await
+                .map(Credential::User)
+                .map_err(session_error),
+            Acting::Company(source) => Ok(Credential::Held(
+                self.api.companies.after_rejection(source, rejected).await?,
+            )),
         }
     }
 
     /// The company whose budget the call counts against.
     fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
         match &self.acting {
-            Acting::Company(id) => id.into(),
+            Acting::Company(CompanySource::Company(id)) => id.into(),
             Acting::User(_) => token
                 .claims()
                 .company_id()
                 .unwrap_or_default()
                 .to_owned()
                 .into(),
-            Acting::OwnCompany => token
+            Acting::Company(CompanySource::Own) => token
                 .claims()
                 .company_id()
                 .unwrap_or("\0own")
@@ -309,17 +346,18 @@ impl HcssApiRequest {
                 reason: format!("{:?} is not a path under the API URL", self.path),
             })?;
         let deadline = Instant::now() + config.api.max_wait;
-        let mut token = self.caller.token().await?;
-        let company = self.caller.company(&token);
+        let mut credential = self.caller.token().await?;
+        let company = self.caller.company(credential.token());
         let mut refreshed = false;
         let mut retries = 0;
         loop {
             let mut slot = crate::shared::budgets::acquire(&shared, &company, deadline).await?;
-            let mut request = config
-                .identity
-                .http
-                .request(self.method.clone(), url.clone())
-                .bearer_auth(token.secret());
+            let mut request = credential.authorize(
+                config
+                    .identity
+                    .http
+                    .request(self.method.clone(), url.clone()),
+            );
             if !self.headers.is_empty() {
                 request = request.headers(self.headers.clone());
             }
@@ -390,7 +428,7 @@ impl HcssApiRequest {
                     tracing::info!("HCSS API refused the access token (401); refreshing it once");
                     refreshed = true;
                     crate::metrics::api_401_refresh();
-                    token = self.caller.renewed(&token).await?;
+                    credential = self.caller.renewed(credential.token()).await?;
                 }
                 StatusCode::UNAUTHORIZED => {
                     tracing::warn!(
@@ -399,7 +437,8 @@ impl HcssApiRequest {
                     return Err(HcssApiError::Unauthorized);
                 }
                 StatusCode::FORBIDDEN => {
-                    let scopes: Vec<String> = token.scopes().map(str::to_owned).collect();
+                    let scopes: Vec<String> =
+                        credential.token().scopes().map(str::to_owned).collect();
                     tracing::warn!(scopes = %scopes.join(" "), "HCSS API refused the call (403): the token lacks a scope the call needs");
                     return Err(HcssApiError::Forbidden { scopes });
                 }

@@ -11,7 +11,7 @@ use crate::hooks::Hooks;
 use crate::oidc::Provider;
 use crate::seal::SealKeys;
 use crate::store::{StateStore, StoreKey, TokenStore};
-use crate::token::TokenSet;
+use crate::token::{HeldToken, TokenSet};
 
 pub(crate) mod budgets;
 mod flights;
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     /// so that a call does not read the store for its token: dropped when HCSS refuses
     /// one (401, `invalid_grant`) or it nears its end.
     /// Keyed by whose token it is, not by its store key, so that a call computes no key.
-    pub(crate) company_tokens: DashMap<CompanySource, Arc<TokenSet>>,
+    pub(crate) company_tokens: DashMap<CompanySource, Arc<HeldToken>>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -96,7 +96,7 @@ impl Shared {
 
 /// Whose company token: a customer company's (HCSS's `company` grant) or the app's own
 /// (`client_credentials`).
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum CompanySource {
     Company(String),
     Own,
