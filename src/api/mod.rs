@@ -204,8 +204,17 @@ impl HcssCaller {
         self.request(Method::DELETE, path)
     }
 
-    /// A live token for whom this caller acts.
+    /// A live token for whom this caller acts: a company's held in process at once.
     async fn token(&self) -> Result<Credential, HcssApiError> {
+        if let Acting::Company(source) = &self.acting {
+            if let Some(held) = self.api.companies.held(source) {
+                return Ok(Credential::Held(held));
+            }
+        }
+        self.fetch_token().await
+    }
+
+    async fn fetch_token(&self) -> Result<Credential, HcssApiError> {
         match &self.acting {
             Acting::User(session) => session
                 .token()
@@ -348,8 +357,7 @@ impl HcssApiRequest {
         let deadline = Instant::now() + config.api.max_wait;
         let mut credential = self.caller.token().await?;
         let company = self.caller.company(credential.token());
-        let mut refreshed = false;
-        let mut retries = 0;
+        let mut tries = Tries::default();
         loop {
             let mut slot = crate::shared::budgets::acquire(&shared, &company, deadline).await?;
             let mut request = credential.authorize(
@@ -377,113 +385,130 @@ impl HcssApiRequest {
                 Err(err) => Err(err),
             };
             slot.finished();
-            let (status, headers, body) = match outcome {
-                Ok((status, headers, Some(body))) => (status, headers, body),
+            let next = match outcome {
+                Ok((status, headers, Some(body))) => {
+                    slot.observe(
+                        remaining_calls(&headers),
+                        status == StatusCode::TOO_MANY_REQUESTS,
+                    );
+                    drop(slot);
+                    if !handled(status) {
+                        return Ok(HcssApiResponse::new(status, headers, body));
+                    }
+                    self.after_status(status, &headers, credential.token(), &mut tries, deadline)
+                }
                 Ok((_, _, None)) => {
                     drop(slot);
-                    tracing::warn!(
-                        cap = config.api.max_response_bytes,
-                        "an HCSS API response was larger than api_max_response_bytes"
-                    );
-                    return Err(HcssApiError::Invalid {
-                        reason: format!(
-                            "the response is larger than {} bytes (api_max_response_bytes)",
-                            config.api.max_response_bytes
-                        ),
-                    });
+                    return Err(too_large(config.api.max_response_bytes));
                 }
                 Err(err) => {
                     drop(slot);
-                    // Never connected: nothing was sent, any request may go again.
-                    let again = self.resendable() || err.is_connect();
-                    let reason = err.without_url().to_string();
-                    let wait = FIRST_BACKOFF * 2u32.pow(retries);
-                    if again && retries < MAX_RETRIES && Instant::now() + wait < deadline {
-                        retries += 1;
-                        tracing::info!(reason = %reason, retry = retries, "HCSS API call failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    tracing::warn!(reason = %reason, "HCSS API call failed");
-                    return Err(HcssApiError::Unavailable {
-                        reason,
-                        retry_after: config.identity.retry_after,
-                    });
+                    self.after_failure(err, &mut tries, deadline)
                 }
             };
-            let now = std::time::SystemTime::now();
-            let retry_after =
-                crate::protocol::parse_api_retry_after(headers.get(http::header::RETRY_AFTER), now);
-            let remaining = headers
-                .get(REMAINING_CALLS)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u32>().ok());
-            // A 429 says when to call again, not that the window is spent: HCSS answers it
-            // for calls in flight too. Only its `Remaining-Calls`, when it has one, tells
-            // how much of the window others use.
-            slot.observe(remaining, status == StatusCode::TOO_MANY_REQUESTS);
-            drop(slot);
-            match status {
-                StatusCode::UNAUTHORIZED if !refreshed => {
-                    tracing::info!("HCSS API refused the access token (401); refreshing it once");
-                    refreshed = true;
-                    crate::metrics::api_401_refresh();
-                    credential = self.caller.renewed(credential.token()).await?;
+            match next {
+                Next::Wait(wait) => tokio::time::sleep(wait).await,
+                Next::Refresh => {
+                    credential = Box::pin(self.caller.renewed(credential.token())).await?;
                 }
-                StatusCode::UNAUTHORIZED => {
-                    tracing::warn!(
-                        "HCSS API refused the access token after a refresh (401): sign in again"
-                    );
-                    return Err(HcssApiError::Unauthorized);
-                }
-                StatusCode::FORBIDDEN => {
-                    let scopes: Vec<String> =
-                        credential.token().scopes().map(str::to_owned).collect();
-                    tracing::warn!(scopes = %scopes.join(" "), "HCSS API refused the call (403): the token lacks a scope the call needs");
-                    return Err(HcssApiError::Forbidden { scopes });
-                }
-                StatusCode::TOO_MANY_REQUESTS => {
-                    crate::metrics::api_429();
-                    // At least a second: a `Retry-After` of 0 or in the past would have the
-                    // call hammer HCSS until the maximum wait.
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_secs(1))
-                        .max(Duration::from_secs(1));
-                    if Instant::now() + wait > deadline {
-                        tracing::warn!(
-                            retry_after_s = wait.as_secs(),
-                            "HCSS API answered 429 past the maximum wait"
-                        );
-                        return Err(HcssApiError::Busy {
-                            retry_after: wait.max(Duration::from_secs(1)),
-                        });
-                    }
-                    tracing::info!(
-                        retry_after_ms = wait.as_millis() as u64,
-                        "HCSS API answered 429; waiting its Retry-After"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                status if status.is_server_error() => {
-                    let wait = retry_after.unwrap_or(FIRST_BACKOFF * 2u32.pow(retries));
-                    if self.resendable()
-                        && retries < MAX_RETRIES
-                        && Instant::now() + wait < deadline
-                    {
-                        retries += 1;
-                        tracing::info!(%status, retry = retries, "HCSS API answered a server error; retrying");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    tracing::warn!(%status, "HCSS API answered a server error");
-                    return Err(HcssApiError::Unavailable {
-                        reason: format!("HCSS answered {status}"),
-                        retry_after: retry_after.unwrap_or(config.identity.retry_after),
-                    });
-                }
-                _ => return Ok(HcssApiResponse::new(status, headers, body)),
+                Next::Fail(err) => return Err(err),
             }
         }
+    }
+
+    /// What follows a status the client handles (401, 403, 429, 5xx): the rare paths,
+    /// kept out of the call's own code.
+    #[cold]
+    #[inline(never)]
+    fn after_status(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        token: &HcssToken,
+        tries: &mut Tries,
+        deadline: Instant,
+    ) -> Next {
+        let config = &self.caller.api.companies.shared().config;
+        let retry_after = crate::protocol::parse_api_retry_after(
+            headers.get(http::header::RETRY_AFTER),
+            std::time::SystemTime::now(),
+        );
+        match status {
+            StatusCode::UNAUTHORIZED if !tries.refreshed => {
+                tracing::info!("HCSS API refused the access token (401); refreshing it once");
+                tries.refreshed = true;
+                crate::metrics::api_401_refresh();
+                Next::Refresh
+            }
+            StatusCode::UNAUTHORIZED => {
+                tracing::warn!(
+                    "HCSS API refused the access token after a refresh (401): sign in again"
+                );
+                Next::Fail(HcssApiError::Unauthorized)
+            }
+            StatusCode::FORBIDDEN => {
+                let scopes: Vec<String> = token.scopes().map(str::to_owned).collect();
+                tracing::warn!(scopes = %scopes.join(" "), "HCSS API refused the call (403): the token lacks a scope the call needs");
+                Next::Fail(HcssApiError::Forbidden { scopes })
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                crate::metrics::api_429();
+                // At least a second: a `Retry-After` of 0 or in the past would have the
+                // call hammer HCSS until the maximum wait.
+                let wait = retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .max(Duration::from_secs(1));
+                if Instant::now() + wait > deadline {
+                    tracing::warn!(
+                        retry_after_s = wait.as_secs(),
+                        "HCSS API answered 429 past the maximum wait"
+                    );
+                    return Next::Fail(HcssApiError::Busy { retry_after: wait });
+                }
+                tracing::info!(
+                    retry_after_ms = wait.as_millis() as u64,
+                    "HCSS API answered 429; waiting its Retry-After"
+                );
+                Next::Wait(wait)
+            }
+            _ => {
+                let wait = retry_after.unwrap_or(tries.backoff());
+                if self.resendable()
+                    && tries.retries < MAX_RETRIES
+                    && Instant::now() + wait < deadline
+                {
+                    tries.retries += 1;
+                    tracing::info!(%status, retry = tries.retries, "HCSS API answered a server error; retrying");
+                    return Next::Wait(wait);
+                }
+                tracing::warn!(%status, "HCSS API answered a server error");
+                Next::Fail(HcssApiError::Unavailable {
+                    reason: format!("HCSS answered {status}"),
+                    retry_after: retry_after.unwrap_or(config.identity.retry_after),
+                })
+            }
+        }
+    }
+
+    /// What follows a request that failed on the way (no answer read).
+    #[cold]
+    #[inline(never)]
+    fn after_failure(&self, err: reqwest::Error, tries: &mut Tries, deadline: Instant) -> Next {
+        let config = &self.caller.api.companies.shared().config;
+        // Never connected: nothing was sent, any request may go again.
+        let again = self.resendable() || err.is_connect();
+        let reason = err.without_url().to_string();
+        let wait = tries.backoff();
+        if again && tries.retries < MAX_RETRIES && Instant::now() + wait < deadline {
+            tries.retries += 1;
+            tracing::info!(reason = %reason, retry = tries.retries, "HCSS API call failed; retrying");
+            return Next::Wait(wait);
+        }
+        tracing::warn!(reason = %reason, "HCSS API call failed");
+        Next::Fail(HcssApiError::Unavailable {
+            reason,
+            retry_after: config.identity.retry_after,
+        })
     }
 
     /// Every item of a list endpoint that pages with a cursor, as HCSS's do: each page is
@@ -505,6 +530,58 @@ impl HcssApiRequest {
             body: self.body.clone(),
             invalid: self.invalid.clone(),
         }
+    }
+}
+
+/// What a call does after an answer it does not hand back as it is.
+enum Next {
+    /// Waits, then goes again.
+    Wait(Duration),
+    /// Goes again with a refreshed token.
+    Refresh,
+    Fail(HcssApiError),
+}
+
+/// What one call has spent of its second chances.
+#[derive(Default)]
+struct Tries {
+    /// The token was refreshed after a 401.
+    refreshed: bool,
+    /// 5xx and connection failures retried.
+    retries: u32,
+}
+
+impl Tries {
+    /// The pause before the next retry of a failure: each one doubles.
+    fn backoff(&self) -> Duration {
+        FIRST_BACKOFF * 2u32.pow(self.retries)
+    }
+}
+
+/// Whether the client acts on `status` rather than handing the answer back.
+fn handled(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) || status.is_server_error()
+}
+
+/// HCSS's `Remaining-Calls`: the calls left in the company's window.
+fn remaining_calls(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get(REMAINING_CALLS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+}
+
+#[cold]
+fn too_large(cap: usize) -> HcssApiError {
+    tracing::warn!(
+        cap,
+        "an HCSS API response was larger than api_max_response_bytes"
+    );
+    HcssApiError::Invalid {
+        reason: format!("the response is larger than {cap} bytes (api_max_response_bytes)"),
     }
 }
 

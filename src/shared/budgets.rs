@@ -322,11 +322,19 @@ pub(crate) async fn acquire(
     let busy = |retry_after: Duration| HcssApiError::Busy {
         retry_after: retry_after.max(Duration::from_secs(1)),
     };
-    let Ok(_turn) = tokio::time::timeout_at(deadline, gate.turn.lock()).await else {
-        tracing::info!(
-            "HCSS API call not made: the company's budget stayed spent for the maximum wait"
-        );
-        return Err(busy(Duration::from_secs(1)));
+    // A turn free at once is taken without a timer (no waiter is passed over: Tokio's
+    // mutex hands a freed turn to its first waiter).
+    let _turn = match gate.turn.try_lock() {
+        Ok(turn) => turn,
+        Err(_) => match tokio::time::timeout_at(deadline, gate.turn.lock()).await {
+            Ok(turn) => turn,
+            Err(_) => {
+                tracing::info!(
+                    "HCSS API call not made: the company's budget stayed spent for the maximum wait"
+                );
+                return Err(busy(Duration::from_secs(1)));
+            }
+        },
     };
     // A slot is leased for longer than a call can take (the HTTP timeout bounds it), so
     // that only a call that never ends, a dead instance's, gives it back by its lease.
