@@ -52,8 +52,10 @@
 //!   authentication, redirect URI, PKCE S256, single-use codes, refresh with rotation and
 //!   reuse detection), revocation, the `company` and `client_credentials` grants
 //!   ([`disconnect_company`](MockHcssIdentity::disconnect_company) refuses a company as
-//!   HCSS does once a customer removed the app), a HeavyJob-like
-//!   `GET /heavyjob/api/v1/businessUnits` ([`api_url`](MockHcssIdentity::api_url)), call
+//!   HCSS does once a customer removed the app), a HeavyJob-like API
+//!   ([`api_url`](MockHcssIdentity::api_url): `/heavyjob/api/v1/businessUnits` and the
+//!   paged `/heavyjob/api/v1/jobs`, with HCSS's per-company limits when
+//!   [`set_api_limits`](MockHcssIdentity::set_api_limits) gives some), call
 //!   counters ([`counts`](MockHcssIdentity::counts), reuse detection among them), and
 //!   switches that make the token endpoint fail
 //!   ([`set_token_fault`](MockHcssIdentity::set_token_fault) with a [`TokenFault`]: any
@@ -61,7 +63,7 @@
 //!   refresh token, malformed, oversized, redirect...).
 //!   `mock.wait_for(|c| c.refreshes == 1).await` waits for a call without sleeping.
 //!   [`config_builder(redirect_uri)`](MockHcssIdentity::config_builder) configures the crate
-//!   against it; [`MockHcssIdentity::builder`] sets the user, the company, token lifetimes,
+//!   against it (its identity service and its API); [`MockHcssIdentity::builder`] sets the user, the company, token lifetimes,
 //!   rotation and consent.
 //! - Time: [`expire_access_tokens`](MockHcssIdentity::expire_access_tokens) lets the
 //!   tokens' lifetime pass for the mock and for apps built from its `config_builder` (they

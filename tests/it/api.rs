@@ -427,3 +427,23 @@ async fn a_call_cancelled_while_its_slot_is_taken_leaves_no_slot_behind() {
         started.elapsed()
     );
 }
+
+/// A configuration from the mock's `config_builder`, with no `api_url` of the test's,
+/// calls the mock's API: not HCSS's real one, with the mock's tokens.
+#[tokio::test]
+async fn the_mocks_config_builder_points_the_client_at_the_mocks_api() {
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder("http://127.0.0.1:9/hcss/callback")
+        .scopes(["heavyjob:read", "offline_access"])
+        .build()
+        .unwrap();
+    let response = HcssApi::new(&HcssAuth::new(config))
+        .as_own_company()
+        .get(UNITS)
+        .send()
+        .await
+        .expect("the call reached no API");
+    assert_eq!(response.status(), 200);
+    assert_eq!(mock.counts().api_calls, 1);
+}
