@@ -78,7 +78,10 @@ impl Pages {
     ///
     /// As [`HcssApiRequest::send`]; [`HcssApiError::Invalid`] for a status other than
     /// 2xx, a page that is not the shape above, or a `nextCursor` given before (an
-    /// endpoint going round in circles; the pages end there).
+    /// endpoint going round in circles). After an error that passes (one with a
+    /// [`retry_after`](HcssApiError::retry_after): the budget spent, HCSS unavailable),
+    /// the next call asks for the same page again; after any other, the pages end there
+    /// (`None`).
     pub async fn next_page<T: DeserializeOwned>(&mut self) -> Option<Result<Vec<T>, HcssApiError>> {
         if self.done {
             return None;
@@ -87,8 +90,8 @@ impl Pages {
         if let Some(limit) = self.limit {
             extra.push(("limit".to_owned(), limit.to_string()));
         }
-        if let Some(cursor) = self.cursor.take() {
-            extra.push(("cursor".to_owned(), cursor));
+        if let Some(cursor) = &self.cursor {
+            extra.push(("cursor".to_owned(), cursor.clone()));
         }
         let page = match self.request.clone_with_query(&extra).send().await {
             Ok(response) => response.success_json::<Page<T>>(),
@@ -118,6 +121,8 @@ impl Pages {
                 self.done = true;
                 Ok(items)
             }
+            // One that passes (the budget, HCSS down for now): the same page next time.
+            Err(err) if err.retry_after().is_some() => Err(err),
             Err(err) => {
                 self.done = true;
                 Err(err)
@@ -129,7 +134,8 @@ impl Pages {
     ///
     /// # Errors
     ///
-    /// The first page's error, as [`next_page`](Self::next_page).
+    /// The first error of any page, as [`next_page`](Self::next_page); the items read
+    /// before it are dropped.
     pub async fn all<T: DeserializeOwned>(mut self) -> Result<Vec<T>, HcssApiError> {
         let mut items = Vec::new();
         while let Some(page) = self.next_page().await {
