@@ -37,15 +37,31 @@ pub struct Pages {
     done: bool,
 }
 
+/// A page as HCSS sends it, its items decoded into the app's type afterwards
+/// ([`items`]): decoded here, an item that is not `T` would only say that the page
+/// matched no shape.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
-enum Page<T> {
+enum Page {
     Paged {
-        results: Vec<T>,
+        results: Vec<serde_json::Value>,
         #[serde(default)]
         metadata: Option<Metadata>,
     },
-    Plain(Vec<T>),
+    Plain(Vec<serde_json::Value>),
+}
+
+/// The items of a page as `T`, or an error that says which one is not and why.
+fn items<T: DeserializeOwned>(values: Vec<serde_json::Value>) -> Result<Vec<T>, HcssApiError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            T::deserialize(value).map_err(|err| HcssApiError::Invalid {
+                reason: format!("item {i} of the page is not the JSON expected: {err}"),
+            })
+        })
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -94,7 +110,7 @@ impl Pages {
             extra.push(("cursor".to_owned(), cursor.clone()));
         }
         let page = match self.request.clone_with_query(&extra).send().await {
-            Ok(response) => response.success_json::<Page<T>>(),
+            Ok(response) => response.success_json::<Page>(),
             Err(err) => Err(err),
         };
         Some(match page {
@@ -110,16 +126,22 @@ impl Pages {
                             reason: "the endpoint gave a page cursor it had given before".into(),
                         })
                     }
-                    next => {
-                        self.done = next.is_none();
-                        self.cursor = next;
-                        Ok(results)
-                    }
+                    next => match items(results) {
+                        Ok(items) => {
+                            self.done = next.is_none();
+                            self.cursor = next;
+                            Ok(items)
+                        }
+                        Err(err) => {
+                            self.done = true;
+                            Err(err)
+                        }
+                    },
                 }
             }
-            Ok(Page::Plain(items)) => {
+            Ok(Page::Plain(values)) => {
                 self.done = true;
-                Ok(items)
+                items(values)
             }
             // One that passes (the budget, HCSS down for now): the same page next time.
             Err(err) if err.retry_after().is_some() => Err(err),

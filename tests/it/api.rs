@@ -476,3 +476,22 @@ async fn pages_go_on_from_a_page_that_failed_for_now() {
     let ids: Vec<_> = rest.iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["job-0003", "job-0004", "job-0005", "job-0006"]);
 }
+
+/// Items that are not what the app asked for: the error says what is wrong with them,
+/// not only that the page matched no shape.
+#[tokio::test]
+async fn pages_whose_items_do_not_decode_say_why() {
+    let mock = MockHcssIdentity::builder().api_jobs(2).start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let err = HcssApi::new(&auth)
+        .as_own_company()
+        .get("/heavyjob/api/v1/jobs")
+        .pages()
+        .all::<u32>()
+        .await
+        .unwrap_err();
+    let HcssApiError::Invalid { reason } = err else {
+        panic!("{err:?}");
+    };
+    assert!(reason.contains("expected u32"), "{reason}");
+}
