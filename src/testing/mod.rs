@@ -87,11 +87,13 @@
 //!
 //! To run the same tests on [`RedisStore`](crate::store::RedisStore) (feature `redis`),
 //! give each test a key prefix of its own and delete what it leaves: a sign-in writes the
-//! session and the claim of its login (10 minutes), and `{prefix}secret:cookie-key`,
-//! which has no TTL, when the configuration sets no cookie key. Read the URL from a
-//! variable, database included (`redis://127.0.0.1:6379/7` keeps the tests off database
-//! 0), and skip the test when it is unset. The `redis` crate, as a dev-dependency,
-//! deletes the keys:
+//! session and its entry in the owner index (both for `max_session_age`, 30 days), the
+//! claim of its login (10 minutes), and `{prefix}secret:cookie-key`, which has no TTL,
+//! when the configuration sets no cookie key; [`HcssApi`](crate::HcssApi) calls write
+//! each company's token (for its lifetime) and the company's budget window (for
+//! `api_rate_window`). Read the URL from a variable, database included
+//! (`redis://127.0.0.1:6379/7` keeps the tests off database 0), and skip the test when it
+//! is unset. The `redis` crate, as a dev-dependency, deletes the keys:
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]
