@@ -445,7 +445,32 @@
 //! ```
 //!
 //! Make it once, `HcssApi::new(&auth)`, and keep it in the app's state (it is cheap to
-//! clone). [`HcssApiRequest::pages`] reads list endpoints that page with a cursor. The
+//! clone): it is no extractor, so a handler takes it as `State<HcssApi>`, beside the
+//! request's [`HcssSession`]. An [`HcssApiError`] is a response (401 `login_required`,
+//! 403, or 503 with `Retry-After`), so a handler may return it as it is:
+//!
+//! ```
+//! use axum::{extract::State, routing::get, Router};
+//! use hcss_auth::{HcssApi, HcssApiError, HcssAuth, HcssSession};
+//!
+//! async fn units(
+//!     State(api): State<HcssApi>,
+//!     session: HcssSession,
+//! ) -> Result<String, HcssApiError> {
+//!     let units = api.as_user(&session).get("/heavyjob/api/v1/businessUnits");
+//!     Ok(units.send().await?.text())
+//! }
+//!
+//! fn app(auth: HcssAuth) -> Router {
+//!     Router::new()
+//!         .route("/units", get(units))
+//!         .with_state(HcssApi::new(&auth))
+//!         .layer(auth)
+//! }
+//! # let _ = app;
+//! ```
+//!
+//! [`HcssApiRequest::pages`] reads list endpoints that page with a cursor. The
 //! settings: [`api_url`](HcssConfigBuilder::api_url) (`HCSS_API_URL`),
 //! [`api_rate_per_minute`](HcssConfigBuilder::api_rate_per_minute)
 //! (`HCSS_API_RATE_PER_MINUTE`, default 100),
@@ -563,13 +588,21 @@
 //! | `max_session_age` | | 30 days |
 //! | `client_auth` | `HCSS_CLIENT_AUTH` (`body` or `basic`) | [`ClientAuth::RequestBody`] (or [`ClientAuth::BasicAuth`]) |
 //! | `revoke_on_logout` | | on |
-//! | `http_timeout` | | 10 s per identity-service call |
+//! | `http_timeout` | | 10 s per call to the identity service, and per [`HcssApi`] request (each try) |
 //! | `retry_after` | | 5 s: the wait after a passing refresh failure when HCSS gives none |
 //! | `cookie_key` | `HCSS_COOKIE_KEY` | base64 of ≥ 32 random bytes (`openssl rand -base64 32`), sealing login cookies. Unset: shared through `RedisStore`, else a random key per process (logged) |
 //! | `previous_cookie_key` | `HCSS_COOKIE_KEY_PREVIOUS` | none: the key before a rotation, still accepted; remove it one `transaction_ttl` after the switch |
-//! | `http_client` | | the crate's own: a `reqwest::ClientBuilder` of yours (the crate re-exports [`reqwest`]) for TLS backend, proxy, CA roots or user agent; redirects are never followed and the timeout and size cap apply whatever it holds |
+//! | `http_client` | | the crate's own: a `reqwest::ClientBuilder` of yours (the crate re-exports [`reqwest`]) for TLS backend, proxy, CA roots or user agent, used for the identity service and [`HcssApi`]'s calls; redirects are never followed and the timeout and size cap apply whatever it holds |
 //! | `max_response_bytes` | | 64 KiB |
 //! | `max_code_exchanges` | | 64 code exchanges in flight per process (at most 65 536); a callback past them is a 503 |
+//! | `post_logout_redirect_uri` | `HCSS_POST_LOGOUT_REDIRECT_URI` | none: see [Signing out at HCSS too](#signing-out-at-hcss-too) |
+//! | `backchannel_logout` | `HCSS_BACKCHANNEL_LOGOUT=1` | off: see [Back-channel logout](#back-channel-logout-hcss-tells-the-app) |
+//! | `api_url` | `HCSS_API_URL` | `https://api.hcssapps.com`: where [`HcssApi`] sends its calls |
+//! | `api_rate_per_minute` | `HCSS_API_RATE_PER_MINUTE` | 100 calls a company may start per `api_rate_window`, across instances (HCSS's limit) |
+//! | `api_rate_window` | | one minute (tests shorten it, with the mock's limits) |
+//! | `api_concurrency` | `HCSS_API_CONCURRENCY` | 20 calls a company may have in flight, across instances (HCSS's limit) |
+//! | `api_max_wait` | `HCSS_API_MAX_WAIT_SECS` | 30 s: the longest an [`HcssApi`] call waits for the budget and `Retry-After`, else [`HcssApiError::Busy`] |
+//! | `api_max_response_bytes` | | 16 MiB per HCSS API response |
 //! | `test_clock` | | none: feature `test-util`, tests only (the flow runs on a [`TestClock`](testing::TestClock)) |
 //!
 //! URLs must be `https://` unless the development setting allows `http://` on loopback.

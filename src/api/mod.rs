@@ -63,9 +63,15 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 ///   the next calls leave them their share.
 ///
 /// ```no_run
+/// use axum::extract::State;
 /// use hcss_auth::{HcssApi, HcssApiError, HcssSession};
 ///
-/// async fn business_units(api: HcssApi, session: HcssSession) -> Result<String, HcssApiError> {
+/// // A handler: the client from the router's state (it is no extractor), the session from
+/// // the layer; the error answers as a response (401, 403, or 503 with Retry-After).
+/// async fn business_units(
+///     State(api): State<HcssApi>,
+///     session: HcssSession,
+/// ) -> Result<String, HcssApiError> {
 ///     let response = api
 ///         .as_user(&session)
 ///         .get("/heavyjob/api/v1/businessUnits")

@@ -37,15 +37,31 @@ pub struct Pages {
     done: bool,
 }
 
+/// A page as HCSS sends it, its items decoded into the app's type afterwards
+/// ([`items`]): decoded here, an item that is not `T` would only say that the page
+/// matched no shape.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
-enum Page<T> {
+enum Page {
     Paged {
-        results: Vec<T>,
+        results: Vec<serde_json::Value>,
         #[serde(default)]
         metadata: Option<Metadata>,
     },
-    Plain(Vec<T>),
+    Plain(Vec<serde_json::Value>),
+}
+
+/// The items of a page as `T`, or an error that says which one is not and why.
+fn items<T: DeserializeOwned>(values: Vec<serde_json::Value>) -> Result<Vec<T>, HcssApiError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            T::deserialize(value).map_err(|err| HcssApiError::Invalid {
+                reason: format!("item {i} of the page is not the JSON expected: {err}"),
+            })
+        })
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -78,7 +94,10 @@ impl Pages {
     ///
     /// As [`HcssApiRequest::send`]; [`HcssApiError::Invalid`] for a status other than
     /// 2xx, a page that is not the shape above, or a `nextCursor` given before (an
-    /// endpoint going round in circles; the pages end there).
+    /// endpoint going round in circles). After an error that passes (one with a
+    /// [`retry_after`](HcssApiError::retry_after): the budget spent, HCSS unavailable),
+    /// the next call asks for the same page again; after any other, the pages end there
+    /// (`None`).
     pub async fn next_page<T: DeserializeOwned>(&mut self) -> Option<Result<Vec<T>, HcssApiError>> {
         if self.done {
             return None;
@@ -87,11 +106,11 @@ impl Pages {
         if let Some(limit) = self.limit {
             extra.push(("limit".to_owned(), limit.to_string()));
         }
-        if let Some(cursor) = self.cursor.take() {
-            extra.push(("cursor".to_owned(), cursor));
+        if let Some(cursor) = &self.cursor {
+            extra.push(("cursor".to_owned(), cursor.clone()));
         }
         let page = match self.request.clone_with_query(&extra).send().await {
-            Ok(response) => response.success_json::<Page<T>>(),
+            Ok(response) => response.success_json::<Page>(),
             Err(err) => Err(err),
         };
         Some(match page {
@@ -107,17 +126,25 @@ impl Pages {
                             reason: "the endpoint gave a page cursor it had given before".into(),
                         })
                     }
-                    next => {
-                        self.done = next.is_none();
-                        self.cursor = next;
-                        Ok(results)
-                    }
+                    next => match items(results) {
+                        Ok(items) => {
+                            self.done = next.is_none();
+                            self.cursor = next;
+                            Ok(items)
+                        }
+                        Err(err) => {
+                            self.done = true;
+                            Err(err)
+                        }
+                    },
                 }
             }
-            Ok(Page::Plain(items)) => {
+            Ok(Page::Plain(values)) => {
                 self.done = true;
-                Ok(items)
+                items(values)
             }
+            // One that passes (the budget, HCSS down for now): the same page next time.
+            Err(err) if err.retry_after().is_some() => Err(err),
             Err(err) => {
                 self.done = true;
                 Err(err)
@@ -129,7 +156,8 @@ impl Pages {
     ///
     /// # Errors
     ///
-    /// The first page's error, as [`next_page`](Self::next_page).
+    /// The first error of any page, as [`next_page`](Self::next_page); the items read
+    /// before it are dropped.
     pub async fn all<T: DeserializeOwned>(mut self) -> Result<Vec<T>, HcssApiError> {
         let mut items = Vec::new();
         while let Some(page) = self.next_page().await {

@@ -278,7 +278,8 @@ impl HcssConfigBuilder {
         self
     }
 
-    /// Timeout of each call to the identity service (default 10 s).
+    /// Timeout of each call to the identity service, and of each try of an
+    /// [`HcssApi`](crate::HcssApi) request, its body included (default 10 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -322,12 +323,14 @@ impl HcssConfigBuilder {
         self
     }
 
-    /// Your own HTTP client setup for the identity service: its TLS backend, proxy, CA
+    /// Your own HTTP client setup for the identity service and for
+    /// [`HcssApi`](crate::HcssApi)'s calls to HCSS's APIs: its TLS backend, proxy, CA
     /// roots, user agent. The crate sets its own rules on it whatever it holds: redirects
     /// are never followed (a redirect could carry the code or the client secret
     /// elsewhere), each call times out after [`http_timeout`](Self::http_timeout), plain
     /// http is refused unless the development setting allows it, and responses are
-    /// capped at [`max_response_bytes`](Self::max_response_bytes).
+    /// capped at [`max_response_bytes`](Self::max_response_bytes) (those of HCSS's APIs at
+    /// [`api_max_response_bytes`](Self::api_max_response_bytes)).
     ///
     /// ```
     /// use hcss_auth::HcssConfig;

@@ -52,8 +52,10 @@
 //!   authentication, redirect URI, PKCE S256, single-use codes, refresh with rotation and
 //!   reuse detection), revocation, the `company` and `client_credentials` grants
 //!   ([`disconnect_company`](MockHcssIdentity::disconnect_company) refuses a company as
-//!   HCSS does once a customer removed the app), a HeavyJob-like
-//!   `GET /heavyjob/api/v1/businessUnits` ([`api_url`](MockHcssIdentity::api_url)), call
+//!   HCSS does once a customer removed the app), a HeavyJob-like API
+//!   ([`api_url`](MockHcssIdentity::api_url): `/heavyjob/api/v1/businessUnits` and the
+//!   paged `/heavyjob/api/v1/jobs`, with HCSS's per-company limits when
+//!   [`set_api_limits`](MockHcssIdentity::set_api_limits) gives some), call
 //!   counters ([`counts`](MockHcssIdentity::counts), reuse detection among them), and
 //!   switches that make the token endpoint fail
 //!   ([`set_token_fault`](MockHcssIdentity::set_token_fault) with a [`TokenFault`]: any
@@ -61,7 +63,7 @@
 //!   refresh token, malformed, oversized, redirect...).
 //!   `mock.wait_for(|c| c.refreshes == 1).await` waits for a call without sleeping.
 //!   [`config_builder(redirect_uri)`](MockHcssIdentity::config_builder) configures the crate
-//!   against it; [`MockHcssIdentity::builder`] sets the user, the company, token lifetimes,
+//!   against it (its identity service and its API); [`MockHcssIdentity::builder`] sets the user, the company, token lifetimes,
 //!   rotation and consent.
 //! - Time: [`expire_access_tokens`](MockHcssIdentity::expire_access_tokens) lets the
 //!   tokens' lifetime pass for the mock and for apps built from its `config_builder` (they
@@ -85,11 +87,13 @@
 //!
 //! To run the same tests on [`RedisStore`](crate::store::RedisStore) (feature `redis`),
 //! give each test a key prefix of its own and delete what it leaves: a sign-in writes the
-//! session and the claim of its login (10 minutes), and `{prefix}secret:cookie-key`,
-//! which has no TTL, when the configuration sets no cookie key. Read the URL from a
-//! variable, database included (`redis://127.0.0.1:6379/7` keeps the tests off database
-//! 0), and skip the test when it is unset. The `redis` crate, as a dev-dependency,
-//! deletes the keys:
+//! session and its entry in the owner index (both for `max_session_age`, 30 days), the
+//! claim of its login (10 minutes), and `{prefix}secret:cookie-key`, which has no TTL,
+//! when the configuration sets no cookie key; [`HcssApi`](crate::HcssApi) calls write
+//! each company's token (for its lifetime) and the company's budget window (for
+//! `api_rate_window`). Read the URL from a variable, database included
+//! (`redis://127.0.0.1:6379/7` keeps the tests off database 0), and skip the test when it
+//! is unset. The `redis` crate, as a dev-dependency, deletes the keys:
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]

@@ -427,3 +427,71 @@ async fn a_call_cancelled_while_its_slot_is_taken_leaves_no_slot_behind() {
         started.elapsed()
     );
 }
+
+/// A configuration from the mock's `config_builder`, with no `api_url` of the test's,
+/// calls the mock's API: not HCSS's real one, with the mock's tokens.
+#[tokio::test]
+async fn the_mocks_config_builder_points_the_client_at_the_mocks_api() {
+    let mock = MockHcssIdentity::start().await;
+    let config = mock
+        .config_builder("http://127.0.0.1:9/hcss/callback")
+        .scopes(["heavyjob:read", "offline_access"])
+        .build()
+        .unwrap();
+    let response = HcssApi::new(&HcssAuth::new(config))
+        .as_own_company()
+        .get(UNITS)
+        .send()
+        .await
+        .expect("the call reached no API");
+    assert_eq!(response.status(), 200);
+    assert_eq!(mock.counts().api_calls, 1);
+}
+
+/// A page that fails for now (HCSS unavailable past the retries) is not the last: the next
+/// `next_page` asks for the same page again, and the pages go on from there.
+#[tokio::test]
+async fn pages_go_on_from_a_page_that_failed_for_now() {
+    let mock = MockHcssIdentity::builder().api_jobs(7).start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let mut pages = HcssApi::new(&auth)
+        .as_own_company()
+        .get("/heavyjob/api/v1/jobs")
+        .pages()
+        .limit(3);
+    let first: Vec<serde_json::Value> = pages.next_page().await.unwrap().unwrap();
+    assert_eq!(first.len(), 3);
+
+    mock.fail_api_calls(503, 4); // the call and its three retries
+    let failed = pages.next_page::<serde_json::Value>().await;
+    assert!(
+        matches!(failed, Some(Err(HcssApiError::Unavailable { .. }))),
+        "{failed:?}"
+    );
+
+    let mut rest = Vec::new();
+    while let Some(page) = pages.next_page::<serde_json::Value>().await {
+        rest.extend(page.unwrap());
+    }
+    let ids: Vec<_> = rest.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["job-0003", "job-0004", "job-0005", "job-0006"]);
+}
+
+/// Items that are not what the app asked for: the error says what is wrong with them,
+/// not only that the page matched no shape.
+#[tokio::test]
+async fn pages_whose_items_do_not_decode_say_why() {
+    let mock = MockHcssIdentity::builder().api_jobs(2).start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let err = HcssApi::new(&auth)
+        .as_own_company()
+        .get("/heavyjob/api/v1/jobs")
+        .pages()
+        .all::<u32>()
+        .await
+        .unwrap_err();
+    let HcssApiError::Invalid { reason } = err else {
+        panic!("{err:?}");
+    };
+    assert!(reason.contains("expected u32"), "{reason}");
+}

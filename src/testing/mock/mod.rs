@@ -460,14 +460,16 @@ impl MockHcssIdentity {
         self.state.options.client_secret.as_deref()
     }
 
-    /// A config builder set up for this mock: its client id and secret and identity URL,
-    /// plain http allowed on loopback, and the mock's [`clock`](Self::clock), so that
+    /// A config builder set up for this mock: its client id and secret, its identity URL,
+    /// its [API's URL](Self::api_url) (so that [`HcssApi`](crate::HcssApi) calls the mock,
+    /// not HCSS), plain http allowed on loopback, and the mock's [`clock`](Self::clock), so that
     /// [`expire_access_tokens`](Self::expire_access_tokens) reaches the app too. Add
     /// scopes and build.
     pub fn config_builder(&self, redirect_uri: &str) -> HcssConfigBuilder {
         let mut builder = HcssConfig::builder()
             .client_id(self.client_id())
             .identity_url(self.identity_url())
+            .api_url(self.api_url())
             .redirect_uri(redirect_uri)
             .allow_insecure_http_on_loopback(true)
             .test_clock(self.state.clock.clone());
