@@ -421,3 +421,54 @@ async fn hostile_retry_after_values_are_bounded() {
         assert!(calls.load(Ordering::SeqCst) <= 3, "{value:?}: hammered");
     }
 }
+
+/// An HTTP server standing in for HCSS's API that answers 200 and records the path and
+/// query of every request it gets. Returns its base URL and what it saw.
+async fn recording_api() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let recorded = recorded.clone();
+        async move {
+            let target = uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
+            recorded.lock().unwrap().push(target);
+            axum::Json(serde_json::json!({})).into_response()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// Finding 6 (low): an `api_url` whose path ends in an empty segment the parse keeps
+/// (`/api//.`), or in a backslash or a space (`/api\`, `/api/ `), sent calls to another
+/// path than the whole parse of the base and the call's path written one after the other
+/// (as calls were made before the base was parsed once): the prefix taken from the parsed
+/// base lost its trailing empty segments, and the text's trailing backslash or space. The
+/// host never changed. Seen on the code before its fix: `http://127.0.0.1:…/api//. +
+/// "/x?a=1": left: "/api/x?a=1", right: "/api//x?a=1"`.
+#[tokio::test]
+async fn a_calls_url_under_an_unusual_base_path_is_the_whole_parses() {
+    let mock = MockHcssIdentity::start().await;
+    let (url, seen) = recording_api().await;
+    for suffix in ["/api//.", "//.", "/api\\", "\\", "/api/ ", "/a/b//..", "/api/%2e"] {
+        let api_url = format!("{url}{suffix}");
+        let auth = HcssAuth::new(config(&mock, &api_url, |b| b));
+        for path in ["/x?a=1", "/../y", "//z", "/"] {
+            let answer = HcssApi::new(&auth)
+                .for_company(COMPANY)
+                .get(path)
+                .send()
+                .await;
+            assert!(answer.is_ok(), "{api_url} + {path:?}: {answer:?}");
+            let expected = url::Url::parse(&format!("{api_url}{path}")).unwrap();
+            let expected = match expected.query() {
+                Some(query) => format!("{}?{query}", expected.path()),
+                None => expected.path().to_owned(),
+            };
+            let got = seen.lock().unwrap().pop().unwrap();
+            assert_eq!(got, expected, "{api_url} + {path:?}");
+        }
+    }
+}
