@@ -472,3 +472,59 @@ async fn a_calls_url_under_an_unusual_base_path_is_the_whole_parses() {
         }
     }
 }
+
+/// Twenty calls for one company whose held token HCSS revoked early: each gets a 401
+/// with it, then goes again with the one new token (its own `Authorization` header, not
+/// the rejected one's) and succeeds; HCSS's `company` grant is asked once more.
+async fn twenty_401s_for_a_company_make_one_fetch(auth: HcssAuth, mock: &MockHcssIdentity) {
+    let api = HcssApi::new(&auth);
+    let company = api.for_company(COMPANY);
+    assert_eq!(company.get(UNITS).send().await.unwrap().status(), 200);
+    assert_eq!(mock.counts().company_grants, 1);
+    mock.revoke_access_tokens();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let company = company.clone();
+            tokio::spawn(async move { company.get(UNITS).send().await })
+        })
+        .collect();
+    for call in calls {
+        let answer = call.await.unwrap();
+        assert!(
+            matches!(&answer, Ok(r) if r.status() == 200),
+            "a call after the 401s: {answer:?}"
+        );
+    }
+    assert_eq!(mock.counts().company_grants, 2, "one fetch after the 401s");
+    // And the next call goes with the new token as held.
+    assert_eq!(company.get(UNITS).send().await.unwrap().status(), 200);
+    assert_eq!(mock.counts().company_grants, 2);
+}
+
+/// Holds: concurrent 401s for one company's held token make one fetch, and no call goes
+/// again with the rejected token's header (in process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_for_a_company_make_one_fetch() {
+    let mock = MockHcssIdentity::start().await;
+    let api_url = mock.api_url();
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| b));
+    twenty_401s_for_a_company_make_one_fetch(auth, &mock).await;
+}
+
+/// Holds: the same with the company's token in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_for_a_company_make_one_fetch_on_redis() {
+    let Some(redis) = redis_url("concurrent_401s_for_a_company_make_one_fetch_on_redis") else {
+        return;
+    };
+    let prefix = prefix();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let mock = MockHcssIdentity::start().await;
+    let api_url = mock.api_url();
+    let store = hcss_auth::store::RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
+    let auth = HcssAuth::with_store(config(&mock, &api_url, |b| b), store);
+    twenty_401s_for_a_company_make_one_fetch(auth, &mock).await;
+}
