@@ -528,3 +528,73 @@ async fn concurrent_401s_for_a_company_make_one_fetch_on_redis() {
     let auth = HcssAuth::with_store(config(&mock, &api_url, |b| b), store);
     twenty_401s_for_a_company_make_one_fetch(auth, &mock).await;
 }
+
+/// Holds: the company's turn is first come, first served, a free turn taken at once
+/// (`try_lock`) passing no waiter, and a call cancelled while it waits for the turn
+/// leaves neither the turn nor a slot behind. One call in flight at a time: call 0 is at
+/// HCSS, calls 1 to 5 queue one after the other (call 3 is cancelled in the queue); as
+/// HCSS answers one call at a time, the others reach it in the order they queued.
+#[tokio::test(flavor = "current_thread")]
+async fn the_companys_turn_is_first_come_first_served_and_a_cancelled_waiter_leaks_nothing() {
+    let mock = MockHcssIdentity::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let arrived = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (arrivals, _) = watch::channel(0usize);
+    let arrivals = Arc::new(arrivals);
+    let answers = Arc::new(tokio::sync::Semaphore::new(0));
+    let app = Router::new().fallback({
+        let (arrived, arrivals, answers) = (arrived.clone(), arrivals.clone(), answers.clone());
+        move |headers: HeaderMap| {
+            let (arrived, arrivals, answers) = (arrived.clone(), arrivals.clone(), answers.clone());
+            async move {
+                let n = headers
+                    .get("x-call")
+                    .map_or("?", |v| v.to_str().unwrap())
+                    .to_owned();
+                arrived.lock().unwrap().push(n);
+                arrivals.send_modify(|count| *count += 1);
+                answers.acquire().await.unwrap().forget();
+                axum::Json(serde_json::json!({})).into_response()
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let auth = HcssAuth::new(config(&mock, &url, |b| {
+        b.api_concurrency(1).api_max_wait(Duration::from_secs(30))
+    }));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    let call = |n: usize| {
+        let request = company.get(UNITS).header(
+            axum::http::HeaderName::from_static("x-call"),
+            axum::http::HeaderValue::from_str(&n.to_string()).unwrap(),
+        );
+        tokio::spawn(async move { request.send().await })
+    };
+    // The company's token first, so that the calls below wait on nothing but the budget.
+    answers.add_permits(1);
+    call(99).await.unwrap().unwrap();
+    let mut seen = arrivals.subscribe();
+    let mut calls = vec![call(0)];
+    seen.wait_for(|count| *count == 2).await.unwrap();
+    for n in 1..=5 {
+        calls.push(call(n));
+        // On this one thread, the call runs until it waits for its turn (or a slot).
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let cancelled = calls.remove(3);
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    for (i, call) in calls.into_iter().enumerate() {
+        answers.add_permits(1);
+        let answer = call.await.unwrap();
+        assert!(matches!(&answer, Ok(r) if r.status() == 200), "call {i}: {answer:?}");
+    }
+    assert_eq!(
+        *arrived.lock().unwrap(),
+        ["99", "0", "1", "2", "4", "5"],
+        "the order the calls reached HCSS"
+    );
+}
