@@ -598,3 +598,38 @@ async fn the_companys_turn_is_first_come_first_served_and_a_cancelled_waiter_lea
         "the order the calls reached HCSS"
     );
 }
+
+/// Holds: a company call HCSS refuses with 401 twice is made twice, the second time
+/// with the token fetched after the refusal (its own `Authorization` header, not the
+/// refused token's), then fails `Unauthorized`. The token refused after the refresh is
+/// kept (as before the token was held with its header): the next call goes with it
+/// first, then with one fetched again.
+#[tokio::test]
+async fn a_401_sends_the_next_token_with_its_own_header_once() {
+    let mock = MockHcssIdentity::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    let (url, calls) = hostile_api(move |_, headers, _| {
+        let bearer = headers["authorization"].to_str().unwrap().to_owned();
+        recorded.lock().unwrap().push(bearer);
+        StatusCode::UNAUTHORIZED.into_response()
+    })
+    .await;
+    let auth = HcssAuth::new(config(&mock, &url, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    for round in 1..=2 {
+        let answer = company.get(UNITS).send().await;
+        assert!(
+            matches!(answer, Err(HcssApiError::Unauthorized)),
+            "round {round}: {answer:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2 * round);
+    }
+    assert_eq!(mock.counts().company_grants, 3, "a token fetched per refresh");
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().all(|h| h.starts_with("Bearer ")));
+    assert_ne!(seen[1], seen[0], "the refused token's header sent after the refresh");
+    assert_eq!(seen[2], seen[1], "the next call went with the token held");
+    assert_ne!(seen[3], seen[2], "the refused token's header sent after the refresh");
+    assert_ne!(seen[3], seen[0]);
+}
