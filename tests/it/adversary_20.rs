@@ -452,7 +452,9 @@ async fn recording_api() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 async fn a_calls_url_under_an_unusual_base_path_is_the_whole_parses() {
     let mock = MockHcssIdentity::start().await;
     let (url, seen) = recording_api().await;
-    for suffix in ["/api//.", "//.", "/api\\", "\\", "/api/ ", "/a/b//..", "/api/%2e"] {
+    for suffix in [
+        "/api//.", "//.", "/api\\", "\\", "/api/ ", "/a/b//..", "/api/%2e",
+    ] {
         let api_url = format!("{url}{suffix}");
         let auth = HcssAuth::new(config(&mock, &api_url, |b| b));
         for path in ["/x?a=1", "/../y", "//z", "/"] {
@@ -590,7 +592,10 @@ async fn the_companys_turn_is_first_come_first_served_and_a_cancelled_waiter_lea
     for (i, call) in calls.into_iter().enumerate() {
         answers.add_permits(1);
         let answer = call.await.unwrap();
-        assert!(matches!(&answer, Ok(r) if r.status() == 200), "call {i}: {answer:?}");
+        assert!(
+            matches!(&answer, Ok(r) if r.status() == 200),
+            "call {i}: {answer:?}"
+        );
     }
     assert_eq!(
         *arrived.lock().unwrap(),
@@ -625,11 +630,39 @@ async fn a_401_sends_the_next_token_with_its_own_header_once() {
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2 * round);
     }
-    assert_eq!(mock.counts().company_grants, 3, "a token fetched per refresh");
+    assert_eq!(
+        mock.counts().company_grants,
+        3,
+        "a token fetched per refresh"
+    );
     let seen = seen.lock().unwrap();
     assert!(seen.iter().all(|h| h.starts_with("Bearer ")));
-    assert_ne!(seen[1], seen[0], "the refused token's header sent after the refresh");
+    assert_ne!(
+        seen[1], seen[0],
+        "the refused token's header sent after the refresh"
+    );
     assert_eq!(seen[2], seen[1], "the next call went with the token held");
-    assert_ne!(seen[3], seen[2], "the refused token's header sent after the refresh");
+    assert_ne!(
+        seen[3], seen[2],
+        "the refused token's header sent after the refresh"
+    );
     assert_ne!(seen[3], seen[0]);
+}
+
+/// Part of finding 6: an `api_url` no path can follow (a space after its host) was
+/// accepted, and every call failed (`… is not a path under the API URL`) or, since the
+/// base was parsed once, went to the host without the space; it is refused when the
+/// configuration is built, naming the setting.
+#[tokio::test]
+async fn an_api_url_no_path_can_follow_is_refused_at_build() {
+    let mock = MockHcssIdentity::start().await;
+    let built = mock
+        .config_builder("http://127.0.0.1:9/hcss/callback")
+        .scopes(["heavyjob:read", "offline_access"])
+        .api_url("http://127.0.0.1:4000 ")
+        .build();
+    match built {
+        Err(err) => assert!(err.to_string().contains("api_url"), "{err}"),
+        Ok(_) => panic!("an api_url no path can follow was accepted"),
+    }
 }
