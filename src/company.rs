@@ -164,6 +164,11 @@ impl HcssCompanyTokens {
         rejected: &HcssToken,
     ) -> Result<Arc<HeldToken>, CompanyTokenError> {
         let key = source.key();
+        // Remembered first: a call that read the refused token before it is dropped
+        // below does not hold it again.
+        self.shared
+            .company_refused
+            .insert(source.clone(), digest(rejected.secret()));
         self.shared
             .company_tokens
             .remove_if(source, |_, held| held.token.secret() == rejected.secret());
@@ -187,7 +192,7 @@ impl HcssCompanyTokens {
             return Ok(held);
         }
         let key = source.key();
-        if let Some(tokens) = self.cached(key).await {
+        if let Some(tokens) = self.cached(key, source).await {
             return Ok(self.hold(source, tokens));
         }
         // One fetch per company in this process, in a task of its own: the calls that
@@ -260,17 +265,38 @@ impl HcssCompanyTokens {
         None
     }
 
-    /// Holds `tokens` in process for the next calls.
+    /// Holds `tokens` in process for the next calls, unless HCSS refused them (read
+    /// before the refusal): checked under the company's entry, so that a refusal
+    /// remembered after the check drops them after they are held.
     fn hold(&self, source: &Source, tokens: TokenSet) -> Arc<HeldToken> {
         let held = Arc::new(HeldToken::new(tokens));
-        self.shared
-            .company_tokens
-            .insert(source.clone(), held.clone());
+        match self.shared.company_tokens.entry(source.clone()) {
+            Entry::Occupied(mut entry) => {
+                if !self.refused(source, &held.set) {
+                    entry.insert(held.clone());
+                }
+            }
+            Entry::Vacant(entry) => {
+                if !self.refused(source, &held.set) {
+                    entry.insert(held.clone());
+                }
+            }
+        }
         held
     }
 
-    /// The cached token if it is good beyond the refresh skew.
-    async fn cached(&self, key: StoreKey) -> Option<TokenSet> {
+    /// Whether `tokens` are the last HCSS refused for `source`.
+    fn refused(&self, source: &Source, tokens: &TokenSet) -> bool {
+        self.shared
+            .company_refused
+            .get(source)
+            .is_some_and(|refused| *refused == digest(tokens.access_token.expose_secret()))
+    }
+
+    /// The cached token if it is good beyond the refresh skew and not the one HCSS
+    /// last refused (the store may still have it while the call that saw the refusal
+    /// removes it).
+    async fn cached(&self, key: StoreKey, source: &Source) -> Option<TokenSet> {
         let config = &self.shared.config;
         self.shared
             .token_store
@@ -282,6 +308,7 @@ impl HcssCompanyTokens {
             })
             .filter(|tokens| {
                 freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
+                    && !self.refused(source, tokens)
             })
     }
 
@@ -303,7 +330,7 @@ impl HcssCompanyTokens {
             retry_after: self.retry_after(None),
         };
         loop {
-            if let Some(tokens) = self.cached(key).await {
+            if let Some(tokens) = self.cached(key, source).await {
                 return Ok(tokens);
             }
             match shared.token_store.try_lock(key, owner.clone(), lease).await {
@@ -330,7 +357,7 @@ impl HcssCompanyTokens {
     ) -> Result<TokenSet, CompanyTokenError> {
         let shared = &self.shared;
         let config = &shared.config;
-        if let Some(tokens) = self.cached(key).await {
+        if let Some(tokens) = self.cached(key, source).await {
             return Ok(tokens);
         }
         let grant = match source {
@@ -405,6 +432,12 @@ impl HcssCompanyTokens {
     }
 }
 
+/// The SHA-256 of a refused token: what is remembered of it.
+fn digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
 #[cfg(all(test, feature = "test-util"))]
 mod tests {
     use super::*;
@@ -446,6 +479,34 @@ mod tests {
             auth.shared.company_turns.is_empty(),
             "a company's turn left behind"
         );
+    }
+
+    /// A token a call read (from the store) before HCSS refused it is not held once
+    /// another call found it refused and fetched the next: the call's late `hold` put
+    /// the refused token back over the new one, and every call after it (one that had
+    /// already refreshed included, which then failed `Unauthorized`) went with it.
+    #[tokio::test]
+    async fn a_refused_token_read_before_its_refusal_is_not_held_again() {
+        let mock = MockHcssIdentity::start().await;
+        let (_auth, companies) = companies(&mock).await;
+        let source = Source::Company("co-1".into());
+        let first = companies.held_token(&source).await.unwrap();
+        // A call reads the store (its answer on its way)...
+        let read_before = companies.cached(source.key(), &source).await.unwrap();
+        // ... while another call gets 401 with the token and fetches the next one.
+        let next = companies
+            .after_rejection(&source, &first.token)
+            .await
+            .unwrap();
+        assert_ne!(next.token.secret(), first.token.secret());
+        // The first call holds what it read.
+        drop(companies.hold(&source, read_before));
+        let held = companies.held_token(&source).await.unwrap();
+        assert!(
+            held.token.secret() == next.token.secret(),
+            "the refused token is held again"
+        );
+        assert_eq!(mock.counts().company_grants, 2);
     }
 
     /// A configuration error keeps the cached token (it is no disconnection).

@@ -6,8 +6,11 @@ use url::Url;
 /// URL, `query` pairs added to it; `None` for a path that does not start with `/`.
 ///
 /// It is the URL that parsing `base_text` and `path` written one after the other gives,
-/// without parsing the base, its host above all, on every call: `base` was parsed once,
-/// with the configuration, and a call only sets its path, query and fragment. A path
+/// without parsing the base, its host above all, on every call: `base`, `base_text` with
+/// a `/` after it, was parsed once, with the configuration, and a call only sets its
+/// path, query and fragment. Its path (less that last `/`) is the prefix: the path the
+/// text gives what follows it, an empty last segment (`/api//.`) or a trailing `\` or
+/// space included, which the parse of `base_text` alone drops. A path
 /// with a space or a control character (which a parse trims or drops) and a base with a
 /// query of its own go through the whole parse.
 pub(super) fn call_url(
@@ -25,7 +28,8 @@ pub(super) fn call_url(
         let (rest, fragment) = split(path, '#');
         let (path, path_query) = split(rest, '?');
         let mut url = base.clone();
-        match base.path().trim_end_matches('/') {
+        let prefix = base.path();
+        match prefix.strip_suffix('/').unwrap_or(prefix) {
             "" => url.set_path(path),
             prefix => url.set_path(&format!("{prefix}{path}")),
         }
@@ -70,6 +74,18 @@ mod tests {
             "https://h.example/%7Eapi",
             "https://h.example/?tenant=1",
             "https://[::1]:8443/x",
+            "https://h.example/api//.",
+            "https://h.example//.",
+            "https://h.example/a/b//..",
+            "https://h.example/api\\",
+            "https://h.example\\",
+            "https://h.example/api/ ",
+            "https://h.example/api\t",
+            "https://h.example/api/%2e",
+            "https://h.example/api/%2e%2E",
+            "https://h.example/api%2F",
+            "https://h.example.",
+            "https://[::1]",
         ];
         let paths = [
             "/",
@@ -104,7 +120,7 @@ mod tests {
             "#f",
         ];
         for base_text in bases {
-            let base = Url::parse(base_text).unwrap();
+            let base = Url::parse(&format!("{base_text}/")).unwrap();
             for path in paths {
                 assert_eq!(
                     call_url(base_text, &base, path, &[]),
@@ -115,9 +131,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Bases and paths made of the characters that steer a parse (slashes, dots,
+        /// `%`, `?`, `#`, `@`, `:`, `\`, a space, a tab, non-ASCII): the call's URL is the
+        /// whole parse's, and the host, port and credentials are the base's.
+        #[test]
+        fn any_calls_url_is_the_whole_parses(
+            base_path in "[/.a%2eE\\\\ \t]{0,8}",
+            path in "/[/.a%2eEF?#@:\\\\ \té]{0,16}",
+        ) {
+            for host in ["https://h.example", "https://[::1]:8443", "http://127.0.0.1:4000"] {
+                let base_text = format!("{host}{base_path}");
+                let Ok(checked) = Url::parse(&base_text) else { continue };
+                if checked.query().is_some() || checked.fragment().is_some() {
+                    continue;
+                }
+                // No call's URL parses under a base a path cannot follow (a space
+                // after the host): the configuration refuses it.
+                let Ok(base) = Url::parse(&format!("{base_text}/")) else {
+                    proptest::prop_assert_eq!(parsed(&base_text, &path), None);
+                    continue;
+                };
+                let url = call_url(&base_text, &base, &path, &[]);
+                proptest::prop_assert_eq!(&url, &parsed(&base_text, &path));
+                let url = url.unwrap();
+                proptest::prop_assert_eq!(url.origin(), checked.origin());
+                proptest::prop_assert_eq!(url.username(), "");
+                proptest::prop_assert_eq!(url.password(), None);
+            }
+        }
+    }
+
     #[test]
     fn query_pairs_are_added_to_the_paths_own() {
-        let base = Url::parse("https://api.hcssapps.com").unwrap();
+        let base = Url::parse("https://api.hcssapps.com/").unwrap();
         let pairs = [("cursor".to_owned(), "a&b c".to_owned())];
         let url = call_url("https://api.hcssapps.com", &base, "/jobs?x=1#f", &pairs).unwrap();
         assert_eq!(

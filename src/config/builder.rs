@@ -475,7 +475,17 @@ impl HcssConfigBuilder {
             self.previous_cookie_key.as_ref(),
         )?;
         let api_url = self.api_url.trim_end_matches('/').to_owned();
-        let api_base = checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
+        checks::checked_url("api_url (HCSS_API_URL)", &api_url, allow_http)?;
+        // With a `/` after it: its path is then the one the base gives a call's path
+        // written after it, an empty last segment (`/api//.`), a trailing `\` or space
+        // included, which the base's own path loses.
+        // A base no path can follow (a space after its host) would fail every call.
+        let api_base = url::Url::parse(&format!("{api_url}/")).map_err(|e| {
+            ConfigError::invalid(
+                "api_url (HCSS_API_URL)",
+                format!("{api_url:?} cannot have a path after it ({e})"),
+            )
+        })?;
         self.check_api_limits()?;
         let http = identity_http_client(self.http_client, self.http_timeout, allow_http)?;
         if !self.scopes.iter().any(|s| s == "offline_access") {

@@ -104,8 +104,9 @@ pub(crate) struct IdentityClient {
 pub(crate) struct ApiSettings {
     /// The API base URL, without a trailing slash.
     pub(crate) url: String,
-    /// The same, parsed once: a call's URL is this with the call's path, query and
-    /// fragment set, its host never parsed again.
+    /// The same with a `/` after it, parsed once: a call's URL is this with the call's
+    /// path (after this one's, less its last `/`), query and fragment set, its host never
+    /// parsed again.
     pub(crate) base: url::Url,
     /// Calls a company may start per `rate_window`, across every instance.
     pub(crate) rate: u32,

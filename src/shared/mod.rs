@@ -51,6 +51,10 @@ pub(crate) struct Shared {
     /// one (401, `invalid_grant`) or it nears its end.
     /// Keyed by whose token it is, not by its store key, so that a call computes no key.
     pub(crate) company_tokens: DashMap<CompanySource, Arc<HeldToken>>,
+    /// The SHA-256 of the last company token HCSS refused (401) per company: a call that
+    /// read it before the refusal (from the store) neither holds it again nor goes with
+    /// it, over the token fetched after the refusal.
+    pub(crate) company_refused: DashMap<CompanySource, [u8; 32]>,
     /// The refresh in flight (or the failure remembered) per session key.
     pub(crate) flights: DashMap<StoreKey, Flight>,
     /// Token sets refreshed but not yet written, because the store refused the write:
@@ -85,6 +89,7 @@ impl Shared {
             hooks,
             company_turns: DashMap::new(),
             company_tokens: DashMap::new(),
+            company_refused: DashMap::new(),
             flights: DashMap::new(),
             pending: Pending::default(),
             refresher: crate::secret::random_token(16),
