@@ -270,17 +270,9 @@ impl HcssCompanyTokens {
     /// remembered after the check drops them after they are held.
     fn hold(&self, source: &Source, tokens: TokenSet) -> Arc<HeldToken> {
         let held = Arc::new(HeldToken::new(tokens));
-        match self.shared.company_tokens.entry(source.clone()) {
-            Entry::Occupied(mut entry) => {
-                if !self.refused(source, &held.set) {
-                    entry.insert(held.clone());
-                }
-            }
-            Entry::Vacant(entry) => {
-                if !self.refused(source, &held.set) {
-                    entry.insert(held.clone());
-                }
-            }
+        let entry = self.shared.company_tokens.entry(source.clone());
+        if !self.refused(source, &held.set) {
+            entry.insert(held.clone());
         }
         held
     }
