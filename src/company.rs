@@ -249,7 +249,7 @@ impl HcssCompanyTokens {
 
     /// The token this process holds for `key` if it is good beyond the refresh skew (no
     /// store read: the call path's way).
-    pub(crate) fn held(&self, source: &Source) -> Option<Arc<HeldToken>> {
+    fn held(&self, source: &Source) -> Option<Arc<HeldToken>> {
         let config = &self.shared.config;
         let fresh = |tokens: &TokenSet| {
             freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh

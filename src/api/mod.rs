@@ -210,17 +210,8 @@ impl HcssCaller {
         self.request(Method::DELETE, path)
     }
 
-    /// A live token for whom this caller acts: a company's held in process at once.
+    /// A live token for whom this caller acts.
     async fn token(&self) -> Result<Credential, HcssApiError> {
-        if let Acting::Company(source) = &self.acting {
-            if let Some(held) = self.api.companies.held(source) {
-                return Ok(Credential::Held(held));
-            }
-        }
-        self.fetch_token().await
-    }
-
-    async fn fetch_token(&self) -> Result<Credential, HcssApiError> {
         match &self.acting {
             Acting::User(session) => session
                 .token()
@@ -393,6 +384,9 @@ impl HcssApiRequest {
             slot.finished();
             let next = match outcome {
                 Ok((status, headers, Some(body))) => {
+                    // A 429 says when to call again, not that the window is spent: HCSS
+                    // answers it for calls in flight too. Only its `Remaining-Calls`, when it
+                    // has one, tells how much of the window others use.
                     slot.observe(
                         remaining_calls(&headers),
                         status == StatusCode::TOO_MANY_REQUESTS,
@@ -414,9 +408,7 @@ impl HcssApiRequest {
             };
             match next {
                 Next::Wait(wait) => tokio::time::sleep(wait).await,
-                Next::Refresh => {
-                    credential = Box::pin(self.caller.renewed(credential.token())).await?;
-                }
+                Next::Refresh => credential = self.caller.renewed(credential.token()).await?,
                 Next::Fail(err) => return Err(err),
             }
         }
