@@ -2,10 +2,8 @@
 //! for ([`CallLimits`]), what it is told ([`CallAdmission`]), and the in-process budget
 //! that `MemoryStore` keeps and that the layer falls back on for a store that shares none.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -67,118 +65,187 @@ pub enum CallAdmission {
     },
 }
 
-/// One company's calls: leases in flight by call id (their end; as many as the calls
-/// allowed at once), and the calls of the window.
+/// One company's calls: those in flight by id (when their lease ends, and where they
+/// are in the window), those whose lease ended in flight while they are still in the
+/// window (rare: a cancelled call, a dead instance), and the window.
 #[derive(Debug, Default)]
 struct Calls {
-    flying: CallMap,
+    flying: CallMap<Flying>,
+    /// The earliest lease of `flying` ends then, or later (none ends before).
+    next_lease_end: Option<Instant>,
+    lapsed: CallMap<u64>,
     window: Window,
 }
 
+/// A call in flight: its lease's end, and its place in the window.
+#[derive(Debug, Clone, Copy)]
+struct Flying {
+    lease_end: Instant,
+    place: u64,
+}
+
 /// Calls by id. The ids are the layer's own (its random id and a counter), never a
-/// caller's input, so a plain hash (FNV-1a) serves: no flood of chosen ids can reach it.
-type CallMap = HashMap<Arc<str>, Instant, BuildHasherDefault<Fnv>>;
+/// caller's input, so a plain hash serves: no flood of chosen ids can reach it.
+type CallMap<V> = HashMap<Box<str>, V, BuildHasherDefault<IdHasher>>;
 
+/// A multiply-and-rotate hash eight bytes at a time: the ids share their first bytes
+/// (the layer's id) and differ in their last (a counter).
 #[derive(Default)]
-struct Fnv(u64);
+struct IdHasher(u64);
 
-impl Hasher for Fnv {
+impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
         }
-        self.0 = hash;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
     }
 }
 
-/// The calls of a window by call id (when each started, or ended once it did), also in
-/// time order, so that the calls that left the window are dropped from its front: a call
-/// costs the same whether the window holds ten calls or ten thousand.
+/// The calls of a window, in time order: when each started, or ended once it did. A
+/// call is known by its place (a count of the calls that went in before it), so the
+/// window keeps no ids and looks nothing up: a call costs the same whether the window
+/// holds ten calls or ten thousand.
 ///
 /// Times only grow (a time earlier than the newest is taken as the newest), so a call
-/// goes in at the back; a call moved to a later time goes in again at the back, and its
-/// earlier place, stale, is dropped when it reaches the front (and skipped by
-/// [`oldest`](Self::oldest) until then).
+/// goes in at the back; a call moved to its end goes in again at the back, and its
+/// earlier place stops counting (and is dropped once it reaches the front).
 #[derive(Debug, Default)]
 struct Window {
-    at: CallMap,
-    order: VecDeque<(Instant, Arc<str>)>,
+    /// Times in order, each with whether a call still counts from it.
+    order: VecDeque<(Instant, bool)>,
+    /// The place of `order`'s front.
+    first: u64,
+    /// The places that count.
+    counting: usize,
 }
 
 impl Window {
-    /// `at`, or the newest time the window holds if that is later: times only grow.
-    fn not_before_newest(&self, at: Instant) -> Instant {
-        self.order.back().map_or(at, |(newest, _)| at.max(*newest))
+    /// Puts a call in at `at` (or the newest time held, if later): its place.
+    fn push(&mut self, at: Instant) -> u64 {
+        let at = self.order.back().map_or(at, |(newest, _)| at.max(*newest));
+        self.order.push_back((at, true));
+        self.counting += 1;
+        self.first + self.order.len() as u64 - 1
     }
 
-    fn insert(&mut self, call: Arc<str>, at: Instant) {
-        let at = self.not_before_newest(at);
-        self.at.insert(call.clone(), at);
-        self.order.push_back((at, call));
-    }
-
-    /// Moves `call` to `at`, if the window holds it (one lookup).
-    fn move_to(&mut self, call: Arc<str>, at: Instant) {
-        let at = self.not_before_newest(at);
-        if let Some(held) = self.at.get_mut(&call) {
-            *held = at;
-            self.order.push_back((at, call));
+    /// Moves the call at `place` to `at`, if the window still holds it.
+    fn move_to(&mut self, place: u64, at: Instant) {
+        let Some(index) = place.checked_sub(self.first) else {
+            return;
+        };
+        let Some((_, counts)) = usize::try_from(index)
+            .ok()
+            .and_then(|index| self.order.get_mut(index))
+        else {
+            return;
+        };
+        if std::mem::take(counts) {
+            self.counting -= 1;
+            self.trim();
+            self.push(at);
         }
     }
 
-    /// [`move_to`](Self::move_to) for an id the caller holds only as text.
-    fn touch(&mut self, call: &str, at: Instant) {
-        if let Some((call, _)) = self.at.get_key_value(call) {
-            self.move_to(call.clone(), at);
+    /// Whether the call at `place` is still in the window.
+    fn holds(&self, place: u64) -> bool {
+        place
+            .checked_sub(self.first)
+            .and_then(|index| usize::try_from(index).ok())
+            .and_then(|index| self.order.get(index))
+            .is_some_and(|(_, counts)| *counts)
+    }
+
+    /// Drops the places that no longer count from the front: the front counts.
+    fn trim(&mut self) {
+        while self.order.front().is_some_and(|(_, counts)| !counts) {
+            self.order.pop_front();
+            self.first += 1;
         }
     }
 
     /// Drops the calls at `cutoff` or before.
     fn drop_until(&mut self, cutoff: Instant) {
-        while self.order.front().is_some_and(|(at, _)| *at <= cutoff) {
-            if let Some((at, call)) = self.order.pop_front() {
-                if let Entry::Occupied(entry) = self.at.entry(call) {
-                    if *entry.get() == at {
-                        entry.remove();
-                    }
-                }
+        while let Some((at, counts)) = self.order.front().copied() {
+            if counts && at > cutoff {
+                break;
+            }
+            self.order.pop_front();
+            self.first += 1;
+            if counts {
+                self.counting -= 1;
             }
         }
     }
 
-    /// When the oldest call in the window went in (a place its call left is not it).
+    /// When the oldest call in the window went in.
     fn oldest(&self) -> Option<Instant> {
-        self.order
-            .iter()
-            .find(|(at, call)| self.at.get(call) == Some(at))
-            .map(|(at, _)| *at)
+        self.order.front().map(|(at, _)| *at)
     }
 
     fn len(&self) -> usize {
-        self.at.len()
+        self.counting
     }
 
     fn is_empty(&self) -> bool {
-        self.at.is_empty()
+        self.counting == 0
     }
 }
 
 impl Calls {
     fn release(&mut self, call: &str, now: Instant) {
         // The window counts the call from its end: HCSS saw it at some moment before.
-        match self.flying.remove_entry(call) {
-            Some((call, _)) => self.window.move_to(call, now),
-            None => self.window.touch(call, now),
+        let place = match self.flying.remove(call) {
+            Some(flying) => flying.place,
+            None if self.lapsed.is_empty() => return,
+            None => match self.lapsed.remove(call) {
+                Some(place) => place,
+                None => return,
+            },
+        };
+        self.window.move_to(place, now);
+    }
+
+    /// Ends the leases that ran out: their calls leave the slots in flight, and stay
+    /// in the window until they leave it or are given back.
+    fn end_leases(&mut self, now: Instant) {
+        if self.next_lease_end.is_none_or(|end| end > now) {
+            return;
         }
+        let (lapsed, window) = (&mut self.lapsed, &self.window);
+        self.flying.retain(|call, flying| {
+            if flying.lease_end > now {
+                return true;
+            }
+            if window.holds(flying.place) {
+                lapsed.insert(call.clone(), flying.place);
+            }
+            false
+        });
+        self.next_lease_end = self.flying.values().map(|flying| flying.lease_end).min();
+    }
+
+    /// Takes a slot for `call` until `lease_end`, and a place in the window from `now`.
+    fn take(&mut self, call: &str, now: Instant, lease_end: Instant) {
+        let place = self.window.push(now);
+        self.flying.insert(call.into(), Flying { lease_end, place });
+        self.next_lease_end = Some(
+            self.next_lease_end
+                .map_or(lease_end, |end| end.min(lease_end)),
+        );
     }
 
     /// Drops the calls that left the window: older than it, strictly.
@@ -186,6 +253,14 @@ impl Calls {
         if let Some(cutoff) = now.checked_sub(window) {
             self.window.drop_until(cutoff);
         }
+        if !self.lapsed.is_empty() {
+            let window = &self.window;
+            self.lapsed.retain(|_, place| window.holds(*place));
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.flying.is_empty() && self.window.is_empty() && self.lapsed.is_empty()
     }
 }
 
@@ -194,7 +269,7 @@ impl Calls {
 /// a store that shares no budget.
 #[derive(Debug, Default)]
 pub(crate) struct LocalBudget {
-    companies: DashMap<StoreKey, Mutex<Calls>>,
+    companies: DashMap<StoreKey, Calls>,
 }
 
 impl LocalBudget {
@@ -207,12 +282,11 @@ impl LocalBudget {
         limits: CallLimits,
     ) -> CallAdmission {
         let now = Instant::now();
-        let entry = self.companies.entry(key).or_default();
-        let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = self.companies.entry(key).or_default();
         for call in released {
             calls.release(call, now);
         }
-        calls.flying.retain(|_, end| *end > now);
+        calls.end_leases(now);
         calls.drop_old(limits.window, now);
         if calls.window.len() >= limits.per_window as usize {
             let oldest = calls.window.oldest().unwrap_or(now);
@@ -222,14 +296,17 @@ impl LocalBudget {
             };
         }
         if calls.flying.len() >= limits.in_flight as usize {
-            let first = calls.flying.values().min().copied().unwrap_or(now);
+            let first = calls
+                .flying
+                .values()
+                .map(|flying| flying.lease_end)
+                .min()
+                .unwrap_or(now);
             return CallAdmission::InFlightFull {
                 retry_in: first.saturating_duration_since(now),
             };
         }
-        let call: Arc<str> = call.into();
-        calls.flying.insert(call.clone(), now + limits.lease);
-        calls.window.insert(call, now);
+        calls.take(call, now, now + limits.lease);
         CallAdmission::Granted {
             in_window: u32::try_from(calls.window.len()).unwrap_or(u32::MAX),
         }
@@ -237,10 +314,9 @@ impl LocalBudget {
 
     pub(crate) fn release(&self, key: StoreKey, released: &[String]) {
         let now = Instant::now();
-        let Some(entry) = self.companies.get(&key) else {
+        let Some(mut calls) = self.companies.get_mut(&key) else {
             return;
         };
-        let mut calls = entry.lock().unwrap_or_else(|e| e.into_inner());
         for call in released {
             calls.release(call, now);
         }
@@ -256,10 +332,9 @@ impl LocalBudget {
     pub(crate) fn sweep(&self, window: Duration) {
         let now = Instant::now();
         self.companies.retain(|_, calls| {
-            let calls = calls.get_mut().unwrap_or_else(|e| e.into_inner());
-            calls.flying.retain(|_, end| *end > now);
+            calls.end_leases(now);
             calls.drop_old(window, now);
-            !(calls.flying.is_empty() && calls.window.is_empty())
+            !calls.is_idle()
         });
     }
 }
@@ -274,22 +349,57 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut window = Window::default();
-        window.insert("a".into(), t0);
-        window.insert("b".into(), t0 + s(1));
-        window.touch("a", t0 + s(2));
-        window.touch("gone", t0 + s(2));
+        let a = window.push(t0);
+        let b = window.push(t0 + s(1));
+        window.move_to(a, t0 + s(2));
+        // A place moved already, or never given, moves nothing.
+        window.move_to(a, t0 + s(3));
+        window.move_to(99, t0 + s(3));
         assert_eq!(window.len(), 2);
-        // "a"'s first place is stale: "b" is the oldest now.
+        // "a"'s first place no longer counts: "b" is the oldest now.
         assert_eq!(window.oldest(), Some(t0 + s(1)));
+        assert!(!window.holds(a) && window.holds(b));
         window.drop_until(t0 + s(1));
         assert_eq!((window.len(), window.oldest()), (1, Some(t0 + s(2))));
+        // A call dropped from the window is not put back by its end.
+        window.move_to(b, t0 + s(3));
+        assert_eq!(window.len(), 1);
         // A time earlier than the newest counts as the newest.
-        window.insert("c".into(), t0);
+        window.push(t0);
         window.drop_until(t0 + s(1));
         assert_eq!(window.len(), 2);
         window.drop_until(t0 + s(2));
         assert!(window.is_empty());
         assert_eq!(window.oldest(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_given_back_after_its_lease_counts_from_its_end() {
+        let budget = LocalBudget::default();
+        let key = StoreKey::random_of(KeyKind::ApiBudget);
+        let limits = CallLimits::new(1, 1, Duration::from_secs(60), Duration::from_secs(10));
+        assert!(matches!(
+            budget.acquire(key, "a", &[], limits),
+            CallAdmission::Granted { in_window: 1 }
+        ));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        // The lease ended (the slot is free), the window still holds "a".
+        assert!(matches!(
+            budget.acquire(key, "b", &[], limits),
+            CallAdmission::WindowFull { .. }
+        ));
+        budget.release(key, &["a".into()]);
+        tokio::time::advance(Duration::from_secs(40)).await;
+        // A minute after "a" started, but not after it was given back.
+        assert!(matches!(
+            budget.acquire(key, "b", &[], limits),
+            CallAdmission::WindowFull { retry_in } if retry_in > Duration::from_secs(19)
+        ));
+        tokio::time::advance(Duration::from_secs(21)).await;
+        assert!(matches!(
+            budget.acquire(key, "b", &[], limits),
+            CallAdmission::Granted { in_window: 1 }
+        ));
     }
 
     fn limits() -> CallLimits {
