@@ -3,7 +3,7 @@
 //! slot given back however the call ends, and the pressure other integrations put on
 //! the company's budget, read from HCSS's `Remaining-Calls` and 429s.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +96,8 @@ struct Gate {
     freed: Notify,
     released: Mutex<Released>,
     pressure: Mutex<Option<Pressure>>,
+    /// Whether `pressure` holds a sighting: a call with none to read locks nothing.
+    pressured: AtomicBool,
 }
 
 /// Slots given back in this process, waiting to go to the store with the next
@@ -125,16 +127,21 @@ impl Gate {
             freed: Default::default(),
             released: Default::default(),
             pressure: Default::default(),
+            pressured: AtomicBool::new(false),
         }
     }
 
     /// The limits for the next call: the configured ones, less what other integrations
     /// were last seen to use of the window.
     fn limits(&self, settings: &ApiSettings, lease: Duration) -> CallLimits {
-        let now = Instant::now();
-        let others = lock(&self.pressure)
-            .filter(|p| p.until > now)
-            .map_or(0, |p| p.others);
+        let others = if self.pressured.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            lock(&self.pressure)
+                .filter(|p| p.until > now)
+                .map_or(0, |p| p.others)
+        } else {
+            0
+        };
         CallLimits::new(
             settings.concurrency,
             settings.rate.saturating_sub(others).max(1),
@@ -152,8 +159,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// ended (cancelled included), without making the call wait (with the next admission,
 /// or on its own a moment later); a slot that cannot be given back (no runtime left)
 /// comes back when its lease ends.
-pub(crate) struct Slot {
-    shared: Arc<Shared>,
+pub(crate) struct Slot<'a> {
+    shared: &'a Arc<Shared>,
     gate: Arc<Gate>,
     key: StoreKey,
     call: String,
@@ -166,7 +173,7 @@ pub(crate) struct Slot {
     sent_at: Option<Instant>,
 }
 
-impl Slot {
+impl Slot<'_> {
     /// Its request is going to HCSS.
     pub(crate) fn sent(&mut self) {
         self.sent_at = Some(Instant::now());
@@ -196,6 +203,10 @@ impl Slot {
             .rate
             .saturating_sub(remaining)
             .saturating_sub(self.in_window);
+        // No sighting held and none to hold: a sighting of none is as good as none.
+        if others == 0 && !self.gate.pressured.load(Ordering::Relaxed) {
+            return;
+        }
         let now = Instant::now();
         let mut pressure = lock(&self.gate.pressure);
         let kept = pressure.filter(|p| p.until > now && !p.throttled && !throttled);
@@ -209,21 +220,22 @@ impl Slot {
                 "other integrations use the company's HCSS API budget; slowing down"
             );
         }
-        *pressure = Some(Pressure {
+        *pressure = (others > 0).then_some(Pressure {
             others,
             until: now + settings.rate_window,
             throttled,
         });
+        self.gate.pressured.store(others > 0, Ordering::Relaxed);
     }
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let call = std::mem::take(&mut self.call);
         // Cancelled while HCSS may still serve it: kept until its request would have
         // timed out, so that HCSS never sees more calls in flight than the budget.
         let Some(sent) = self.sent_at else {
-            give_back(&self.shared, &self.gate, self.key, [call], self.limits);
+            give_back(self.shared, &self.gate, self.key, [call], self.limits);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -265,6 +277,19 @@ fn give_back(
         }
     }
     gate.freed.notify_one();
+}
+
+/// Keeps the room of `calls`, taken along and told to the store, for the next slots
+/// given back: a call given back then needs no allocation.
+fn recycle(gate: &Gate, mut calls: Vec<String>) {
+    if calls.capacity() == 0 {
+        return;
+    }
+    calls.clear();
+    let mut released = lock(&gate.released);
+    if released.calls.capacity() == 0 {
+        released.calls = calls;
+    }
 }
 
 /// Tells the store of the slots given back that no admission took along.
@@ -311,11 +336,11 @@ impl Drop for Asking<'_> {
 
 /// Takes a slot in `company`'s budget, waiting for one (fairly, after this process's
 /// earlier callers for the company) until `deadline`.
-pub(crate) async fn acquire(
-    shared: &Arc<Shared>,
+pub(crate) async fn acquire<'a>(
+    shared: &'a Arc<Shared>,
     company: &str,
     deadline: Instant,
-) -> Result<Slot, HcssApiError> {
+) -> Result<Slot<'a>, HcssApiError> {
     let budgets = &shared.budgets;
     let gate = budgets.gate(company);
     let key = gate.key;
@@ -324,7 +349,7 @@ pub(crate) async fn acquire(
     };
     // A turn free at once is taken without a timer (no waiter is passed over: Tokio's
     // mutex hands a freed turn to its first waiter).
-    let _turn = match gate.turn.try_lock() {
+    let turn = match gate.turn.try_lock() {
         Ok(turn) => turn,
         Err(_) => match tokio::time::timeout_at(deadline, gate.turn.lock()).await {
             Ok(turn) => turn,
@@ -344,7 +369,9 @@ pub(crate) async fn acquire(
         let call = budgets.call_id();
         let released = std::mem::take(&mut lock(&gate.released).calls);
         let admission = if budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
-            budgets.local.acquire(key, &call, &released, limits)
+            let admission = budgets.local.acquire(key, &call, &released, limits);
+            recycle(&gate, released);
+            admission
         } else {
             let mut asking = Asking {
                 shared,
@@ -362,7 +389,10 @@ pub(crate) async fn acquire(
             {
                 Ok(admission) => {
                     asking.answered = true;
-                    budgets.mode.store(MODE_STORE, Ordering::Relaxed);
+                    if budgets.mode.load(Ordering::Relaxed) != MODE_STORE {
+                        budgets.mode.store(MODE_STORE, Ordering::Relaxed);
+                    }
+                    recycle(&gate, std::mem::take(&mut asking.released));
                     admission
                 }
                 Err(StoreError::Unsupported(_)) => {
@@ -379,21 +409,21 @@ pub(crate) async fn acquire(
                 }
             }
         };
-        let now = Instant::now();
         match admission {
             CallAdmission::Granted { in_window } => {
+                drop(turn);
                 return Ok(Slot {
-                    shared: shared.clone(),
-                    gate: gate.clone(),
+                    shared,
+                    gate,
                     key,
                     call,
                     limits,
                     in_window,
                     sent_at: None,
-                })
+                });
             }
             CallAdmission::WindowFull { retry_in } => {
-                if now + retry_in > deadline {
+                if Instant::now() + retry_in > deadline {
                     tracing::info!(
                         retry_in_ms = retry_in.as_millis() as u64,
                         "HCSS API call not made: the company's calls of this minute are spent past the maximum wait"
@@ -408,6 +438,7 @@ pub(crate) async fn acquire(
                 tokio::time::sleep(retry_in).await;
             }
             CallAdmission::InFlightFull { retry_in } => {
+                let now = Instant::now();
                 if now >= deadline {
                     tracing::info!("HCSS API call not made: the company's calls in flight stayed at the limit for the maximum wait");
                     return Err(busy(Duration::from_secs(1)));
