@@ -139,7 +139,7 @@ impl HcssCompanyTokens {
     /// request as configured, [`CompanyTokenError::Unavailable`] (retry later) otherwise.
     pub async fn token(&self, company_id: &str) -> Result<HcssToken, CompanyTokenError> {
         Ok(self
-            .held_token(&Source::Company(company_id.to_owned()))
+            .held_token(&Source::Company(company_id.into()))
             .await?
             .token
             .clone())
@@ -383,7 +383,7 @@ impl HcssCompanyTokens {
         match err.class() {
             ErrorClass::GrantGone => {
                 let company_id = match source {
-                    Source::Company(id) => id.clone(),
+                    Source::Company(id) => id.to_string(),
                     Source::Own => "(this app's own)".to_owned(),
                 };
                 tracing::info!(reason = %err, "company token refused: the company has not connected this app");

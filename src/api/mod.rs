@@ -151,9 +151,7 @@ impl HcssApi {
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
     /// grant.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
-        self.caller(Acting::Company(CompanySource::Company(
-            company_id.to_owned(),
-        )))
+        self.caller(Acting::Company(CompanySource::Company(company_id.into())))
     }
 
     /// Calls as the app's own company, with its `client_credentials` token.
@@ -241,7 +239,7 @@ impl HcssCaller {
     /// The company whose budget the call counts against.
     fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
         match &self.acting {
-            Acting::Company(CompanySource::Company(id)) => id.into(),
+            Acting::Company(CompanySource::Company(id)) => (**id).into(),
             Acting::User(_) => token
                 .claims()
                 .company_id()
@@ -345,18 +343,15 @@ impl HcssApiRequest {
                 reason: reason.clone(),
             });
         }
-        let shared = self.caller.api.companies.shared().clone();
+        let shared = self.caller.api.companies.shared();
         let config = &shared.config;
-        let url = target::call_url(&config.api.url, &config.api.base, &self.path, &self.query)
-            .ok_or_else(|| HcssApiError::Invalid {
-                reason: format!("{:?} is not a path under the API URL", self.path),
-            })?;
+        let url = self.url()?;
         let deadline = Instant::now() + config.api.max_wait;
         let mut credential = self.caller.token().await?;
         let company = self.caller.company(credential.token());
         let mut tries = Tries::default();
         loop {
-            let mut slot = crate::shared::budgets::acquire(&shared, &company, deadline).await?;
+            let mut slot = crate::shared::budgets::acquire(shared, &company, deadline).await?;
             let mut request = credential.authorize(
                 config
                     .identity
@@ -412,6 +407,16 @@ impl HcssApiRequest {
                 Next::Fail(err) => return Err(err),
             }
         }
+    }
+
+    /// The request's URL: its path and query under the API URL.
+    fn url(&self) -> Result<url::Url, HcssApiError> {
+        let api = &self.caller.api.companies.shared().config.api;
+        target::call_url(&api.url, &api.base, &self.path, &self.query).ok_or_else(|| {
+            HcssApiError::Invalid {
+                reason: format!("{:?} is not a path under the API URL", self.path),
+            }
+        })
     }
 
     /// What follows a status the client handles (401, 403, 429, 5xx): the rare paths,

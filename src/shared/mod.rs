@@ -103,7 +103,8 @@ impl Shared {
 /// (`client_credentials`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum CompanySource {
-    Company(String),
+    /// Shared, not copied, by the requests of one caller.
+    Company(Arc<str>),
     Own,
 }
 
