@@ -411,11 +411,17 @@ impl HcssApiRequest {
 
     /// The request's URL: its path and query under the API URL.
     fn url(&self) -> Result<url::Url, HcssApiError> {
-        let api = &self.caller.api.companies.shared().config.api;
-        target::call_url(&api.url, &api.base, &self.path, &self.query).ok_or_else(|| {
-            HcssApiError::Invalid {
-                reason: format!("{:?} is not a path under the API URL", self.path),
-            }
+        let shared = self.caller.api.companies.shared();
+        let api = &shared.config.api;
+        target::kept_call_url(
+            &shared.api_urls,
+            &api.url,
+            &api.base,
+            &self.path,
+            &self.query,
+        )
+        .ok_or_else(|| HcssApiError::Invalid {
+            reason: format!("{:?} is not a path under the API URL", self.path),
         })
     }
 

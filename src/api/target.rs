@@ -1,6 +1,35 @@
 //! Where a call goes: the API base URL with the call's path under it.
 
+use dashmap::DashMap;
 use url::Url;
+
+/// The most paths whose URLs a layer keeps: those an app calls again and again. Paths
+/// called once each (an id in the path) fill it, then are built on every call.
+const KEPT_PATHS: usize = 256;
+
+/// [`call_url`], through `kept`: the URL of a path seen before is cloned, not built.
+pub(super) fn kept_call_url(
+    kept: &DashMap<Box<str>, Url>,
+    base_text: &str,
+    base: &Url,
+    path: &str,
+    query: &[(String, String)],
+) -> Option<Url> {
+    let mut url = match kept.get(path) {
+        Some(url) => url.clone(),
+        None => {
+            let url = call_url(base_text, base, path, &[])?;
+            if kept.len() < KEPT_PATHS {
+                kept.insert(path.into(), url.clone());
+            }
+            url
+        }
+    };
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Some(url)
+}
 
 /// The URL of `path` (with the `?query` and `#fragment` it may carry) under the API base
 /// URL, `query` pairs added to it; `None` for a path that does not start with `/`.
@@ -170,6 +199,46 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "https://api.hcssapps.com/jobs?x=1&cursor=a%26b+c#f"
+        );
+    }
+
+    #[test]
+    fn a_kept_url_is_the_one_built_and_the_paths_kept_are_bounded() {
+        let base_text = "https://h.example/api";
+        let base = Url::parse(&format!("{base_text}/")).unwrap();
+        let kept = DashMap::new();
+        let pairs = [("cursor".to_owned(), "a&b".to_owned())];
+        for path in ["/jobs", "/jobs?x=1#f", "/a/../b", "/%7E", "/jobs"] {
+            for query in [&[][..], &pairs[..]] {
+                // Built the first time, cloned the next: the same URL, a query of the
+                // call's own never kept with the path.
+                for _ in 0..2 {
+                    assert_eq!(
+                        kept_call_url(&kept, base_text, &base, path, query),
+                        call_url(base_text, &base, path, query),
+                        "{path:?} {query:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            kept_call_url(&kept, base_text, &base, "relative", &[]),
+            None
+        );
+        assert!(kept
+            .iter()
+            .all(|entry| entry.value().query() != Some("cursor=a%26b")));
+        for n in 0..KEPT_PATHS * 2 {
+            let path = format!("/jobs/{n}");
+            assert_eq!(
+                kept_call_url(&kept, base_text, &base, &path, &[]),
+                call_url(base_text, &base, &path, &[])
+            );
+        }
+        assert_eq!(
+            kept.len(),
+            KEPT_PATHS,
+            "paths called once each are not all kept"
         );
     }
 }

@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     pub(crate) refresher: String,
     /// The companies' budgets of API calls, as this layer's calls meet them.
     pub(crate) budgets: budgets::Budgets,
+    /// The URLs of the API paths called, by path (`crate::api`'s `target`): a call to a
+    /// path called before clones its URL rather than setting the path again.
+    pub(crate) api_urls: DashMap<Box<str>, url::Url>,
     /// What the identity service publishes (its discovery document and signing keys),
     /// read on first use and shared by every clone of the layer.
     pub(crate) oidc: Provider,
@@ -94,6 +97,7 @@ impl Shared {
             pending: Pending::default(),
             refresher: crate::secret::random_token(16),
             budgets: Default::default(),
+            api_urls: DashMap::new(),
             oidc: Provider::default(),
         }
     }
