@@ -149,7 +149,8 @@ impl HcssApi {
     }
 
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
-    /// grant.
+    /// grant. Its calls count against the company's budget whatever the case of the id
+    /// (HCSS's company ids are GUIDs), with the calls of its users.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
         self.caller(Acting::Company(CompanySource::Company(company_id.into())))
     }
@@ -236,22 +237,21 @@ impl HcssCaller {
         }
     }
 
-    /// The company whose budget the call counts against.
+    /// The company whose budget the call counts against, its id in lower case: HCSS's
+    /// company ids are GUIDs, which it reads in either case, so that `A1B2...` and
+    /// `a1b2...` are one company and one budget.
     fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
+        let id = match &self.acting {
+            Acting::Company(CompanySource::Company(id)) => &**id,
+            Acting::User(_) => token.claims().company_id().unwrap_or_default(),
+            Acting::Company(CompanySource::Own) => token.claims().company_id().unwrap_or("\0own"),
+        };
+        if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return id.to_ascii_lowercase().into();
+        }
         match &self.acting {
             Acting::Company(CompanySource::Company(id)) => (**id).into(),
-            Acting::User(_) => token
-                .claims()
-                .company_id()
-                .unwrap_or_default()
-                .to_owned()
-                .into(),
-            Acting::Company(CompanySource::Own) => token
-                .claims()
-                .company_id()
-                .unwrap_or("\0own")
-                .to_owned()
-                .into(),
+            _ => id.to_owned().into(),
         }
     }
 }

@@ -495,3 +495,28 @@ async fn pages_whose_items_do_not_decode_say_why() {
     };
     assert!(reason.contains("expected u32"), "{reason}");
 }
+
+/// HCSS's company ids are GUIDs, which it reads in either case: calls for one company
+/// written in two cases count against one budget, not two that together pass HCSS's.
+#[tokio::test]
+async fn a_company_id_in_another_case_counts_against_the_same_budget() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
+    }));
+    let api = HcssApi::new(&auth);
+    let company = "a1b2c3d4-0000-4000-8000-00000000abcd";
+    api.for_company(company).get(UNITS).send().await.unwrap();
+    api.for_company(&company.to_ascii_uppercase())
+        .get(UNITS)
+        .send()
+        .await
+        .unwrap();
+    match api.for_company(company).get(UNITS).send().await {
+        Err(HcssApiError::Busy { retry_after }) => {
+            assert!(retry_after > Duration::from_secs(50), "{retry_after:?}")
+        }
+        other => panic!("the third call of the minute was not held back: {other:?}"),
+    }
+}
