@@ -443,4 +443,155 @@ mod tests {
         budget.sweep(Duration::from_secs(60));
         assert!(budget.companies.is_empty(), "an idle company is kept");
     }
+
+    /// What the budget answers, as the old id-keyed window (and the Redis script) did:
+    /// a reference kept as plain as can be, a call's id its key everywhere. The one
+    /// difference accepted: an id given back a second time is not moved again.
+    #[derive(Default)]
+    struct Model {
+        flying: HashMap<String, Instant>,
+        window: HashMap<String, Instant>,
+        given_back: std::collections::HashSet<String>,
+    }
+
+    impl Model {
+        fn release(&mut self, released: &[String], now: Instant) {
+            for call in released {
+                let flew = self.flying.remove(call).is_some();
+                if flew || !self.given_back.contains(call) {
+                    if let Some(at) = self.window.get_mut(call) {
+                        *at = now;
+                    }
+                }
+                self.given_back.insert(call.clone());
+            }
+        }
+
+        fn expire(&mut self, window: Duration, now: Instant) {
+            self.flying.retain(|_, end| *end > now);
+            if let Some(cutoff) = now.checked_sub(window) {
+                self.window.retain(|_, at| *at > cutoff);
+            }
+        }
+
+        fn acquire(
+            &mut self,
+            call: &str,
+            released: &[String],
+            limits: CallLimits,
+            now: Instant,
+        ) -> CallAdmission {
+            self.release(released, now);
+            self.expire(limits.window, now);
+            if self.window.len() >= limits.per_window as usize {
+                let oldest = self.window.values().min().copied().unwrap_or(now);
+                return CallAdmission::WindowFull {
+                    retry_in: (oldest + limits.window).saturating_duration_since(now)
+                        + Duration::from_millis(1),
+                };
+            }
+            if self.flying.len() >= limits.in_flight as usize {
+                let first = self.flying.values().min().copied().unwrap_or(now);
+                return CallAdmission::InFlightFull {
+                    retry_in: first.saturating_duration_since(now),
+                };
+            }
+            self.flying.insert(call.to_owned(), now + limits.lease);
+            self.window.insert(call.to_owned(), now);
+            CallAdmission::Granted {
+                in_window: self.window.len() as u32,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A new call, giving back the calls picked (by index among the ids given).
+        Acquire(Vec<usize>),
+        Release(Vec<usize>),
+        Advance(u64),
+        Sweep,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let picks = || proptest::collection::vec(0usize..64, 0..3);
+        prop_oneof![
+            4 => picks().prop_map(Op::Acquire),
+            2 => picks().prop_map(Op::Release),
+            3 => (0u64..120).prop_map(Op::Advance),
+            1 => Just(Op::Sweep),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_budget_answers_as_the_id_keyed_window_does(
+            in_flight in 1u32..4,
+            per_window in 1u32..6,
+            window in 1u64..100,
+            lease in 1u64..150,
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let limits = CallLimits::new(
+                in_flight,
+                per_window,
+                Duration::from_millis(window),
+                Duration::from_millis(lease),
+            );
+            runtime.block_on(async {
+                let budget = LocalBudget::default();
+                let key = StoreKey::random_of(KeyKind::ApiBudget);
+                let mut model = Model::default();
+                // Ids handed out so far, and one never handed out.
+                let mut ids = vec!["never".to_owned()];
+                let pick = |ids: &Vec<String>, picks: &[usize]| -> Vec<String> {
+                    picks.iter().map(|i| ids[i % ids.len()].clone()).collect()
+                };
+                for (step, op) in ops.iter().enumerate() {
+                    let now = Instant::now();
+                    match op {
+                        Op::Acquire(picks) => {
+                            let released = pick(&ids, picks);
+                            let call = format!("c{step}");
+                            let got = budget.acquire(key, &call, &released, limits);
+                            let want = model.acquire(&call, &released, limits, now);
+                            assert_eq!(got, want, "step {step}: {op:?} {ops:?}");
+                            ids.push(call);
+                        }
+                        Op::Release(picks) => {
+                            let released = pick(&ids, picks);
+                            budget.release(key, &released);
+                            if budget.companies() == 1 {
+                                model.release(&released, now);
+                            } else {
+                                // Nothing held: the model holds nothing either.
+                                model.given_back.extend(released);
+                            }
+                        }
+                        Op::Advance(ms) => {
+                            tokio::time::advance(Duration::from_millis(*ms)).await;
+                        }
+                        Op::Sweep => {
+                            budget.sweep(limits.window);
+                            model.expire(limits.window, now);
+                            let idle = model.flying.is_empty() && model.window.is_empty();
+                            assert_eq!(
+                                budget.companies(),
+                                usize::from(!idle),
+                                "step {step}: {ops:?}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
 }
