@@ -144,20 +144,28 @@ impl Window {
 
     /// Moves the call at `place` to `at`, if the window still holds it.
     fn move_to(&mut self, place: u64, at: Instant) {
+        if self.forget(place) {
+            self.push(at);
+        }
+    }
+
+    /// Stops counting the call at `place`: whether the window held it.
+    fn forget(&mut self, place: u64) -> bool {
         let Some(index) = place.checked_sub(self.first) else {
-            return;
+            return false;
         };
         let Some((_, counts)) = usize::try_from(index)
             .ok()
             .and_then(|index| self.order.get_mut(index))
         else {
-            return;
+            return false;
         };
-        if std::mem::take(counts) {
-            self.counting -= 1;
-            self.trim();
-            self.push(at);
+        if !std::mem::take(counts) {
+            return false;
         }
+        self.counting -= 1;
+        self.trim();
+        true
     }
 
     /// Whether the call at `place` is still in the window.
@@ -240,6 +248,16 @@ impl Calls {
 
     /// Takes a slot for `call` until `lease_end`, and a place in the window from `now`.
     fn take(&mut self, call: &str, now: Instant, lease_end: Instant) {
+        // An id held already (a store's caller may pick its own) is one call, counted
+        // from now, as in Redis's sorted sets: its earlier place stops counting.
+        let held = match self.flying.get(call) {
+            Some(flying) => Some(flying.place),
+            None if self.lapsed.is_empty() => None,
+            None => self.lapsed.remove(call),
+        };
+        if let Some(place) = held {
+            self.window.forget(place);
+        }
         let place = self.window.push(now);
         self.flying.insert(call.into(), Flying { lease_end, place });
         self.next_lease_end = Some(
@@ -593,5 +611,37 @@ mod tests {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod adversary {
+    use super::*;
+    use crate::store::KeyKind;
+
+    /// An id taken again while the budget still holds it (a caller of the store's
+    /// `acquire_call` choosing its own ids) is one call, as in Redis's sorted sets.
+    #[tokio::test(start_paused = true)]
+    async fn an_id_taken_again_counts_once() {
+        let budget = LocalBudget::default();
+        let key = StoreKey::random_of(KeyKind::ApiBudget);
+        let limits = CallLimits::new(2, 2, Duration::from_secs(60), Duration::from_secs(10));
+        for _ in 0..2 {
+            assert_eq!(
+                budget.acquire(key, "a", &[], limits),
+                CallAdmission::Granted { in_window: 1 }
+            );
+        }
+        // Its lease ended, still in the window: taken again, still one call.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            budget.acquire(key, "b", &[], limits),
+            CallAdmission::Granted { in_window: 2 }
+        );
+        budget.release(key, &["b".into()]);
+        assert!(matches!(
+            budget.acquire(key, "a", &[], limits),
+            CallAdmission::WindowFull { .. }
+        ));
     }
 }
