@@ -524,8 +524,10 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        /// A new call, giving back the calls picked (by index among the ids given).
-        Acquire(Vec<usize>),
+        /// A call, giving back the calls picked (by index among the ids given), under
+        /// a window lowered by some (others' pressure), its id a new one or (`Some`) one
+        /// given before and not given back (a store's caller may pick its own ids).
+        Acquire(Vec<usize>, u32, Option<usize>),
         Release(Vec<usize>),
         Advance(u64),
         Sweep,
@@ -535,7 +537,8 @@ mod tests {
         use proptest::prelude::*;
         let picks = || proptest::collection::vec(0usize..64, 0..3);
         prop_oneof![
-            4 => picks().prop_map(Op::Acquire),
+            4 => (picks(), 0u32..3, proptest::option::weighted(0.2, 0usize..64))
+                .prop_map(|(picks, less, again)| Op::Acquire(picks, less, again)),
             2 => picks().prop_map(Op::Release),
             3 => (0u64..120).prop_map(Op::Advance),
             1 => Just(Op::Sweep),
@@ -576,9 +579,22 @@ mod tests {
                 for (step, op) in ops.iter().enumerate() {
                     let now = Instant::now();
                     match op {
-                        Op::Acquire(picks) => {
+                        Op::Acquire(picks, less, again) => {
                             let released = pick(&ids, picks);
-                            let call = format!("c{step}");
+                            // An id given back is not known by the budget any more:
+                            // taken again, it is a new call (not the model's case).
+                            let call = again
+                                .map(|i| ids[i % ids.len()].clone())
+                                .filter(|id| {
+                                    !model.given_back.contains(id) && !released.contains(id)
+                                })
+                                .unwrap_or_else(|| format!("c{step}"));
+                            let limits = CallLimits::new(
+                                in_flight,
+                                per_window.saturating_sub(*less),
+                                limits.window,
+                                limits.lease,
+                            );
                             let got = budget.acquire(key, &call, &released, limits);
                             let want = model.acquire(&call, &released, limits, now);
                             assert_eq!(got, want, "step {step}: {op:?} {ops:?}");
@@ -598,8 +614,10 @@ mod tests {
                             tokio::time::advance(Duration::from_millis(*ms)).await;
                         }
                         Op::Sweep => {
-                            budget.sweep(limits.window);
-                            model.expire(limits.window, now);
+                            // As `MemoryStore` sweeps.
+                            let window = limits.window.max(limits.lease);
+                            budget.sweep(window);
+                            model.expire(window, now);
                             let idle = model.flying.is_empty() && model.window.is_empty();
                             assert_eq!(
                                 budget.companies(),
