@@ -191,6 +191,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Paths that differ only after a `?` or `#`, or in their escapes, called one
+        /// after another through one kept map, with and without pairs of their own (a
+        /// `?`, `#`, `&` or `%` in them): each URL is the one built afresh.
+        #[test]
+        fn a_kept_url_is_any_paths_fresh_one(
+            base_text in "https://h\\.example(/[a.%?]{0,3})?",
+            calls in proptest::collection::vec(
+                ("/[/.a%2E?#& é]{0,6}", proptest::collection::vec(("[a?#&%=]{0,2}", "[a?#&% ]{0,2}"), 0..2)),
+                1..24,
+            ),
+        ) {
+            let Ok(base) = Url::parse(&format!("{base_text}/")) else { return Ok(()) };
+            let kept = DashMap::new();
+            for (path, query) in &calls {
+                proptest::prop_assert_eq!(
+                    kept_call_url(&kept, &base_text, &base, path, query),
+                    call_url(&base_text, &base, path, query),
+                    "{} {:?} {:?}", base_text, path, query
+                );
+            }
+        }
+    }
+
     #[test]
     fn query_pairs_are_added_to_the_paths_own() {
         let base = Url::parse("https://api.hcssapps.com/").unwrap();

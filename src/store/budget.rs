@@ -144,20 +144,28 @@ impl Window {
 
     /// Moves the call at `place` to `at`, if the window still holds it.
     fn move_to(&mut self, place: u64, at: Instant) {
+        if self.forget(place) {
+            self.push(at);
+        }
+    }
+
+    /// Stops counting the call at `place`: whether the window held it.
+    fn forget(&mut self, place: u64) -> bool {
         let Some(index) = place.checked_sub(self.first) else {
-            return;
+            return false;
         };
         let Some((_, counts)) = usize::try_from(index)
             .ok()
             .and_then(|index| self.order.get_mut(index))
         else {
-            return;
+            return false;
         };
-        if std::mem::take(counts) {
-            self.counting -= 1;
-            self.trim();
-            self.push(at);
+        if !std::mem::take(counts) {
+            return false;
         }
+        self.counting -= 1;
+        self.trim();
+        true
     }
 
     /// Whether the call at `place` is still in the window.
@@ -240,6 +248,16 @@ impl Calls {
 
     /// Takes a slot for `call` until `lease_end`, and a place in the window from `now`.
     fn take(&mut self, call: &str, now: Instant, lease_end: Instant) {
+        // An id held already (a store's caller may pick its own) is one call, counted
+        // from now, as in Redis's sorted sets: its earlier place stops counting.
+        let held = match self.flying.get(call) {
+            Some(flying) => Some(flying.place),
+            None if self.lapsed.is_empty() => None,
+            None => self.lapsed.remove(call),
+        };
+        if let Some(place) = held {
+            self.window.forget(place);
+        }
         let place = self.window.push(now);
         self.flying.insert(call.into(), Flying { lease_end, place });
         self.next_lease_end = Some(
@@ -442,5 +460,206 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         budget.sweep(Duration::from_secs(60));
         assert!(budget.companies.is_empty(), "an idle company is kept");
+    }
+
+    /// What the budget answers, as the old id-keyed window (and the Redis script) did:
+    /// a reference kept as plain as can be, a call's id its key everywhere. The one
+    /// difference accepted: an id given back a second time is not moved again.
+    #[derive(Default)]
+    struct Model {
+        flying: HashMap<String, Instant>,
+        window: HashMap<String, Instant>,
+        given_back: std::collections::HashSet<String>,
+    }
+
+    impl Model {
+        fn release(&mut self, released: &[String], now: Instant) {
+            for call in released {
+                let flew = self.flying.remove(call).is_some();
+                if flew || !self.given_back.contains(call) {
+                    if let Some(at) = self.window.get_mut(call) {
+                        *at = now;
+                    }
+                }
+                self.given_back.insert(call.clone());
+            }
+        }
+
+        fn expire(&mut self, window: Duration, now: Instant) {
+            self.flying.retain(|_, end| *end > now);
+            if let Some(cutoff) = now.checked_sub(window) {
+                self.window.retain(|_, at| *at > cutoff);
+            }
+        }
+
+        fn acquire(
+            &mut self,
+            call: &str,
+            released: &[String],
+            limits: CallLimits,
+            now: Instant,
+        ) -> CallAdmission {
+            self.release(released, now);
+            self.expire(limits.window, now);
+            if self.window.len() >= limits.per_window as usize {
+                let oldest = self.window.values().min().copied().unwrap_or(now);
+                return CallAdmission::WindowFull {
+                    retry_in: (oldest + limits.window).saturating_duration_since(now)
+                        + Duration::from_millis(1),
+                };
+            }
+            if self.flying.len() >= limits.in_flight as usize {
+                let first = self.flying.values().min().copied().unwrap_or(now);
+                return CallAdmission::InFlightFull {
+                    retry_in: first.saturating_duration_since(now),
+                };
+            }
+            self.flying.insert(call.to_owned(), now + limits.lease);
+            self.window.insert(call.to_owned(), now);
+            CallAdmission::Granted {
+                in_window: self.window.len() as u32,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A call, giving back the calls picked (by index among the ids given), under
+        /// a window lowered by some (others' pressure), its id a new one or (`Some`) one
+        /// given before and not given back (a store's caller may pick its own ids).
+        Acquire(Vec<usize>, u32, Option<usize>),
+        Release(Vec<usize>),
+        Advance(u64),
+        Sweep,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let picks = || proptest::collection::vec(0usize..64, 0..3);
+        prop_oneof![
+            4 => (picks(), 0u32..3, proptest::option::weighted(0.2, 0usize..64))
+                .prop_map(|(picks, less, again)| Op::Acquire(picks, less, again)),
+            2 => picks().prop_map(Op::Release),
+            3 => (0u64..120).prop_map(Op::Advance),
+            1 => Just(Op::Sweep),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_budget_answers_as_the_id_keyed_window_does(
+            in_flight in 1u32..4,
+            per_window in 1u32..6,
+            window in 1u64..100,
+            lease in 1u64..150,
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let limits = CallLimits::new(
+                in_flight,
+                per_window,
+                Duration::from_millis(window),
+                Duration::from_millis(lease),
+            );
+            runtime.block_on(async {
+                let budget = LocalBudget::default();
+                let key = StoreKey::random_of(KeyKind::ApiBudget);
+                let mut model = Model::default();
+                // Ids handed out so far, and one never handed out.
+                let mut ids = vec!["never".to_owned()];
+                let pick = |ids: &Vec<String>, picks: &[usize]| -> Vec<String> {
+                    picks.iter().map(|i| ids[i % ids.len()].clone()).collect()
+                };
+                for (step, op) in ops.iter().enumerate() {
+                    let now = Instant::now();
+                    match op {
+                        Op::Acquire(picks, less, again) => {
+                            let released = pick(&ids, picks);
+                            // An id given back is not known by the budget any more:
+                            // taken again, it is a new call (not the model's case).
+                            let call = again
+                                .map(|i| ids[i % ids.len()].clone())
+                                .filter(|id| {
+                                    !model.given_back.contains(id) && !released.contains(id)
+                                })
+                                .unwrap_or_else(|| format!("c{step}"));
+                            let limits = CallLimits::new(
+                                in_flight,
+                                per_window.saturating_sub(*less),
+                                limits.window,
+                                limits.lease,
+                            );
+                            let got = budget.acquire(key, &call, &released, limits);
+                            let want = model.acquire(&call, &released, limits, now);
+                            assert_eq!(got, want, "step {step}: {op:?} {ops:?}");
+                            ids.push(call);
+                        }
+                        Op::Release(picks) => {
+                            let released = pick(&ids, picks);
+                            budget.release(key, &released);
+                            if budget.companies() == 1 {
+                                model.release(&released, now);
+                            } else {
+                                // Nothing held: the model holds nothing either.
+                                model.given_back.extend(released);
+                            }
+                        }
+                        Op::Advance(ms) => {
+                            tokio::time::advance(Duration::from_millis(*ms)).await;
+                        }
+                        Op::Sweep => {
+                            // As `MemoryStore` sweeps.
+                            let window = limits.window.max(limits.lease);
+                            budget.sweep(window);
+                            model.expire(window, now);
+                            let idle = model.flying.is_empty() && model.window.is_empty();
+                            assert_eq!(
+                                budget.companies(),
+                                usize::from(!idle),
+                                "step {step}: {ops:?}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod adversary {
+    use super::*;
+    use crate::store::KeyKind;
+
+    /// An id taken again while the budget still holds it (a caller of the store's
+    /// `acquire_call` choosing its own ids) is one call, as in Redis's sorted sets.
+    #[tokio::test(start_paused = true)]
+    async fn an_id_taken_again_counts_once() {
+        let budget = LocalBudget::default();
+        let key = StoreKey::random_of(KeyKind::ApiBudget);
+        let limits = CallLimits::new(2, 2, Duration::from_secs(60), Duration::from_secs(10));
+        for _ in 0..2 {
+            assert_eq!(
+                budget.acquire(key, "a", &[], limits),
+                CallAdmission::Granted { in_window: 1 }
+            );
+        }
+        // Its lease ended, still in the window: taken again, still one call.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            budget.acquire(key, "b", &[], limits),
+            CallAdmission::Granted { in_window: 2 }
+        );
+        budget.release(key, &["b".into()]);
+        assert!(matches!(
+            budget.acquire(key, "a", &[], limits),
+            CallAdmission::WindowFull { .. }
+        ));
     }
 }
