@@ -97,7 +97,9 @@ pub trait Coordination: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
-    /// Takes a slot for the call `call` in the budget `budget` if `limits` allow one:
+    /// Takes a slot for the call `call` (an id new to the budget: the layer's ids are
+    /// unique across instances, and a store may count an id given back and then taken
+    /// again as two calls) in the budget `budget` if `limits` allow one:
     /// fewer than `limits.in_flight` calls hold a slot whose lease has not ended, and fewer
     /// than `limits.per_window` calls are in the rolling `limits.window`. Granted, the call
     /// holds a slot leased for `limits.lease` and counts in the window from now. A call
