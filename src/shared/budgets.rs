@@ -3,7 +3,7 @@
 //! slot given back however the call ends, and the pressure other integrations put on
 //! the company's budget, read from HCSS's `Remaining-Calls` and 429s.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::config::ApiSettings;
 use crate::error::{HcssApiError, StoreError};
 use crate::secret::random_token;
 use crate::shared::Shared;
-use crate::store::{CallAdmission, CallLimits, LocalBudget, StoreKey};
+use crate::store::{CallAdmission, CallLimits, LocalBudget, StoreKey, KEPT_COMPANIES};
 
 /// How often the first waiter of a company asks the store again while every slot is in
 /// flight on other instances (a slot freed in this process wakes it at once).
@@ -43,6 +43,8 @@ pub(crate) struct Budgets {
     mode: AtomicU8,
     instance: String,
     calls: AtomicU64,
+    /// [`gate`](Self::gate) drops idle gates once more than this are held.
+    sweep_gates_above: AtomicUsize,
 }
 
 impl Default for Budgets {
@@ -53,6 +55,7 @@ impl Default for Budgets {
             mode: AtomicU8::new(MODE_UNKNOWN),
             instance: random_token(12),
             calls: AtomicU64::new(0),
+            sweep_gates_above: AtomicUsize::new(0),
         }
     }
 }
@@ -76,6 +79,19 @@ impl Budgets {
     fn gate(&self, company: &str) -> Arc<Gate> {
         if let Some(gate) = self.gates.get(company) {
             return gate.clone();
+        }
+        // A new company: past as many gates as the budgets keep companies, and twice
+        // what the last sweep left, the gates no call holds and with nothing to give
+        // back go (what they saw of other integrations with them).
+        let above = self
+            .sweep_gates_above
+            .load(Ordering::Relaxed)
+            .max(KEPT_COMPANIES);
+        if self.gates.len() > above {
+            self.gates
+                .retain(|_, gate| Arc::strong_count(gate) > 1 || !gate.idle());
+            self.sweep_gates_above
+                .store(self.gates.len() * 2, Ordering::Relaxed);
         }
         self.gates
             .entry(company.into())
@@ -129,6 +145,12 @@ impl Gate {
             pressure: Default::default(),
             pressured: AtomicBool::new(false),
         }
+    }
+
+    /// Whether it has nothing to give back to the store, and no flush on its way.
+    fn idle(&self) -> bool {
+        let released = lock(&self.released);
+        released.calls.is_empty() && !released.flushing
     }
 
     /// The limits for the next call: the configured ones, less what other integrations
@@ -371,6 +393,9 @@ pub(crate) async fn acquire<'a>(
         let admission = if budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
             let admission = budgets.local.acquire(key, &call, &released, limits);
             recycle(&gate, released);
+            if matches!(admission, CallAdmission::Granted { .. }) {
+                budgets.local.tidy(limits.window.max(limits.lease));
+            }
             admission
         } else {
             let mut asking = Asking {
@@ -455,6 +480,31 @@ pub(crate) async fn acquire<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gates of companies no longer called go (those with a slot given back and
+    /// not yet told to the store stay until it is).
+    #[tokio::test(start_paused = true)]
+    async fn gates_of_companies_no_longer_called_do_not_pile_up() {
+        let config = crate::HcssConfig::builder()
+            .client_id("c")
+            .scopes(["heavyjob:read"])
+            .redirect_uri("https://app.example/hcss/callback")
+            .build()
+            .unwrap();
+        let auth = crate::HcssAuth::new(config);
+        let shared = crate::HcssCompanyTokens::new(&auth).shared().clone();
+        for n in 0..3 * KEPT_COMPANIES {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let slot = acquire(&shared, &format!("co-{n}"), deadline)
+                .await
+                .unwrap();
+            drop(slot);
+            // The slot goes to the store on its own after RELEASE_DELAY.
+            tokio::time::sleep(RELEASE_DELAY * 2).await;
+        }
+        let gates = shared.budgets.gates.len();
+        assert!(gates <= 2 * KEPT_COMPANIES, "{gates} gates kept");
+    }
 
     #[test]
     fn call_ids_are_the_instance_and_a_hex_counter() {

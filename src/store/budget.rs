@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -288,7 +289,12 @@ impl Calls {
 #[derive(Debug, Default)]
 pub(crate) struct LocalBudget {
     companies: DashMap<StoreKey, Calls>,
+    /// [`tidy`](Self::tidy) sweeps once more companies than this are held.
+    sweep_above: AtomicUsize,
 }
+
+/// The fewest companies a budget map holds before it drops the idle ones.
+pub(crate) const KEPT_COMPANIES: usize = 1024;
 
 impl LocalBudget {
     /// Gives back the slots of `released`, then takes one for `call` if `limits` allow.
@@ -341,8 +347,22 @@ impl LocalBudget {
     }
 
     /// How many companies it holds budgets for.
+    #[cfg(test)]
     pub(crate) fn companies(&self) -> usize {
         self.companies.len()
+    }
+
+    /// [`sweep`](Self::sweep)s once the map holds more than [`KEPT_COMPANIES`] and twice
+    /// what the last sweep left: the map holds the companies being called, not every one
+    /// ever called, and however many are being called, a call pays for a sweep only
+    /// now and then.
+    pub(crate) fn tidy(&self, window: Duration) {
+        let above = self.sweep_above.load(Ordering::Relaxed).max(KEPT_COMPANIES);
+        if self.companies.len() > above {
+            self.sweep(window);
+            self.sweep_above
+                .store(self.companies.len() * 2, Ordering::Relaxed);
+        }
     }
 
     /// Companies with no call in flight and none in a window of `window` are dropped,

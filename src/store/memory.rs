@@ -330,10 +330,8 @@ impl Coordination for MemoryStore {
         limits: super::CallLimits,
     ) -> StoreFuture<'a, super::CallAdmission> {
         let admission = self.inner.budget.acquire(budget, call, released, limits);
-        if matches!(admission, super::CallAdmission::Granted { .. })
-            && self.inner.budget.companies() > 1024
-        {
-            self.inner.budget.sweep(limits.window.max(limits.lease));
+        if matches!(admission, super::CallAdmission::Granted { .. }) {
+            self.inner.budget.tidy(limits.window.max(limits.lease));
         }
         Box::pin(async move { Ok(admission) })
     }
@@ -421,6 +419,32 @@ mod tests {
 
     fn tx(n: u64) -> LoginTransaction {
         LoginTransaction::new("v", "/", "b", n)
+    }
+
+    /// The budgets of companies no longer called go: a partner app calls for thousands
+    /// of customer companies over its life, a few at a time.
+    #[tokio::test(start_paused = true)]
+    async fn budgets_of_companies_no_longer_called_do_not_pile_up() {
+        use crate::store::{CallAdmission, CallLimits, Coordination, KeyKind};
+        let store = MemoryStore::new();
+        let window = Duration::from_secs(60);
+        let limits = CallLimits::new(20, 100, window, Duration::from_secs(10));
+        for _ in 0..5 * super::super::KEPT_COMPANIES {
+            let budget = StoreKey::random_of(KeyKind::ApiBudget);
+            let admission = store.acquire_call(budget, "call", &[], limits).await;
+            assert!(matches!(admission, Ok(CallAdmission::Granted { .. })));
+            store
+                .release_calls(budget, vec!["call".into()], limits)
+                .await
+                .unwrap();
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        // Those of the last minute (600) are kept; the rest went.
+        let kept = store.inner.budget.companies();
+        assert!(
+            (600..=2 * super::super::KEPT_COMPANIES).contains(&kept),
+            "{kept} companies kept"
+        );
     }
 
     #[tokio::test(start_paused = true)]

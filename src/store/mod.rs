@@ -141,8 +141,8 @@ mod token_store;
 
 pub use crate::error::StoreError;
 pub use crate::token::TokenSet;
-pub(crate) use budget::LocalBudget;
 pub use budget::{CallAdmission, CallLimits};
+pub(crate) use budget::{LocalBudget, KEPT_COMPANIES};
 pub use coordination::Coordination;
 pub use key::{KeyKind, StoreKey};
 pub use memory::MemoryStore;
