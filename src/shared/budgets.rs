@@ -393,9 +393,6 @@ pub(crate) async fn acquire<'a>(
         let admission = if budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
             let admission = budgets.local.acquire(key, &call, &released, limits);
             recycle(&gate, released);
-            if matches!(admission, CallAdmission::Granted { .. }) {
-                budgets.local.tidy(limits.window.max(limits.lease));
-            }
             admission
         } else {
             let mut asking = Asking {

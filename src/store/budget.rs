@@ -298,6 +298,7 @@ pub(crate) const KEPT_COMPANIES: usize = 1024;
 
 impl LocalBudget {
     /// Gives back the slots of `released`, then takes one for `call` if `limits` allow.
+    /// A company new to the map may [`tidy`](Self::tidy) it first.
     pub(crate) fn acquire(
         &self,
         key: StoreKey,
@@ -305,8 +306,14 @@ impl LocalBudget {
         released: &[String],
         limits: CallLimits,
     ) -> CallAdmission {
+        let mut calls = match self.companies.get_mut(&key) {
+            Some(calls) => calls,
+            None => {
+                self.tidy(limits.window.max(limits.lease));
+                self.companies.entry(key).or_default()
+            }
+        };
         let now = Instant::now();
-        let mut calls = self.companies.entry(key).or_default();
         for call in released {
             calls.release(call, now);
         }
@@ -355,8 +362,8 @@ impl LocalBudget {
     /// [`sweep`](Self::sweep)s once the map holds more than [`KEPT_COMPANIES`] and twice
     /// what the last sweep left: the map holds the companies being called, not every one
     /// ever called, and however many are being called, a call pays for a sweep only
-    /// now and then.
-    pub(crate) fn tidy(&self, window: Duration) {
+    /// now and then (and a call for a company it holds, not even for counting them).
+    fn tidy(&self, window: Duration) {
         let above = self.sweep_above.load(Ordering::Relaxed).max(KEPT_COMPANIES);
         if self.companies.len() > above {
             self.sweep(window);

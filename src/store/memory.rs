@@ -330,9 +330,6 @@ impl Coordination for MemoryStore {
         limits: super::CallLimits,
     ) -> StoreFuture<'a, super::CallAdmission> {
         let admission = self.inner.budget.acquire(budget, call, released, limits);
-        if matches!(admission, super::CallAdmission::Granted { .. }) {
-            self.inner.budget.tidy(limits.window.max(limits.lease));
-        }
         Box::pin(async move { Ok(admission) })
     }
 
