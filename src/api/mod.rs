@@ -241,18 +241,25 @@ impl HcssCaller {
     /// company ids are GUIDs, which it reads in either case, so that `A1B2...` and
     /// `a1b2...` are one company and one budget.
     fn company(&self, token: &HcssToken) -> std::borrow::Cow<'_, str> {
-        let id = match &self.acting {
-            Acting::Company(CompanySource::Company(id)) => &**id,
-            Acting::User(_) => token.claims().company_id().unwrap_or_default(),
-            Acting::Company(CompanySource::Own) => token.claims().company_id().unwrap_or("\0own"),
+        let id: std::borrow::Cow<'_, str> = match &self.acting {
+            Acting::Company(CompanySource::Company(id)) => (**id).into(),
+            Acting::User(_) => token
+                .claims()
+                .company_id()
+                .unwrap_or_default()
+                .to_owned()
+                .into(),
+            Acting::Company(CompanySource::Own) => token
+                .claims()
+                .company_id()
+                .unwrap_or("\0own")
+                .to_owned()
+                .into(),
         };
         if id.bytes().any(|b| b.is_ascii_uppercase()) {
             return id.to_ascii_lowercase().into();
         }
-        match &self.acting {
-            Acting::Company(CompanySource::Company(id)) => (**id).into(),
-            _ => id.to_owned().into(),
-        }
+        id
     }
 }
 

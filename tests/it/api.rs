@@ -111,13 +111,18 @@ async fn a_429_past_the_maximum_wait_is_busy_with_retry_after() {
     }
 }
 
+/// A layer whose companies may make two calls a minute, and wait two seconds at most.
+fn two_calls_a_minute(mock: &MockHcssIdentity) -> HcssAuth {
+    HcssAuth::new(config(mock, |b| {
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
+    }))
+}
+
 #[tokio::test]
 async fn a_full_window_past_the_maximum_wait_is_busy_without_calling_hcss() {
     let mock = MockHcssIdentity::start().await;
-    let auth = HcssAuth::new(config(&mock, |b| {
-        b.api_rate_per_minute(2)
-            .api_max_wait(Duration::from_secs(2))
-    }));
+    let auth = two_calls_a_minute(&mock);
     let company = HcssApi::new(&auth).for_company(COMPANY);
     company.get(UNITS).send().await.unwrap();
     company.get(UNITS).send().await.unwrap();
@@ -501,10 +506,7 @@ async fn pages_whose_items_do_not_decode_say_why() {
 #[tokio::test]
 async fn a_company_id_in_another_case_counts_against_the_same_budget() {
     let mock = MockHcssIdentity::start().await;
-    let auth = HcssAuth::new(config(&mock, |b| {
-        b.api_rate_per_minute(2)
-            .api_max_wait(Duration::from_secs(2))
-    }));
+    let auth = two_calls_a_minute(&mock);
     let api = HcssApi::new(&auth);
     let company = "a1b2c3d4-0000-4000-8000-00000000abcd";
     api.for_company(company).get(UNITS).send().await.unwrap();
