@@ -666,3 +666,51 @@ async fn an_api_url_no_path_can_follow_is_refused_at_build() {
         Ok(_) => panic!("an api_url no path can follow was accepted"),
     }
 }
+
+/// Finding 7 (low): a 5xx whose `Retry-After` is in the past (an HTTP date from a clock
+/// behind ours) or 0 made a GET go again at once, three times, with no backoff: the
+/// retries of a failing HCSS came within a millisecond of each other rather than 200,
+/// 400 and 800 ms apart, and the call's error then said to retry after 0 s (a 429 waits
+/// at least a second for the same reason). Seen on the code before its fix: `"Wed, 21
+/// Oct 2015 07:28:00 GMT": retries 1 ms apart (want the backoff): [1, 1, 1]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_with_a_retry_after_in_the_past_is_retried_with_backoff() {
+    let mock = MockHcssIdentity::start().await;
+    for value in ["Wed, 21 Oct 2015 07:28:00 GMT", "0"] {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+        let recorded = seen.clone();
+        let (url, _) = hostile_api(move |_, _, _| {
+            recorded.lock().unwrap().push(std::time::Instant::now());
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", value)],
+                "down",
+            )
+                .into_response()
+        })
+        .await;
+        let auth = HcssAuth::new(config(&mock, &url, |b| {
+            b.api_max_wait(Duration::from_secs(10))
+        }));
+        let answer = HcssApi::new(&auth)
+            .for_company(COMPANY)
+            .get(UNITS)
+            .send()
+            .await;
+        let seen = seen.lock().unwrap();
+        let gaps: Vec<u128> = seen.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        assert_eq!(seen.len(), 4, "{value:?}: the call and three retries");
+        assert!(
+            gaps.iter().all(|gap| *gap >= 150),
+            "{value:?}: retries {} ms apart (want the backoff): {gaps:?}",
+            gaps[0]
+        );
+        match answer {
+            Err(HcssApiError::Unavailable { retry_after, .. }) => assert!(
+                retry_after >= Duration::from_secs(1),
+                "{value:?}: retry after {retry_after:?}"
+            ),
+            other => panic!("{value:?}: expected Unavailable, got {other:?}"),
+        }
+    }
+}
