@@ -714,3 +714,46 @@ async fn a_5xx_with_a_retry_after_in_the_past_is_retried_with_backoff() {
         }
     }
 }
+
+/// Holds: a `POST` HCSS answered 201 whose body is cut off (the connection closed after
+/// its first bytes) is not sent again; the call fails `Unavailable`, whose doc says that
+/// such a request may have been carried out.
+#[tokio::test]
+async fn a_post_whose_answer_is_cut_off_is_not_sent_again() {
+    let mock = MockHcssIdentity::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let auth = HcssAuth::new(config(&mock, &url, |b| b));
+    let answer = HcssApi::new(&auth)
+        .for_company(COMPANY)
+        .post(UNITS)
+        .json(&serde_json::json!({ "code": "EAST" }))
+        .send()
+        .await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "{answer:?}");
+    assert!(
+        matches!(answer, Err(HcssApiError::Unavailable { .. })),
+        "{answer:?}"
+    );
+}
