@@ -757,3 +757,135 @@ async fn a_post_whose_answer_is_cut_off_is_not_sent_again() {
         "{answer:?}"
     );
 }
+
+/// Holds: through calls as a user and for a company that HCSS answers with 401 (then a
+/// refresh), 403, 429 past the maximum wait, 500, 200 and a refused connection, no log
+/// line (at TRACE), no error's `Display` or `Debug` and no `Debug` of the client, a
+/// caller, a request or a response carries a token HCSS was sent, the session's refresh
+/// token or its cookie. Current-thread runtime: the calls log to this thread's subscriber.
+#[tokio::test]
+async fn api_secrets_never_reach_logs_errors_or_debug() {
+    let capture = crate::common::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockHcssIdentity::start().await;
+    let bearers = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = bearers.clone();
+    let (url, _) = hostile_api(move |_, headers, _| {
+        if let Some(bearer) = headers.get("authorization") {
+            let bearer = bearer.to_str().unwrap();
+            recorded
+                .lock()
+                .unwrap()
+                .push(bearer.trim_start_matches("Bearer ").to_owned());
+        }
+        let answer = headers
+            .get("x-answer")
+            .map_or("200", |v| v.to_str().unwrap());
+        let status = StatusCode::from_u16(answer.parse().unwrap()).unwrap();
+        (
+            status,
+            [("retry-after", "120"), ("remaining-calls", "3")],
+            "answer",
+        )
+            .into_response()
+    })
+    .await;
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    };
+    let mut seen = String::new();
+    let mut secrets = Vec::new();
+    for api_url in [url, refused] {
+        // No wait: a 429 is `Busy` at once, a failure is not retried.
+        let auth = HcssAuth::new(config(&mock, &api_url, |b| b.api_max_wait(Duration::ZERO)));
+        let tokens = mock.issue_tokens("heavyjob:read heavyjob:write offline_access");
+        let session = hcss_auth::testing::seed_session(&auth, tokens.clone())
+            .await
+            .unwrap();
+        seen.push_str(&format!("{tokens:?} {session:?}"));
+        secrets.extend([
+            session.cookie_header(),
+            tokens.access_token.expose_secret().to_owned(),
+            tokens
+                .refresh_token
+                .as_ref()
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        ]);
+        let api = HcssApi::new(&auth);
+        let app = Router::new()
+            .route(
+                "/call",
+                axum::routing::get(
+                    |axum::extract::State(api): axum::extract::State<HcssApi>,
+                     session: hcss_auth::HcssSession| async move {
+                        let mut seen = String::new();
+                        for answer in ["401", "403", "429", "500", "200"] {
+                            let caller = api.as_user(&session);
+                            let request = caller.get(UNITS).header(
+                                axum::http::HeaderName::from_static("x-answer"),
+                                axum::http::HeaderValue::from_static(answer),
+                            );
+                            seen.push_str(&format!("{api:?} {caller:?} {request:?}"));
+                            match request.send().await {
+                                Ok(response) => seen.push_str(&format!("{response:?}")),
+                                Err(err) => seen.push_str(&format!("{err} {err:?}")),
+                            }
+                        }
+                        seen
+                    },
+                ),
+            )
+            .with_state(api.clone())
+            .layer(auth.clone());
+        let request = axum::http::Request::get("/call")
+            .header("cookie", session.cookie_header())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&body));
+        for answer in ["401", "403", "429", "500", "200"] {
+            let caller = api.for_company(COMPANY);
+            let request = caller.get(UNITS).header(
+                axum::http::HeaderName::from_static("x-answer"),
+                axum::http::HeaderValue::from_static(answer),
+            );
+            seen.push_str(&format!("{caller:?} {request:?}"));
+            let pages = caller.get(UNITS).pages();
+            seen.push_str(&format!("{pages:?}"));
+            match request.send().await {
+                Ok(response) => seen.push_str(&format!("{response:?}")),
+                Err(err) => seen.push_str(&format!("{err} {err:?}")),
+            }
+        }
+    }
+    let logs = capture.take();
+    assert!(logs.contains("HCSS API"), "no API log line was captured");
+    let bearers = bearers.lock().unwrap();
+    assert!(
+        bearers.len() >= 10,
+        "{} calls reached the API",
+        bearers.len()
+    );
+    secrets.extend(bearers.iter().cloned());
+    for secret in &secrets {
+        assert!(
+            !seen.contains(secret.as_str()),
+            "a secret in Debug or an error"
+        );
+        assert!(!logs.contains(secret.as_str()), "a secret in the logs");
+    }
+}
