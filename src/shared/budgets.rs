@@ -26,6 +26,12 @@ const POLL: Duration = Duration::from_millis(25);
 /// it in flight that much longer; this process's next call never waits for it.
 const RELEASE_DELAY: Duration = Duration::from_millis(5);
 
+/// How long slots the store failed to take back (a reply that timed out, a connection
+/// that dropped) wait before they go again, once, unless the company's next admission in
+/// this process takes them along before: a blip of the store does not keep them taken
+/// until their leases end.
+const RELEASE_RETRY: Duration = Duration::from_secs(1);
+
 /// Where the budgets are counted: not known before the store first answers.
 const MODE_UNKNOWN: u8 = 0;
 /// In the store (shared by every instance on it).
@@ -321,21 +327,47 @@ fn recycle(gate: &Gate, mut calls: Vec<String>) {
     }
 }
 
-/// Tells the store of the slots given back that no admission took along.
+/// Tells the store of the slots given back that no admission took along. Slots it
+/// fails to take back (a reply that timed out, a connection that dropped) wait for the
+/// company's next admission in this process, or go again once after [`RELEASE_RETRY`].
 async fn flush(shared: Arc<Shared>, gate: Arc<Gate>, key: StoreKey) {
-    tokio::time::sleep(RELEASE_DELAY).await;
-    let (calls, limits) = {
-        let mut released = lock(&gate.released);
-        released.flushing = false;
-        (std::mem::take(&mut released.calls), released.limits)
-    };
-    let Some(limits) = limits.filter(|_| !calls.is_empty()) else {
-        return;
-    };
-    if shared.budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
-        shared.budgets.local.release(key, &calls);
-    } else if let Err(err) = shared.token_store.release_calls(key, calls, limits).await {
-        tracing::debug!(error = %err, "API call slots not given back; their leases end by themselves");
+    let mut delay = RELEASE_DELAY;
+    let mut again = true;
+    loop {
+        tokio::time::sleep(delay).await;
+        let (calls, limits) = {
+            let mut released = lock(&gate.released);
+            released.flushing = false;
+            (std::mem::take(&mut released.calls), released.limits)
+        };
+        let Some(limits) = limits.filter(|_| !calls.is_empty()) else {
+            return;
+        };
+        if shared.budgets.mode.load(Ordering::Relaxed) == MODE_LOCAL {
+            shared.budgets.local.release(key, &calls);
+            return;
+        }
+        let kept = again.then(|| calls.clone());
+        let Err(err) = shared.token_store.release_calls(key, calls, limits).await else {
+            return;
+        };
+        let Some(calls) = kept else {
+            tracing::debug!(error = %err, "API call slots not given back; their leases end by themselves");
+            return;
+        };
+        tracing::debug!(error = %err, "API call slots not given back; they go again in a moment");
+        {
+            let mut released = lock(&gate.released);
+            released.calls.extend(calls);
+            released.limits.get_or_insert(limits);
+            // Another flush on its way takes them.
+            if released.flushing {
+                return;
+            }
+            released.flushing = true;
+        }
+        delay = RELEASE_RETRY;
+        again = false;
     }
 }
 
