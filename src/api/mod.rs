@@ -143,7 +143,8 @@ impl HcssApi {
     }
 
     /// Calls as the signed-in user of `session` (the request's [`HcssSession`]), counted
-    /// against the user's `CompanyId`.
+    /// against the user's `CompanyId` (whatever its case). The calls of users whose
+    /// tokens carry no `CompanyId` share one budget between them.
     pub fn as_user(&self, session: &HcssSession) -> HcssCaller {
         self.caller(Acting::User(session.clone()))
     }
