@@ -938,3 +938,68 @@ async fn a_slot_whose_release_failed_is_given_back_once_the_store_is_back() {
         started.elapsed()
     );
 }
+
+/// Holds: no path sends a call (and its token) to another host, the first time or when
+/// its URL is kept: `//host`, a backslash, `..`, escapes, an `@`, an absolute URL (refused
+/// as no path), a path differing from another only in case or in its escapes. Each goes
+/// to the API's host, to the path a whole parse of the two gives, and the host standing
+/// for another sees nothing.
+#[tokio::test]
+async fn no_path_sends_a_call_to_another_host() {
+    let mock = MockHcssIdentity::start().await;
+    let (api_url, seen) = recording_api().await;
+    let (evil_url, evil) = hostile_api(|_, _, _| StatusCode::OK.into_response()).await;
+    let evil_host = evil_url.trim_start_matches("http://");
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    let paths = [
+        format!("//{evil_host}/x"),
+        format!("///{evil_host}/x"),
+        format!("/\\{evil_host}/x"),
+        format!("/\\\\{evil_host}/x"),
+        format!("/../..//{evil_host}/x"),
+        format!("/%2F%2F{evil_host}/x"),
+        format!("/@{evil_host}/x"),
+        format!("/x@{evil_host}"),
+        format!("/:@{evil_host}"),
+        format!("/\t/{evil_host}/x"),
+        format!("/?//{evil_host}"),
+        format!("/#//{evil_host}"),
+        "/Jobs".to_owned(),
+        "/jobs".to_owned(),
+        "/%6Aobs".to_owned(),
+    ];
+    for round in 0..2 {
+        for path in &paths {
+            let answer = company.get(path).send().await;
+            assert!(answer.is_ok(), "{path:?} (round {round}): {answer:?}");
+            let expected = url::Url::parse(&format!("{api_url}{path}")).unwrap();
+            assert_eq!(
+                expected.origin(),
+                url::Url::parse(&api_url).unwrap().origin()
+            );
+            let expected = match expected.query() {
+                Some(query) => format!("{}?{query}", expected.path()),
+                None => expected.path().to_owned(),
+            };
+            let got = seen.lock().unwrap().pop().unwrap();
+            assert_eq!(got, expected, "{path:?} (round {round})");
+        }
+        for absolute in [
+            format!("{evil_url}/x"),
+            format!("http:{evil_host}/x"),
+            format!("\\\\{evil_host}/x"),
+        ] {
+            let answer = company.get(&absolute).send().await;
+            assert!(
+                matches!(answer, Err(HcssApiError::Invalid { .. })),
+                "{absolute:?}: {answer:?}"
+            );
+        }
+    }
+    assert_eq!(
+        evil.load(Ordering::SeqCst),
+        0,
+        "a call reached another host"
+    );
+}
