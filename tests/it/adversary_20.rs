@@ -1003,3 +1003,59 @@ async fn no_path_sends_a_call_to_another_host() {
         "a call reached another host"
     );
 }
+
+/// Holds: a user whose token's `CompanyId` is in upper case and calls for the company
+/// written in lower case count against one budget (two calls a minute here): the third
+/// call of the minute, either way, is held back without reaching HCSS.
+#[tokio::test]
+async fn a_users_company_id_in_upper_case_shares_the_companys_budget() {
+    let company = "A1B2C3D4-0000-4000-8000-00000000ABCD";
+    let mock = MockHcssIdentity::builder()
+        .company_id(Some(company))
+        .start()
+        .await;
+    let api_url = mock.api_url();
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| {
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
+    }));
+    let session =
+        hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+            .await
+            .unwrap();
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let api = HcssApi::new(&auth);
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(api.clone())
+        .layer(auth.clone());
+    let as_user = || {
+        let request = axum::http::Request::get("/call")
+            .header("cookie", session.cookie_header())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        tower::ServiceExt::oneshot(app.clone(), request)
+    };
+    assert_eq!(as_user().await.unwrap().status(), StatusCode::OK);
+    let lower = company.to_ascii_lowercase();
+    api.for_company(&lower).get(UNITS).send().await.unwrap();
+    let before = mock.counts().api_calls;
+    assert_eq!(
+        as_user().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the user's third call of the minute was made"
+    );
+    assert!(matches!(
+        api.for_company(&lower).get(UNITS).send().await,
+        Err(HcssApiError::Busy { .. })
+    ));
+    assert_eq!(mock.counts().api_calls, before, "HCSS was called");
+}
