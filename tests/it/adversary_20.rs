@@ -1059,3 +1059,42 @@ async fn a_users_company_id_in_upper_case_shares_the_companys_budget() {
     ));
     assert_eq!(mock.counts().api_calls, before, "HCSS was called");
 }
+
+/// Holds: 401, then 429, then 401 again: one refresh (the company's token asked for once
+/// more), the 429's `Retry-After` waited, then `Unauthorized` after three requests, not a
+/// second refresh. And 429, 401, then a 429 past the maximum wait: `Busy` with HCSS's
+/// `Retry-After`, after one refresh and three requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_a_429_and_a_401_make_one_refresh() {
+    let mock = MockHcssIdentity::start().await;
+    for statuses in [[401, 429, 401], [429, 401, 429]] {
+        let (url, calls) = hostile_api(move |_, _, n| {
+            let status = StatusCode::from_u16(statuses[(n - 1).min(2)]).unwrap();
+            let retry_after = if n < 3 { "1" } else { "120" };
+            (status, [("retry-after", retry_after)], "no").into_response()
+        })
+        .await;
+        let auth = HcssAuth::new(config(&mock, &url, |b| {
+            b.api_max_wait(Duration::from_secs(10))
+        }));
+        let grants = mock.counts().company_grants;
+        let answer = HcssApi::new(&auth)
+            .for_company(COMPANY)
+            .get(UNITS)
+            .send()
+            .await;
+        match (statuses[2], &answer) {
+            (401, Err(HcssApiError::Unauthorized)) => {}
+            (429, Err(HcssApiError::Busy { retry_after })) => {
+                assert_eq!(*retry_after, Duration::from_secs(120))
+            }
+            _ => panic!("{statuses:?}: {answer:?}"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "{statuses:?}");
+        assert_eq!(
+            mock.counts().company_grants - grants,
+            2,
+            "{statuses:?}: the first token and one refresh"
+        );
+    }
+}
