@@ -29,7 +29,7 @@ const RELEASE_DELAY: Duration = Duration::from_millis(5);
 /// How long slots the store failed to take back (a reply that timed out, a connection
 /// that dropped) wait before they go again, once, unless the company's next admission in
 /// this process takes them along before: a blip of the store does not keep them taken
-/// until their leases end.
+/// until their leases end. Slots given back meanwhile go with them.
 const RELEASE_RETRY: Duration = Duration::from_secs(1);
 
 /// Where the budgets are counted: not known before the store first answers.
