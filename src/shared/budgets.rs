@@ -227,7 +227,11 @@ impl Slot<'_> {
     /// counts its calls in the window from their end, HCSS from their arrival, so it
     /// sees more of its own calls than HCSS did, by how long the answers took to come
     /// back, which varies with load. So the highest floor seen within a window is
-    /// kept; a lower one replaces it only once it is a window old. A 429 (which may be
+    /// kept; a lower one replaces it only once it is a window old. (Not quite a floor:
+    /// calls of this process granted after this one but reaching HCSS before it are
+    /// counted by HCSS and not in `in_window`, so a burst's answers can read up to the
+    /// calls in flight at once, less one, too high; the process then leaves that many
+    /// calls of the window unused, never more than HCSS allows.) A 429 (which may be
     /// HCSS's limit in flight, not its window) is taken as it is, until the next answer.
     pub(crate) fn observe(&self, remaining: Option<u32>, throttled: bool) {
         let Some(remaining) = remaining else {
