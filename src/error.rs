@@ -171,6 +171,11 @@ pub enum HcssApiError {
     },
     /// HCSS or the store failed (5xx, a connection error or timeout after the retries a
     /// call may take; the session's refresh unavailable): try again after `retry_after`.
+    ///
+    /// A request the client does not send twice (a `POST` or `PATCH`, or any with a
+    /// body) may have reached HCSS and been carried out before the failure: a 5xx, a
+    /// timeout, a connection lost after it was sent, even a success whose body was cut
+    /// off. Check what HCSS holds before sending such a request again.
     #[error("HCSS cannot be called right now ({reason}); retry later")]
     Unavailable {
         /// What failed, without secrets.

@@ -143,7 +143,8 @@ impl HcssApi {
     }
 
     /// Calls as the signed-in user of `session` (the request's [`HcssSession`]), counted
-    /// against the user's `CompanyId`.
+    /// against the user's `CompanyId` (whatever its case). The calls of users whose
+    /// tokens carry no `CompanyId` share one budget between them.
     pub fn as_user(&self, session: &HcssSession) -> HcssCaller {
         self.caller(Acting::User(session.clone()))
     }
@@ -488,7 +489,9 @@ impl HcssApiRequest {
                 Next::Wait(wait)
             }
             _ => {
-                let wait = retry_after.unwrap_or(tries.backoff());
+                // HCSS's `Retry-After`, but never less than the backoff: one of 0 or in
+                // the past (a clock behind ours) would have the retries come at once.
+                let wait = retry_after.unwrap_or_default().max(tries.backoff());
                 if self.resendable()
                     && tries.retries < MAX_RETRIES
                     && Instant::now() + wait < deadline
@@ -500,7 +503,9 @@ impl HcssApiRequest {
                 tracing::warn!(%status, "HCSS API answered a server error");
                 Next::Fail(HcssApiError::Unavailable {
                     reason: format!("HCSS answered {status}"),
-                    retry_after: retry_after.unwrap_or(config.identity.retry_after),
+                    retry_after: retry_after
+                        .unwrap_or(config.identity.retry_after)
+                        .max(Duration::from_secs(1)),
                 })
             }
         }

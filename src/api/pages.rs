@@ -152,7 +152,10 @@ impl Pages {
         })
     }
 
-    /// Every item, page after page.
+    /// Every item, page after page, for as long as the endpoint gives a cursor not given
+    /// before: each page is a call in the company's budget, and every item is held until
+    /// the last page. For an endpoint that may page without end (a bug, a proxy), call
+    /// [`next_page`](Self::next_page) and stop at what the app needs.
     ///
     /// # Errors
     ///

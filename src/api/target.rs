@@ -7,7 +7,13 @@ use url::Url;
 /// called once each (an id in the path) fill it, then are built on every call.
 const KEPT_PATHS: usize = 256;
 
-/// [`call_url`], through `kept`: the URL of a path seen before is cloned, not built.
+/// The longest path (in bytes, its `?query` and `#fragment` included) whose URL is kept:
+/// the paths an app calls again and again are short, and a longer one (input of the
+/// app's own caller in it) kept with its URL would hold its memory for the layer's life.
+const KEPT_PATH_LEN: usize = 512;
+
+/// [`call_url`], through `kept`: the URL of a path seen before is cloned, not built
+/// (a path longer than [`KEPT_PATH_LEN`] is built every time).
 pub(super) fn kept_call_url(
     kept: &DashMap<Box<str>, Url>,
     base_text: &str,
@@ -19,7 +25,7 @@ pub(super) fn kept_call_url(
         Some(url) => url.clone(),
         None => {
             let url = call_url(base_text, base, path, &[])?;
-            if kept.len() < KEPT_PATHS {
+            if path.len() <= KEPT_PATH_LEN && kept.len() < KEPT_PATHS {
                 kept.insert(path.into(), url.clone());
             }
             url
@@ -264,5 +270,34 @@ mod tests {
             KEPT_PATHS,
             "paths called once each are not all kept"
         );
+    }
+
+    /// A long path is built on every call, not kept: an app that puts its own caller's
+    /// input in a path (`/jobs/{id}`, the id from a form) would otherwise keep the first
+    /// 256 such paths, each with its URL (up to three times its length once escaped),
+    /// for the layer's life. Seen on the code before the bound: 256 paths of 32 KiB kept
+    /// 32 MiB (`kept 33564708 bytes`); paths of 2 MiB (axum's default body limit) would
+    /// keep 2 GiB.
+    #[test]
+    fn long_paths_are_not_kept() {
+        let base_text = "https://h.example/api";
+        let base = Url::parse(&format!("{base_text}/")).unwrap();
+        let kept = DashMap::new();
+        for n in 0..KEPT_PATHS + 1 {
+            let path = format!("/jobs/{n}-{}", "é".repeat(16 * 1024));
+            assert_eq!(
+                kept_call_url(&kept, base_text, &base, &path, &[]),
+                call_url(base_text, &base, &path, &[])
+            );
+        }
+        let bytes: usize = kept
+            .iter()
+            .map(|entry| entry.key().len() + entry.value().as_str().len())
+            .sum();
+        assert!(bytes <= 1024 * 1024, "kept {bytes} bytes");
+        // A path of the usual length is kept still.
+        let path = "/heavyjob/api/v1/jobs/4f2d9c7a-0002-4000-8000-0000000000c0/costCodes";
+        kept_call_url(&kept, base_text, &base, path, &[]);
+        assert!(kept.contains_key(path));
     }
 }

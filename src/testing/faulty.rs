@@ -42,6 +42,7 @@ pub struct FaultyStore<S> {
     unreadable: Arc<Mutex<HashSet<StoreKey>>>,
     stall_admissions: Arc<AtomicBool>,
     stalled: Arc<tokio::sync::Notify>,
+    refuse_releases: Arc<AtomicBool>,
 }
 
 impl<S> FaultyStore<S> {
@@ -55,6 +56,7 @@ impl<S> FaultyStore<S> {
             unreadable: Arc::default(),
             stall_admissions: Arc::default(),
             stalled: Arc::default(),
+            refuse_releases: Arc::default(),
         }
     }
 
@@ -94,6 +96,14 @@ impl<S> FaultyStore<S> {
     /// the caller waits until it is cancelled.
     pub fn stall_call_admissions(&self, on: bool) {
         self.stall_admissions.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, giving back calls' slots in a company's budget
+    /// ([`Coordination::release_calls`]) fails with [`StoreError::Unavailable`] and gives
+    /// nothing back, as when the command never reached the store (a connection that
+    /// dropped, a reply timeout before it was sent).
+    pub fn refuse_call_releases(&self, on: bool) {
+        self.refuse_releases.store(on, Ordering::SeqCst);
     }
 
     /// Waits until an admission stalled by
@@ -275,6 +285,11 @@ impl<S: Coordination> Coordination for FaultyStore<S> {
         calls: Vec<String>,
         limits: crate::store::CallLimits,
     ) -> StoreFuture<'_, ()> {
+        if self.refuse_releases.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(StoreError::Unavailable("test: releases refused".into()))
+            });
+        }
         self.inner.release_calls(budget, calls, limits)
     }
 }

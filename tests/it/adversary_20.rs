@@ -666,3 +666,435 @@ async fn an_api_url_no_path_can_follow_is_refused_at_build() {
         Ok(_) => panic!("an api_url no path can follow was accepted"),
     }
 }
+
+/// Finding 7 (low): a 5xx whose `Retry-After` is in the past (an HTTP date from a clock
+/// behind ours) or 0 made a GET go again at once, three times, with no backoff: the
+/// retries of a failing HCSS came within a millisecond of each other rather than 200,
+/// 400 and 800 ms apart, and the call's error then said to retry after 0 s (a 429 waits
+/// at least a second for the same reason). Seen on the code before its fix: `"Wed, 21
+/// Oct 2015 07:28:00 GMT": retries 1 ms apart (want the backoff): [1, 1, 1]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_with_a_retry_after_in_the_past_is_retried_with_backoff() {
+    let mock = MockHcssIdentity::start().await;
+    for value in ["Wed, 21 Oct 2015 07:28:00 GMT", "0"] {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+        let recorded = seen.clone();
+        let (url, _) = hostile_api(move |_, _, _| {
+            recorded.lock().unwrap().push(std::time::Instant::now());
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", value)],
+                "down",
+            )
+                .into_response()
+        })
+        .await;
+        let auth = HcssAuth::new(config(&mock, &url, |b| {
+            b.api_max_wait(Duration::from_secs(10))
+        }));
+        let answer = HcssApi::new(&auth)
+            .for_company(COMPANY)
+            .get(UNITS)
+            .send()
+            .await;
+        let seen = seen.lock().unwrap();
+        let gaps: Vec<u128> = seen.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        assert_eq!(seen.len(), 4, "{value:?}: the call and three retries");
+        assert!(
+            gaps.iter().all(|gap| *gap >= 150),
+            "{value:?}: retries {} ms apart (want the backoff): {gaps:?}",
+            gaps[0]
+        );
+        match answer {
+            Err(HcssApiError::Unavailable { retry_after, .. }) => assert!(
+                retry_after >= Duration::from_secs(1),
+                "{value:?}: retry after {retry_after:?}"
+            ),
+            other => panic!("{value:?}: expected Unavailable, got {other:?}"),
+        }
+    }
+}
+
+/// Holds: a `POST` HCSS answered 201 whose body is cut off (the connection closed after
+/// its first bytes) is not sent again; the call fails `Unavailable`, whose doc says that
+/// such a request may have been carried out.
+#[tokio::test]
+async fn a_post_whose_answer_is_cut_off_is_not_sent_again() {
+    let mock = MockHcssIdentity::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let auth = HcssAuth::new(config(&mock, &url, |b| b));
+    let answer = HcssApi::new(&auth)
+        .for_company(COMPANY)
+        .post(UNITS)
+        .json(&serde_json::json!({ "code": "EAST" }))
+        .send()
+        .await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "{answer:?}");
+    assert!(
+        matches!(answer, Err(HcssApiError::Unavailable { .. })),
+        "{answer:?}"
+    );
+}
+
+/// Holds: through calls as a user and for a company that HCSS answers with 401 (then a
+/// refresh), 403, 429 past the maximum wait, 500, 200 and a refused connection, no log
+/// line (at TRACE), no error's `Display` or `Debug` and no `Debug` of the client, a
+/// caller, a request or a response carries a token HCSS was sent, the session's refresh
+/// token or its cookie. Current-thread runtime: the calls log to this thread's subscriber.
+#[tokio::test]
+async fn api_secrets_never_reach_logs_errors_or_debug() {
+    let capture = crate::common::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockHcssIdentity::start().await;
+    let bearers = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = bearers.clone();
+    let (url, _) = hostile_api(move |_, headers, _| {
+        if let Some(bearer) = headers.get("authorization") {
+            let bearer = bearer.to_str().unwrap();
+            recorded
+                .lock()
+                .unwrap()
+                .push(bearer.trim_start_matches("Bearer ").to_owned());
+        }
+        let answer = headers
+            .get("x-answer")
+            .map_or("200", |v| v.to_str().unwrap());
+        let status = StatusCode::from_u16(answer.parse().unwrap()).unwrap();
+        (
+            status,
+            [("retry-after", "120"), ("remaining-calls", "3")],
+            "answer",
+        )
+            .into_response()
+    })
+    .await;
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    };
+    let mut seen = String::new();
+    let mut secrets = Vec::new();
+    for api_url in [url, refused] {
+        // No wait: a 429 is `Busy` at once, a failure is not retried.
+        let auth = HcssAuth::new(config(&mock, &api_url, |b| b.api_max_wait(Duration::ZERO)));
+        let tokens = mock.issue_tokens("heavyjob:read heavyjob:write offline_access");
+        let session = hcss_auth::testing::seed_session(&auth, tokens.clone())
+            .await
+            .unwrap();
+        seen.push_str(&format!("{tokens:?} {session:?}"));
+        secrets.extend([
+            session.cookie_header(),
+            tokens.access_token.expose_secret().to_owned(),
+            tokens
+                .refresh_token
+                .as_ref()
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        ]);
+        let api = HcssApi::new(&auth);
+        let app = Router::new()
+            .route(
+                "/call",
+                axum::routing::get(
+                    |axum::extract::State(api): axum::extract::State<HcssApi>,
+                     session: hcss_auth::HcssSession| async move {
+                        let mut seen = String::new();
+                        for answer in ["401", "403", "429", "500", "200"] {
+                            let caller = api.as_user(&session);
+                            let request = caller.get(UNITS).header(
+                                axum::http::HeaderName::from_static("x-answer"),
+                                axum::http::HeaderValue::from_static(answer),
+                            );
+                            seen.push_str(&format!("{api:?} {caller:?} {request:?}"));
+                            match request.send().await {
+                                Ok(response) => seen.push_str(&format!("{response:?}")),
+                                Err(err) => seen.push_str(&format!("{err} {err:?}")),
+                            }
+                        }
+                        seen
+                    },
+                ),
+            )
+            .with_state(api.clone())
+            .layer(auth.clone());
+        let request = axum::http::Request::get("/call")
+            .header("cookie", session.cookie_header())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&body));
+        for answer in ["401", "403", "429", "500", "200"] {
+            let caller = api.for_company(COMPANY);
+            let request = caller.get(UNITS).header(
+                axum::http::HeaderName::from_static("x-answer"),
+                axum::http::HeaderValue::from_static(answer),
+            );
+            seen.push_str(&format!("{caller:?} {request:?}"));
+            let pages = caller.get(UNITS).pages();
+            seen.push_str(&format!("{pages:?}"));
+            match request.send().await {
+                Ok(response) => seen.push_str(&format!("{response:?}")),
+                Err(err) => seen.push_str(&format!("{err} {err:?}")),
+            }
+        }
+    }
+    let logs = capture.take();
+    assert!(logs.contains("HCSS API"), "no API log line was captured");
+    let bearers = bearers.lock().unwrap();
+    assert!(
+        bearers.len() >= 10,
+        "{} calls reached the API",
+        bearers.len()
+    );
+    secrets.extend(bearers.iter().cloned());
+    for secret in &secrets {
+        assert!(
+            !seen.contains(secret.as_str()),
+            "a secret in Debug or an error"
+        );
+        assert!(!logs.contains(secret.as_str()), "a secret in the logs");
+    }
+}
+
+/// Finding 8 (medium): a slot whose giving back failed (the store's reply timed out or
+/// its connection dropped before the command went: a Redis blip) stayed taken until its
+/// lease ended, twice the HTTP timeout and a second (21 s by default): the slots of every
+/// call that ended during a blip of a second or two, up to the company's 20, kept every
+/// instance from calling for the company for 21 s after the store came back. Here (one
+/// slot, a 10 s HTTP timeout: a 21 s lease) a call on another instance, a second after
+/// the store is back, waited its 5 s and failed. Seen on the code before its fix: `the
+/// slot whose release failed stayed taken: Err(Busy { retry_after: 1s })`.
+#[tokio::test(start_paused = true)]
+async fn a_slot_whose_release_failed_is_given_back_once_the_store_is_back() {
+    let mock = MockHcssIdentity::start().await;
+    let api_url = mock.api_url();
+    let store = hcss_auth::testing::FaultyStore::new(hcss_auth::MemoryStore::new());
+    let layer = || {
+        let config = config(&mock, &api_url, |b| {
+            b.api_concurrency(1)
+                .api_max_wait(Duration::from_secs(5))
+                .http_timeout(Duration::from_secs(10))
+        });
+        HcssApi::new(&HcssAuth::with_store(config, store.clone()))
+    };
+    let (ours, theirs) = (layer(), layer());
+    // Tokens first, so that below only the budget is at stake.
+    ours.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    theirs.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    // Their slot goes back on its own a moment later.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    store.refuse_call_releases(true);
+    let answer = ours.for_company(COMPANY).get(UNITS).send().await;
+    assert_eq!(answer.unwrap().status(), 200);
+    // Its slot goes back on its own a moment later: the store refuses it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.refuse_call_releases(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let started = tokio::time::Instant::now();
+    let answer = theirs.for_company(COMPANY).get(UNITS).send().await;
+    assert!(
+        matches!(&answer, Ok(r) if r.status() == 200),
+        "the slot whose release failed stayed taken: {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Holds: no path sends a call (and its token) to another host, the first time or when
+/// its URL is kept: `//host`, a backslash, `..`, escapes, an `@`, an absolute URL (refused
+/// as no path), a path differing from another only in case or in its escapes. Each goes
+/// to the API's host, to the path a whole parse of the two gives, and the host standing
+/// for another sees nothing.
+#[tokio::test]
+async fn no_path_sends_a_call_to_another_host() {
+    let mock = MockHcssIdentity::start().await;
+    let (api_url, seen) = recording_api().await;
+    let (evil_url, evil) = hostile_api(|_, _, _| StatusCode::OK.into_response()).await;
+    let evil_host = evil_url.trim_start_matches("http://");
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    let paths = [
+        format!("//{evil_host}/x"),
+        format!("///{evil_host}/x"),
+        format!("/\\{evil_host}/x"),
+        format!("/\\\\{evil_host}/x"),
+        format!("/../..//{evil_host}/x"),
+        format!("/%2F%2F{evil_host}/x"),
+        format!("/@{evil_host}/x"),
+        format!("/x@{evil_host}"),
+        format!("/:@{evil_host}"),
+        format!("/\t/{evil_host}/x"),
+        format!("/?//{evil_host}"),
+        format!("/#//{evil_host}"),
+        "/Jobs".to_owned(),
+        "/jobs".to_owned(),
+        "/%6Aobs".to_owned(),
+    ];
+    for round in 0..2 {
+        for path in &paths {
+            let answer = company.get(path).send().await;
+            assert!(answer.is_ok(), "{path:?} (round {round}): {answer:?}");
+            let expected = url::Url::parse(&format!("{api_url}{path}")).unwrap();
+            assert_eq!(
+                expected.origin(),
+                url::Url::parse(&api_url).unwrap().origin()
+            );
+            let expected = match expected.query() {
+                Some(query) => format!("{}?{query}", expected.path()),
+                None => expected.path().to_owned(),
+            };
+            let got = seen.lock().unwrap().pop().unwrap();
+            assert_eq!(got, expected, "{path:?} (round {round})");
+        }
+        for absolute in [
+            format!("{evil_url}/x"),
+            format!("http:{evil_host}/x"),
+            format!("\\\\{evil_host}/x"),
+        ] {
+            let answer = company.get(&absolute).send().await;
+            assert!(
+                matches!(answer, Err(HcssApiError::Invalid { .. })),
+                "{absolute:?}: {answer:?}"
+            );
+        }
+    }
+    assert_eq!(
+        evil.load(Ordering::SeqCst),
+        0,
+        "a call reached another host"
+    );
+}
+
+/// Holds: a user whose token's `CompanyId` is in upper case and calls for the company
+/// written in lower case count against one budget (two calls a minute here): the third
+/// call of the minute, either way, is held back without reaching HCSS.
+#[tokio::test]
+async fn a_users_company_id_in_upper_case_shares_the_companys_budget() {
+    let company = "A1B2C3D4-0000-4000-8000-00000000ABCD";
+    let mock = MockHcssIdentity::builder()
+        .company_id(Some(company))
+        .start()
+        .await;
+    let api_url = mock.api_url();
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| {
+        b.api_rate_per_minute(2)
+            .api_max_wait(Duration::from_secs(2))
+    }));
+    let session =
+        hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+            .await
+            .unwrap();
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let api = HcssApi::new(&auth);
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(api.clone())
+        .layer(auth.clone());
+    let as_user = || {
+        let request = axum::http::Request::get("/call")
+            .header("cookie", session.cookie_header())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        tower::ServiceExt::oneshot(app.clone(), request)
+    };
+    assert_eq!(as_user().await.unwrap().status(), StatusCode::OK);
+    let lower = company.to_ascii_lowercase();
+    api.for_company(&lower).get(UNITS).send().await.unwrap();
+    let before = mock.counts().api_calls;
+    assert_eq!(
+        as_user().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the user's third call of the minute was made"
+    );
+    assert!(matches!(
+        api.for_company(&lower).get(UNITS).send().await,
+        Err(HcssApiError::Busy { .. })
+    ));
+    assert_eq!(mock.counts().api_calls, before, "HCSS was called");
+}
+
+/// Holds: 401, then 429, then 401 again: one refresh (the company's token asked for once
+/// more), the 429's `Retry-After` waited, then `Unauthorized` after three requests, not a
+/// second refresh. And 429, 401, then a 429 past the maximum wait: `Busy` with HCSS's
+/// `Retry-After`, after one refresh and three requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_a_429_and_a_401_make_one_refresh() {
+    let mock = MockHcssIdentity::start().await;
+    for statuses in [[401, 429, 401], [429, 401, 429]] {
+        let (url, calls) = hostile_api(move |_, _, n| {
+            let status = StatusCode::from_u16(statuses[(n - 1).min(2)]).unwrap();
+            let retry_after = if n < 3 { "1" } else { "120" };
+            (status, [("retry-after", retry_after)], "no").into_response()
+        })
+        .await;
+        let auth = HcssAuth::new(config(&mock, &url, |b| {
+            b.api_max_wait(Duration::from_secs(10))
+        }));
+        let grants = mock.counts().company_grants;
+        let answer = HcssApi::new(&auth)
+            .for_company(COMPANY)
+            .get(UNITS)
+            .send()
+            .await;
+        match (statuses[2], &answer) {
+            (401, Err(HcssApiError::Unauthorized)) => {}
+            (429, Err(HcssApiError::Busy { retry_after })) => {
+                assert_eq!(*retry_after, Duration::from_secs(120))
+            }
+            _ => panic!("{statuses:?}: {answer:?}"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "{statuses:?}");
+        assert_eq!(
+            mock.counts().company_grants - grants,
+            2,
+            "{statuses:?}: the first token and one refresh"
+        );
+    }
+}
