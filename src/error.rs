@@ -164,7 +164,7 @@ pub enum HcssApiError {
     /// ([`api_max_wait`](crate::HcssConfigBuilder::api_max_wait)): the company's budget
     /// was spent, or HCSS answered 429 with a `Retry-After` past it. Answer 503 with
     /// `Retry-After`, or try again after `retry_after`.
-    #[error("the company's HCSS API budget is spent for now: retry after {}s", retry_after.as_secs())]
+    #[error("the company's HCSS API budget is spent for now: retry after {}s", crate::http_rules::whole_seconds(*retry_after).as_secs().max(1))]
     Busy {
         /// When to try again.
         retry_after: Duration,
@@ -227,5 +227,27 @@ impl axum_core::response::IntoResponse for HcssApiError {
             crate::http_rules::retry_after(response.headers_mut(), wait);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum_core::response::IntoResponse;
+
+    /// The message of a `Busy` answer names the wait its `Retry-After` header gives (both
+    /// rounded up to whole seconds). Seen failing before the message rounded up: the
+    /// header said 60 and the message "retry after 59s".
+    #[test]
+    fn a_busy_message_names_the_wait_of_its_retry_after() {
+        let err = HcssApiError::Busy {
+            retry_after: Duration::from_millis(59_357),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the company's HCSS API budget is spent for now: retry after 60s"
+        );
+        let response = err.into_response();
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "60");
     }
 }
