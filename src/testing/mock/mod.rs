@@ -106,7 +106,8 @@ pub struct MockCounts {
     pub revocations: usize,
     /// Refresh tokens presented a second time (reuse detection fired).
     pub reuse_detected: usize,
-    /// `GET /heavyjob/api/v1/businessUnits`.
+    /// Calls to the mock's API, every endpoint (`businessUnits`, `jobs`...), however
+    /// answered (a 401, 403 or 429 included).
     pub api_calls: usize,
     /// Requests that followed the [`TokenFault::Redirect`] redirect (a client must not).
     pub redirects_followed: usize,
