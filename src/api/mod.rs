@@ -63,21 +63,22 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 ///   the next calls leave them their share.
 ///
 /// ```no_run
-/// use axum::extract::State;
+/// use axum::{extract::State, http::StatusCode};
 /// use hcss_auth::{HcssApi, HcssApiError, HcssSession};
 ///
 /// // A handler: the client from the router's state (it is no extractor), the session from
-/// // the layer; the error answers as a response (401, 403, or 503 with Retry-After).
+/// // the layer; the error answers as a response (401, 403, or 503 with Retry-After), and
+/// // a status the client leaves to the app (a 404, a 400) is passed on.
 /// async fn business_units(
 ///     State(api): State<HcssApi>,
 ///     session: HcssSession,
-/// ) -> Result<String, HcssApiError> {
+/// ) -> Result<(StatusCode, String), HcssApiError> {
 ///     let response = api
 ///         .as_user(&session)
 ///         .get("/heavyjob/api/v1/businessUnits")
 ///         .send()
 ///         .await?;
-///     Ok(response.text())
+///     Ok((response.status(), response.text()))
 /// }
 /// ```
 #[derive(Clone)]
