@@ -25,6 +25,11 @@
 //!   reads `Remaining-Calls`, meets 429s, and answers 503 with `Retry-After` once a call
 //!   cannot be made within its maximum wait.
 //!
+//! Typed on its standard input, `revoke` refuses every access token issued so far, as
+//! HCSS does for a revoked token: the app still believes them live, so its next API call
+//! gets 401, refreshes the session and calls again (the example's `/metrics` counts it in
+//! `hcss_auth_api_401_refreshes_total`).
+//!
 //! It signs in one user (of a customer company), issues JWT access tokens that live an
 //! hour (or `--access-token-lifetime`), refresh tokens that rotate, and company tokens
 //! (`company` and `client_credentials` grants); `GET /heavyjob/api/v1/businessUnits`
@@ -108,6 +113,23 @@ fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>>
     Ok(args)
 }
 
+/// What a line typed at the mock (its standard input) does, and what it says of it.
+fn obey(line: &str, mock: &MockHcssIdentity) -> String {
+    match line.trim() {
+        "" => String::new(),
+        "revoke" => {
+            mock.revoke_access_tokens();
+            "Revoked every access token issued so far: the app's next API call gets 401, \
+             refreshes and calls again."
+                .into()
+        }
+        other => format!("unknown command {other:?}: {COMMANDS}"),
+    }
+}
+
+const COMMANDS: &str = "type `revoke` (and Enter) to refuse every access token issued so far, \
+     as HCSS does for a revoked token";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
@@ -162,7 +184,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "it allows each company {} calls a minute and {} at once (--api-rate-per-minute, --api-concurrency).",
         args.api_limits.per_window, args.api_limits.in_flight
     );
-    println!("Serving until stopped (Ctrl-C).");
+    println!("Serving until stopped (Ctrl-C); {COMMANDS}.");
+    // Commands typed on the standard input, read on a thread of their own.
+    let mock = std::sync::Arc::new(mock);
+    let typed_at = mock.clone();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            let said = obey(&line, &typed_at);
+            if !said.is_empty() {
+                println!("{said}");
+            }
+        }
+    });
     std::future::pending::<()>().await;
     Ok(())
 }
@@ -173,6 +207,31 @@ mod tests {
 
     fn parse(line: &str) -> Result<Args, String> {
         args(line.split_whitespace().map(str::to_owned)).map_err(|e| e.to_string())
+    }
+
+    /// `revoke` typed at the mock refuses the access tokens issued so far, as HCSS
+    /// refuses a revoked token: the app's next API call gets 401 (and refreshes). Seen
+    /// failing before the mock read commands (`obey` did not exist): an app run against
+    /// the standalone mock could not meet a 401.
+    #[tokio::test]
+    async fn revoke_makes_the_api_refuse_the_tokens_issued_so_far() {
+        let mock = MockHcssIdentity::start().await;
+        let tokens = mock.issue_tokens("heavyjob:read offline_access");
+        let units = format!("{}/heavyjob/api/v1/businessUnits", mock.api_url());
+        let call = || {
+            reqwest::Client::new()
+                .get(&units)
+                .bearer_auth(tokens.access_token.expose_secret())
+                .send()
+        };
+        assert_eq!(call().await.unwrap().status(), 200);
+        assert!(obey("revoke", &mock).contains("401"));
+        assert_eq!(call().await.unwrap().status(), 401);
+        assert_eq!(obey("  ", &mock), "");
+        assert!(
+            obey("revok", &mock).contains("revoke"),
+            "names the commands"
+        );
     }
 
     /// The API applies HCSS's limits by default, as HCSS does, and tighter ones when
