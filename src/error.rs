@@ -86,7 +86,7 @@ impl std::fmt::Debug for StoreError {
 pub enum SessionError {
     /// The request has no session, or its session ended (logged out, expired, or HCSS
     /// refused to refresh it). The user must log in.
-    #[error("not signed in with HCSS: log in at the login path")]
+    #[error("not signed in with HCSS: log in again at the layer's login path (/hcss/login unless configured otherwise)")]
     NotSignedIn,
     /// The token could not be refreshed for now (HCSS or the store is unreachable or
     /// failing). The session is kept; try again after `retry_after`.
@@ -144,7 +144,7 @@ pub enum CompanyTokenError {
 #[non_exhaustive]
 pub enum HcssApiError {
     /// The request has no session, or its session ended: the user must sign in.
-    #[error("not signed in with HCSS: log in at the login path")]
+    #[error("not signed in with HCSS: log in again at the layer's login path (/hcss/login unless configured otherwise)")]
     NotSignedIn,
     /// HCSS refused the token with 401, and refused the new one the crate got for it
     /// (a refresh of the session, or the company's token asked for again): the user
@@ -249,5 +249,17 @@ mod tests {
         );
         let response = err.into_response();
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "60");
+    }
+
+    /// "Not signed in" says where to sign in, as far as the error knows: it said "the
+    /// login path", naming none. Seen failing before the default path was named.
+    #[test]
+    fn not_signed_in_names_the_default_login_path() {
+        assert!(HcssApiError::NotSignedIn
+            .to_string()
+            .contains("/hcss/login"));
+        assert!(SessionError::NotSignedIn
+            .to_string()
+            .contains("/hcss/login"));
     }
 }
