@@ -37,6 +37,10 @@
 //! }
 //! ```
 //!
+//! This handler calls HCSS with the token by hand, to show the token: no budget, no
+//! second try after a 401 or a 429, and HCSS's status lost. For real calls take
+//! [`HcssApi`] ([Calling HCSS APIs](#calling-hcss-apis)), which does all three.
+//!
 //! The guide, in the order a new app meets it:
 //!
 //! - [Quick start](#quick-start): register the app, add the layer, take the token.
