@@ -514,7 +514,13 @@ impl HcssApiRequest {
         let config = &self.caller.api.companies.shared().config;
         // Never connected: nothing was sent, any request may go again.
         let again = self.resendable() || err.is_connect();
-        let reason = err.without_url().to_string();
+        // Where it called (the configured API URL, no path nor query) and why, in the
+        // words of the innermost cause: a wrong or missing HCSS_API_URL shows.
+        let reason = format!(
+            "calling {} (HCSS_API_URL): {}",
+            config.api.url,
+            crate::http_rules::cause(err)
+        );
         let wait = tries.backoff();
         if again && tries.retries < MAX_RETRIES && Instant::now() + wait < deadline {
             tries.retries += 1;

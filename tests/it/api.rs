@@ -522,3 +522,33 @@ async fn a_company_id_in_another_case_counts_against_the_same_budget() {
         other => panic!("the third call of the minute was not held back: {other:?}"),
     }
 }
+
+/// A call that cannot reach the API says where it tried and why, so that a wrong or
+/// missing `HCSS_API_URL` shows: the reason was reqwest's "error sending request" alone
+/// (seen failing so: an app run against the mock without `HCSS_API_URL` called
+/// api.hcssapps.com and said nothing more).
+#[tokio::test]
+async fn a_call_that_cannot_connect_names_the_api_url_and_the_cause() {
+    let mock = MockHcssIdentity::start().await;
+    // A loopback port with nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_url = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_url(&api_url).api_max_wait(Duration::from_millis(100))
+    }));
+    match HcssApi::new(&auth)
+        .for_company(COMPANY)
+        .get(UNITS)
+        .send()
+        .await
+    {
+        Err(HcssApiError::Unavailable { reason, .. }) => {
+            assert!(reason.contains(&api_url), "{reason}");
+            assert!(reason.contains("HCSS_API_URL"), "{reason}");
+            assert!(reason.to_lowercase().contains("refused"), "{reason}");
+            assert!(!reason.contains("businessUnits"), "no path: {reason}");
+        }
+        other => panic!("expected Unavailable: {other:?}"),
+    }
+}
