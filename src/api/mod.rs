@@ -429,7 +429,11 @@ impl HcssApiRequest {
             &self.query,
         )
         .ok_or_else(|| HcssApiError::Invalid {
-            reason: format!("{:?} is not a path under the API URL", self.path),
+            reason: format!(
+                "{:?} is not a path under the API URL (HCSS_API_URL): give the path alone, \
+                 starting with / (\"/heavyjob/api/v1/businessUnits\")",
+                self.path
+            ),
         })
     }
 

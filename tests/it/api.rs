@@ -552,3 +552,26 @@ async fn a_call_that_cannot_connect_names_the_api_url_and_the_cause() {
         other => panic!("expected Unavailable: {other:?}"),
     }
 }
+
+/// A request given a whole URL (as a call made by hand with reqwest has) or a path
+/// without its leading `/` says what to give instead: it said only that the text "is not
+/// a path under the API URL" (seen failing so).
+#[tokio::test]
+async fn a_url_or_a_relative_path_is_refused_with_what_to_give() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    for given in [
+        "https://api.hcssapps.com/heavyjob/api/v1/businessUnits",
+        "heavyjob/api/v1/businessUnits",
+    ] {
+        match company.get(given).send().await {
+            Err(HcssApiError::Invalid { reason }) => {
+                assert!(reason.contains("starting with /"), "{given}: {reason}");
+                assert!(reason.contains("HCSS_API_URL"), "{given}: {reason}");
+            }
+            other => panic!("{given}: expected Invalid, got {other:?}"),
+        }
+    }
+    assert_eq!(mock.api_usage(COMPANY).calls, 0);
+}
