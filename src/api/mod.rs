@@ -151,7 +151,8 @@ impl HcssApi {
 
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
     /// grant. Its calls count against the company's budget whatever the case of the id
-    /// (HCSS's company ids are GUIDs), with the calls of its users.
+    /// (HCSS's company ids are GUIDs), with the calls of its users. An empty
+    /// `company_id` is [`HcssApiError::Invalid`], without asking HCSS.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
         self.caller(Acting::Company(CompanySource::Company(company_id.into())))
     }
@@ -218,6 +219,14 @@ impl HcssCaller {
                 .await
                 .map(Credential::User)
                 .map_err(session_error),
+            // HCSS refuses it (`invalid_request`), which would read as HCSS unavailable.
+            Acting::Company(CompanySource::Company(id)) if id.trim().is_empty() => {
+                Err(HcssApiError::Invalid {
+                    reason: "for_company was given no company id: give the customer's \
+                             CompanyId (a signed-in user's is in their token's claims)"
+                        .into(),
+                })
+            }
             Acting::Company(source) => Ok(Credential::Held(
                 self.api.companies.held_token(source).await?,
             )),
