@@ -150,7 +150,7 @@ pub enum HcssApiError {
     /// (a refresh of the session, or the company's token asked for again): the user
     /// must sign in again (the session is not ended by this), or the company connect the
     /// app again.
-    #[error("HCSS refused the access token even after a refresh: sign in again")]
+    #[error("HCSS refused the access token even after a refresh: sign in again (for a company's call: the company may have to connect the app again)")]
     Unauthorized,
     /// HCSS refused the call with 403: the token lacks a scope the call needs. `scopes`
     /// are those the token has; add the missing one to the configured scopes (and, for a
@@ -261,5 +261,15 @@ mod tests {
         assert!(SessionError::NotSignedIn
             .to_string()
             .contains("/hcss/login"));
+    }
+
+    /// `Unauthorized` of a company's call does not tell only to sign in (which gives no
+    /// company token): it said "sign in again" alone. Seen failing before the company
+    /// case was named.
+    #[test]
+    fn unauthorized_names_the_company_case_too() {
+        let said = HcssApiError::Unauthorized.to_string();
+        assert!(said.contains("sign in again"), "{said}");
+        assert!(said.contains("company"), "{said}");
     }
 }
