@@ -384,6 +384,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! To call an HCSS API with it, [`HcssApi::for_company`] does the above and makes the
+//! call within the company's budget, with a new token after a 401 and a wait after a 429
+//! ([Calling HCSS APIs](#calling-hcss-apis)); the token by hand, as here, has none of it.
+//!
 //! The request carries `grant_type=company`, `CompanyId`, the configured scopes without
 //! `offline_access` or the OpenID identity scopes (`openid`, `profile`, `email`...), and
 //! the client's credentials as configured. Each company's token is cached in the token
