@@ -459,8 +459,10 @@
 //! request's [`HcssSession`]. An [`HcssApiError`] is a response (401 `login_required`;
 //! 403 `insufficient_scope` or `company_disconnected`; 503 with `Retry-After`; 502 for an
 //! answer that did not decode; 500 for a company grant refused as misconfigured), so a
-//! handler may return it as it is. A status the client leaves to the app (a 404, a 400)
-//! is an `Ok` response: pass it on, or read it with
+//! handler may return it as it is (for a company's call, answer
+//! [`Unauthorized`](HcssApiError::Unauthorized) yourself: its 401 `login_required` sends
+//! the user to sign in, which gives the company no new token). A status the client
+//! leaves to the app (a 404, a 400) is an `Ok` response: pass it on, or read it with
 //! [`success_json`](HcssApiResponse::success_json):
 //!
 //! ```
