@@ -18,27 +18,41 @@
 //!   a signed-in request refreshes after about 15 s (a token that lives less than twice
 //!   the refresh skew, 60 s, is refreshed at half its life), and the example's `/metrics`
 //!   counts it in `hcss_auth_refreshes_total`.
+//! - `--api-rate-per-minute N`, `--api-concurrency N`: the limits its API applies to each
+//!   company, answering 429 with `Retry-After` and `Remaining-Calls` past them (default
+//!   100 and 20, HCSS's). Below the app's own budget (`HCSS_API_RATE_PER_MINUTE`, default
+//!   100), they stand for other integrations of the company using its calls: the app
+//!   reads `Remaining-Calls`, meets 429s, and answers 503 with `Retry-After` once a call
+//!   cannot be made within its maximum wait.
+//!
+//! Typed on its standard input, `revoke` refuses every access token issued so far, as
+//! HCSS does for a revoked token: the app still believes them live, so its next API call
+//! gets 401, refreshes the session and calls again (the example's `/metrics` counts it in
+//! `hcss_auth_api_401_refreshes_total`).
 //!
 //! It signs in one user (of a customer company), issues JWT access tokens that live an
 //! hour (or `--access-token-lifetime`), refresh tokens that rotate, and company tokens
 //! (`company` and `client_credentials` grants); `GET /heavyjob/api/v1/businessUnits`
-//! accepts its live access tokens.
+//! and the paged `GET /heavyjob/api/v1/jobs` accept its live access tokens, within the
+//! limits above.
 
 use std::error::Error;
 use std::time::Duration;
 
-use hcss_auth::testing::MockHcssIdentity;
+use hcss_auth::testing::{MockApiLimits, MockHcssIdentity};
 
 struct Args {
     port: u16,
     redirect_uri: String,
     auto_consent: bool,
     access_token_lifetime: Duration,
+    api_limits: MockApiLimits,
 }
 
 const USAGE: &str =
     "usage: mock_hcss [--port N] [--redirect-uri http://127.0.0.1:3000/hcss/callback] \
-     [--auto-consent] [--access-token-lifetime SECONDS]";
+     [--auto-consent] [--access-token-lifetime SECONDS] [--api-rate-per-minute N] \
+     [--api-concurrency N]";
 
 fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>> {
     let mut args = Args {
@@ -46,6 +60,13 @@ fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>>
         redirect_uri: "http://127.0.0.1:3000/hcss/callback".into(),
         auto_consent: false,
         access_token_lifetime: Duration::from_secs(3600),
+        api_limits: MockApiLimits::hcss(),
+    };
+    let calls = |arg: &str, value: String| match value.parse::<u32>() {
+        Ok(calls) if calls > 0 => Ok(calls),
+        _ => Err(format!(
+            "{arg} takes a whole number above 0, not {value:?}\n{USAGE}"
+        )),
     };
     let mut given = given.into_iter();
     while let Some(arg) = given.next() {
@@ -70,11 +91,44 @@ fn args(given: impl IntoIterator<Item = String>) -> Result<Args, Box<dyn Error>>
                     }
                 };
             }
+            "--api-rate-per-minute" => {
+                let per_minute = calls(&arg, value()?)?;
+                args.api_limits = MockApiLimits::new(
+                    per_minute,
+                    Duration::from_secs(60),
+                    args.api_limits.in_flight,
+                );
+            }
+            "--api-concurrency" => {
+                let in_flight = calls(&arg, value()?)?;
+                args.api_limits = MockApiLimits::new(
+                    args.api_limits.per_window,
+                    args.api_limits.window,
+                    in_flight,
+                );
+            }
             _ => return Err(format!("unknown argument {arg}\n{USAGE}").into()),
         }
     }
     Ok(args)
 }
+
+/// What a line typed at the mock (its standard input) does, and what it says of it.
+fn obey(line: &str, mock: &MockHcssIdentity) -> String {
+    match line.trim() {
+        "" => String::new(),
+        "revoke" => {
+            mock.revoke_access_tokens();
+            "Revoked every access token issued so far: the app's next API call gets 401, \
+             refreshes and calls again."
+                .into()
+        }
+        other => format!("unknown command {other:?}: {COMMANDS}"),
+    }
+}
+
+const COMMANDS: &str = "type `revoke` (and Enter) to refuse every access token issued so far, \
+     as HCSS does for a revoked token";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -103,6 +157,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .hostname("localhost")
         .auto_consent(args.auto_consent)
         .access_token_lifetime(args.access_token_lifetime)
+        .api_limits(args.api_limits)
         .start()
         .await;
     println!("Mock HCSS identity service at {}", mock.identity_url());
@@ -124,8 +179,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
         println!("export {name}='{value}'");
     }
     println!();
-    println!("HCSS_API_URL is where the mock's HeavyJob-like API answers, for your app's calls.");
-    println!("Serving until stopped (Ctrl-C).");
+    println!("HCSS_API_URL is where the mock's HeavyJob-like API answers, for your app's calls;");
+    println!(
+        "it allows each company {} calls a minute and {} at once (--api-rate-per-minute, --api-concurrency).",
+        args.api_limits.per_window, args.api_limits.in_flight
+    );
+    println!("Serving until stopped (Ctrl-C); {COMMANDS}.");
+    // Commands typed on the standard input, read on a thread of their own.
+    let mock = std::sync::Arc::new(mock);
+    let typed_at = mock.clone();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            let said = obey(&line, &typed_at);
+            if !said.is_empty() {
+                println!("{said}");
+            }
+        }
+    });
     std::future::pending::<()>().await;
     Ok(())
 }
@@ -136,6 +207,55 @@ mod tests {
 
     fn parse(line: &str) -> Result<Args, String> {
         args(line.split_whitespace().map(str::to_owned)).map_err(|e| e.to_string())
+    }
+
+    /// `revoke` typed at the mock refuses the access tokens issued so far, as HCSS
+    /// refuses a revoked token: the app's next API call gets 401 (and refreshes). Seen
+    /// failing before the mock read commands (`obey` did not exist): an app run against
+    /// the standalone mock could not meet a 401.
+    #[tokio::test]
+    async fn revoke_makes_the_api_refuse_the_tokens_issued_so_far() {
+        let mock = MockHcssIdentity::start().await;
+        let tokens = mock.issue_tokens("heavyjob:read offline_access");
+        let units = format!("{}/heavyjob/api/v1/businessUnits", mock.api_url());
+        let call = || {
+            reqwest::Client::new()
+                .get(&units)
+                .bearer_auth(tokens.access_token.expose_secret())
+                .send()
+        };
+        assert_eq!(call().await.unwrap().status(), 200);
+        assert!(obey("revoke", &mock).contains("401"));
+        assert_eq!(call().await.unwrap().status(), 401);
+        assert_eq!(obey("  ", &mock), "");
+        assert!(
+            obey("revok", &mock).contains("revoke"),
+            "names the commands"
+        );
+    }
+
+    /// The API applies HCSS's limits by default, as HCSS does, and tighter ones when
+    /// asked, so that an app run against it meets a 429. Seen failing before the limits
+    /// were arguments (`unknown argument --api-rate-per-minute`): the standalone mock's
+    /// API applied no limits at all.
+    #[test]
+    fn the_apis_limits_are_hcss_by_default_and_arguments() {
+        let hcss = MockApiLimits::hcss();
+        assert_eq!(parse("").unwrap().api_limits, hcss);
+        let args = parse("--api-rate-per-minute 3 --api-concurrency 1").unwrap();
+        assert_eq!(
+            args.api_limits,
+            MockApiLimits::new(3, Duration::from_secs(60), 1)
+        );
+        for bad in [
+            "--api-rate-per-minute 0",
+            "--api-rate-per-minute many",
+            "--api-concurrency 0",
+            "--api-concurrency",
+        ] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.contains("--api-"), "{bad}: {err}");
+        }
     }
 
     /// Short-lived tokens, so that a newcomer sees the app refresh (and its `/metrics`

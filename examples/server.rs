@@ -5,7 +5,8 @@
 //! be clicked through with no HCSS account. With `HCSS_CLIENT_ID` set it uses
 //! `HcssConfig::from_env()` against HCSS (see the README for the variables). HeavyJob is
 //! called through `HcssApi`, within the company's budget (`HCSS_API_RATE_PER_MINUTE`,
-//! `HCSS_API_CONCURRENCY`).
+//! `HCSS_API_CONCURRENCY`, and `HCSS_API_MAX_WAIT_SECS` for the longest wait), against
+//! the mock too.
 //!
 //! OpenID Connect, against HCSS or the mock: with `openid` among `HCSS_SCOPES` (e.g.
 //! `HCSS_SCOPES="openid heavyjob:read offline_access"`) every ID token's signature is
@@ -268,9 +269,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(uri) = env_text("HCSS_POST_LOGOUT_REDIRECT_URI") {
             builder = builder.post_logout_redirect_uri(uri);
         }
-        if env_text("HCSS_BACKCHANNEL_LOGOUT")
-            .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
-        {
+        if env_text("HCSS_BACKCHANNEL_LOGOUT").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        }) {
             builder = builder.backchannel_logout(true);
             mock.set_backchannel_logout_uri(format!("http://{addr}/hcss/backchannel-logout"));
         }
@@ -279,6 +283,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         if let Some(calls) = env_number("HCSS_API_CONCURRENCY")? {
             builder = builder.api_concurrency(calls);
+        }
+        if let Some(secs) = env_number("HCSS_API_MAX_WAIT_SECS")? {
+            builder = builder.api_max_wait(std::time::Duration::from_secs(secs.into()));
         }
         println!(
             "No HCSS_CLIENT_ID set: using the embedded mock identity service at {}",

@@ -156,7 +156,7 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
     items.push(match answer {
         Err(err) => CheckItem::warn(
             "discovery",
-            format!("{discovery_url} could not be read ({})", cause(err)),
+            format!("{discovery_url} could not be read ({})", crate::http_rules::cause(err)),
             "check HCSS_IDENTITY_URL and that this machine reaches the identity service; \
              without the document, HCSS's known endpoint layout is used",
         ),
@@ -315,25 +315,6 @@ async fn token_endpoint(
         ),
     };
     [endpoint, credentials]
-}
-
-/// What went wrong with a request, in the words of its innermost cause ("tcp connect
-/// error: Connection refused", "dns error: ...", "invalid peer certificate: ..."), which
-/// is what an operator acts on; reqwest's own words ("error sending request") otherwise.
-/// Never the URL: the innermost causes are the connector's and the OS's, which do not
-/// carry it, and reqwest's own message is taken without it.
-fn cause(err: reqwest::Error) -> String {
-    let mut innermost: Option<&dyn std::error::Error> = None;
-    let mut source = std::error::Error::source(&err);
-    while let Some(next) = source {
-        innermost = Some(next);
-        source = next.source();
-    }
-    match innermost {
-        Some(cause) if err.is_timeout() => format!("timed out: {cause}"),
-        Some(cause) => cause.to_string(),
-        None => err.without_url().to_string(),
-    }
 }
 
 /// The `Date` of an answer, in Unix seconds.

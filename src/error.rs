@@ -86,7 +86,7 @@ impl std::fmt::Debug for StoreError {
 pub enum SessionError {
     /// The request has no session, or its session ended (logged out, expired, or HCSS
     /// refused to refresh it). The user must log in.
-    #[error("not signed in with HCSS: log in at the login path")]
+    #[error("not signed in with HCSS: log in again at the layer's login path (/hcss/login unless configured otherwise)")]
     NotSignedIn,
     /// The token could not be refreshed for now (HCSS or the store is unreachable or
     /// failing). The session is kept; try again after `retry_after`.
@@ -144,13 +144,13 @@ pub enum CompanyTokenError {
 #[non_exhaustive]
 pub enum HcssApiError {
     /// The request has no session, or its session ended: the user must sign in.
-    #[error("not signed in with HCSS: log in at the login path")]
+    #[error("not signed in with HCSS: log in again at the layer's login path (/hcss/login unless configured otherwise)")]
     NotSignedIn,
     /// HCSS refused the token with 401, and refused the new one the crate got for it
     /// (a refresh of the session, or the company's token asked for again): the user
     /// must sign in again (the session is not ended by this), or the company connect the
     /// app again.
-    #[error("HCSS refused the access token even after a refresh: sign in again")]
+    #[error("HCSS refused the access token even after a refresh: sign in again (for a company's call: the company may have to connect the app again)")]
     Unauthorized,
     /// HCSS refused the call with 403: the token lacks a scope the call needs. `scopes`
     /// are those the token has; add the missing one to the configured scopes (and, for a
@@ -164,7 +164,7 @@ pub enum HcssApiError {
     /// ([`api_max_wait`](crate::HcssConfigBuilder::api_max_wait)): the company's budget
     /// was spent, or HCSS answered 429 with a `Retry-After` past it. Answer 503 with
     /// `Retry-After`, or try again after `retry_after`.
-    #[error("the company's HCSS API budget is spent for now: retry after {}s", retry_after.as_secs())]
+    #[error("the company's HCSS API budget is spent for now: retry after {}s", crate::http_rules::whole_seconds(*retry_after).as_secs().max(1))]
     Busy {
         /// When to try again.
         retry_after: Duration,
@@ -232,5 +232,49 @@ impl axum_core::response::IntoResponse for HcssApiError {
             crate::http_rules::retry_after(response.headers_mut(), wait);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum_core::response::IntoResponse;
+
+    /// The message of a `Busy` answer names the wait its `Retry-After` header gives (both
+    /// rounded up to whole seconds). Seen failing before the message rounded up: the
+    /// header said 60 and the message "retry after 59s".
+    #[test]
+    fn a_busy_message_names_the_wait_of_its_retry_after() {
+        let err = HcssApiError::Busy {
+            retry_after: Duration::from_millis(59_357),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the company's HCSS API budget is spent for now: retry after 60s"
+        );
+        let response = err.into_response();
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "60");
+    }
+
+    /// "Not signed in" says where to sign in, as far as the error knows: it said "the
+    /// login path", naming none. Seen failing before the default path was named.
+    #[test]
+    fn not_signed_in_names_the_default_login_path() {
+        assert!(HcssApiError::NotSignedIn
+            .to_string()
+            .contains("/hcss/login"));
+        assert!(SessionError::NotSignedIn
+            .to_string()
+            .contains("/hcss/login"));
+    }
+
+    /// `Unauthorized` of a company's call does not tell only to sign in (which gives no
+    /// company token): it said "sign in again" alone. Seen failing before the company
+    /// case was named.
+    #[test]
+    fn unauthorized_names_the_company_case_too() {
+        let said = HcssApiError::Unauthorized.to_string();
+        assert!(said.contains("sign in again"), "{said}");
+        assert!(said.contains("company"), "{said}");
     }
 }

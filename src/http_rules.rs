@@ -62,6 +62,25 @@ pub(crate) fn printable(text: &str, max_chars: usize) -> String {
         .collect()
 }
 
+/// What went wrong with a request, in the words of its innermost cause ("tcp connect
+/// error: Connection refused", "dns error: ...", "invalid peer certificate: ..."), which
+/// is what an operator acts on; reqwest's own words ("error sending request") otherwise.
+/// Never the URL: the innermost causes are the connector's and the OS's, which do not
+/// carry it, and reqwest's own message is taken without it.
+pub(crate) fn cause(err: reqwest::Error) -> String {
+    let mut innermost: Option<&dyn std::error::Error> = None;
+    let mut source = std::error::Error::source(&err);
+    while let Some(next) = source {
+        innermost = Some(next);
+        source = next.source();
+    }
+    match innermost {
+        Some(cause) if err.is_timeout() => format!("timed out: {cause}"),
+        Some(cause) => cause.to_string(),
+        None => err.without_url().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

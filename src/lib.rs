@@ -37,6 +37,10 @@
 //! }
 //! ```
 //!
+//! This handler calls HCSS with the token by hand, to show the token: no budget, no
+//! second try after a 401 or a 429, and HCSS's status lost. For real calls take
+//! [`HcssApi`] ([Calling HCSS APIs](#calling-hcss-apis)), which does all three.
+//!
 //! The guide, in the order a new app meets it:
 //!
 //! - [Quick start](#quick-start): register the app, add the layer, take the token.
@@ -380,6 +384,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! To call an HCSS API with it, [`HcssApi::for_company`] does the above and makes the
+//! call within the company's budget, with a new token after a 401 and a wait after a 429
+//! ([Calling HCSS APIs](#calling-hcss-apis)); the token by hand, as here, has none of it.
+//!
 //! The request carries `grant_type=company`, `CompanyId`, the configured scopes without
 //! `offline_access` or the OpenID identity scopes (`openid`, `profile`, `email`...), and
 //! the client's credentials as configured. Each company's token is cached in the token
@@ -434,7 +442,9 @@
 //! async fn calls(api: HcssApi, session: HcssSession) -> Result<(), HcssApiError> {
 //!     const UNITS: &str = "/heavyjob/api/v1/businessUnits";
 //!     // As the signed-in user (counted against the user's CompanyId):
-//!     let mine: serde_json::Value = api.as_user(&session).get(UNITS).send().await?.json()?;
+//!     // (`send` is Ok for any status it leaves to the app, a 404 or a 400: `success_json`
+//!     // checks for a 2xx, where `json` would read a refusal's body as the answer.)
+//!     let mine: serde_json::Value = api.as_user(&session).get(UNITS).send().await?.success_json()?;
 //!     // For a customer company (HCSS's `company` grant):
 //!     let theirs = api.for_company("4f2d9c7a-0002-4000-8000-0000000000c0").get(UNITS).send().await?;
 //!     // As the app's own company (`client_credentials`):
@@ -446,19 +456,26 @@
 //!
 //! Make it once, `HcssApi::new(&auth)`, and keep it in the app's state (it is cheap to
 //! clone): it is no extractor, so a handler takes it as `State<HcssApi>`, beside the
-//! request's [`HcssSession`]. An [`HcssApiError`] is a response (401 `login_required`,
-//! 403, or 503 with `Retry-After`), so a handler may return it as it is:
+//! request's [`HcssSession`]. An [`HcssApiError`] is a response (401 `login_required`;
+//! 403 `insufficient_scope` or `company_disconnected`; 503 with `Retry-After`; 502 for an
+//! answer that did not decode; 500 for a company grant refused as misconfigured), so a
+//! handler may return it as it is (for a company's call, answer
+//! [`Unauthorized`](HcssApiError::Unauthorized) yourself: its 401 `login_required` sends
+//! the user to sign in, which gives the company no new token). A status the client
+//! leaves to the app (a 404, a 400) is an `Ok` response: pass it on, or read it with
+//! [`success_json`](HcssApiResponse::success_json):
 //!
 //! ```
-//! use axum::{extract::State, routing::get, Router};
+//! use axum::{extract::State, http::StatusCode, routing::get, Router};
 //! use hcss_auth::{HcssApi, HcssApiError, HcssAuth, HcssSession};
 //!
 //! async fn units(
 //!     State(api): State<HcssApi>,
 //!     session: HcssSession,
-//! ) -> Result<String, HcssApiError> {
+//! ) -> Result<(StatusCode, String), HcssApiError> {
 //!     let units = api.as_user(&session).get("/heavyjob/api/v1/businessUnits");
-//!     Ok(units.send().await?.text())
+//!     let response = units.send().await?;
+//!     Ok((response.status(), response.text())) // HCSS's own status, a 404 too
 //! }
 //!
 //! fn app(auth: HcssAuth) -> Router {

@@ -63,21 +63,22 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 ///   the next calls leave them their share.
 ///
 /// ```no_run
-/// use axum::extract::State;
+/// use axum::{extract::State, http::StatusCode};
 /// use hcss_auth::{HcssApi, HcssApiError, HcssSession};
 ///
 /// // A handler: the client from the router's state (it is no extractor), the session from
-/// // the layer; the error answers as a response (401, 403, or 503 with Retry-After).
+/// // the layer; the error answers as a response (401, 403, or 503 with Retry-After), and
+/// // a status the client leaves to the app (a 404, a 400) is passed on.
 /// async fn business_units(
 ///     State(api): State<HcssApi>,
 ///     session: HcssSession,
-/// ) -> Result<String, HcssApiError> {
+/// ) -> Result<(StatusCode, String), HcssApiError> {
 ///     let response = api
 ///         .as_user(&session)
 ///         .get("/heavyjob/api/v1/businessUnits")
 ///         .send()
 ///         .await?;
-///     Ok(response.text())
+///     Ok((response.status(), response.text()))
 /// }
 /// ```
 #[derive(Clone)]
@@ -151,7 +152,8 @@ impl HcssApi {
 
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
     /// grant. Its calls count against the company's budget whatever the case of the id
-    /// (HCSS's company ids are GUIDs), with the calls of its users.
+    /// (HCSS's company ids are GUIDs), with the calls of its users. An empty
+    /// `company_id` is [`HcssApiError::Invalid`], without asking HCSS.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
         self.caller(Acting::Company(CompanySource::Company(company_id.into())))
     }
@@ -218,6 +220,14 @@ impl HcssCaller {
                 .await
                 .map(Credential::User)
                 .map_err(session_error),
+            // HCSS refuses it (`invalid_request`), which would read as HCSS unavailable.
+            Acting::Company(CompanySource::Company(id)) if id.trim().is_empty() => {
+                Err(HcssApiError::Invalid {
+                    reason: "for_company was given no company id: give the customer's \
+                             CompanyId (a signed-in user's is in their token's claims)"
+                        .into(),
+                })
+            }
             Acting::Company(source) => Ok(Credential::Held(
                 self.api.companies.held_token(source).await?,
             )),
@@ -429,7 +439,11 @@ impl HcssApiRequest {
             &self.query,
         )
         .ok_or_else(|| HcssApiError::Invalid {
-            reason: format!("{:?} is not a path under the API URL", self.path),
+            reason: format!(
+                "{:?} is not a path under the API URL (HCSS_API_URL): give the path alone, \
+                 starting with / (\"/heavyjob/api/v1/businessUnits\")",
+                self.path
+            ),
         })
     }
 
@@ -518,7 +532,13 @@ impl HcssApiRequest {
         let config = &self.caller.api.companies.shared().config;
         // Never connected: nothing was sent, any request may go again.
         let again = self.resendable() || err.is_connect();
-        let reason = err.without_url().to_string();
+        // Where it called (the configured API URL, no path nor query) and why, in the
+        // words of the innermost cause: a wrong or missing HCSS_API_URL shows.
+        let reason = format!(
+            "calling {} (HCSS_API_URL): {}",
+            config.api.url,
+            crate::http_rules::cause(err)
+        );
         let wait = tries.backoff();
         if again && tries.retries < MAX_RETRIES && Instant::now() + wait < deadline {
             tries.retries += 1;

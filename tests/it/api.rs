@@ -522,3 +522,76 @@ async fn a_company_id_in_another_case_counts_against_the_same_budget() {
         other => panic!("the third call of the minute was not held back: {other:?}"),
     }
 }
+
+/// A call that cannot reach the API says where it tried and why, so that a wrong or
+/// missing `HCSS_API_URL` shows: the reason was reqwest's "error sending request" alone
+/// (seen failing so: an app run against the mock without `HCSS_API_URL` called
+/// api.hcssapps.com and said nothing more).
+#[tokio::test]
+async fn a_call_that_cannot_connect_names_the_api_url_and_the_cause() {
+    let mock = MockHcssIdentity::start().await;
+    // A loopback port with nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_url = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let auth = HcssAuth::new(config(&mock, |b| {
+        b.api_url(&api_url).api_max_wait(Duration::from_millis(100))
+    }));
+    match HcssApi::new(&auth)
+        .for_company(COMPANY)
+        .get(UNITS)
+        .send()
+        .await
+    {
+        Err(HcssApiError::Unavailable { reason, .. }) => {
+            assert!(reason.contains(&api_url), "{reason}");
+            assert!(reason.contains("HCSS_API_URL"), "{reason}");
+            assert!(reason.to_lowercase().contains("refused"), "{reason}");
+            assert!(!reason.contains("businessUnits"), "no path: {reason}");
+        }
+        other => panic!("expected Unavailable: {other:?}"),
+    }
+}
+
+/// A request given a whole URL (as a call made by hand with reqwest has) or a path
+/// without its leading `/` says what to give instead: it said only that the text "is not
+/// a path under the API URL" (seen failing so).
+#[tokio::test]
+async fn a_url_or_a_relative_path_is_refused_with_what_to_give() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let company = HcssApi::new(&auth).for_company(COMPANY);
+    for given in [
+        "https://api.hcssapps.com/heavyjob/api/v1/businessUnits",
+        "heavyjob/api/v1/businessUnits",
+    ] {
+        match company.get(given).send().await {
+            Err(HcssApiError::Invalid { reason }) => {
+                assert!(reason.contains("starting with /"), "{given}: {reason}");
+                assert!(reason.contains("HCSS_API_URL"), "{given}: {reason}");
+            }
+            other => panic!("{given}: expected Invalid, got {other:?}"),
+        }
+    }
+    assert_eq!(mock.api_usage(COMPANY).calls, 0);
+}
+
+/// `for_company("")` (a user whose token named no company, read as empty) is refused
+/// at once as a request that cannot be made: it asked HCSS for a token, which refused it
+/// (`invalid_request`), and answered `Unavailable`, "retry later", for ever (seen
+/// failing so).
+#[tokio::test]
+async fn an_empty_company_id_is_refused_without_asking_hcss() {
+    let mock = MockHcssIdentity::start().await;
+    let auth = HcssAuth::new(config(&mock, |b| b));
+    let api = HcssApi::new(&auth);
+    for empty in ["", "  "] {
+        match api.for_company(empty).get(UNITS).send().await {
+            Err(HcssApiError::Invalid { reason }) => {
+                assert!(reason.contains("company id"), "{reason}")
+            }
+            other => panic!("{empty:?}: expected Invalid, got {other:?}"),
+        }
+    }
+    assert_eq!(mock.counts().company_grants, 0, "HCSS was asked");
+}

@@ -106,7 +106,8 @@ pub struct MockCounts {
     pub revocations: usize,
     /// Refresh tokens presented a second time (reuse detection fired).
     pub reuse_detected: usize,
-    /// `GET /heavyjob/api/v1/businessUnits`.
+    /// Calls to the mock's API, every endpoint (`businessUnits`, `jobs`...), however
+    /// answered (a 401, 403 or 429 included).
     pub api_calls: usize,
     /// Requests that followed the [`TokenFault::Redirect`] redirect (a client must not).
     pub redirects_followed: usize,
@@ -236,14 +237,18 @@ impl MockHcssIdentityBuilder {
         self
     }
 
-    /// The `sub` of the user's tokens (default a fixed UUID).
+    /// The `sub` of the user's tokens (default `5f0c2a7e-0000-4000-8000-000000000001`).
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = subject.into();
         self
     }
 
-    /// The `CompanyId` of the user's tokens (default a fixed UUID); `None`: a user with no
-    /// company.
+    /// The `CompanyId` of the user's tokens (default
+    /// `a1c3e5f7-0000-4000-8000-00000000c0de`); `None`: a user with no company. Set it
+    /// when a test needs the user's company by name ([`MockHcssIdentity::api_usage`],
+    /// [`set_other_integration`](MockHcssIdentity::set_other_integration),
+    /// [`disconnect_company`](MockHcssIdentity::disconnect_company)); the app's own
+    /// company is [`MockHcssIdentity::OWN_COMPANY`].
     pub fn company_id(mut self, company: Option<&str>) -> Self {
         self.company_id = company.map(str::to_owned);
         self
