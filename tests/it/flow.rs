@@ -755,50 +755,99 @@ async fn session_exists_takes_the_cookie_of_a_sign_in() {
     assert!(session_exists(&auth, &seeded).await.unwrap());
 }
 
-/// The standalone mock (`examples/mock_hcss.rs`) prints settings an app signs in with:
-/// the app below is configured from them alone, signs in through the mock and calls its
-/// API. Skipped when the example is not built (`cargo test` builds it; `--test it` alone
-/// does not).
-#[tokio::test]
-async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
-    use std::io::{BufRead as _, BufReader, Write as _};
-
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
+/// The standalone mock's binary (`examples/mock_hcss.rs`), which `cargo test` builds
+/// beside the test binaries; `None` (the test says it was skipped) when only the
+/// integration tests were built (`--test it`).
+fn mock_hcss_binary(test: &str) -> Option<std::path::PathBuf> {
+    use std::io::Write as _;
+    // target/<profile>/deps/it-… -> target/<profile>/examples/mock_hcss
+    let binary = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .parent()?
         .join("examples/mock_hcss");
-    if !binary.exists() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "the_standalone_mock: skipped (build it: cargo build --all-features --example mock_hcss)"
-        );
-        return;
+    if binary.exists() {
+        return Some(binary);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_url = format!("http://{}", listener.local_addr().unwrap());
-    let mut child = std::process::Command::new(&binary)
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped (build it: cargo build --all-features --example mock_hcss)"
+    );
+    None
+}
+
+/// A child process killed when dropped, even when the test fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The standalone mock refuses arguments it cannot use, naming the argument, with exit
+/// code 2 and before it binds a port.
+#[test]
+fn the_standalone_mock_refuses_bad_arguments() {
+    let Some(binary) = mock_hcss_binary("the_standalone_mock_refuses_bad_arguments") else {
+        return;
+    };
+    for (bad, named) in [
+        ("--access-token-lifetime 0", "--access-token-lifetime"),
+        ("--access-token-lifetime soon", "--access-token-lifetime"),
+        ("--access-token-lifetime", "--access-token-lifetime"),
+        ("--api-rate-per-minute 0", "--api-rate-per-minute"),
+        ("--api-rate-per-minute many", "--api-rate-per-minute"),
+        ("--api-concurrency 0", "--api-concurrency"),
+        ("--api-concurrency", "--api-concurrency"),
+        ("--speed fast", "--speed"),
+    ] {
+        let output = std::process::Command::new(&binary)
+            .args(bad.split(' '))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {said}");
+        assert!(
+            said.contains(named) && said.contains("usage:"),
+            "{bad}: {said}"
+        );
+    }
+}
+
+/// Starts the standalone mock with `args` (and `--port`, `--auto-consent`, a redirect
+/// URI to `app_url`), reads what it prints up to "Serving": its `export` settings and the
+/// line on its API's limits.
+fn start_mock_hcss(
+    binary: &std::path::Path,
+    app_url: &str,
+    args: &[&str],
+) -> (
+    Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    std::collections::HashMap<String, String>,
+    String,
+) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(binary)
         .args(["--port", &free_port().to_string(), "--auto-consent"])
         .args(["--redirect-uri", &format!("{app_url}/hcss/callback")])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let _stop = Stop(child);
-    let mut settings = std::collections::HashMap::new();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let child = Child(child);
+    let (mut settings, mut limits) = (std::collections::HashMap::new(), String::new());
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if line.starts_with("Serving") {
             break;
+        }
+        if line.starts_with("it allows each company") {
+            limits = line.clone();
         }
         if let Some((name, value)) = line
             .strip_prefix("export ")
@@ -807,6 +856,49 @@ async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
             settings.insert(name.to_owned(), value.trim_matches('\'').to_owned());
         }
     }
+    (child, lines, settings, limits)
+}
+
+/// The standalone mock's API applies HCSS's limits unless told otherwise, and says so.
+#[tokio::test]
+async fn the_standalone_mock_applies_hcss_limits_by_default() {
+    let Some(binary) = mock_hcss_binary("the_standalone_mock_applies_hcss_limits_by_default")
+    else {
+        return;
+    };
+    let (_child, _, _, limits) = start_mock_hcss(&binary, "http://127.0.0.1:3000", &[]);
+    assert!(
+        limits.contains("100 calls a minute and 20 at once"),
+        "{limits:?}"
+    );
+}
+
+/// The standalone mock (`examples/mock_hcss.rs`) prints settings an app signs in with:
+/// the app below is configured from them alone, signs in through the mock and calls its
+/// API within the limits asked for (`--api-rate-per-minute 3 --api-concurrency 1`: the
+/// fourth call of the minute served is refused with 429). `revoke` typed on its standard input
+/// refuses the access tokens issued so far: the app's next call gets 401, and one that
+/// refreshes the session gets 200.
+#[tokio::test]
+async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
+    use std::io::Write as _;
+
+    let Some(binary) =
+        mock_hcss_binary("the_standalone_mock_prints_the_settings_an_app_signs_in_with")
+    else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    let (mut child, mut said, settings, limits) = start_mock_hcss(
+        &binary,
+        &app_url,
+        &["--api-rate-per-minute", "3", "--api-concurrency", "1"],
+    );
+    assert!(
+        limits.contains("3 calls a minute and 1 at once"),
+        "{limits:?}"
+    );
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
     assert_eq!(setting("HCSS_ALLOW_INSECURE_HTTP"), "1", "{settings:?}");
     let config = hcss_auth::HcssConfig::builder()
@@ -828,4 +920,26 @@ async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
     assert_eq!(whoami.status, 200, "{}", whoami.body);
     let units = browser.get(&format!("{app_url}/business-units")).await;
     assert_eq!(units.status, 200, "{}", units.body);
+
+    let stdin = child.0.stdin.as_mut().unwrap();
+    writeln!(stdin, "revoke").unwrap();
+    stdin.flush().unwrap();
+    let answer = said.next().unwrap().unwrap();
+    assert!(answer.starts_with("Revoked"), "{answer}");
+    let units = browser.get(&format!("{app_url}/business-units")).await;
+    assert_eq!(units.status, 401, "{}", units.body);
+    let units = browser
+        .get(&format!("{app_url}/business-units-retrying"))
+        .await;
+    assert_eq!(units.status, 200, "{}", units.body);
+    // Calls refused with 401 are not counted: two served so far, a third, then none.
+    let units = browser.get(&format!("{app_url}/business-units")).await;
+    assert_eq!(units.status, 200, "{}", units.body);
+    let units = browser.get(&format!("{app_url}/business-units")).await;
+    assert_eq!(units.status, 429, "{}", units.body);
+
+    writeln!(stdin, "revok").unwrap();
+    stdin.flush().unwrap();
+    let answer = said.next().unwrap().unwrap();
+    assert!(answer.contains("`revoke`"), "names the commands: {answer}");
 }
