@@ -31,6 +31,12 @@ pub use response::HcssApiResponse;
 /// Retries of a 5xx or a connection error, at most, for an idempotent request.
 const MAX_RETRIES: u32 = 3;
 
+/// How long after it began a call asks for its token again before it is sent: tokens
+/// are refreshed a minute or more before they expire, so a call that waited less still
+/// holds a live one; one that waited longer (its company's turn, a `Retry-After`)
+/// might not.
+const TOKEN_LOOKED_AT_AGAIN: Duration = Duration::from_secs(1);
+
 /// HCSS's header telling how many calls are left in the company's window.
 const REMAINING_CALLS: HeaderName = HeaderName::from_static("remaining-calls");
 /// The first pause before such a retry; each next one doubles.
@@ -364,12 +370,21 @@ impl HcssApiRequest {
         let shared = self.caller.api.companies.shared();
         let config = &shared.config;
         let url = self.url()?;
-        let deadline = Instant::now() + config.api.max_wait;
+        let began = Instant::now();
+        let deadline = began + config.api.max_wait;
         let mut credential = self.caller.token().await?;
         let company = self.caller.company(credential.token());
         let mut tries = Tries::default();
         loop {
             let mut slot = crate::shared::budgets::acquire(shared, &company, deadline).await?;
+            let mut now = Instant::now();
+            // A call that waited (its turn, a `Retry-After`, a backoff) asks for its token
+            // again: the one it held may have expired meanwhile, and a 401 would spend its
+            // one refresh and a call of the company's window.
+            if now - began >= TOKEN_LOOKED_AT_AGAIN {
+                credential = self.caller.token().await?;
+                now = Instant::now();
+            }
             let mut request = credential.authorize(
                 config
                     .identity
@@ -382,7 +397,7 @@ impl HcssApiRequest {
             if let Some(body) = &self.body {
                 request = request.body(body.clone());
             }
-            slot.sent();
+            slot.sent(now);
             crate::metrics::api_call();
             let outcome = match request.send().await {
                 Ok(mut response) => {

@@ -209,9 +209,9 @@ pub(crate) struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Its request is going to HCSS.
-    pub(crate) fn sent(&mut self) {
-        self.sent_at = Some(Instant::now());
+    /// Its request is going to HCSS, now (`now`).
+    pub(crate) fn sent(&mut self, now: Instant) {
+        self.sent_at = Some(now);
     }
 
     /// Its request came back (or failed on this side).

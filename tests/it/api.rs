@@ -601,3 +601,42 @@ async fn an_empty_company_id_is_refused_without_asking_hcss() {
     }
     assert_eq!(mock.counts().company_grants, 0, "HCSS was asked");
 }
+
+/// A call that waits its turn longer than its token lives sends a live token, not the
+/// one it held when it began: on the paused clock, the company's second call of a
+/// window of one waits 60 s for it, and the company's tokens live 50 s. Seen failing
+/// before the token was looked at again after a wait: the second call went with the
+/// token that had expired meanwhile, got 401, refreshed, and found the window spent by
+/// the refused call: `Busy` after a minute's wait, where a live token is served.
+#[tokio::test(start_paused = true)]
+async fn a_call_that_waited_past_its_tokens_life_sends_a_live_token() {
+    let mock = MockHcssIdentity::builder()
+        .access_token_lifetime(Duration::from_secs(50))
+        .start()
+        .await;
+    // The layer's clock (wall time) goes with the paused one, a second at a time.
+    let clock = hcss_auth::testing::TestClock::new();
+    let ticking = clock.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ticking.advance(Duration::from_secs(1));
+        }
+    });
+    let api = HcssApi::new(&HcssAuth::new(config(&mock, |b| {
+        b.api_rate_per_minute(1)
+            .api_max_wait(Duration::from_secs(120))
+            .test_clock(clock)
+    })));
+    let first = api.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let waited = tokio::time::Instant::now();
+    let second = api.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert!(
+        waited.elapsed() >= Duration::from_secs(55),
+        "it waited its turn"
+    );
+    assert_eq!(mock.counts().api_calls, 2, "{:?}", mock.counts());
+    ticker.abort();
+}
