@@ -521,10 +521,8 @@ pub(crate) async fn acquire<'a>(
 mod tests {
     use super::*;
 
-    /// The gates of companies no longer called go (those with a slot given back and
-    /// not yet told to the store stay until it is).
-    #[tokio::test(start_paused = true)]
-    async fn gates_of_companies_no_longer_called_do_not_pile_up() {
+    /// The shared state of a layer with the default API settings.
+    fn layer_state() -> Arc<Shared> {
         let config = crate::HcssConfig::builder()
             .client_id("c")
             .scopes(["heavyjob:read"])
@@ -532,7 +530,14 @@ mod tests {
             .build()
             .unwrap();
         let auth = crate::HcssAuth::new(config);
-        let shared = crate::HcssCompanyTokens::new(&auth).shared().clone();
+        crate::HcssCompanyTokens::new(&auth).shared().clone()
+    }
+
+    /// The gates of companies no longer called go (those with a slot given back and
+    /// not yet told to the store stay until it is).
+    #[tokio::test(start_paused = true)]
+    async fn gates_of_companies_no_longer_called_do_not_pile_up() {
+        let shared = layer_state();
         for n in 0..3 * KEPT_COMPANIES {
             let deadline = Instant::now() + Duration::from_secs(5);
             let slot = acquire(&shared, &format!("co-{n}"), deadline)
@@ -553,14 +558,7 @@ mod tests {
     /// on the code before the fix: `the sighting went with the gate: left: 100, right: 11`.
     #[tokio::test(start_paused = true)]
     async fn a_gate_is_not_swept_while_its_sighting_of_other_integrations_holds() {
-        let config = crate::HcssConfig::builder()
-            .client_id("c")
-            .scopes(["heavyjob:read"])
-            .redirect_uri("https://app.example/hcss/callback")
-            .build()
-            .unwrap();
-        let auth = crate::HcssAuth::new(config);
-        let shared = crate::HcssCompanyTokens::new(&auth).shared().clone();
+        let shared = layer_state();
         let settings = &shared.config.api;
         let lease = Duration::from_secs(21);
         let call = |company: String| {

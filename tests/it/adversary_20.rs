@@ -34,6 +34,20 @@ fn config(
     .unwrap()
 }
 
+/// Reads a request's head (up to its blank line) from `stream`; false when the
+/// connection ends first.
+async fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// An HTTP server standing in for HCSS's API: every request, whatever its path, is
 /// counted and answered by `answer` (given the request's method, headers and the count,
 /// from 1). Returns its base URL and the count.
@@ -106,13 +120,8 @@ async fn a_huge_body_is_not_read_whole() {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 let start = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
                 if stream.write_all(start.as_bytes()).await.is_err() {
@@ -729,13 +738,8 @@ async fn a_post_whose_answer_is_cut_off_is_not_sent_again() {
         while let Ok((mut stream, _)) = listener.accept().await {
             let counted = counted.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
                 let answer = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":";
