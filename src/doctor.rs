@@ -210,6 +210,8 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
         },
     );
 
+    items.push(api(config).await);
+
     let store = shared.token_store.shared_store_checks().await;
     let store_items = match store {
         Ok(found) => found,
@@ -234,6 +236,65 @@ pub(crate) async fn run(shared: &Shared) -> CheckReport {
     });
     items.extend(store_items.unwrap_or_default());
     CheckReport { items }
+}
+
+/// The API URL's item, from a call without a token to an endpoint HCSS's API serves:
+/// HCSS answers it 401, so that any other answer says the URL is not HCSS's API.
+async fn api(config: &crate::HcssConfig) -> CheckItem {
+    const NAME: &str = "API URL";
+    let probe = format!("{}/heavyjob/api/v1/businessUnits", config.api.url);
+    let answer = config
+        .identity
+        .http
+        .get(&probe)
+        .timeout(config.identity.http_timeout)
+        .send()
+        .await;
+    let status = match answer {
+        Err(err) => {
+            return CheckItem::fail(
+                NAME,
+                format!(
+                    "{} could not be reached ({})",
+                    config.api.url,
+                    crate::http_rules::cause(err)
+                ),
+                format!(
+                    "check HCSS_API_URL (default {}) and that this machine reaches it: \
+                     every HcssApi call fails until it does",
+                    crate::config::HCSS_API_URL
+                ),
+            )
+        }
+        Ok(response) => response.status(),
+    };
+    if status != http::StatusCode::UNAUTHORIZED {
+        return CheckItem::warn(
+            NAME,
+            format!(
+                "{probe} answered {status} to a call without a token, where HCSS's API \
+                 answers 401"
+            ),
+            format!(
+                "check HCSS_API_URL: HCSS's API is {}, not the identity service",
+                crate::config::HCSS_API_URL
+            ),
+        );
+    }
+    if config.api.base.scheme() == "http" {
+        return CheckItem::warn(
+            NAME,
+            format!("{} answers as HCSS's API, over plain http", config.api.url),
+            "for development on loopback only: production calls HCSS's API over https",
+        );
+    }
+    CheckItem::pass(
+        NAME,
+        format!(
+            "{} answers as HCSS's API (401 to a call without a token)",
+            config.api.url
+        ),
+    )
 }
 
 /// The token endpoint's item and the client's, from a code exchange with a made-up

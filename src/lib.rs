@@ -718,6 +718,7 @@
 //! | `clock` | within 5 s of the identity service's `Date` | further off (fail: synchronise the clock) |
 //! | `redirect URI` | `https://`, its path served by the layer | plain http on loopback (warn: development only) |
 //! | `offline_access` | among the scopes | missing (fail: every session would end with its first access token) |
+//! | `API URL` | `{api_url}/heavyjob/api/v1/businessUnits` answers 401 to a call without a token, as HCSS's API does, over TLS | nothing answers (fail: every `HcssApi` call would fail); another answer (warn: not HCSS's API, e.g. the identity service); plain http on loopback (warn) |
 //! | `cookie key` | set, or one instance with its own store | unset with a shared store (warn: set `HCSS_COOKIE_KEY` on every instance) |
 //! | a shared store's own ([`Coordination::shared_store_checks`](store::Coordination::shared_store_checks)) | `RedisStore`: `redis` answers `PING`; `client tracking` on for the near cache | Redis unreachable (fail); tracking unavailable (warn: every request reads Redis) |
 //!
@@ -725,7 +726,7 @@
 //! configuration prints:
 //!
 //! ```text
-//! hcss-auth configuration check: 2 passed, 3 warnings, 3 failed
+//! hcss-auth configuration check: 2 passed, 4 warnings, 3 failed
 //! [ok]   discovery: discovery document found; its issuer is http://localhost:4000/identity
 //! [warn] token endpoint: http://localhost:4000/identity/connect/token answers over plain http
 //!        -> for development on loopback only: production talks to HCSS over https
@@ -736,6 +737,8 @@
 //!        -> for development only: production needs an https:// redirect URI, registered exactly at HCSS
 //! [FAIL] offline_access: not among the scopes (heavyjob:read)
 //!        -> add offline_access to HCSS_SCOPES (and to the client at HCSS): without it HCSS gives no refresh token and every session ends when its first access token does (about an hour)
+//! [warn] API URL: http://localhost:4000 answers as HCSS's API, over plain http
+//!        -> for development on loopback only: production calls HCSS's API over https
 //! [warn] cookie key: not set: instances agree on one through the shared store
 //!        -> set HCSS_COOKIE_KEY (the same on every instance) so that logins in progress survive the store losing its keys
 //! [FAIL] redis: not reachable: the session store is unavailable: redis: connection refused: Connection refused (os error 111)

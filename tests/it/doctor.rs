@@ -49,6 +49,10 @@ async fn a_working_configuration_passes_with_the_development_settings_flagged() 
     let redirect = report.item("redirect URI").unwrap();
     assert_eq!(redirect.status(), CheckStatus::Warn);
     assert!(redirect.fix().unwrap().contains("https://"), "{report}");
+    // The mock's API answers as HCSS's (401 without a token), over plain http.
+    let api = report.item("API URL").unwrap();
+    assert_eq!(api.status(), CheckStatus::Warn, "{report}");
+    assert!(api.detail().contains("answers as HCSS's API"), "{report}");
     let text = report.to_string();
     assert!(text.contains("[ok]   client credentials"), "{text}");
     assert!(text.contains("0 failed"), "{text}");
@@ -140,15 +144,15 @@ async fn an_unreachable_identity_service_fails_the_token_endpoint() {
 #[tokio::test]
 async fn the_summary_says_warning_for_one_and_warnings_for_several() {
     let mock = MockHcssIdentity::start().await;
-    // The mock's plain http warns twice (token endpoint, redirect URI)...
+    // The mock's plain http warns three times (token endpoint, redirect URI, API URL)...
     let report = check(&mock, |b| b).await;
     assert!(
         report
             .to_string()
-            .starts_with("hcss-auth configuration check: 5 passed, 2 warnings, 0 failed"),
+            .starts_with("hcss-auth configuration check: 5 passed, 3 warnings, 0 failed"),
         "{report}"
     );
-    // ...and once with an https redirect URI.
+    // ...and twice with an https redirect URI.
     let report = check(&mock, |b| {
         b.redirect_uri("https://app.example.com/hcss/callback")
     })
@@ -156,7 +160,7 @@ async fn the_summary_says_warning_for_one_and_warnings_for_several() {
     assert!(
         report
             .to_string()
-            .starts_with("hcss-auth configuration check: 6 passed, 1 warning, 0 failed"),
+            .starts_with("hcss-auth configuration check: 6 passed, 2 warnings, 0 failed"),
         "{report}"
     );
 }
@@ -214,4 +218,22 @@ async fn a_redis_store_is_checked_reachable_with_tracking_and_unreachable() {
     let report = HcssAuth::with_store(config(), nowhere).check().await;
     assert_eq!(status(&report, "redis"), CheckStatus::Fail, "{report}");
     assert!(report.has_failures());
+}
+
+/// An API URL nothing answers at fails, in the network's words; one that answers but
+/// not as HCSS's API (here the identity service) warns, naming what it answered.
+#[tokio::test]
+async fn an_api_url_that_is_not_hcss_api_is_named() {
+    let mock = MockHcssIdentity::start().await;
+    let report = check(&mock, |b| b.api_url("http://127.0.0.1:9")).await;
+    let item = report.item("API URL").unwrap();
+    assert_eq!(item.status(), CheckStatus::Fail, "{report}");
+    assert!(item.detail().contains("refused"), "{report}");
+    assert!(item.fix().unwrap().contains("HCSS_API_URL"), "{report}");
+
+    let report = check(&mock, |b| b.api_url(mock.identity_url())).await;
+    let item = report.item("API URL").unwrap();
+    assert_eq!(item.status(), CheckStatus::Warn, "{report}");
+    assert!(item.detail().contains("404"), "{report}");
+    assert!(item.fix().unwrap().contains("HCSS_API_URL"), "{report}");
 }
