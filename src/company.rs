@@ -136,7 +136,9 @@ impl HcssCompanyTokens {
     ///
     /// [`CompanyTokenError::Disconnected`] when HCSS refuses the company
     /// (`invalid_grant`), [`CompanyTokenError::Misconfigured`] when it refuses the app's
-    /// request as configured, [`CompanyTokenError::Unavailable`] (retry later) otherwise.
+    /// request as configured, [`CompanyTokenError::NoCompanyId`] for an empty
+    /// `company_id` (HCSS is not asked), [`CompanyTokenError::Unavailable`] (retry later)
+    /// otherwise.
     pub async fn token(&self, company_id: &str) -> Result<HcssToken, CompanyTokenError> {
         Ok(self
             .held_token(&Source::Company(company_id.into()))
@@ -190,6 +192,11 @@ impl HcssCompanyTokens {
     ) -> Result<Arc<HeldToken>, CompanyTokenError> {
         if let Some(held) = self.held(source) {
             return Ok(held);
+        }
+        // Never held: HCSS refuses it as `invalid_request`, which would read as HCSS
+        // unavailable.
+        if matches!(source, Source::Company(id) if id.trim().is_empty()) {
+            return Err(CompanyTokenError::NoCompanyId);
         }
         let key = source.key();
         if let Some(tokens) = self.cached(key, source).await {

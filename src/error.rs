@@ -135,6 +135,10 @@ pub enum CompanyTokenError {
         /// What HCSS said.
         reason: String,
     },
+    /// The company id given was empty: the app's mistake (a user whose token named no
+    /// company, read as empty, say). HCSS is not asked.
+    #[error("no company id was given: give the customer's CompanyId (a signed-in user's is in their token's claims)")]
+    NoCompanyId,
 }
 
 /// Why an [`HcssApi`](crate::HcssApi) call gave no response. Each variant says what the
@@ -220,9 +224,9 @@ impl axum_core::response::IntoResponse for HcssApiError {
             HcssApiError::Company(CompanyTokenError::Disconnected { .. }) => {
                 (StatusCode::FORBIDDEN, "company_disconnected")
             }
-            HcssApiError::Company(CompanyTokenError::Misconfigured { .. }) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
-            }
+            HcssApiError::Company(
+                CompanyTokenError::Misconfigured { .. } | CompanyTokenError::NoCompanyId,
+            ) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
             HcssApiError::Invalid { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             _ => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         };

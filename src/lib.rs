@@ -401,7 +401,8 @@
 //! to `end_sessions_for_company`); `invalid_client`, `unauthorized_client`,
 //! `unsupported_grant_type` and `invalid_scope` are
 //! [`Misconfigured`](CompanyTokenError::Misconfigured), anything else
-//! [`Unavailable`](CompanyTokenError::Unavailable).
+//! [`Unavailable`](CompanyTokenError::Unavailable). An empty company id is
+//! [`NoCompanyId`](CompanyTokenError::NoCompanyId), without asking HCSS.
 //!
 //! ## Your own company's data (client credentials)
 //!

@@ -226,14 +226,6 @@ impl HcssCaller {
                 .await
                 .map(Credential::User)
                 .map_err(session_error),
-            // HCSS refuses it (`invalid_request`), which would read as HCSS unavailable.
-            Acting::Company(CompanySource::Company(id)) if id.trim().is_empty() => {
-                Err(HcssApiError::Invalid {
-                    reason: "for_company was given no company id: give the customer's \
-                             CompanyId (a signed-in user's is in their token's claims)"
-                        .into(),
-                })
-            }
             Acting::Company(source) => Ok(Credential::Held(
                 self.api.companies.held_token(source).await?,
             )),

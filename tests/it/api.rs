@@ -583,9 +583,9 @@ async fn a_url_or_a_relative_path_is_refused_with_what_to_give() {
 }
 
 /// `for_company("")` (a user whose token named no company, read as empty) is refused
-/// at once as a request that cannot be made: it asked HCSS for a token, which refused it
-/// (`invalid_request`), and answered `Unavailable`, "retry later", for ever (seen
-/// failing so).
+/// at once as the app's mistake (a 500 as a response): it asked HCSS for a token, which
+/// refused it (`invalid_request`), and answered `Unavailable`, "retry later", for ever
+/// (seen failing so).
 #[tokio::test]
 async fn an_empty_company_id_is_refused_without_asking_hcss() {
     let mock = MockHcssIdentity::start().await;
@@ -593,10 +593,11 @@ async fn an_empty_company_id_is_refused_without_asking_hcss() {
     let api = HcssApi::new(&auth);
     for empty in ["", "  "] {
         match api.for_company(empty).get(UNITS).send().await {
-            Err(HcssApiError::Invalid { reason }) => {
-                assert!(reason.contains("company id"), "{reason}")
+            Err(err @ HcssApiError::Company(hcss_auth::CompanyTokenError::NoCompanyId)) => {
+                assert!(err.to_string().contains("CompanyId"), "{err}");
+                assert_eq!(err.into_response().status(), 500);
             }
-            other => panic!("{empty:?}: expected Invalid, got {other:?}"),
+            other => panic!("{empty:?}: expected NoCompanyId, got {other:?}"),
         }
     }
     assert_eq!(mock.counts().company_grants, 0, "HCSS was asked");

@@ -241,3 +241,21 @@ async fn cached_company_tokens_are_not_sessions() {
         "company tokens counted as sessions"
     );
 }
+
+/// An empty company id is refused at once, saying what to give, without asking HCSS
+/// (which refuses it as `invalid_request`: read as `Unavailable`, "retry later", for ever).
+#[tokio::test]
+async fn an_empty_company_id_is_refused_without_asking_hcss() {
+    let mock = MockHcssIdentity::start().await;
+    let app = start_app(&mock, |b| b).await;
+    let companies = HcssCompanyTokens::new(&app.auth);
+    for empty in ["", " "] {
+        match companies.token(empty).await {
+            Err(err @ CompanyTokenError::NoCompanyId) => {
+                assert!(err.to_string().contains("CompanyId"), "{err}")
+            }
+            other => panic!("{empty:?}: expected NoCompanyId, got {other:?}"),
+        }
+    }
+    assert_eq!(mock.counts().company_grants, 0, "HCSS was asked");
+}
