@@ -159,7 +159,8 @@ impl HcssApi {
     /// Calls for the customer company `company_id`, with its token from HCSS's `company`
     /// grant. Its calls count against the company's budget whatever the case of the id
     /// (HCSS's company ids are GUIDs), with the calls of its users. An empty
-    /// `company_id` is [`HcssApiError::Invalid`], without asking HCSS.
+    /// `company_id` is [`CompanyTokenError::NoCompanyId`](crate::CompanyTokenError),
+    /// without asking HCSS.
     pub fn for_company(&self, company_id: &str) -> HcssCaller {
         self.caller(Acting::Company(CompanySource::Company(company_id.into())))
     }
