@@ -235,6 +235,14 @@ impl axum_core::response::IntoResponse for HcssApiError {
         if let Some(wait) = self.retry_after() {
             crate::http_rules::retry_after(response.headers_mut(), wait);
         }
+        // A 401 says how to authenticate (RFC 9110), as the extractors' does: with the
+        // session's cookie, got by signing in.
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Cookie realm=\"hcss\""),
+            );
+        }
         response
     }
 }
@@ -270,6 +278,27 @@ mod tests {
         assert!(SessionError::NotSignedIn
             .to_string()
             .contains("/hcss/login"));
+    }
+
+    /// A 401 says how to authenticate, as RFC 9110 asks and the extractors' 401 does:
+    /// it had no `WWW-Authenticate` (seen failing so); the others have none.
+    #[test]
+    fn a_401_names_its_authentication_scheme() {
+        for err in [HcssApiError::NotSignedIn, HcssApiError::Unauthorized] {
+            let response = err.into_response();
+            assert_eq!(response.status(), 401);
+            assert_eq!(
+                response.headers()[http::header::WWW_AUTHENTICATE],
+                "Cookie realm=\"hcss\""
+            );
+        }
+        let busy = HcssApiError::Busy {
+            retry_after: Duration::from_secs(1),
+        };
+        assert!(!busy
+            .into_response()
+            .headers()
+            .contains_key(http::header::WWW_AUTHENTICATE));
     }
 
     /// `Unauthorized` of a company's call does not tell only to sign in (which gives no
