@@ -1102,3 +1102,79 @@ async fn a_401_a_429_and_a_401_make_one_refresh() {
         );
     }
 }
+
+/// A call that waited its turn and whose user's token is then due for a refresh (but
+/// still live for a while) does not hold the company's slot while the identity service
+/// answers: it goes with the token it holds, and the refresh goes on by itself. With one
+/// call in flight per company, on the paused clock, HCSS's API answering in 2 s and the
+/// identity service in 5 s, another user's call queued behind it waits for the call in
+/// flight and for it: 5.8 s. Seen failing before: the slot was held through the
+/// refresh, and the other user's call waited 10.8 s.
+#[tokio::test(start_paused = true)]
+async fn a_token_refreshed_after_the_wait_holds_no_slot_meanwhile() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_api_delay(Duration::from_secs(2));
+    let clock = hcss_auth::testing::TestClock::new();
+    let api_url = mock.api_url();
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| {
+        b.api_concurrency(1)
+            .api_max_wait(Duration::from_secs(60))
+            .test_clock(clock.clone())
+    }));
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth.clone());
+    let as_user = |cookie: String| {
+        let request = axum::http::Request::get("/call")
+            .header("cookie", cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move {
+            tower::ServiceExt::oneshot(app, request)
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let scope = "heavyjob:read offline_access";
+    let other = hcss_auth::testing::seed_session(&auth, mock.issue_tokens(scope))
+        .await
+        .unwrap();
+    // The first user's token lives 62 s: fresh for 31 s, then due for a refresh.
+    let mut due = mock.issue_tokens(scope);
+    due.expires_at = due.issued_at + 62;
+    let first = hcss_auth::testing::seed_session(&auth, due).await.unwrap();
+    let holding = tokio::spawn(as_user(other.cookie_header()));
+    // Ordered on the paused clock: the call above is in flight, then the first user's
+    // call waits for its slot, then the other user's second call waits behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(as_user(first.cookie_header()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_secs(40));
+    mock.set_token_fault(Some(hcss_auth::testing::TokenFault::Slow(
+        Duration::from_secs(5),
+    )));
+    let started = tokio::time::Instant::now();
+    assert_eq!(as_user(other.cookie_header()).await, StatusCode::OK);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(7),
+        "the other user's call waited for the refresh: {took:?}"
+    );
+    assert_eq!(holding.await.unwrap(), StatusCode::OK);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    // The refresh went on meanwhile, once.
+    mock.wait_for(|counts| counts.refreshes >= 1).await;
+    assert_eq!(mock.counts().refreshes, 1, "{:?}", mock.counts());
+}
