@@ -1178,3 +1178,58 @@ async fn a_token_refreshed_after_the_wait_holds_no_slot_meanwhile() {
     mock.wait_for(|counts| counts.refreshes >= 1).await;
     assert_eq!(mock.counts().refreshes, 1, "{:?}", mock.counts());
 }
+
+/// Holds: a user's call that waited (a 429's `Retry-After`) and is then refused with 401
+/// refreshes the session once and sends the new token, not the refused one again
+/// (asked for again after the wait), and not after a second refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_call_refused_after_a_wait_sends_the_refreshed_token_once() {
+    let mock = MockHcssIdentity::start().await;
+    let sent = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let (url, calls) = hostile_api(move |_, headers, n| {
+        let bearer = headers
+            .get("authorization")
+            .map_or("", |v| v.to_str().unwrap())
+            .to_owned();
+        seen.lock().unwrap().push(bearer);
+        let status = [429, 401, 200][(n - 1).min(2)];
+        let status = StatusCode::from_u16(status).unwrap();
+        (status, [("retry-after", "1")], "answer").into_response()
+    })
+    .await;
+    let auth = HcssAuth::new(config(&mock, &url, |b| {
+        b.api_max_wait(Duration::from_secs(10))
+    }));
+    let session =
+        hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+            .await
+            .unwrap();
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth.clone());
+    let request = axum::http::Request::get("/call")
+        .header("cookie", session.cookie_header())
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let status = tower::ServiceExt::oneshot(app, request)
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent[0], sent[1], "the token held, live, after the wait");
+    assert_ne!(sent[2], sent[1], "the refused token was sent again");
+    assert_eq!(mock.counts().refreshes, 1, "{:?}", mock.counts());
+}
