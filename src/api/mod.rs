@@ -37,6 +37,11 @@ const MAX_RETRIES: u32 = 3;
 /// might not.
 const TOKEN_LOOKED_AT_AGAIN: Duration = Duration::from_secs(1);
 
+/// How long a call holding its company's slot waits for its token asked for again
+/// before it goes with the one it holds, if that one is live: long enough for the
+/// store, not for the identity service.
+const TOKEN_AGAIN_PATIENCE: Duration = Duration::from_millis(100);
+
 /// HCSS's header telling how many calls are left in the company's window.
 const REMAINING_CALLS: HeaderName = HeaderName::from_static("remaining-calls");
 /// The first pause before such a retry; each next one doubles.
@@ -438,18 +443,15 @@ impl HcssApiRequest {
     }
 
     /// The caller's token, asked for again after a wait, with the company's slot held:
-    /// the one in process at once; one that needs the identity service (a refresh, a
-    /// company's token fetched) is waited for only if `held` will not outlive the
+    /// the one in process or in the store (a session ended meanwhile is seen) within
+    /// [`TOKEN_AGAIN_PATIENCE`]; one that needs the identity service longer (a refresh,
+    /// a company's token fetched) is waited for only if `held` will not outlive the
     /// request or HCSS refused it (`None`: `held` goes), so that the slot is not held while the identity
     /// service answers (a refresh goes on in a task of its own).
     async fn token_again(&self, held: &Credential) -> Option<Result<Credential, HcssApiError>> {
         let config = &self.caller.api.companies.shared().config;
         let mut again = std::pin::pin!(self.caller.token());
-        let at_once = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(again.as_mut(), cx))
-        })
-        .await;
-        if let std::task::Poll::Ready(token) = at_once {
+        if let Ok(token) = tokio::time::timeout(TOKEN_AGAIN_PATIENCE, again.as_mut()).await {
             return Some(token);
         }
         let expires_at = held
