@@ -284,6 +284,14 @@ impl HcssCompanyTokens {
         held
     }
 
+    /// Whether `token` is the last HCSS refused for `source`.
+    pub(crate) fn was_refused(&self, source: &Source, token: &HcssToken) -> bool {
+        self.shared
+            .company_refused
+            .get(source)
+            .is_some_and(|refused| *refused == digest(token.secret()))
+    }
+
     /// Whether `tokens` are the last HCSS refused for `source`.
     fn refused(&self, source: &Source, tokens: &TokenSet) -> bool {
         self.shared

@@ -37,6 +37,11 @@ const MAX_RETRIES: u32 = 3;
 /// might not.
 const TOKEN_LOOKED_AT_AGAIN: Duration = Duration::from_secs(1);
 
+/// How long a call holding its company's slot waits for its token asked for again
+/// before it goes with the one it holds, if that one is live: long enough for the
+/// store, not for the identity service.
+const TOKEN_AGAIN_PATIENCE: Duration = Duration::from_millis(100);
+
 /// HCSS's header telling how many calls are left in the company's window.
 const REMAINING_CALLS: HeaderName = HeaderName::from_static("remaining-calls");
 /// The first pause before such a retry; each next one doubles.
@@ -375,8 +380,10 @@ impl HcssApiRequest {
             // again: the one it held may have expired meanwhile, and a 401 would spend its
             // one refresh and a call of the company's window.
             if now - began >= TOKEN_LOOKED_AT_AGAIN {
-                credential = self.caller.token().await?;
-                now = Instant::now();
+                if let Some(again) = self.token_again(&credential).await {
+                    credential = again?;
+                    now = Instant::now();
+                }
             }
             let mut request = credential.authorize(
                 config
@@ -433,6 +440,35 @@ impl HcssApiRequest {
                 Next::Fail(err) => return Err(err),
             }
         }
+    }
+
+    /// The caller's token, asked for again after a wait, with the company's slot held:
+    /// the one in process or in the store (a session ended meanwhile is seen) within
+    /// [`TOKEN_AGAIN_PATIENCE`]; one that needs the identity service longer (a refresh,
+    /// a company's token fetched) is waited for only if `held` will not outlive the
+    /// request or HCSS refused it (`None`: `held` goes), so that the slot is not held while the identity
+    /// service answers (a refresh goes on in a task of its own).
+    async fn token_again(&self, held: &Credential) -> Option<Result<Credential, HcssApiError>> {
+        let config = &self.caller.api.companies.shared().config;
+        let mut again = std::pin::pin!(self.caller.token());
+        if let Ok(token) = tokio::time::timeout(TOKEN_AGAIN_PATIENCE, again.as_mut()).await {
+            return Some(token);
+        }
+        let expires_at = held
+            .token()
+            .expires_at()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |left| left.as_secs());
+        let left = Duration::from_secs(expires_at.saturating_sub(config.now()));
+        // A company's token HCSS refused meanwhile (another call's 401) is not sent.
+        let refused = match &self.caller.acting {
+            Acting::Company(source) => self.caller.api.companies.was_refused(source, held.token()),
+            Acting::User(_) => false,
+        };
+        if left > config.identity.http_timeout && !refused {
+            return None;
+        }
+        Some(again.await)
     }
 
     /// The request's URL: its path and query under the API URL.

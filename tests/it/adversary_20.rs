@@ -1102,3 +1102,248 @@ async fn a_401_a_429_and_a_401_make_one_refresh() {
         );
     }
 }
+
+/// A call that waited its turn and whose user's token is then due for a refresh (but
+/// still live for a while) does not hold the company's slot while the identity service
+/// answers: it goes with the token it holds, and the refresh goes on by itself. With one
+/// call in flight per company, on the paused clock, HCSS's API answering in 2 s and the
+/// identity service in 5 s, another user's call queued behind it waits for the call in
+/// flight and for it: 5.8 s. Seen failing before: the slot was held through the
+/// refresh, and the other user's call waited 10.8 s.
+#[tokio::test(start_paused = true)]
+async fn a_token_refreshed_after_the_wait_holds_no_slot_meanwhile() {
+    let mock = MockHcssIdentity::start().await;
+    mock.set_api_delay(Duration::from_secs(2));
+    let clock = hcss_auth::testing::TestClock::new();
+    let api_url = mock.api_url();
+    let auth = HcssAuth::new(config(&mock, &api_url, |b| {
+        b.api_concurrency(1)
+            .api_max_wait(Duration::from_secs(60))
+            .test_clock(clock.clone())
+    }));
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth.clone());
+    let as_user = |cookie: String| {
+        let request = axum::http::Request::get("/call")
+            .header("cookie", cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move {
+            tower::ServiceExt::oneshot(app, request)
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let scope = "heavyjob:read offline_access";
+    let other = hcss_auth::testing::seed_session(&auth, mock.issue_tokens(scope))
+        .await
+        .unwrap();
+    // The first user's token lives 62 s: fresh for 31 s, then due for a refresh.
+    let mut due = mock.issue_tokens(scope);
+    due.expires_at = due.issued_at + 62;
+    let first = hcss_auth::testing::seed_session(&auth, due).await.unwrap();
+    let holding = tokio::spawn(as_user(other.cookie_header()));
+    // Ordered on the paused clock: the call above is in flight, then the first user's
+    // call waits for its slot, then the other user's second call waits behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(as_user(first.cookie_header()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_secs(40));
+    mock.set_token_fault(Some(hcss_auth::testing::TokenFault::Slow(
+        Duration::from_secs(5),
+    )));
+    let started = tokio::time::Instant::now();
+    assert_eq!(as_user(other.cookie_header()).await, StatusCode::OK);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(7),
+        "the other user's call waited for the refresh: {took:?}"
+    );
+    assert_eq!(holding.await.unwrap(), StatusCode::OK);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    // The refresh went on meanwhile, once.
+    mock.wait_for(|counts| counts.refreshes >= 1).await;
+    assert_eq!(mock.counts().refreshes, 1, "{:?}", mock.counts());
+}
+
+/// Holds: a user's call that waited (a 429's `Retry-After`) and is then refused with 401
+/// refreshes the session once and sends the new token, not the refused one again
+/// (asked for again after the wait), and not after a second refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_call_refused_after_a_wait_sends_the_refreshed_token_once() {
+    let mock = MockHcssIdentity::start().await;
+    let sent = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let (url, calls) = hostile_api(move |_, headers, n| {
+        let bearer = headers
+            .get("authorization")
+            .map_or("", |v| v.to_str().unwrap())
+            .to_owned();
+        seen.lock().unwrap().push(bearer);
+        let status = [429, 401, 200][(n - 1).min(2)];
+        let status = StatusCode::from_u16(status).unwrap();
+        (status, [("retry-after", "1")], "answer").into_response()
+    })
+    .await;
+    let auth = HcssAuth::new(config(&mock, &url, |b| {
+        b.api_max_wait(Duration::from_secs(10))
+    }));
+    let session =
+        hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
+            .await
+            .unwrap();
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(HcssApi::new(&auth))
+        .layer(auth.clone());
+    let request = axum::http::Request::get("/call")
+        .header("cookie", session.cookie_header())
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let status = tower::ServiceExt::oneshot(app, request)
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent[0], sent[1], "the token held, live, after the wait");
+    assert_ne!(sent[2], sent[1], "the refused token was sent again");
+    assert_eq!(mock.counts().refreshes, 1, "{:?}", mock.counts());
+}
+
+/// A user's call that waits its turn while the session ends (a logout, the user's
+/// sessions ended everywhere) is not made: asked for again after the wait, the token is
+/// gone, and the call is `NotSignedIn`, even when the store answers in its own time
+/// (Redis, whose read is not done at once). The company's call holds the only slot for
+/// 1.5 s. Seen failing with the token asked for again only if it came at once (a Redis
+/// read never does), a first version of not holding the slot through a refresh: the
+/// call went to HCSS with the ended session's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_call_waiting_while_the_session_ends_is_not_made_on_redis() {
+    let Some(redis) = redis_url("a_users_call_waiting_while_the_session_ends_is_not_made_on_redis")
+    else {
+        return;
+    };
+    let prefix = prefix();
+    let _cleanup = Cleanup::new(&redis, &prefix);
+    let (subject, company) = ("ending-user-20", "ending-co-20");
+    let mock = MockHcssIdentity::builder()
+        .subject(subject)
+        .company_id(Some(company))
+        .start()
+        .await;
+    mock.set_api_delay(Duration::from_millis(1500));
+    let api_url = mock.api_url();
+    let store = hcss_auth::store::RedisStore::connect(&redis)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
+    let auth = HcssAuth::with_store(
+        config(&mock, &api_url, |b| {
+            b.api_concurrency(1).api_max_wait(Duration::from_secs(10))
+        }),
+        store,
+    );
+    let tokens = mock.issue_tokens("heavyjob:read offline_access");
+    let session = hcss_auth::testing::seed_session(&auth, tokens)
+        .await
+        .unwrap();
+    async fn call(
+        axum::extract::State(api): axum::extract::State<HcssApi>,
+        session: hcss_auth::HcssSession,
+    ) -> Response {
+        match api.as_user(&session).get(UNITS).send().await {
+            Ok(response) => response.status().into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+    let api = HcssApi::new(&auth);
+    let app = Router::new()
+        .route("/call", axum::routing::get(call))
+        .with_state(api.clone())
+        .layer(auth.clone());
+    let holding = {
+        let api = api.clone();
+        tokio::spawn(async move { api.for_company(company).get(UNITS).send().await })
+    };
+    // The company's call is at HCSS (counted as it arrives).
+    mock.wait_for(|counts| counts.api_calls >= 1).await;
+    let request = axum::http::Request::get("/call")
+        .header("cookie", session.cookie_header())
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let waiting = tokio::spawn(tower::ServiceExt::oneshot(app, request));
+    // The user's call is past its first token and waits for the slot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(auth.end_sessions_for_subject(subject).await.unwrap(), 1);
+    assert_eq!(holding.await.unwrap().unwrap().status(), StatusCode::OK);
+    let status = waiting.await.unwrap().unwrap().status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(mock.counts().api_calls, 1, "{:?}", mock.counts());
+}
+
+/// A slot whose giving back failed through a store blip longer than a second (a Redis
+/// failover takes a few) is still given back once the store is back, not when its lease
+/// ends (21 s here): the same as the test above with the store refusing for 3 s. Seen
+/// failing when the release was tried again once only, a second after: `the slot whose
+/// release failed stayed taken: Err(Busy { retry_after: 1s })`.
+#[tokio::test(start_paused = true)]
+async fn a_slot_whose_release_failed_through_a_longer_blip_is_given_back() {
+    let mock = MockHcssIdentity::start().await;
+    let api_url = mock.api_url();
+    let store = hcss_auth::testing::FaultyStore::new(hcss_auth::MemoryStore::new());
+    let layer = || {
+        let config = config(&mock, &api_url, |b| {
+            b.api_concurrency(1)
+                .api_max_wait(Duration::from_secs(5))
+                .http_timeout(Duration::from_secs(10))
+        });
+        HcssApi::new(&HcssAuth::with_store(config, store.clone()))
+    };
+    let (ours, theirs) = (layer(), layer());
+    ours.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    theirs.for_company(COMPANY).get(UNITS).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    store.refuse_call_releases(true);
+    let answer = ours.for_company(COMPANY).get(UNITS).send().await;
+    assert_eq!(answer.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    store.refuse_call_releases(false);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let started = tokio::time::Instant::now();
+    let answer = theirs.for_company(COMPANY).get(UNITS).send().await;
+    assert!(
+        matches!(&answer, Ok(r) if r.status() == 200),
+        "the slot whose release failed stayed taken: {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
