@@ -816,33 +816,55 @@ fn the_standalone_mock_refuses_bad_arguments() {
     }
 }
 
-/// Starts the standalone mock with `args` (and `--port`, `--auto-consent`, a redirect
-/// URI to `app_url`), reads what it prints up to "Serving": its `export` settings and the
-/// line on its API's limits.
+/// What the standalone mock prints, a line at a time, read on a thread of its own: a
+/// line that does not come within 30 s fails the test rather than hanging it.
+struct Printed(std::sync::mpsc::Receiver<String>);
+
+impl Printed {
+    fn next(&self) -> String {
+        self.0
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the standalone mock printed the next line")
+    }
+}
+
+/// Starts the standalone mock with `args` (and `--port 0`, a port the system picks,
+/// `--auto-consent`, a redirect URI to `app_url`), reads what it prints up to
+/// "Serving": its `export` settings and the line on its API's limits.
 fn start_mock_hcss(
     binary: &std::path::Path,
     app_url: &str,
     args: &[&str],
 ) -> (
     Child,
-    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    Printed,
     std::collections::HashMap<String, String>,
     String,
 ) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(binary)
-        .args(["--port", &free_port().to_string(), "--auto-consent"])
+        .args(["--port", "0", "--auto-consent"])
         .args(["--redirect-uri", &format!("{app_url}/hcss/callback")])
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
     let child = Child(child);
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let printed = Printed(printed);
     let (mut settings, mut limits) = (std::collections::HashMap::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    loop {
+        let line = printed.next();
         if line.starts_with("Serving") {
             break;
         }
@@ -856,7 +878,7 @@ fn start_mock_hcss(
             settings.insert(name.to_owned(), value.trim_matches('\'').to_owned());
         }
     }
-    (child, lines, settings, limits)
+    (child, printed, settings, limits)
 }
 
 /// The standalone mock's API applies HCSS's limits unless told otherwise, and says so.
@@ -890,7 +912,7 @@ async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_url = format!("http://{}", listener.local_addr().unwrap());
-    let (mut child, mut said, settings, limits) = start_mock_hcss(
+    let (mut child, said, settings, limits) = start_mock_hcss(
         &binary,
         &app_url,
         &["--api-rate-per-minute", "3", "--api-concurrency", "1"],
@@ -924,7 +946,7 @@ async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
     let stdin = child.0.stdin.as_mut().unwrap();
     writeln!(stdin, "revoke").unwrap();
     stdin.flush().unwrap();
-    let answer = said.next().unwrap().unwrap();
+    let answer = said.next();
     assert!(answer.starts_with("Revoked"), "{answer}");
     let units = browser.get(&format!("{app_url}/business-units")).await;
     assert_eq!(units.status, 401, "{}", units.body);
@@ -940,6 +962,6 @@ async fn the_standalone_mock_prints_the_settings_an_app_signs_in_with() {
 
     writeln!(stdin, "revok").unwrap();
     stdin.flush().unwrap();
-    let answer = said.next().unwrap().unwrap();
+    let answer = said.next();
     assert!(answer.contains("`revoke`"), "names the commands: {answer}");
 }
