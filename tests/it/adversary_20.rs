@@ -904,6 +904,16 @@ async fn api_secrets_never_reach_logs_errors_or_debug() {
 /// slot whose release failed stayed taken: Err(Busy { retry_after: 1s })`.
 #[tokio::test(start_paused = true)]
 async fn a_slot_whose_release_failed_is_given_back_once_the_store_is_back() {
+    a_slot_released_through_a_blip_is_given_back(
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+/// Two instances, one slot: the store refuses to take back the slot of our call for
+/// `blip`, then works; `after` later, their call is made at once.
+async fn a_slot_released_through_a_blip_is_given_back(blip: Duration, after: Duration) {
     let mock = MockHcssIdentity::start().await;
     let api_url = mock.api_url();
     let store = hcss_auth::testing::FaultyStore::new(hcss_auth::MemoryStore::new());
@@ -926,9 +936,9 @@ async fn a_slot_whose_release_failed_is_given_back_once_the_store_is_back() {
     let answer = ours.for_company(COMPANY).get(UNITS).send().await;
     assert_eq!(answer.unwrap().status(), 200);
     // Its slot goes back on its own a moment later: the store refuses it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(blip).await;
     store.refuse_call_releases(false);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(after).await;
 
     let started = tokio::time::Instant::now();
     let answer = theirs.for_company(COMPANY).get(UNITS).send().await;
@@ -1238,7 +1248,9 @@ async fn a_users_call_refused_after_a_wait_sends_the_refreshed_token_once() {
 /// sessions ended everywhere) is not made: asked for again after the wait, the token is
 /// gone, and the call is `NotSignedIn`, even when the store answers in its own time
 /// (Redis, whose read is not done at once). The company's call holds the only slot for
-/// 1.5 s. Seen failing with the token asked for again only if it came at once (a Redis
+/// 3 s. (Should the user's call not have reached its wait when the session ends, under
+/// load, it is refused at its first token: the same answers; only a stall of 3 s between
+/// the two calls' start and the session's end could see it served.) Seen failing with the token asked for again only if it came at once (a Redis
 /// read never does), a first version of not holding the slot through a refresh: the
 /// call went to HCSS with the ended session's token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1255,7 +1267,7 @@ async fn a_users_call_waiting_while_the_session_ends_is_not_made_on_redis() {
         .company_id(Some(company))
         .start()
         .await;
-    mock.set_api_delay(Duration::from_millis(1500));
+    mock.set_api_delay(Duration::from_secs(3));
     let api_url = mock.api_url();
     let store = hcss_auth::store::RedisStore::connect(&redis)
         .await
@@ -1312,38 +1324,6 @@ async fn a_users_call_waiting_while_the_session_ends_is_not_made_on_redis() {
 /// release failed stayed taken: Err(Busy { retry_after: 1s })`.
 #[tokio::test(start_paused = true)]
 async fn a_slot_whose_release_failed_through_a_longer_blip_is_given_back() {
-    let mock = MockHcssIdentity::start().await;
-    let api_url = mock.api_url();
-    let store = hcss_auth::testing::FaultyStore::new(hcss_auth::MemoryStore::new());
-    let layer = || {
-        let config = config(&mock, &api_url, |b| {
-            b.api_concurrency(1)
-                .api_max_wait(Duration::from_secs(5))
-                .http_timeout(Duration::from_secs(10))
-        });
-        HcssApi::new(&HcssAuth::with_store(config, store.clone()))
-    };
-    let (ours, theirs) = (layer(), layer());
-    ours.for_company(COMPANY).get(UNITS).send().await.unwrap();
-    theirs.for_company(COMPANY).get(UNITS).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    store.refuse_call_releases(true);
-    let answer = ours.for_company(COMPANY).get(UNITS).send().await;
-    assert_eq!(answer.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    store.refuse_call_releases(false);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-
-    let started = tokio::time::Instant::now();
-    let answer = theirs.for_company(COMPANY).get(UNITS).send().await;
-    assert!(
-        matches!(&answer, Ok(r) if r.status() == 200),
-        "the slot whose release failed stayed taken: {answer:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    a_slot_released_through_a_blip_is_given_back(Duration::from_secs(3), Duration::from_secs(5))
+        .await;
 }
