@@ -11,19 +11,6 @@ use common::*;
 use hcss_auth::testing::{seed_session, MockHcssIdentity, TokenFault};
 use hcss_auth::{StateStore, TokenSet, TokenStore};
 
-/// The access and refresh token of a set.
-fn token_secrets(tokens: &TokenSet) -> [String; 2] {
-    [
-        tokens.access_token.expose_secret().to_owned(),
-        tokens
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .expose_secret()
-            .to_owned(),
-    ]
-}
-
 #[tokio::test]
 async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     let capture = Capture::default();

@@ -816,16 +816,8 @@ async fn api_secrets_never_reach_logs_errors_or_debug() {
             .await
             .unwrap();
         seen.push_str(&format!("{tokens:?} {session:?}"));
-        secrets.extend([
-            session.cookie_header(),
-            tokens.access_token.expose_secret().to_owned(),
-            tokens
-                .refresh_token
-                .as_ref()
-                .unwrap()
-                .expose_secret()
-                .to_owned(),
-        ]);
+        secrets.push(session.cookie_header());
+        secrets.extend(crate::common::token_secrets(&tokens));
         let api = HcssApi::new(&auth);
         let app = Router::new()
             .route(
@@ -1037,20 +1029,8 @@ async fn a_users_company_id_in_upper_case_shares_the_companys_budget() {
         hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
             .await
             .unwrap();
-    async fn call(
-        axum::extract::State(api): axum::extract::State<HcssApi>,
-        session: hcss_auth::HcssSession,
-    ) -> Response {
-        match api.as_user(&session).get(UNITS).send().await {
-            Ok(response) => response.status().into_response(),
-            Err(err) => err.into_response(),
-        }
-    }
     let api = HcssApi::new(&auth);
-    let app = Router::new()
-        .route("/call", axum::routing::get(call))
-        .with_state(api.clone())
-        .layer(auth.clone());
+    let app = crate::api::user_app(auth.clone());
     let as_user = || {
         let request = axum::http::Request::get("/call")
             .header("cookie", session.cookie_header())
@@ -1131,19 +1111,7 @@ async fn a_token_refreshed_after_the_wait_holds_no_slot_meanwhile() {
             .api_max_wait(Duration::from_secs(60))
             .test_clock(clock.clone())
     }));
-    async fn call(
-        axum::extract::State(api): axum::extract::State<HcssApi>,
-        session: hcss_auth::HcssSession,
-    ) -> Response {
-        match api.as_user(&session).get(UNITS).send().await {
-            Ok(response) => response.status().into_response(),
-            Err(err) => err.into_response(),
-        }
-    }
-    let app = Router::new()
-        .route("/call", axum::routing::get(call))
-        .with_state(HcssApi::new(&auth))
-        .layer(auth.clone());
+    let app = crate::api::user_app(auth.clone());
     let as_user = |cookie: String| {
         let request = axum::http::Request::get("/call")
             .header("cookie", cookie)
@@ -1215,19 +1183,7 @@ async fn a_users_call_refused_after_a_wait_sends_the_refreshed_token_once() {
         hcss_auth::testing::seed_session(&auth, mock.issue_tokens("heavyjob:read offline_access"))
             .await
             .unwrap();
-    async fn call(
-        axum::extract::State(api): axum::extract::State<HcssApi>,
-        session: hcss_auth::HcssSession,
-    ) -> Response {
-        match api.as_user(&session).get(UNITS).send().await {
-            Ok(response) => response.status().into_response(),
-            Err(err) => err.into_response(),
-        }
-    }
-    let app = Router::new()
-        .route("/call", axum::routing::get(call))
-        .with_state(HcssApi::new(&auth))
-        .layer(auth.clone());
+    let app = crate::api::user_app(auth.clone());
     let request = axum::http::Request::get("/call")
         .header("cookie", session.cookie_header())
         .body(axum::body::Body::empty())
@@ -1283,20 +1239,8 @@ async fn a_users_call_waiting_while_the_session_ends_is_not_made_on_redis() {
     let session = hcss_auth::testing::seed_session(&auth, tokens)
         .await
         .unwrap();
-    async fn call(
-        axum::extract::State(api): axum::extract::State<HcssApi>,
-        session: hcss_auth::HcssSession,
-    ) -> Response {
-        match api.as_user(&session).get(UNITS).send().await {
-            Ok(response) => response.status().into_response(),
-            Err(err) => err.into_response(),
-        }
-    }
     let api = HcssApi::new(&auth);
-    let app = Router::new()
-        .route("/call", axum::routing::get(call))
-        .with_state(api.clone())
-        .layer(auth.clone());
+    let app = crate::api::user_app(auth.clone());
     let holding = {
         let api = api.clone();
         tokio::spawn(async move { api.for_company(company).get(UNITS).send().await })

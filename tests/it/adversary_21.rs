@@ -900,17 +900,8 @@ async fn oidc_secrets_never_reach_the_logs() {
         .expect("an ID token kept")
         .expose_secret()
         .to_owned();
-    let mut secrets = vec![
-        session_id.clone(),
-        id_token.clone(),
-        tokens.access_token.expose_secret().to_owned(),
-        tokens
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .expose_secret()
-            .to_owned(),
-    ];
+    let mut secrets = vec![session_id.clone(), id_token.clone()];
+    secrets.extend(crate::common::token_secrets(&tokens));
     assert!(
         !format!("{tokens:?}").contains(&id_token),
         "Debug shows the ID token"

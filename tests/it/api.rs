@@ -30,7 +30,7 @@ fn config(
 }
 
 /// `GET /call`: the business units as the signed-in user, or the client's error.
-fn user_app(auth: HcssAuth) -> Router {
+pub(crate) fn user_app(auth: HcssAuth) -> Router {
     async fn call(State(api): State<HcssApi>, session: HcssSession) -> axum::response::Response {
         match api.as_user(&session).get(UNITS).send().await {
             Ok(response) => response.status().into_response(),

@@ -217,6 +217,20 @@ pub fn serve(listener: tokio::net::TcpListener, app: Router) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 }
 
+/// The access and refresh token of a set, as text (to look for them where they must
+/// not be).
+pub fn token_secrets(tokens: &TokenSet) -> [String; 2] {
+    [
+        tokens.access_token.expose_secret().to_owned(),
+        tokens
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned(),
+    ]
+}
+
 /// The store key of a session cookie's value (as the crate derives it).
 pub fn session_key(id: &str) -> StoreKey {
     StoreKey::of_session_cookie(id)
