@@ -582,26 +582,18 @@ mod tests {
         slot.observe(Some(10), false);
         drop(slot);
         tokio::time::sleep(RELEASE_DELAY * 2).await;
-        assert_eq!(
+        let busy_window = || {
             shared
                 .budgets
                 .gate("busy-co")
                 .limits(settings, lease)
-                .per_window,
-            11
-        );
+                .per_window
+        };
+        assert_eq!(busy_window(), 11);
         for n in 0..KEPT_COMPANIES + 100 {
             call(format!("co-{n}")).await;
         }
-        assert_eq!(
-            shared
-                .budgets
-                .gate("busy-co")
-                .limits(settings, lease)
-                .per_window,
-            11,
-            "the sighting went with the gate"
-        );
+        assert_eq!(busy_window(), 11, "the sighting went with the gate");
         // A window later the sighting is over, and the gate goes at the next sweep.
         tokio::time::sleep(settings.rate_window).await;
         for n in 0..KEPT_COMPANIES + 100 {

@@ -769,13 +769,7 @@ async fn a_post_whose_answer_is_cut_off_is_not_sent_again() {
 /// token or its cookie. Current-thread runtime: the calls log to this thread's subscriber.
 #[tokio::test]
 async fn api_secrets_never_reach_logs_errors_or_debug() {
-    let capture = crate::common::Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = crate::common::Capture::on_this_thread();
 
     let mock = MockHcssIdentity::start().await;
     let bearers = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

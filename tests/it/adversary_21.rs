@@ -866,13 +866,7 @@ async fn the_login_query_cannot_loosen_the_configured_max_age() {
 /// Current-thread runtime: the app logs to this thread's subscriber.
 #[tokio::test]
 async fn oidc_secrets_never_reach_the_logs() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = crate::common::Capture::on_this_thread();
 
     let mock = MockHcssIdentity::builder().subject(SUBJECT).start().await;
     let app = start_app(&mock, |b| {
