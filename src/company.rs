@@ -278,7 +278,7 @@ impl HcssCompanyTokens {
     fn hold(&self, source: &Source, tokens: TokenSet) -> Arc<HeldToken> {
         let held = Arc::new(HeldToken::new(tokens));
         let entry = self.shared.company_tokens.entry(source.clone());
-        if !self.refused(source, &held.set) {
+        if !self.refused(source, held.token.secret()) {
             entry.insert(held.clone());
         }
         held
@@ -286,18 +286,15 @@ impl HcssCompanyTokens {
 
     /// Whether `token` is the last HCSS refused for `source`.
     pub(crate) fn was_refused(&self, source: &Source, token: &HcssToken) -> bool {
-        self.shared
-            .company_refused
-            .get(source)
-            .is_some_and(|refused| *refused == digest(token.secret()))
+        self.refused(source, token.secret())
     }
 
-    /// Whether `tokens` are the last HCSS refused for `source`.
-    fn refused(&self, source: &Source, tokens: &TokenSet) -> bool {
+    /// Whether the access token `secret` is the last HCSS refused for `source`.
+    fn refused(&self, source: &Source, secret: &str) -> bool {
         self.shared
             .company_refused
             .get(source)
-            .is_some_and(|refused| *refused == digest(tokens.access_token.expose_secret()))
+            .is_some_and(|refused| *refused == digest(secret))
     }
 
     /// The cached token if it is good beyond the refresh skew and not the one HCSS
@@ -315,7 +312,7 @@ impl HcssCompanyTokens {
             })
             .filter(|tokens| {
                 freshness(tokens, config.now(), config.lifetimes.refresh_skew) == Freshness::Fresh
-                    && !self.refused(source, tokens)
+                    && !self.refused(source, tokens.access_token.expose_secret())
             })
     }
 

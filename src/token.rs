@@ -280,7 +280,12 @@ impl HcssToken {
 
     /// How long the access token has left (zero once expired).
     pub fn expires_in(&self) -> Duration {
-        Duration::from_secs(self.expires_at.saturating_sub(unix_now()))
+        self.left_at(unix_now())
+    }
+
+    /// How long the access token has left at `now` (Unix seconds, the config's clock).
+    pub(crate) fn left_at(&self, now: u64) -> Duration {
+        Duration::from_secs(self.expires_at.saturating_sub(now))
     }
 
     /// Who signed in, as the access token says: `sub`, `CompanyId`, name, email and the

@@ -446,20 +446,15 @@ impl HcssApiRequest {
     /// the one in process or in the store (a session ended meanwhile is seen) within
     /// [`TOKEN_AGAIN_PATIENCE`]; one that needs the identity service longer (a refresh,
     /// a company's token fetched) is waited for only if `held` will not outlive the
-    /// request or HCSS refused it (`None`: `held` goes), so that the slot is not held while the identity
-    /// service answers (a refresh goes on in a task of its own).
+    /// request or HCSS refused it (`None`: `held` goes), so that the slot is not held
+    /// while the identity service answers (a refresh goes on in a task of its own).
     async fn token_again(&self, held: &Credential) -> Option<Result<Credential, HcssApiError>> {
         let config = &self.caller.api.companies.shared().config;
         let mut again = std::pin::pin!(self.caller.token());
         if let Ok(token) = tokio::time::timeout(TOKEN_AGAIN_PATIENCE, again.as_mut()).await {
             return Some(token);
         }
-        let expires_at = held
-            .token()
-            .expires_at()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |left| left.as_secs());
-        let left = Duration::from_secs(expires_at.saturating_sub(config.now()));
+        let left = held.token().left_at(config.now());
         // A company's token HCSS refused meanwhile (another call's 401) is not sent.
         let refused = match &self.caller.acting {
             Acting::Company(source) => self.caller.api.companies.was_refused(source, held.token()),

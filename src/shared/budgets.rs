@@ -27,8 +27,8 @@ const POLL: Duration = Duration::from_millis(25);
 const RELEASE_DELAY: Duration = Duration::from_millis(5);
 
 /// How long slots the store failed to take back (a reply that timed out, a connection
-/// that dropped) wait before they go again (then twice as long each time, while their
-/// leases may hold), unless the company's next admission in this process takes them
+/// that dropped) wait before they go again (then twice as long, then four times, while
+/// their leases may hold), unless the company's next admission in this process takes them
 /// along before: a blip of the store does not keep them taken until their leases end.
 /// Slots given back meanwhile go with them.
 const RELEASE_RETRY: Duration = Duration::from_secs(1);
@@ -335,12 +335,13 @@ fn recycle(gate: &Gate, mut calls: Vec<String>) {
 /// Tells the store of the slots given back that no admission took along. Slots it
 /// fails to take back (a reply that timed out, a connection that dropped) wait for the
 /// company's next admission in this process, or go again after [`RELEASE_RETRY`], then
-/// after twice as long each time (four times at most), while their leases may hold: a
-/// blip of the store of a few seconds (a failover) does not keep them taken until then.
+/// after 2 s, then every 4 s, while their leases may hold: a blip of the store of a few
+/// seconds (a failover) does not keep them taken until then.
 async fn flush(shared: Arc<Shared>, gate: Arc<Gate>, key: StoreKey) {
+    // Tried again while their leases may hold, counted from about when they were given
+    // back (RELEASE_DELAY is nothing beside a lease).
+    let given_back = Instant::now();
     let mut delay = RELEASE_DELAY;
-    // When they were first told to the store, and the next wait after a failure.
-    let mut failed: Option<Instant> = None;
     let mut retry = RELEASE_RETRY;
     loop {
         tokio::time::sleep(delay).await;
@@ -356,8 +357,7 @@ async fn flush(shared: Arc<Shared>, gate: Arc<Gate>, key: StoreKey) {
             shared.budgets.local.release(key, &calls);
             return;
         }
-        let first_failure = *failed.get_or_insert_with(Instant::now);
-        let again = Instant::now() + retry < first_failure + limits.lease;
+        let again = Instant::now() + retry < given_back + limits.lease;
         let kept = again.then(|| calls.clone());
         let Err(err) = shared.token_store.release_calls(key, calls, limits).await else {
             return;
