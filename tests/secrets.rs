@@ -14,12 +14,7 @@ use hcss_auth::{StateStore, TokenSet, TokenStore};
 #[tokio::test]
 async fn bar_11_secrets_never_reach_logs_or_debug_output() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    tracing::subscriber::set_global_default(capture.every_line()).unwrap();
 
     let mock = MockHcssIdentity::builder()
         .client_secret(Some("client-secret-Q7"))

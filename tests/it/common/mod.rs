@@ -535,15 +535,21 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
 }
 
 impl Capture {
-    /// Captures every log line of this thread, plain text, until the guard is dropped.
-    pub fn on_this_thread() -> (Self, tracing::subscriber::DefaultGuard) {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
+    /// A subscriber that writes every log line, of every level, into this capture,
+    /// plain text.
+    pub fn every_line(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
-            .with_writer(capture.clone())
-            .finish();
-        (capture, tracing::subscriber::set_default(subscriber))
+            .with_writer(self.clone())
+            .finish()
+    }
+
+    /// Captures every log line of this thread until the guard is dropped.
+    pub fn on_this_thread() -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let guard = tracing::subscriber::set_default(capture.every_line());
+        (capture, guard)
     }
 
     /// What was captured since the last call.
